@@ -1,0 +1,32 @@
+"""Process-wide runtime settings: quiet, thread-capped TensorFlow imported lazily."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+_configured = False
+
+
+def configure_tensorflow(threads: int | None = None) -> None:
+    """Import TensorFlow once, silence it and cap its thread pools.
+
+    Args:
+        `threads`: intra- and inter-op threads for this process; default from
+            `TUNEBENCH_THREADS`, else 1 (parallel trials beat intra-op threads).
+    """
+    global _configured
+    if _configured:
+        return
+    n = int(threads or os.environ.get("TUNEBENCH_THREADS", "1"))
+    import tensorflow as tf  # noqa: PLC0415 - deliberately lazy
+
+    tf.get_logger().setLevel("ERROR")
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+    except RuntimeError:  # already initialised by an earlier import
+        pass
+    _configured = True
