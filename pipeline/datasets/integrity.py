@@ -1,0 +1,70 @@
+"""File digests (plain or of gunzip-decompressed content) and quarantine of bad files."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+import zlib
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .spec import FileSpec
+
+CHUNK = 1 << 20
+QUARANTINE = ".quarantine"
+
+
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """Return the hex digest of a file's bytes.
+
+    Args:
+        `path`: the file.
+        `algorithm`: a `hashlib` algorithm name.
+    """
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def content_digest(path: Path, algorithm: str = "sha256") -> str:
+    """Return the hex digest of a gzip file's decompressed content.
+
+    Raises:
+        ValueError: if the file is not a valid, complete gzip stream.
+    """
+    h = hashlib.new(algorithm)
+    try:
+        with gzip.open(path, "rb") as f:
+            while block := f.read(CHUNK):
+                h.update(block)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"not a readable gzip file ({exc})") from exc
+    return h.hexdigest()
+
+
+def pinned_digest(path: Path, spec: FileSpec) -> str:
+    """Return the digest of `path` computed the way `spec` pins it (an `unreadable: ...` text on failure)."""
+    if not spec.gunzip:
+        return file_digest(path, spec.algorithm)
+    try:
+        return content_digest(path, spec.algorithm)
+    except ValueError as exc:
+        return f"unreadable: {exc}"
+
+
+def quarantine(path: Path, dest: Path, name: str) -> Path:
+    """Move a bad file to `dest/.quarantine/<name>.corrupt-<UTC timestamp>` and return the new path."""
+    qdir = dest / QUARANTINE
+    qdir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    target = qdir / f"{name}.corrupt-{stamp}"
+    shutil.move(str(path), target)
+    return target
+
+
+def now_iso() -> str:
+    """Return the current UTC time as an ISO-8601 string (seconds)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,136 @@
+"""Atomic, byte-deterministic writers for the feature store (npz and json, never pickle)."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+# A fixed timestamp for every zip entry: np.savez stamps the current time, which
+# makes two saves of the same arrays differ byte for byte.
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def _tmp_path(path: Path) -> Path:
+    """Return the temporary sibling of `path` used before the atomic rename."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and `os.replace`.
+
+    Args:
+        `path`: destination file; its folder must exist.
+        `data`: the bytes to write.
+    """
+    tmp = _tmp_path(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write `obj` as sorted, indented JSON atomically (deterministic bytes).
+
+    Args:
+        `path`: destination file.
+        `obj`: JSON-serialisable object (tuples become lists).
+    """
+    text = json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file written by `write_json`."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write arrays as an uncompressed `.npz` whose bytes depend only on the arrays.
+
+    Entries are written in sorted key order with a fixed zip timestamp, so the
+    same arrays always give the same file. The write is atomic.
+
+    Args:
+        `path`: destination file (conventionally ending in `.npz`).
+        `arrays`: name -> array; object arrays are refused (no pickle).
+
+    Raises:
+        ValueError: for an object-dtype array.
+    """
+    tmp = _tmp_path(path)
+    try:
+        with open(tmp, "wb") as fh:
+            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+                for name in sorted(arrays):
+                    arr = np.asarray(arrays[name])
+                    if arr.dtype == object:
+                        raise ValueError(f"array {name!r} has dtype object; refusing to pickle it")
+                    info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
+                    info.external_attr = 0o644 << 16
+                    with zf.open(info, "w", force_zip64=True) as entry:
+                        np.lib.format.write_array(entry, arr, allow_pickle=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Read every array of an `.npz` file into memory (pickle disabled)."""
+    with np.load(path, allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+def matrix_to_arrays(name: str, X: np.ndarray | sp.csr_matrix) -> dict[str, np.ndarray]:
+    """Flatten a dense array or CSR matrix into named arrays for `write_npz`.
+
+    Args:
+        `name`: prefix of the entries (`X_train` -> `X_train` or `X_train.data`, ...).
+        `X`: dense array or CSR matrix.
+
+    Returns:
+        `{name: X}` for dense input, or the CSR components `data`, `indices`,
+        `indptr`, `shape` under `name.<component>`.
+    """
+    if sp.issparse(X):
+        X = sp.csr_matrix(X)
+        return {
+            f"{name}.data": X.data,
+            f"{name}.indices": X.indices,
+            f"{name}.indptr": X.indptr,
+            f"{name}.shape": np.asarray(X.shape, dtype=np.int64),
+        }
+    return {name: np.asarray(X)}
+
+
+def arrays_to_matrix(name: str, arrays: dict[str, np.ndarray]) -> np.ndarray | sp.csr_matrix | None:
+    """Inverse of `matrix_to_arrays`; None when `name` is absent."""
+    if name in arrays:
+        return arrays[name]
+    if f"{name}.data" not in arrays:
+        return None
+    shape = tuple(int(v) for v in arrays[f"{name}.shape"])
+    return sp.csr_matrix(
+        (arrays[f"{name}.data"], arrays[f"{name}.indices"], arrays[f"{name}.indptr"]), shape=shape
+    )
+
+
+def describe(X: np.ndarray | sp.csr_matrix | None) -> dict | None:
+    """Return the manifest entry of a matrix: shape, dtype, layout and nnz."""
+    if X is None:
+        return None
+    entry = {"shape": list(X.shape), "dtype": str(X.dtype), "format": "csr" if sp.issparse(X) else "dense"}
+    entry["nnz"] = int(X.nnz) if sp.issparse(X) else int(np.count_nonzero(X))
+    return entry

@@ -1,0 +1,200 @@
+"""Training, prediction and saving shared by the Keras families (`keras_mlp`, `keras_cnn`).
+
+TensorFlow is imported only inside functions, through `keras_module()`, which first
+applies `pipeline.runtime.configure_tensorflow()`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from pipeline.models.base import ModelFamily, TrainedModel, dense_chunks
+from pipeline.models.hparams import resolve
+from pipeline.models.loop import EpochLoop
+from pipeline.runtime import configure_tensorflow
+
+MODEL_FILE = "model.keras"
+
+# Keys every Keras family reads, with their defaults.
+KERAS_DEFAULTS: dict = {
+    "activation": "relu",
+    "dropout": 0.0,
+    "l2": None,
+    "optimizer": "rmsprop",
+    "lr": 1e-3,
+    "momentum": 0.9,
+    "nesterov": True,
+    "batch_size": 512,
+    "lr_schedule": "none",
+    "lr_step_epochs": 5,
+    "lr_patience": 2,
+    "lr_decay": None,
+    "early_stopping": None,
+}
+
+
+def keras_module():
+    """Configure TensorFlow once, then return the `keras` module."""
+    configure_tensorflow()
+    import keras
+
+    return keras
+
+
+def output_head(task: str, n_classes: int | None) -> tuple[int, str, str, object]:
+    """Return `(units, activation, loss, metric)` of the output layer for `task`.
+
+    Raises:
+        ValueError: for an unknown task, or multiclass without `n_classes`.
+    """
+    keras = keras_module()
+    if task == "binary":
+        return 1, "sigmoid", "binary_crossentropy", keras.metrics.BinaryAccuracy(name="accuracy")
+    if task == "multiclass":
+        if not n_classes:
+            raise ValueError("multiclass training needs n_classes")
+        acc = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        return int(n_classes), "softmax", "sparse_categorical_crossentropy", acc
+    if task == "regression":
+        return 1, "linear", "mse", keras.metrics.MeanAbsoluteError(name="mae")
+    raise ValueError(f"unknown task {task!r}")
+
+
+def make_optimizer(hp: dict):
+    """Build the Keras optimizer named by `hp["optimizer"]` with `hp["lr"]`.
+
+    `sgd` uses `momentum` (default 0.9) and `nesterov` (default True).
+    """
+    keras = keras_module()
+    lr = float(hp["lr"])
+    if hp["optimizer"] == "adam":
+        return keras.optimizers.Adam(learning_rate=lr)
+    if hp["optimizer"] == "sgd":
+        return keras.optimizers.SGD(
+            learning_rate=lr, momentum=float(hp["momentum"]), nesterov=bool(hp["nesterov"])
+        )
+    return keras.optimizers.RMSprop(learning_rate=lr)
+
+
+def kernel_regularizer(hp: dict):
+    """Return `keras.regularizers.L2(l2)` (penalty `l2 * sum(W^2)`), or None without `l2`."""
+    return keras_module().regularizers.L2(float(hp["l2"])) if hp.get("l2") else None
+
+
+def make_dataset(X, y, batch_size: int, *, shuffle: bool, seed: int):
+    """Return a batched `tf.data.Dataset` of `(X, y)`; uses `pipeline.batches` when present."""
+    try:
+        from pipeline.batches import make_dataset as shared
+    except ModuleNotFoundError as exc:
+        if exc.name != "pipeline.batches":
+            raise
+        shared = _dataset
+    return shared(X, y, batch_size, shuffle=shuffle, seed=seed)
+
+
+def _dataset(X, y, batch_size: int, *, shuffle: bool, seed: int):
+    """Fallback input pipeline: dense arrays as they are, CSR kept sparse and densified per batch."""
+    configure_tensorflow()
+    import tensorflow as tf
+
+    if sp.issparse(X):
+        coo = X.tocoo()
+        indices = np.stack([coo.row, coo.col], axis=1).astype(np.int64)
+        X = tf.sparse.reorder(tf.SparseTensor(indices, coo.data.astype(np.float32), coo.shape))
+    else:
+        X = np.asarray(X, dtype=np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((X, y))
+    if shuffle:
+        ds = ds.shuffle(int(y.shape[0]), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(int(batch_size))
+    if isinstance(X, tf.SparseTensor):
+        ds = ds.map(lambda xb, yb: (tf.sparse.to_dense(xb), yb))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def labels_for(task: str, y) -> np.ndarray:
+    """Cast labels to what the task's Keras loss expects (int32 classes, float32 otherwise)."""
+    return np.asarray(y, dtype=np.int32 if task == "multiclass" else np.float32)
+
+
+class KerasModel(TrainedModel):
+    """A trained Keras model; saved as `model.keras` next to `meta.json`."""
+
+    def __init__(self, *, model=None, **kwargs):
+        super().__init__(**kwargs)
+        self.model = model
+
+    @staticmethod
+    def prepare(X):
+        """Bring inputs to the model's layout (identity; images add a channel axis)."""
+        return X
+
+    def predict(self, X) -> np.ndarray:
+        """See `TrainedModel.predict`; CSR inputs are densified block by block."""
+        X = self.prepare(X)
+        out = np.concatenate([np.asarray(self.model.predict_on_batch(b)) for b in dense_chunks(X)])
+        return out if self.task == "multiclass" else out[:, 0]
+
+    def _save_state(self, dir: Path) -> None:
+        self.model.save(dir / MODEL_FILE)
+
+    def _load_state(self, dir: Path, state: dict) -> None:
+        self.model = keras_module().saving.load_model(dir / MODEL_FILE, compile=False)
+
+
+class KerasFamily(ModelFamily):
+    """Shared training loop of the Keras families; subclasses define defaults and `build_model`."""
+
+    model_class = KerasModel
+
+    def resolve_hparams(self, task: str, hparams: dict | None) -> dict:
+        """Merge `hparams` into `default_hparams(task)` (see `pipeline.models.hparams.resolve`)."""
+        return resolve(self.default_hparams(task), hparams)
+
+    def build_model(self, hp: dict, input_shape: tuple, task: str, n_classes: int | None):
+        """Return the uncompiled `keras.Model` for resolved hyperparameters `hp`."""
+        raise NotImplementedError
+
+    def train(self, hparams, X_train, y_train, X_val, y_val, *, task, n_classes, epochs, seed=0, on_epoch=None):
+        """Train with `model.fit`; see `ModelFamily.train`. Clears the Keras session first."""
+        hp = self.resolve_hparams(task, hparams)
+        keras = keras_module()
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(seed)
+        prepare = self.model_class.prepare
+        X_train = prepare(X_train)
+        model = self.build_model(hp, tuple(X_train.shape[1:]), task, n_classes)
+        _, _, loss, metric = output_head(task, n_classes)
+        model.compile(optimizer=make_optimizer(hp), loss=loss, metrics=[metric])
+
+        has_val = X_val is not None
+        loop = EpochLoop(task, hp, has_val=has_val, on_epoch=on_epoch)
+        keep_best = has_val and hp.get("early_stopping") is not None
+        best_weights: list = []
+
+        def end_epoch(epoch: int, logs: dict) -> None:
+            loop.end_epoch(epoch, logs)
+            if keep_best and loop.improved:
+                best_weights[:] = [model.get_weights()]
+            if loop.lr is not None and loop.lr != loop.base_lr:
+                model.optimizer.learning_rate = loop.lr
+            model.stop_training = loop.stop
+
+        bs = int(hp["batch_size"])
+        train_ds = make_dataset(X_train, labels_for(task, y_train), bs, shuffle=True, seed=seed)
+        val_ds = make_dataset(prepare(X_val), labels_for(task, y_val), bs, shuffle=False, seed=seed) if has_val else None
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=int(epochs),
+            verbose=0,
+            callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=end_epoch)],
+        )
+        if best_weights:
+            model.set_weights(best_weights[0])
+        return self.model_class(
+            model=model, hparams=hp, history=loop.history, best_epoch=loop.best_epoch, task=task, n_classes=n_classes
+        )

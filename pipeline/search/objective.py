@@ -1,0 +1,132 @@
+"""The objective of one trial: train, report per-epoch validation metrics, prune, track.
+
+With a validation split the per-epoch validation metric is the pruning
+signal. With K folds (small data) the folds run one after the other in the
+trial, the running mean of the folds' best scores is reported after each fold
+(the fold number is the pruning step), and the per-epoch curves logged to
+MLflow are the mean over folds, as in Chollet's Boston example.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+
+from pipeline import tracking
+from pipeline.search.spaces import suggest
+from pipeline.tasks import task_metric
+
+
+@dataclass
+class TrialContext:
+    """Everything a trial needs besides the Optuna trial itself."""
+
+    family: Any
+    data: Any
+    space: dict
+    fixed: dict
+    epochs: int
+    seed: int
+    mlc: Any
+    experiment_id: str
+    parent_run_id: str
+    tags: dict = field(default_factory=dict)
+    log_models: bool = True
+
+
+def best_of(curve: list[float], direction: str) -> tuple[float, int]:
+    """Best value of a per-epoch curve and its 1-based epoch."""
+    arr = np.asarray(curve, dtype=float)
+    idx = int(np.nanargmax(arr) if direction == "maximize" else np.nanargmin(arr))
+    return float(arr[idx]), idx + 1
+
+
+def _mean_history(histories: list[dict[str, list[float]]]) -> dict[str, list[float]]:
+    n = min(len(v) for h in histories for v in h.values())
+    return {k: [float(np.mean([h[k][i] for h in histories])) for i in range(n)] for k in histories[0]}
+
+
+def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
+    """Train one sampled configuration and return its best validation score.
+
+    Raises:
+        optuna.TrialPruned: the pruner stopped it, or the loss diverged (reason in user attrs).
+    """
+    from pipeline.features import holdout_or_folds  # noqa: PLC0415
+    from pipeline.models import DivergedError  # noqa: PLC0415
+
+    metric, direction = task_metric(ctx.data.task)
+    hparams = {**ctx.family.default_hparams(ctx.data.task), **ctx.fixed, **suggest(trial, ctx.space)}
+    run = tracking.TrialRun(ctx.mlc, ctx.experiment_id, ctx.parent_run_id, trial, ctx.tags)
+    tracking.log_params(ctx.mlc, run.run_id, {**hparams, "epochs": ctx.epochs})
+    splits = list(holdout_or_folds(ctx.data))
+    kfold = len(splits) > 1
+    histories: list[dict[str, list[float]]] = []
+    fold_scores: list[float] = []
+    trained = None
+
+    def on_epoch(epoch: int, logs: dict) -> None:
+        if not kfold:
+            run.log_epoch(epoch, logs)
+            value = logs[f"val_{metric}"]
+            if not math.isfinite(value):
+                raise DivergedError(f"val_{metric} is {value} at epoch {epoch + 1}")
+            trial.report(value, epoch)
+            if trial.should_prune():
+                trial.set_user_attr("pruned_at_epoch", epoch + 1)
+                raise optuna.TrialPruned(f"pruned at epoch {epoch + 1} with val_{metric}={value:.4g}")
+
+    try:
+        for fold, (x_tr, y_tr, x_va, y_va) in enumerate(splits):
+            trained = ctx.family.train(
+                hparams, x_tr, y_tr, x_va, y_va, task=ctx.data.task, n_classes=ctx.data.n_classes,
+                epochs=ctx.epochs, seed=ctx.seed + fold, on_epoch=on_epoch,
+            )  # fmt: skip
+            histories.append(trained.history)
+            if kfold:
+                fold_scores.append(best_of(trained.history[f"val_{metric}"], direction)[0])
+                running = float(np.mean(fold_scores))
+                trial.report(running, fold)
+                if trial.should_prune():
+                    trial.set_user_attr("pruned_at_fold", fold + 1)
+                    raise optuna.TrialPruned(f"pruned after fold {fold + 1} with mean val_{metric}={running:.4g}")
+    except optuna.TrialPruned as exc:
+        _finish_partial(run, trial, histories, kfold, "PRUNED", str(exc))
+        raise
+    except DivergedError as exc:
+        trial.set_user_attr("pruned_reason", f"diverged: {exc}")
+        _finish_partial(run, trial, histories, kfold, "PRUNED", f"diverged: {exc}")
+        raise optuna.TrialPruned(f"diverged: {exc}") from exc
+    except Exception as exc:
+        trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:2000])
+        _finish_partial(run, trial, histories, kfold, "FAIL", f"{type(exc).__name__}: {exc}")
+        raise
+
+    history = _mean_history(histories) if kfold else histories[0]
+    if kfold:
+        for epoch in range(len(history[f"val_{metric}"])):
+            run.log_epoch(epoch, {k: v[epoch] for k, v in history.items()})
+    value, best_epoch = best_of(history[f"val_{metric}"], direction)
+    trial.set_user_attr("best_epoch", best_epoch)
+    run.finish(
+        "COMPLETE",
+        history=history,
+        final={f"best_val_{metric}": value, "best_epoch": best_epoch},
+        tags={"best_epoch": best_epoch},
+        model=None if kfold else trained,
+        log_model=ctx.log_models,
+    )
+    return value
+
+
+def _finish_partial(run, trial, histories, kfold, state, reason) -> None:
+    tags = {"reason": reason[:5000]}
+    for key in ("pruned_at_epoch", "pruned_at_fold"):
+        if key in trial.user_attrs:
+            tags[key] = trial.user_attrs[key]
+    history = _mean_history(histories) if kfold and histories else None
+    run.finish(state, history=history, tags=tags)

@@ -1,0 +1,208 @@
+"""The thin I/O shell of each DVC stage: read inputs, call the pure core, write outputs atomically.
+
+One function per stage, named like the stage and the CLI sub-command. Heavy
+imports (TensorFlow through the models) happen inside the stages that train.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from pipeline import paths, tracking
+from pipeline.config import Params
+from pipeline.tasks import task_metric
+
+
+def _replace_dir(tmp: Path, dest: Path) -> None:
+    """Move a fully written folder into place (the old one goes only after the new one is complete)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    old = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _staging(dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
+
+
+def fetch(params: Params, dataset: str) -> dict:
+    """Fetch and verify one dataset's files into `data/raw/<dataset>`."""
+    from pipeline import datasets  # noqa: PLC0415
+
+    cfg = params.dataset(dataset)
+    custom = None if cfg.source == "builtin" else cfg.source.model_dump()
+    return datasets.fetch(dataset, paths.raw_dir(dataset), mirrors=[Path(m) for m in params.mirrors], custom=custom)
+
+
+def _load_raw(params: Params, dataset: str):
+    from pipeline import datasets  # noqa: PLC0415
+
+    cfg = params.dataset(dataset)
+    custom = None if cfg.source == "builtin" else cfg.source.model_dump()
+    return datasets.load(dataset, paths.raw_dir(dataset), custom=custom, **cfg.options)
+
+
+def preprocess(params: Params, dataset: str) -> Path:
+    """Turn raw data into model-ready features in `data/processed/<dataset>`."""
+    from pipeline import features, serving  # noqa: PLC0415
+
+    raw = _load_raw(params, dataset)
+    data = features.preprocess(raw, params.dataset(dataset).preprocess.model_dump())
+    dest = paths.processed_dir(dataset)
+    tmp = _staging(dest)
+    try:
+        data.save(tmp)
+        paths.write_json_atomic(tmp / serving.RAW_META, serving.raw_example(raw))
+        _replace_dir(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def search(params: Params, params_path: str, benchmark: str, **kwargs) -> dict:
+    """Run or resume every round of one benchmark's search."""
+    from pipeline.search.runner import run_search  # noqa: PLC0415
+
+    return run_search(params, params_path, benchmark, **kwargs)
+
+
+def _best(benchmark: str) -> dict:
+    result = paths.read_json(paths.search_result(benchmark))
+    if not result.get("best"):
+        raise RuntimeError(
+            f"{paths.search_result(benchmark)}: no completed trial in any round; widen the ranges or add trials"
+        )
+    return result["best"]
+
+
+def train_best(params: Params, benchmark: str) -> dict:
+    """Retrain the best configuration on train+validation and save it as an MLflow pyfunc model."""
+    import numpy as np  # noqa: PLC0415
+    import scipy.sparse as sp  # noqa: PLC0415
+
+    from pipeline import serving  # noqa: PLC0415
+    from pipeline.features import ProcessedData  # noqa: PLC0415
+    from pipeline.models import get_family  # noqa: PLC0415
+
+    bench = params.benchmark(benchmark)
+    best = _best(benchmark)
+    data = ProcessedData.load(paths.processed_dir(bench.dataset))
+    family = get_family(bench.model)
+    hparams = {**family.default_hparams(data.task), **bench.hparams, **best["params"]}
+    epochs = bench.final_epochs or int(best.get("epoch") or bench.rounds[-1].epochs)
+    x, y = data.X_train, data.y_train
+    if data.X_val is not None:
+        x = sp.vstack([x, data.X_val]).tocsr() if sp.issparse(x) else np.concatenate([x, data.X_val])
+        y = np.concatenate([y, data.y_val])
+    trained = family.train(hparams, x, y, None, None, task=data.task, n_classes=data.n_classes, epochs=epochs,
+                           seed=bench.seed)  # fmt: skip
+
+    mlc = tracking.client(params.tracking_uri())
+    exp = tracking.ensure_experiment(mlc, tracking.experiment_name(benchmark, bench.dataset, bench.model))
+    run_id = tracking.start_run(mlc, exp, "train_best", tags={
+        "kind": "train_best", "benchmark": benchmark, "source_study": best["study"],
+        "source_trial": best["trial"], "source_run_id": best.get("run_id"), "git_commit": tracking.git_commit()})
+    dest = paths.model_dir(benchmark)
+    tmp = _staging(dest)
+    try:
+        tracking.log_params(mlc, run_id, {**hparams, "epochs": epochs, "n_train": len(y)})
+        for epoch in range(epochs):
+            tracking.log_metrics(mlc, run_id, {k: v[epoch] for k, v in trained.history.items()}, step=epoch)
+        with tempfile.TemporaryDirectory() as work:
+            trained.save(Path(work) / "model")
+            data.transformer.save(Path(work) / "transformer")
+            meta = paths.read_json(paths.processed_dir(bench.dataset) / serving.RAW_META)
+            serving.save_pyfunc(tmp / "mlflow_model", model_dir=Path(work) / "model",
+                                transformer_dir=Path(work) / "transformer", meta=meta)  # fmt: skip
+        mlc.log_artifacts(run_id, str(tmp / "mlflow_model"), "model")
+        info = {"run_id": run_id, "model_source": f"{mlc.get_run(run_id).info.artifact_uri}/model",
+                "hparams": hparams, "epochs": epochs, "source": best}  # fmt: skip
+        paths.write_json_atomic(tmp / "info.json", info)
+        _replace_dir(tmp, dest)
+        mlc.set_terminated(run_id, "FINISHED")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        mlc.set_terminated(run_id, "FAILED")
+        raise
+    return info
+
+
+def evaluate(params: Params, benchmark: str) -> dict:
+    """Evaluate the retrained model once on the untouched test split; write metrics and plots."""
+    from pipeline import evaluation  # noqa: PLC0415
+    from pipeline.features import ProcessedData  # noqa: PLC0415
+    from pipeline.models import TrainedModel, get_family  # noqa: PLC0415
+
+    bench = params.benchmark(benchmark)
+    data = ProcessedData.load(paths.processed_dir(bench.dataset))
+    info = paths.read_json(paths.model_dir(benchmark) / "info.json")
+    model = TrainedModel.load(paths.model_dir(benchmark) / "mlflow_model" / "artifacts" / "model")
+    baseline = get_family("majority").train({}, data.X_train, data.y_train, None, None, task=data.task,
+                                            n_classes=data.n_classes, epochs=1)  # fmt: skip
+    metric, direction = task_metric(data.task)
+    out_dir = paths.plots_dir(benchmark)
+    tmp = _staging(out_dir)
+    try:
+        report = evaluation.evaluate(model, baseline, data, tmp)
+        report.update({"benchmark": benchmark, "metric": metric, "direction": direction, "run_id": info["run_id"]})
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    mlc = tracking.client(params.tracking_uri())
+    tracking.log_metrics(mlc, info["run_id"], {f"test_{k}": v for k, v in report["test"].items()})
+    tracking.log_figure_files(mlc, info["run_id"], sorted(out_dir.iterdir()), "evaluation")
+    paths.write_json_atomic(paths.metrics_file(benchmark), report)
+    return report
+
+
+def registered_name(params: Params, benchmark: str) -> str:
+    """The registry name of a benchmark's model: `<dataset>-<model>`."""
+    bench = params.benchmark(benchmark)
+    return f"{bench.dataset}-{bench.model}"
+
+
+def promote(params: Params, benchmark: str, *, force: bool = False, dry_run: bool = False) -> dict:
+    """Register the evaluated model and move `champion` if it beats the current one."""
+    from dataclasses import asdict  # noqa: PLC0415
+
+    from pipeline import registry  # noqa: PLC0415
+
+    metrics = paths.read_json(paths.metrics_file(benchmark))
+    info = paths.read_json(paths.model_dir(benchmark) / "info.json")
+    if info["run_id"] != metrics.get("run_id"):
+        raise RuntimeError(f"{paths.metrics_file(benchmark)} evaluates another model; rerun `tunebench evaluate`")
+    metric = metrics["metric"]
+    bench = params.benchmark(benchmark)
+    manifest = paths.processed_dir(bench.dataset) / "manifest.json"
+    tags = {"dataset_manifest_hash": paths.file_sha256(manifest), "params": info["hparams"],
+            "study": info["source"]["study"], "trial": info["source"]["trial"], "git_commit": tracking.git_commit(),
+            "benchmark": benchmark}  # fmt: skip
+    mlc = tracking.client(params.tracking_uri())
+    decision = registry.promote(
+        mlc, registered_name(params, benchmark), model_uri=info["model_source"], run_id=info["run_id"],
+        metric=metric, direction=metrics["direction"], value=float(metrics["test"][metric]), tags=tags,
+        min_improvement=params.promote.min_improvement, force=force, dry_run=dry_run,
+    )  # fmt: skip
+    out = asdict(decision) | {"dry_run": dry_run}
+    print(f"{decision.model_name}: {'PROMOTE' if decision.promote else 'keep champion'} - {decision.reason}"
+          + (" (dry run: nothing changed)" if dry_run else f"; new version {decision.version}"), file=sys.stderr)
+    if not dry_run:
+        tracking.set_tags(mlc, info["run_id"], {"promotion": decision.reason, "registered_version": decision.version})
+        paths.write_json_atomic(paths.promotion_file(benchmark), out)
+    return out
+
+
+def report(params: Params) -> Path:
+    """Write the leaderboard across benchmarks, compared with the reference results."""
+    from pipeline import report as report_mod  # noqa: PLC0415
+
+    return report_mod.write_report(params)

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run the main job: `dvc repro` on params.yaml (the embedded offline default).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export TF_CPP_MIN_LOG_LEVEL=3 PATH="$PWD/.venv/bin:$PATH"
+[ -d .dvc ] || dvc init -q $( [ -d .git ] || echo --no-scm )
+dvc repro "$@"
+dvc metrics show

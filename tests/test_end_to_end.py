@@ -1,0 +1,164 @@
+"""End to end: real `dvc repro` of the whole pipeline on a tiny profile, in a fresh git repository.
+
+Checks every stage's outputs, the MLflow structure (one parent run per study
+round, one nested run per trial, per-epoch metrics), the registered champion
+(loads with `mlflow.pyfunc.load_model` and predicts raw input), that a second
+`dvc repro` reruns nothing, and that changing only a search parameter reruns
+search and what follows but not fetch or preprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_profile(params: dict) -> dict:
+    """Shrink the shipped default: 2 trials a round, 1-3 epochs, small data."""
+    params = json.loads(json.dumps(params))
+    params["profile"] = "tiny"
+    params["datasets"]["rt_polarity"]["preprocess"]["max_rows"] = 1500
+    params["datasets"]["rt_polarity"]["preprocess"]["num_words"] = 2000
+    params["datasets"]["boston_housing"]["preprocess"]["kfold"] = 2
+    for bench in params["benchmarks"].values():
+        for i, rnd in enumerate(bench["rounds"]):
+            rnd["n_trials"] = 2
+            rnd["epochs"] = 1 + i if bench["dataset"] != "boston_housing" else 2 + i
+    return params
+
+
+def _sh(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> tuple[Path, dict]:
+    """A copy of the project in a new git repo, with the tiny profile, after one `dvc repro`."""
+    dest = tmp_path_factory.mktemp("e2e") / "proj"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split()  # fmt: skip
+    for f in files:
+        if (ROOT / f).is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, dest / f)
+    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (dest / "params.yaml").write_text(yaml.safe_dump(tiny_profile(shipped), sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "TF_CPP_MIN_LOG_LEVEL": "3", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}  # fmt: skip
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("TUNEBENCH_STORAGE", None)
+    _sh(["git", "init", "-q"], dest, env)
+    _sh(["git", "add", "-A"], dest, env)
+    _sh(["git", "commit", "-qm", "init"], dest, env)
+    proc = _sh(["dvc", "repro"], dest, env)
+    return dest, {"env": env, "first": proc}
+
+
+def test_stage_outputs_exist(project):
+    dest, _ = project
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    for ds in params["datasets"]:
+        assert (dest / "data/raw" / ds / "manifest.json").is_file()
+        assert (dest / "data/processed" / ds / "manifest.json").is_file()
+    for key in params["benchmarks"]:
+        assert (dest / "studies" / key / "optuna.journal").is_file()
+        result = json.loads((dest / "results/search" / f"{key}.json").read_text())
+        assert len(result["rounds"]) == 2 and result["best"] is not None
+        assert (dest / "models" / key / "mlflow_model" / "MLmodel").is_file()
+        metrics = json.loads((dest / "metrics" / f"{key}.json").read_text())
+        assert metrics["metric"] in metrics["test"]
+        assert json.loads((dest / "promotions" / f"{key}.json").read_text())["version"]
+    board = (dest / "reports/leaderboard.md").read_text()
+    for key in params["benchmarks"]:
+        assert key in board
+
+
+def test_mlflow_runs_mirror_studies(project):
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.search.storage import open_storage
+
+    dest, _ = project
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    mlc = MlflowClient(tracking_uri=f"sqlite:///{dest / 'mlflow.db'}")
+    cwd = os.getcwd()
+    os.chdir(dest)
+    try:
+        for key, bench in params["benchmarks"].items():
+            result = json.loads((dest / "results/search" / f"{key}.json").read_text())
+            runs = mlc.search_runs(
+                [e.experiment_id for e in mlc.search_experiments() if e.name.startswith(bench["dataset"] + "/")]
+            )
+            parents = [r for r in runs if r.data.tags.get("kind") == "study_round"
+                       and r.data.tags.get("benchmark") == key]  # fmt: skip
+            assert len(parents) == len(bench["rounds"])
+            storage = open_storage(None, key)
+            for rnd in result["rounds"]:
+                parent = next(p for p in parents if p.info.run_id == rnd["parent_run_id"])
+                assert parent.data.params["range.lr"]
+                children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+                trials = optuna.load_study(study_name=rnd["study"], storage=storage).trials
+                assert len(children) == len(trials) == 2
+                for child, trial in zip(sorted(children, key=lambda r: int(r.data.tags["trial_number"])), trials):
+                    assert trial.user_attrs["mlflow_run_id"] == child.info.run_id
+                    assert child.data.tags["state"] == trial.state.name
+                    if trial.state == optuna.trial.TrialState.COMPLETE:
+                        assert child.info.status == "FINISHED"
+                        hist = mlc.get_metric_history(child.info.run_id, "val_loss")
+                        assert [m.step for m in hist] == list(range(rnd["epochs"]))
+    finally:
+        os.chdir(cwd)
+
+
+def test_champion_loads_and_predicts_raw_input(project):
+    import mlflow.pyfunc
+
+    from pipeline.serving import example_frame
+
+    dest, _ = project
+    mlflow.set_tracking_uri(f"sqlite:///{dest / 'mlflow.db'}")
+    mlflow.set_registry_uri(f"sqlite:///{dest / 'mlflow.db'}")
+    for name, key, ds in [("rt_polarity-keras_mlp", "rt_polarity_keras_mlp", "rt_polarity"),
+                          ("boston_housing-keras_mlp", "boston_housing_keras_mlp", "boston_housing")]:  # fmt: skip
+        model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+        meta = json.loads((dest / "data/processed" / ds / "raw_meta.json").read_text())
+        pred = model.predict(example_frame(meta))
+        assert len(pred) == len(meta["rows"])
+        if ds == "rt_polarity":
+            assert ((pred >= 0) & (pred <= 1)).all()
+
+
+def test_second_repro_reruns_nothing_and_search_change_reruns_search_only(project):
+    dest, state = project
+    env = state["env"]
+    proc = _sh(["dvc", "repro"], dest, env)
+    out = proc.stdout + proc.stderr
+    assert "Running stage" not in out, out[-3000:]
+    assert "didn't change, skipping" in out or "Data and pipelines are up to date" in out
+
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["benchmarks"]["digits_keras_mlp"]["space"]["lr"]["high"] = 0.05
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = _sh(["dvc", "status", "--json"], dest, env).stdout
+    changed = set(json.loads(status))
+    assert "search@digits_keras_mlp" in changed
+    assert not any(s.startswith(("fetch@", "preprocess@")) for s in changed)
+    proc = _sh(["dvc", "repro", "--dry"], dest, env)
+    ran = [line for line in proc.stdout.splitlines() if line.startswith("Running stage")]
+    assert any("search@digits_keras_mlp" in line for line in ran)
+    assert not any("fetch@" in line or "preprocess@" in line for line in ran)
