@@ -283,7 +283,7 @@ def load_params(path: Path | str = "params.yaml") -> Params:
 
 def fingerprint(*parts: Any) -> str:
     """A short stable hash of JSON-serialisable parts (used to name studies)."""
-    blob = json.dumps(
-        [p.model_dump(mode="json") if isinstance(p, BaseModel) else p for p in parts], sort_keys=True
-    )
+    from pydantic_core import to_jsonable_python  # noqa: PLC0415
+
+    blob = json.dumps(to_jsonable_python(list(parts)), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:8]

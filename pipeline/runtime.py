@@ -21,7 +21,7 @@ def configure_tensorflow(threads: int | None = None) -> None:
     if _configured:
         return
     n = int(threads or os.environ.get("TUNEBENCH_THREADS", "1"))
-    import tensorflow as tf  # noqa: PLC0415 - deliberately lazy
+    tf = _quiet_import_tensorflow()
 
     tf.get_logger().setLevel("ERROR")
     try:
@@ -30,3 +30,26 @@ def configure_tensorflow(threads: int | None = None) -> None:
     except RuntimeError:  # already initialised by an earlier import
         pass
     _configured = True
+
+
+def _quiet_import_tensorflow():
+    """Import TensorFlow with the C++ start-up banner (absl, oneDNN notices) sent to /dev/null.
+
+    Those lines are printed by native code while TensorFlow loads, before
+    `TF_CPP_MIN_LOG_LEVEL` takes effect; Python errors still surface as exceptions.
+    """
+    import sys  # noqa: PLC0415
+
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf  # noqa: PLC0415 - deliberately lazy
+
+        return tf
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

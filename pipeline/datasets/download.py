@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -118,7 +117,7 @@ def _stream(resp, part: Path, *, start: int, total: int | None, label: str, prog
         while True:
             try:
                 chunk = resp.read(1 << 16)
-            except (http.client.HTTPException, OSError, socket.timeout) as exc:
+            except (TimeoutError, http.client.HTTPException, OSError) as exc:
                 raise _Retryable(f"connection broken after {f.tell()} bytes: {exc!r}") from exc
             if not chunk:
                 return

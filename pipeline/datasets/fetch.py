@@ -327,9 +327,7 @@ class _Job:
         return "; or ".join(parts)
 
 
-def availability(
-    name: str, dest: Path, mirrors: Sequence[Path] = (), *, custom: dict | None = None
-) -> str:
+def availability(name: str, dest: Path, mirrors: Sequence[Path] = (), *, custom: dict | None = None) -> str:
     """Say where a dataset would come from, without hashing or downloading anything.
 
     Args:
@@ -356,8 +354,9 @@ def availability(
         if all(found):
             if all(c[0] == "cache" for c in found):
                 return "cached (not verified yet)"
-            folders = sorted({str(c[1].parent) for c in found if c[0] != "cache"})
-            return "mirror: " + ", ".join(folders)
+            kind = "path" if any(c[0] == "path" for c in found) else "mirror"
+            places = sorted({str(c[1] if kind == "path" else c[1].parent) for c in found if c[0] == kind})
+            return f"{kind}: " + ", ".join(places)
     for fs in spec.filesets:
         if all(f.remote for f in fs.files):
             pips = sorted({f.archive.pip for f in fs.files if f.archive and f.archive.pip})

@@ -135,7 +135,7 @@ def read_csv(
         `delimiter`: the field separator.
 
     Returns:
-        `(X float64, y as str array, feature names or None, target name)`.
+        `(X float64, y (float64, or str when not numeric), feature names or None, target name)`.
 
     Raises:
         FormatError: undecodable text, ragged rows, unknown target, or a non-numeric feature cell.
@@ -144,28 +144,45 @@ def read_csv(
         text = read_bytes(path).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise FormatError(f"{path}: not UTF-8 text ({exc})") from exc
-    rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if r]
-    names = rows.pop(0) if header and rows else None
-    if not rows:
+    stream = io.StringIO(text)
+    names = next(csv.reader([stream.readline()], delimiter=delimiter), None) if header else None
+    body = stream.read()
+    try:  # fast path: an all-numeric table
+        table = np.loadtxt(io.StringIO(body), delimiter=delimiter, dtype=np.float64, ndmin=2, quotechar='"')
+    except ValueError:
+        table = _read_cells(path, body, delimiter, names)
+    width = table.shape[1]
+    if not len(table):
         raise FormatError(f"{path}: no data rows")
+    if names is not None and len(names) != width:
+        raise FormatError(f"{path}: header has {len(names)} columns, the rows have {width}")
+    if width < 2:
+        raise FormatError(f"{path}: needs at least one feature column besides the target")
+    col = _target_index(path, target, names, width)
+    y = table[:, col]
+    feats = np.delete(table, col, axis=1)
+    if table.dtype == object:
+        y = y.astype(str)
+        try:
+            feats = feats.astype(np.float64)
+        except ValueError:
+            i, j = next((i, j) for i, r in enumerate(feats) for j, v in enumerate(r) if not _is_number(v))
+            line = i + 1 + bool(names)
+            raise FormatError(f"{path}: line {line}: non-numeric feature value {feats[i, j]!r}") from None
+    feature_names = [n for j, n in enumerate(names) if j != col] if names else None
+    return feats, y, feature_names, names[col] if names else str(col)
+
+
+def _read_cells(path: Path, body: str, delimiter: str, names: list[str] | None) -> np.ndarray:
+    """Split CSV text into an object array of cells, checking that rows have equal length."""
+    rows = [r for r in csv.reader(io.StringIO(body), delimiter=delimiter) if r]
+    if not rows:
+        return np.empty((0, len(names or ())), dtype=object)
     width = len(names) if names else len(rows[0])
     for i, r in enumerate(rows):
         if len(r) != width:
             raise FormatError(f"{path}: line {i + 1 + bool(names)} has {len(r)} fields, expected {width}")
-    if width < 2:
-        raise FormatError(f"{path}: needs at least one feature column besides the target")
-    col = _target_index(path, target, names, width)
-    cells = np.array(rows, dtype=object)
-    y = cells[:, col].astype(str)
-    feats = np.delete(cells, col, axis=1)
-    try:
-        x = feats.astype(np.float64)
-    except ValueError:
-        i, j = next((i, j) for i, r in enumerate(feats) for j, v in enumerate(r) if not _is_number(v))
-        line = i + 1 + bool(names)
-        raise FormatError(f"{path}: line {line}: non-numeric feature value {feats[i, j]!r}") from None
-    feature_names = [n for j, n in enumerate(names) if j != col] if names else None
-    return x, y, feature_names, names[col] if names else str(col)
+    return np.array(rows, dtype=object)
 
 
 def _is_number(value: str) -> bool:

@@ -6,7 +6,7 @@ import gzip
 import hashlib
 import shutil
 import zlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .spec import FileSpec
@@ -59,7 +59,7 @@ def quarantine(path: Path, dest: Path, name: str) -> Path:
     """Move a bad file to `dest/.quarantine/<name>.corrupt-<UTC timestamp>` and return the new path."""
     qdir = dest / QUARANTINE
     qdir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target = qdir / f"{name}.corrupt-{stamp}"
     shutil.move(str(path), target)
     return target
@@ -67,4 +67,4 @@ def quarantine(path: Path, dest: Path, name: str) -> Path:
 
 def now_iso() -> str:
     """Return the current UTC time as an ISO-8601 string (seconds)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -14,14 +14,14 @@ from .readers import READERS
 from .spec import DatasetSpec, RawData
 
 
-def load(name: str, dest: Path, *, custom: dict | None = None, options: dict[str, Any] | None = None) -> RawData:
+def load(name: str, dest: Path, *, custom: dict | None = None, **options: Any) -> RawData:
     """Read a dataset that `fetch` put in `dest`.
 
     Args:
         `name`: a built-in dataset or the name of a `custom` one.
         `dest`: the cache folder given to `fetch`.
         `custom`: the same user declaration given to `fetch`.
-        `options`: reader options, e.g. `{"num_words": 10000}` for imdb / reuters
+        `options`: reader options, e.g. `num_words=10000` for imdb / reuters
             (`num_words`, `skip_top`, `maxlen`, `seed`, `start_char`, `oov_char`, `index_from`,
             and `test_split` for reuters / boston_housing).
 
@@ -34,10 +34,10 @@ def load(name: str, dest: Path, *, custom: dict | None = None, options: dict[str
         FormatError: a file is malformed.
         ValueError: an unknown option.
     """
-    return load_spec(get_spec(name, custom), dest, options=options)
+    return load_spec(get_spec(name, custom), dest, **options)
 
 
-def load_spec(spec: DatasetSpec, dest: Path, *, options: dict[str, Any] | None = None) -> RawData:
+def load_spec(spec: DatasetSpec, dest: Path, **options: Any) -> RawData:
     """Like `load`, for an explicit `DatasetSpec`."""
     dest = Path(dest)
     manifest = read_manifest(dest)
@@ -71,6 +71,6 @@ def load_spec(spec: DatasetSpec, dest: Path, *, options: dict[str, Any] | None =
                 quarantined=str(moved),
             )  # fmt: skip
         paths[f.role] = path
-    raw = READERS[fs.format](spec, fs, paths, dict(options or {}))
+    raw = READERS[fs.format](spec, fs, paths, options)
     raw.meta["files"] = {name: e.get("sha256") for name, e in entries.items()}
     return raw

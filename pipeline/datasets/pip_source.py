@@ -29,7 +29,7 @@ def pip_download(requirement: str, wheel: str, workdir: Path, *, timeout: float 
         "--timeout", str(int(max(timeout, 1))), requirement, "-d", str(workdir),
     ]  # fmt: skip
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=max(timeout * 10, 60))
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=max(timeout * 10, 60))
     except subprocess.TimeoutExpired as exc:
         raise DownloadError(f"`pip download {requirement}` timed out") from exc
     if done.returncode != 0:

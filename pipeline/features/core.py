@@ -108,9 +108,7 @@ def resolve_config(cfg: dict, task: str, source: str) -> dict:
         _require(isinstance(p[key], bool), key, p[key], "true or false")
     for key in ("val_fraction", "test_fraction"):
         _require(isinstance(p[key], float) and 0 < p[key] < 1, key, p[key], "a float in (0, 1)")
-    _require(
-        _is_int(p["kfold"]) and (p["kfold"] == 0 or p["kfold"] >= 2), "kfold", p["kfold"], "0 or an int >= 2"
-    )
+    _require(_is_int(p["kfold"]) and (p["kfold"] == 0 or p["kfold"] >= 2), "kfold", p["kfold"], "0 or an int >= 2")
     _require(_is_int(p["seed"]) and p["seed"] >= 0, "seed", p["seed"], "an int >= 0")
     _require(
         p["max_rows"] is None or (_is_int(p["max_rows"]) and p["max_rows"] >= 1),
@@ -123,6 +121,8 @@ def resolve_config(cfg: dict, task: str, source: str) -> dict:
     _require(isinstance(p["stratify"], bool), "stratify", p["stratify"], "true or false")
     if kind == "pca":
         n = p["n_components"]
+        if isinstance(n, float) and n >= 1 and n.is_integer():
+            n = int(n)  # a schema typed `float` turns a count of 20 into 20.0
         _require(
             n is not None
             and not isinstance(n, bool)
@@ -198,9 +198,7 @@ class ProcessedData:
 
     def manifest(self, files: dict[str, str], input_hashes: dict | None) -> dict:
         """Return the manifest: shapes, dtypes, nnz, parameters, file hashes, input hashes."""
-        matrices = {
-            k: storage.describe(getattr(self, k)) for k in ("X_train", "X_val", "X_test", "X_train_base")
-        }
+        matrices = {k: storage.describe(getattr(self, k)) for k in ("X_train", "X_val", "X_test", "X_train_base")}
         labels = {
             k: None
             if getattr(self, k) is None
@@ -339,8 +337,6 @@ def preprocess(raw: RawData, cfg: dict) -> ProcessedData:
     meta = dict(getattr(raw, "meta", None) or {})
     y0 = _labels(raw.y_train, raw.task, getattr(raw, "n_classes", None), "y_train")
     n_classes = _n_classes(raw, raw.task, y0)
-    x_pool, y_pool, x_test, y_test = _split_pool(raw, p, n_classes)
-    classify = raw.task != "regression"
     transformer = Transformer(
         p["kind"],
         raw.kind,
@@ -348,6 +344,11 @@ def preprocess(raw: RawData, cfg: dict) -> ProcessedData:
         vocab_size=vocab_size_from_meta(meta),
         feature_names=meta.get("feature_names"),
     )
+    transformer.validate(raw.x_train, "x_train")
+    if raw.x_test is not None:
+        transformer.validate(raw.x_test, "x_test")
+    x_pool, y_pool, x_test, y_test = _split_pool(raw, p, n_classes)
+    classify = raw.task != "regression"
     folds, X_val, y_val, base_keep = None, None, None, None
     if p["kfold"]:
         folds = splits.kfold(y_pool, p["kfold"], p["seed"], stratify=p["stratify"], classify=classify)

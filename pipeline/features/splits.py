@@ -90,9 +90,7 @@ def holdout(
     return kept, held
 
 
-def kfold(
-    y: np.ndarray, k: int, seed: int, *, stratify: bool, classify: bool
-) -> list[tuple[np.ndarray, np.ndarray]]:
+def kfold(y: np.ndarray, k: int, seed: int, *, stratify: bool, classify: bool) -> list[tuple[np.ndarray, np.ndarray]]:
     """Return K shuffled folds as `(train_idx, val_idx)` pairs.
 
     Args:
@@ -115,10 +113,7 @@ def kfold(
         splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     else:
         splitter = KFold(n_splits=k, shuffle=True, random_state=seed)
-    folds = [
-        (np.sort(tr).astype(np.int64), np.sort(va).astype(np.int64))
-        for tr, va in splitter.split(np.zeros(n), y)
-    ]
+    folds = [(np.sort(tr).astype(np.int64), np.sort(va).astype(np.int64)) for tr, va in splitter.split(np.zeros(n), y)]
     if classify:
         classes = np.unique(y)
         for i, (tr, _) in enumerate(folds):

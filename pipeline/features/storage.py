@@ -122,9 +122,7 @@ def arrays_to_matrix(name: str, arrays: dict[str, np.ndarray]) -> np.ndarray | s
     if f"{name}.data" not in arrays:
         return None
     shape = tuple(int(v) for v in arrays[f"{name}.shape"])
-    return sp.csr_matrix(
-        (arrays[f"{name}.data"], arrays[f"{name}.indices"], arrays[f"{name}.indptr"]), shape=shape
-    )
+    return sp.csr_matrix((arrays[f"{name}.data"], arrays[f"{name}.indices"], arrays[f"{name}.indptr"]), shape=shape)
 
 
 def describe(X: np.ndarray | sp.csr_matrix | None) -> dict | None:

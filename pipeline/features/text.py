@@ -43,8 +43,12 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN_RE.findall(text.lower())
 
 
-def _check_texts(texts: Iterable) -> list[str]:
-    """Return `texts` as a list of strings, or raise naming the first bad row."""
+def check_texts(texts: Iterable) -> list[str]:
+    """Return `texts` as a list of strings.
+
+    Raises:
+        TypeError: naming the first row that is not a string.
+    """
     texts = list(texts)
     for row, text in enumerate(texts):
         if not isinstance(text, str):
@@ -81,7 +85,7 @@ class Vocabulary:
             TypeError: when a document is not a string (names the row).
         """
         counts = Counter()
-        for text in _check_texts(texts):
+        for text in check_texts(texts):
             counts.update(tokenize(text))
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         return cls([w for w, _ in ranked], num_words)
@@ -98,7 +102,7 @@ class Vocabulary:
         Raises:
             TypeError: when a document is not a string (names the row).
         """
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         out = np.empty(len(texts), dtype=object)
         get = self.index.get
         for row, text in enumerate(texts):
@@ -115,8 +119,12 @@ class Vocabulary:
         return cls(obj["words"], obj["num_words"])
 
 
-def _flatten(sequences: Sequence) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate sequences into one integer array and its CSR row pointer."""
+def flatten(sequences: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate sequences into one integer array and its CSR row pointer.
+
+    Raises:
+        ValueError: for nested or non-integer sequences.
+    """
     n = len(sequences)
     lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=n)
     indptr = np.zeros(n + 1, dtype=np.int64)
@@ -209,7 +217,7 @@ def multi_hot(sequences: Sequence, num_words: int, vocab_size: int | None = None
     """
     if num_words <= OOV:
         raise ValueError(f"num_words must be > {OOV} (0/1/2 are reserved), got {num_words}")
-    flat, indptr = _flatten(sequences)
+    flat, indptr = flatten(sequences)
     check_indices(flat, indptr, vocab_size)
     n = len(indptr) - 1
     if flat.size == 0:

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from pipeline.features import storage
 from pipeline.features.pca import PCA, plot_png
 from pipeline.features.scaling import MeanImage, Standardizer, check_finite
-from pipeline.features.text import INDEX_FROM, Vocabulary, multi_hot
+from pipeline.features.text import INDEX_FROM, Vocabulary, check_indices, check_texts, flatten, multi_hot
 
 FORMAT_VERSION = 1
 STEPS = {"standardize": Standardizer, "pca": PCA, "mean_image": MeanImage}
@@ -124,6 +124,25 @@ class Transformer:
         return other
 
     # -- applying ------------------------------------------------------------------------------
+    def validate(self, x_raw, what: str) -> None:
+        """Check raw input before any split, so errors name rows of the input as given.
+
+        Args:
+            `x_raw`: raw input of this transformer's source kind.
+            `what`: name of the input for messages (`x_train`, `x_test`).
+
+        Raises:
+            TypeError: for a non-string document (names the row).
+            ValueError: for bad sequence indices or NaN/inf features (names row / column).
+        """
+        if self.source == "text":
+            check_texts(x_raw)
+        elif self.source == "sequences":
+            check_indices(*flatten(x_raw), self.vocab_size)
+        else:
+            X = np.asarray(x_raw)
+            check_finite(X, what, self.feature_names if self.source == "tabular" else None)
+
     def base(self, x_raw, what: str = "input"):
         """Encode raw input deterministically (no fitted statistics besides the vocabulary).
 
@@ -164,9 +183,7 @@ class Transformer:
         if (expected_ndim and X.ndim != expected_ndim) or X.ndim < 2:
             raise ValueError(f"{what}: expected a 2-D batch of rows, got shape {X.shape}")
         if self.raw_shape is not None and tuple(X.shape[1:]) != self.raw_shape:
-            raise ValueError(
-                f"{what}: per-sample shape {X.shape[1:]} differs from the fitted {self.raw_shape}"
-            )
+            raise ValueError(f"{what}: per-sample shape {X.shape[1:]} differs from the fitted {self.raw_shape}")
 
     def _base_images(self, x_raw, what: str) -> np.ndarray:
         """Images (N, H, W[, C]) -> float32 (N, H, W, C), scaled by 1/255 when `scale`."""

@@ -78,15 +78,20 @@ class KerasCNN(KerasFamily):
     def resolve_hparams(self, task: str, hparams: dict | None) -> dict:
         """Defaults, then the named `preset`, then the explicit `hparams`.
 
+        An explicit value equal to the plain default does not override the preset, so that
+        `{**default_hparams(task), "preset": "notes"}` still gives the notes' network.
+
         Raises:
             ValueError: for an unknown preset or hyperparameter.
         """
-        hp = resolve(self.default_hparams(task), hparams)
+        defaults = self.default_hparams(task)
+        hp = resolve(defaults, hparams)
         if hp["preset"] is None:
             return hp
         if hp["preset"] not in PRESETS:
             raise ValueError(f"unknown keras_cnn preset {hp['preset']!r}; expected one of {sorted(PRESETS)}")
-        return resolve({**self.default_hparams(task), **PRESETS[hp["preset"]]}, hparams)
+        explicit = {k: v for k, v in (hparams or {}).items() if k not in defaults or v != defaults[k]}
+        return resolve({**defaults, **PRESETS[hp["preset"]]}, explicit)
 
     def build_model(self, hp: dict, input_shape: tuple, task: str, n_classes: int | None):
         """Build the uncompiled CNN for images of `input_shape` (H, W, C).

@@ -190,6 +190,7 @@ class KerasFamily(ModelFamily):
             train_ds,
             validation_data=val_ds,
             epochs=int(epochs),
+            shuffle=False,  # the dataset shuffles itself
             verbose=0,
             callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=end_epoch)],
         )

@@ -26,6 +26,7 @@ from pipeline.search.spaces import narrow, space_to_dict, top_trials
 from pipeline.search.storage import make_pruner, make_sampler, open_storage
 from pipeline.tasks import task_metric
 
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar reports trials instead
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 
 
@@ -142,6 +143,9 @@ def run_round(params: Params, params_path: str, key: str, k: int, space: dict[st
         print(f"{name}: {interrupted} trial(s) interrupted earlier marked FAIL; resuming", file=sys.stderr)
     mlc = tracking.client(params.tracking_uri())
     experiment_id = tracking.ensure_experiment(mlc, tracking.experiment_name(key, bench.dataset, bench.model))
+    if "space" in study.user_attrs and study.user_attrs["space"] != space_to_dict(space):
+        space = {n: ParamRange(**v) for n, v in study.user_attrs["space"].items()}
+        notes = [*study.user_attrs.get("narrowing_notes", []), "resumed with the ranges this study started with"]
     parent = study.user_attrs.get("mlflow_parent_run_id")
     if parent is None:
         parent = tracking.start_run(mlc, experiment_id, name, tags=_trial_tags(params, key, k, name) | {
@@ -248,6 +252,9 @@ def run_search(params: Params, params_path: str, key: str, *, only_round: int | 
                               workers=workers, storage_url=storage_url, notes=notes, direction=direction)  # fmt: skip
         else:
             study = optuna.load_study(study_name=study_name(params, key, k), storage=open_storage(storage_url, key))
+        if "space" in study.user_attrs:  # the ranges the study really used (stable across resumes)
+            space = {n: ParamRange(**v) for n, v in study.user_attrs["space"].items()}
+            notes = study.user_attrs.get("narrowing_notes", notes)
         rounds_out.append(_round_result(study, rnd, space, notes))
         prev = study
     result = {"benchmark": key, "dataset": bench.dataset, "model": bench.model, "direction": direction,

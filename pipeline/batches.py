@@ -1,0 +1,112 @@
+"""`tf.data` input pipelines over dense arrays or compact CSR matrices.
+
+A CSR matrix stays compact in memory: only its three component arrays are
+handed to TensorFlow, and each batch is densified inside the pipeline
+(`tf.ragged.range` over the batch's row pointers, then `tf.scatter_nd`),
+in parallel with training and prefetched. Dense arrays are gathered by the
+same shuffled index batches, so both inputs give the same batches in the
+same order for a given seed. TensorFlow is imported lazily, after
+`pipeline.runtime.configure_tensorflow()`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+
+from pipeline.runtime import configure_tensorflow
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+
+def _tf():
+    """Configure and return the TensorFlow module."""
+    configure_tensorflow()
+    import tensorflow as tf  # deliberately lazy
+
+    return tf
+
+
+def _dense_gather(X: np.ndarray):
+    """Return a function mapping a batch of row indices to the float32 rows of `X`."""
+    tf = _tf()
+    table = tf.constant(np.asarray(X, dtype=np.float32))
+
+    def gather(idx):
+        return tf.gather(table, idx)
+
+    return gather
+
+
+def _csr_gather(X: sp.csr_matrix):
+    """Return a function mapping a batch of row indices to densified float32 CSR rows."""
+    tf = _tf()
+    X = sp.csr_matrix(X)
+    indptr = tf.constant(X.indptr.astype(np.int64))
+    indices = tf.constant(X.indices.astype(np.int64))
+    values = tf.constant(X.data.astype(np.float32))
+    n_cols = X.shape[1]
+
+    def gather(idx):
+        positions = tf.ragged.range(tf.gather(indptr, idx), tf.gather(indptr, idx + 1))
+        flat = positions.flat_values
+        coords = tf.stack([positions.value_rowids(), tf.gather(indices, flat)], axis=1)
+        shape = tf.stack([tf.size(idx, out_type=tf.int64), tf.constant(n_cols, tf.int64)])
+        dense = tf.scatter_nd(coords, tf.gather(values, flat), shape)
+        dense.set_shape([None, n_cols])
+        return dense
+
+    return gather
+
+
+def make_dataset(
+    X: np.ndarray | sp.spmatrix,
+    y: np.ndarray | None,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """Build a batched, prefetched `tf.data.Dataset` for Keras `fit` / `predict`.
+
+    Args:
+        `X`: features, a dense array (any per-sample shape) or a scipy sparse
+            matrix (densified per batch, float32).
+        `y`: labels aligned with `X`, or None for features only.
+        `batch_size`: rows per batch (the last batch may be smaller).
+        `shuffle`: reshuffle the rows every epoch.
+        `seed`: shuffle seed; the same seed gives the same order, epoch by epoch.
+
+    Returns:
+        A dataset of `(x_batch, y_batch)` (or `x_batch` when `y` is None),
+        `x_batch` float32 of shape `(b, *X.shape[1:])`.
+
+    Raises:
+        ValueError: for mismatched lengths, an empty `X` or `batch_size < 1`.
+    """
+    tf = _tf()
+    n = X.shape[0]
+    if n == 0:
+        raise ValueError("cannot build a dataset from zero rows")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if y is not None and len(y) != n:
+        raise ValueError(f"X has {n} rows but y has {len(y)}")
+    gather = _csr_gather(X) if sp.issparse(X) else _dense_gather(X)
+    ds = tf.data.Dataset.range(n)
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if y is None:
+        ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+        labels = tf.constant(np.asarray(y))
+        ds = ds.map(
+            lambda idx: (gather(idx), tf.gather(labels, idx)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    return ds.prefetch(tf.data.AUTOTUNE)
