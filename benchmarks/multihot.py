@@ -136,11 +136,11 @@ def train_worker(path: str, rows: int, num_words: int, epochs: int, batch: int) 
             times.append(time.perf_counter() - self.t)
 
     if path == "dense_numpy":
-        model.fit(X, labels, batch_size=batch, epochs=epochs, shuffle=True, verbose=0, callbacks=[Timer()])
+        model.fit(X, labels, batch_size=batch, epochs=epochs, shuffle=True, verbose=0, callbacks=[Timer()])  # noqa: E501
     else:
         ds = make_dataset(X, labels, batch, shuffle=True, seed=0)
-        model.fit(ds, epochs=epochs, verbose=0, callbacks=[Timer()])
-    steady = times[1:] or times
+        model.fit(ds, epochs=epochs, shuffle=False, verbose=0, callbacks=[Timer()])
+    steady = times[1:] or times  # the first epoch pays tf.function tracing
     return {
         "path": path,
         "rss_before_data_mb": round(base_rss, 1),
@@ -150,7 +150,7 @@ def train_worker(path: str, rows: int, num_words: int, epochs: int, batch: int) 
         "nnz": int(X.nnz) if hasattr(X, "nnz") else int(np.count_nonzero(X)),
         "preprocess_s": round(prep_s, 3),
         "epoch_s": [round(t, 3) for t in times],
-        "samples_per_s": round(rows / float(np.mean(steady)), 1),
+        "samples_per_s": round(rows / float(np.median(steady)), 1),
     }
 
 
@@ -162,27 +162,41 @@ def _matrix_mb(X) -> float:
 
 
 def vectorize_worker(rows: int, num_words: int, repeats: int) -> dict:
-    """Time `multi_hot` (best of `repeats`) against the textbook loop (best of 2) and check equality."""
+    """Time `multi_hot` against the textbook loop, first call (cold memory) and best of `repeats` (warm).
+
+    The textbook's cost is mostly allocating and zeroing its 2 GB float64
+    array: in a fresh process the first call pays the kernel's page faults
+    (and, with transparent huge pages, compaction); later calls reuse freed
+    pages. Both figures are reported; equality of the results is checked.
+    """
     from pipeline.features import multi_hot  # noqa: PLC0415
 
     seqs, _ = imdb_like_sequences(rows, num_words)
-    fast = []
-    for _ in range(repeats):
+    fast, slow = [], []
+    for i in range(repeats):
         t0 = time.perf_counter()
         X = multi_hot(seqs, num_words)
         fast.append(time.perf_counter() - t0)
-    slow = []
-    for _ in range(2):
-        t0 = time.perf_counter()
-        ref = vectorize_textbook(seqs, num_words)
-        slow.append(time.perf_counter() - t0)
-        equal = bool(np.array_equal(X.toarray(), ref))
-        del ref
+        if i < 3:
+            t0 = time.perf_counter()
+            ref = vectorize_textbook(seqs, num_words)
+            slow.append(time.perf_counter() - t0)
+            equal = bool(np.array_equal(X.toarray(), ref))
+            del ref
+    results = np.zeros((len(seqs), num_words))  # the textbook loop alone, on already-touched memory
+    results[:] = 1.0
+    t0 = time.perf_counter()
+    for i, seq in enumerate(seqs):
+        results[i, seq] = 0.0
+    loop_only = time.perf_counter() - t0
     return {
-        "multi_hot_s": round(min(fast), 4),
+        "multi_hot_first_s": round(fast[0], 4),
+        "multi_hot_best_s": round(min(fast), 4),
         "multi_hot_runs_s": [round(t, 4) for t in fast],
-        "textbook_s": round(min(slow), 4),
+        "textbook_first_s": round(slow[0], 4),
+        "textbook_best_s": round(min(slow), 4),
         "textbook_runs_s": [round(t, 4) for t in slow],
+        "textbook_loop_only_s": round(loop_only, 4),
         "equal_to_textbook": equal,
         "tokens": int(sum(len(s) for s in seqs)),
         "mean_length": round(float(np.mean([len(s) for s in seqs])), 1),
@@ -203,7 +217,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=25_000)
     parser.add_argument("--num-words", type=int, default=10_000)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--trials", type=int, default=2, help="training runs per path, interleaved")
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "multihot.json"))
@@ -219,7 +234,11 @@ def main(argv: list[str] | None = None) -> dict:
         return result
     common = ["--rows", str(args.rows), "--num-words", str(args.num_words), "--epochs", str(args.epochs),
               "--batch", str(args.batch), "--repeats", str(args.repeats)]  # fmt: skip
-    runs = {p: _run_worker([*common, "--worker", p]) for p in ("dense", "csr", "dense_numpy", "vectorize")}
+    runs: dict[str, list[dict]] = {"dense": [], "csr": [], "dense_numpy": []}
+    for _ in range(args.trials):  # interleaved, so load from other processes hits every path alike
+        for path in runs:
+            runs[path].append(_run_worker([*common, "--worker", path]))
+    runs["vectorize"] = _run_worker([*common, "--worker", "vectorize"])
     report = _report(args, runs)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
@@ -227,21 +246,38 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
+def _summary(trials: list[dict]) -> dict:
+    """Pool the trials of one path: max peak memory, median steady-epoch throughput."""
+    steady = [t for run in trials for t in (run["epoch_s"][1:] or run["epoch_s"])]
+    rows = trials[0]["samples_per_s"] * float(np.median(trials[0]["epoch_s"][1:] or trials[0]["epoch_s"]))
+    return {
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in trials),
+        "data_peak_mb": max(r["data_peak_mb"] for r in trials),
+        "rss_before_data_mb": max(r["rss_before_data_mb"] for r in trials),
+        "features_mb": trials[0]["features_mb"],
+        "preprocess_s": min(r["preprocess_s"] for r in trials),
+        "samples_per_s": round(rows / float(np.median(steady)), 1),
+    }
+
+
 def _report(args, runs: dict) -> dict:
     """Assemble the saved report: workload, machine, raw figures, ratios and goals."""
-    dense, csr, vec = runs["dense"], runs["csr"], runs["vectorize"]
+    dense, csr, numpy_fit = (_summary(runs[p]) for p in ("dense", "csr", "dense_numpy"))
+    vec = runs["vectorize"]
     ratios = {
-        "memory_peak_rss_csr_over_dense": round(csr["peak_rss_mb"] / dense["peak_rss_mb"], 3),
         "memory_data_peak_csr_over_dense": round(csr["data_peak_mb"] / dense["data_peak_mb"], 3),
+        "memory_total_peak_rss_csr_over_dense": round(csr["peak_rss_mb"] / dense["peak_rss_mb"], 3),
         "throughput_csr_over_dense": round(csr["samples_per_s"] / dense["samples_per_s"], 3),
-        "throughput_csr_over_dense_numpy_fit": round(csr["samples_per_s"] / runs["dense_numpy"]["samples_per_s"], 3),
-        "vectorize_speedup_over_textbook": round(vec["textbook_s"] / vec["multi_hot_s"], 1),
+        "throughput_csr_over_dense_numpy_fit": round(csr["samples_per_s"] / numpy_fit["samples_per_s"], 3),
+        "vectorize_speedup_first_call": round(vec["textbook_first_s"] / vec["multi_hot_first_s"], 1),
+        "vectorize_speedup_best_of": round(vec["textbook_best_s"] / vec["multi_hot_best_s"], 1),
     }
     met = {
-        "memory": ratios["memory_data_peak_csr_over_dense"] <= GOALS["memory_ratio_max"],
-        "memory_total_rss": ratios["memory_peak_rss_csr_over_dense"] <= GOALS["memory_ratio_max"],
+        "memory_data_peak": ratios["memory_data_peak_csr_over_dense"] <= GOALS["memory_ratio_max"],
+        "memory_total_rss": ratios["memory_total_peak_rss_csr_over_dense"] <= GOALS["memory_ratio_max"],
         "throughput": ratios["throughput_csr_over_dense"] >= GOALS["throughput_ratio_min"],
-        "vectorize": ratios["vectorize_speedup_over_textbook"] >= GOALS["vectorize_speedup_min"],
+        "vectorize_first_call": ratios["vectorize_speedup_first_call"] >= GOALS["vectorize_speedup_min"],
+        "vectorize_best_of": ratios["vectorize_speedup_best_of"] >= GOALS["vectorize_speedup_min"],
     }
     return {
         "workload": {
@@ -249,23 +285,34 @@ def _report(args, runs: dict) -> dict:
             "num_words": args.num_words,
             "epochs": args.epochs,
             "batch": args.batch,
-            "input": "synthetic Zipf(1.0) ranks over 88,584 words, "
-            "log-normal lengths (IMDB train: median 178, mean ~239)",
+            "trials_per_path": args.trials,
+            "model": "Dense 16 relu, Dense 16 relu, Dense 1 sigmoid; rmsprop; binary_crossentropy",
+            "input": "synthetic: Zipf(1.0) word ranks over 88,584 words, log-normal lengths "
+            "(IMDB train: median 178, mean ~239), start marker 1, indices >= num_words -> 2",
             "mean_length": vec["mean_length"],
             "tokens": vec["tokens"],
-        },  # fmt: skip
+        },
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
             "tf_threads": int(os.environ.get("TUNEBENCH_THREADS", "1")),
-        },  # fmt: skip
+        },
+        "summary": {"dense": dense, "csr": csr, "dense_numpy_fit": numpy_fit},
         "runs": runs,
         "ratios": ratios,
         "goals": GOALS,
         "goals_met": met,
-        "notes": "data_peak = peak RSS minus RSS after importing TensorFlow and building the model; "
-        "throughput excludes the first (tracing) epoch.",
+        "notes": [
+            "each path runs in its own subprocess; data_peak = peak RSS (ru_maxrss) minus the RSS after "
+            "importing TensorFlow and building the model; total = whole-process peak RSS",
+            "dense = float32 array through the same tf.data pipeline (pipeline.batches); "
+            "dense_numpy_fit = the float32 array passed to model.fit directly",
+            "throughput = rows / median epoch time, first (tracing) epoch excluded, pooled over trials",
+            "vectorize: first call = each function's first call in a fresh process (the textbook pays "
+            "for faulting in 2 GB); best_of = warm repeats; textbook_loop_only_s = the loop alone on "
+            "memory already touched",
+        ],
     }
 
 

@@ -114,7 +114,7 @@ def train_best(params: Params, benchmark: str) -> dict:
     tmp = _staging(dest)
     try:
         tracking.log_params(mlc, run_id, {**hparams, "epochs": epochs, "n_train": len(y)})
-        for epoch in range(epochs):
+        for epoch in range(min(len(v) for v in trained.history.values())):
             tracking.log_metrics(mlc, run_id, {k: v[epoch] for k, v in trained.history.items()}, step=epoch)
         with tempfile.TemporaryDirectory() as work:
             trained.save(Path(work) / "model")

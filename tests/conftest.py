@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,3 +29,47 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 900
         [sys.executable, "-m", "pipeline", *args], cwd=cwd, env=full_env, capture_output=True, text=True,
         timeout=timeout,
     )
+
+
+def tiny_profile(params: dict) -> dict:
+    """Shrink the shipped default: 2 trials a round, 1-3 epochs, small data."""
+    params = json.loads(json.dumps(params))
+    params["profile"] = "tiny"
+    params["datasets"]["rt_polarity"]["preprocess"]["max_rows"] = 1500
+    params["datasets"]["rt_polarity"]["preprocess"]["num_words"] = 2000
+    params["datasets"]["boston_housing"]["preprocess"]["kfold"] = 2
+    for bench in params["benchmarks"].values():
+        for i, rnd in enumerate(bench["rounds"]):
+            rnd["n_trials"] = 2
+            rnd["epochs"] = 1 + i if bench["dataset"] != "boston_housing" else 2 + i
+    return params
+
+
+def sh(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+    return proc
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory) -> tuple[Path, dict]:
+    """A copy of the project in a new git repo, with the tiny profile, after one `dvc repro`."""
+    dest = tmp_path_factory.mktemp("e2e") / "proj"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split()  # fmt: skip
+    for f in files:
+        if (ROOT / f).is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, dest / f)
+    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (dest / "params.yaml").write_text(yaml.safe_dump(tiny_profile(shipped), sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "TF_CPP_MIN_LOG_LEVEL": "3", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}  # fmt: skip
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("TUNEBENCH_STORAGE", None)
+    sh(["git", "init", "-q"], dest, env)
+    sh(["git", "add", "-A"], dest, env)
+    sh(["git", "commit", "-qm", "init"], dest, env)
+    proc = sh(["dvc", "repro"], dest, env)
+    return dest, {"env": env, "first": proc}

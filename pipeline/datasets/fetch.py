@@ -124,6 +124,8 @@ class _Job:
         self.previous = {e.get("name"): e for e in old.get("files", []) if isinstance(e, dict)}
         self.looked: dict[str, list[str]] = {}
         self.mismatches: list[dict[str, str]] = []
+        self.obtained: dict[str, dict] = {}
+        self.rejected: set[Path] = set()
 
     def run(self) -> tuple[FileSet, list[dict]]:
         """Return the first file set obtained completely: local copies first, then the network."""
@@ -163,22 +165,38 @@ class _Job:
     def obtain_all(self, fs: FileSet, *, network: bool) -> list[dict] | None:
         """Obtain every file of `fs`; None as soon as one cannot be obtained."""
         entries = []
-        for f in fs.files:
+        for i, f in enumerate(fs.files):
             entry = self.obtain(fs, f, network=network)
             if entry is None:
+                for rest in fs.files[i + 1 :]:  # look locally only, so the error lists every place
+                    if self.obtain(fs, rest, network=False) is None and network and rest.remote:
+                        self.note(rest, "network: not tried after an earlier file of this set failed")
                 return None
             entries.append(entry)
         return entries
 
     def obtain(self, fs: FileSet, f: FileSpec, *, network: bool) -> dict | None:
         """Put a verified `f` into the cache from the first source that has a good copy."""
+        done = self.obtained.get(f.name)
+        if done is not None and done["pin"] == f.pin() and (self.dest / f.name).is_file():
+            return done  # installed earlier in this job (keeps its real source)
+        entry = self._obtain(fs, f, network=network)
+        if entry is not None:
+            self.obtained[f.name] = entry
+        return entry
+
+    def _obtain(self, fs: FileSet, f: FileSpec, *, network: bool) -> dict | None:
+        """Try each local place, then (if `network`) the URL, then pip."""
         for kind, path, archive, exists in self.candidates(fs, f):
             if not exists:
                 self.note(f, f"{kind} {path}: not found")
                 continue
+            if path in self.rejected:
+                continue  # already found bad in this job
             entry = self.from_local(f, kind, path, archive)
             if entry is not None:
                 return entry
+            self.rejected.add(path)
         if network and f.url:
             entry = self.from_url(f)
             if entry is not None:
@@ -276,8 +294,10 @@ class _Job:
         )  # fmt: skip
 
     def note(self, f: FileSpec, line: str) -> None:
-        """Remember one place looked for `f` and what was found there."""
-        self.looked.setdefault(f.name, []).append(line)
+        """Remember one place looked for `f` and what was found there (once)."""
+        lines = self.looked.setdefault(f.name, [])
+        if line not in lines:
+            lines.append(line)
 
     def entry(self, f: FileSpec, source: dict, *, keep_previous: bool = False) -> dict:
         """The manifest entry of an installed file (keeping the original source on a cache hit)."""
@@ -300,7 +320,7 @@ class _Job:
                 if (self.dest / f.name).is_file() and f.name not in self.looked:
                     continue
                 lines.append(f"  {f.name}  {f.algorithm} {f.digest}{' (of gunzip content)' if f.gunzip else ''}")
-                for line in self.looked.get(f.name) or ["not tried after an earlier file of this set failed"]:
+                for line in self.looked.get(f.name, []):
                     lines.append(f"    - {line}")
         lines.append("Fix: " + self.fix())
         text = "\n".join(lines)

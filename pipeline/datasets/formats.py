@@ -21,8 +21,10 @@ import numpy as np
 
 from .errors import FormatError
 
-# The only globals needed to rebuild numpy arrays (the set Keras's npz_utils allows).
+# The only globals needed to rebuild numpy arrays (the set Keras's npz_utils allows), plus
+# `_codecs.encode`, which protocol-2 pickles written by Python 3 use for bytes (it only encodes text).
 _ALLOWED = {
+    ("_codecs", "encode"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"),
@@ -186,6 +188,7 @@ def _read_cells(path: Path, body: str, delimiter: str, names: list[str] | None) 
 
 
 def _is_number(value: str) -> bool:
+    """True when `float(value)` works."""
     try:
         float(value)
     except ValueError:

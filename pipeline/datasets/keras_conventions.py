@@ -70,6 +70,7 @@ def _unflatten(flat, lengths) -> np.ndarray:
 
 
 def _prepare(rng, xs, ys, start_char, index_from, maxlen):
+    """Shuffle, encode and length-filter one part (train or test)."""
     xs, ys = _shuffled(rng, xs, ys)
     flat, lengths = _encode(*_flatten(xs), start_char, index_from)
     if maxlen:

@@ -33,7 +33,7 @@ def pip_download(requirement: str, wheel: str, workdir: Path, *, timeout: float 
     except subprocess.TimeoutExpired as exc:
         raise DownloadError(f"`pip download {requirement}` timed out") from exc
     if done.returncode != 0:
-        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        tail = " | ".join(line[:200] for line in (done.stderr or done.stdout).strip().splitlines()[-2:])
         raise DownloadError(f"`pip download {requirement}` failed (exit {done.returncode}): {tail}")
     path = workdir / wheel
     if not path.is_file():

@@ -81,6 +81,7 @@ def _raw(spec, fs, kind, x_tr, y_tr, x_te, y_te, path, meta) -> RawData:
 
 
 def _kind_of(x: np.ndarray) -> str:
+    """`sequences` for object arrays, `images` for 3-D and more, else `tabular`."""
     return "sequences" if x.dtype == object else ("images" if x.ndim >= 3 else "tabular")
 
 

@@ -84,7 +84,7 @@ class Linear(ModelFamily):
 
     def train(self, hparams, X_train, y_train, X_val, y_val, *, task, n_classes, epochs, seed=0, on_epoch=None):
         """Fit once on `X_train` (dense or CSR); see `ModelFamily.train`."""
-        from sklearn.linear_model import LogisticRegression, Ridge
+        from sklearn.linear_model import LogisticRegression, Ridge  # noqa: PLC0415 - import cost
 
         hp = resolve(self.default_hparams(task), hparams)
         l2 = hp["l2"]

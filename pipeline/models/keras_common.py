@@ -39,7 +39,7 @@ KERAS_DEFAULTS: dict = {
 def keras_module():
     """Configure TensorFlow once, then return the `keras` module."""
     configure_tensorflow()
-    import keras
+    import keras  # noqa: PLC0415 - deliberately lazy
 
     return keras
 
@@ -73,9 +73,7 @@ def make_optimizer(hp: dict):
     if hp["optimizer"] == "adam":
         return keras.optimizers.Adam(learning_rate=lr)
     if hp["optimizer"] == "sgd":
-        return keras.optimizers.SGD(
-            learning_rate=lr, momentum=float(hp["momentum"]), nesterov=bool(hp["nesterov"])
-        )
+        return keras.optimizers.SGD(learning_rate=lr, momentum=float(hp["momentum"]), nesterov=bool(hp["nesterov"]))
     return keras.optimizers.RMSprop(learning_rate=lr)
 
 
@@ -87,7 +85,7 @@ def kernel_regularizer(hp: dict):
 def make_dataset(X, y, batch_size: int, *, shuffle: bool, seed: int):
     """Return a batched `tf.data.Dataset` of `(X, y)`; uses `pipeline.batches` when present."""
     try:
-        from pipeline.batches import make_dataset as shared
+        from pipeline.batches import make_dataset as shared  # noqa: PLC0415 - TensorFlow
     except ModuleNotFoundError as exc:
         if exc.name != "pipeline.batches":
             raise
@@ -98,7 +96,7 @@ def make_dataset(X, y, batch_size: int, *, shuffle: bool, seed: int):
 def _dataset(X, y, batch_size: int, *, shuffle: bool, seed: int):
     """Fallback input pipeline: dense arrays as they are, CSR kept sparse and densified per batch."""
     configure_tensorflow()
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415 - deliberately lazy
 
     if sp.issparse(X):
         coo = X.tocoo()
@@ -185,7 +183,9 @@ class KerasFamily(ModelFamily):
 
         bs = int(hp["batch_size"])
         train_ds = make_dataset(X_train, labels_for(task, y_train), bs, shuffle=True, seed=seed)
-        val_ds = make_dataset(prepare(X_val), labels_for(task, y_val), bs, shuffle=False, seed=seed) if has_val else None
+        val_ds = (
+            make_dataset(prepare(X_val), labels_for(task, y_val), bs, shuffle=False, seed=seed) if has_val else None
+        )
         model.fit(
             train_ds,
             validation_data=val_ds,

@@ -107,7 +107,8 @@ class Network:
 
     def snapshot(self) -> tuple[dict, list]:
         """Return copies of the parameters and running statistics."""
-        return {k: v.copy() for k, v in self.params.items()}, [{k: v.copy() for k, v in s.items()} for s in self.bn_state]
+        params = {k: v.copy() for k, v in self.params.items()}
+        return params, [{k: v.copy() for k, v in s.items()} for s in self.bn_state]
 
 
 class Optimizer:

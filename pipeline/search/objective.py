@@ -54,7 +54,8 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
     """Train one sampled configuration and return its best validation score.
 
     Raises:
-        optuna.TrialPruned: the pruner stopped it, or the loss diverged (reason in user attrs).
+        optuna.TrialPruned: the pruner stopped it, or the loss diverged; the reason is in the
+            `pruned_reason` user attr (`diverged: ...` for a NaN/inf loss).
     """
     from pipeline.features import holdout_or_folds  # noqa: PLC0415
     from pipeline.models import DivergedError  # noqa: PLC0415
@@ -76,9 +77,9 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
             if not math.isfinite(value):
                 raise DivergedError(f"val_{metric} is {value} at epoch {epoch + 1}")
             trial.report(value, epoch)
-            if trial.should_prune():
+            if epoch < ctx.epochs - 1 and trial.should_prune():  # a finished trial is worth keeping
                 trial.set_user_attr("pruned_at_epoch", epoch + 1)
-                raise optuna.TrialPruned(f"pruned at epoch {epoch + 1} with val_{metric}={value:.4g}")
+                raise optuna.TrialPruned(f"pruned at epoch {epoch + 1} of {ctx.epochs} with val_{metric}={value:.4g}")
 
     try:
         for fold, (x_tr, y_tr, x_va, y_va) in enumerate(splits):
@@ -91,14 +92,17 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
                 fold_scores.append(best_of(trained.history[f"val_{metric}"], direction)[0])
                 running = float(np.mean(fold_scores))
                 trial.report(running, fold)
-                if trial.should_prune():
+                if fold < len(splits) - 1 and trial.should_prune():
                     trial.set_user_attr("pruned_at_fold", fold + 1)
-                    raise optuna.TrialPruned(f"pruned after fold {fold + 1} with mean val_{metric}={running:.4g}")
+                    raise optuna.TrialPruned(
+                        f"pruned after fold {fold + 1} of {len(splits)} with mean val_{metric}={running:.4g}"
+                    )
     except optuna.TrialPruned as exc:
+        trial.set_user_attr("pruned_reason", str(exc)[:2000])
         _finish_partial(run, trial, histories, kfold, "PRUNED", str(exc))
         raise
     except DivergedError as exc:
-        trial.set_user_attr("pruned_reason", f"diverged: {exc}")
+        trial.set_user_attr("pruned_reason", f"diverged: {exc}"[:2000])
         _finish_partial(run, trial, histories, kfold, "PRUNED", f"diverged: {exc}")
         raise optuna.TrialPruned(f"diverged: {exc}") from exc
     except Exception as exc:

@@ -1,12 +1,22 @@
-"""Opening Optuna storages, samplers and pruners.
+"""Opening Optuna storages, samplers and pruners, and handling trials cut off by a crash.
 
 The default storage is a journal file per benchmark (safe for several local
 worker processes); any SQLAlchemy URL (PostgreSQL for many machines) or a
-`journal:` path can be given instead.
+`journal:` path can be given instead. RDB storages run heartbeats: a trial
+whose worker stopped beating is failed by the next worker that starts a trial
+(Optuna's `fail_stale_trials`). Journal files have no heartbeats: a trial left
+RUNNING by a process that no longer lives is failed when the round resumes.
+Either way the cut-off trial is marked `interrupted` (it does not count against
+the budget), its MLflow run is closed, and its parameters are enqueued once
+again (`RetryHeartbeatStaleTrialCallback`, the successor of Optuna's
+`RetryFailedTrialCallback`), so an interrupted configuration is retried, not lost.
 """
 
 from __future__ import annotations
 
+import copy
+import os
+import socket
 from pathlib import Path
 
 import optuna
@@ -14,22 +24,123 @@ import optuna
 from pipeline import paths
 from pipeline.config import RoundConfig
 
+HEARTBEAT_INTERVAL = 30  # seconds between a running trial's heartbeats (RDB storages)
+GRACE_PERIOD = 120  # seconds without a heartbeat before a RUNNING trial counts as crashed
+MAX_RETRY = 1  # an interrupted configuration is retried this often (a trial that kills its worker stops there)
+WORKER_ATTR = "worker"  # user attr: where the trial runs, so a resume tells live trials from dead ones
+RUN_ATTRS = (WORKER_ATTR, "mlflow_run_id", "pruned_at_epoch", "pruned_at_fold", "best_epoch", "interrupted")
 
-def open_storage(url: str | None, benchmark: str) -> optuna.storages.BaseStorage:
+
+def is_journal(url: str | None) -> bool:
+    """True when `url` names a journal file (None: the default one)."""
+    return url is None or url.startswith("journal:")
+
+
+def open_storage(url: str | None, benchmark: str, *, tracking_uri: str | None = None) -> optuna.storages.BaseStorage:
     """Open the storage at `url`, or the benchmark's default journal file when `url` is None.
 
     Args:
         `url`: None, `journal:<path>`, or an SQLAlchemy URL (`sqlite:///...`, `postgresql://...`).
         `benchmark`: names the default journal file.
+        `tracking_uri`: where the MLflow runs of trials found stale by a heartbeat get closed (RDB only).
     """
     from optuna.storages import JournalStorage, RDBStorage  # noqa: PLC0415
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock  # noqa: PLC0415
 
-    if url is None or url.startswith("journal:"):
+    if is_journal(url):
         path = Path(url.removeprefix("journal:")) if url else paths.journal_file(benchmark)
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
-    return RDBStorage(url, heartbeat_interval=30, grace_period=120, engine_kwargs={"pool_pre_ping": True})
+    return RDBStorage(
+        url, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
+        heartbeat_stale_trial_callback=InterruptedTrial(tracking_uri), engine_kwargs={"pool_pre_ping": True},
+    )  # fmt: skip
+
+
+def worker_id() -> dict:
+    """This process as a trial's `worker` user attr: host, pid and start time (pids get reused)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": _process_start(os.getpid())}
+
+
+def _process_start(pid: int) -> float | None:
+    try:
+        import psutil  # noqa: PLC0415 - optional (installed with dvc)
+
+        return round(psutil.Process(pid).create_time(), 2)
+    except Exception:  # noqa: BLE001 - no psutil, or no such process
+        return None
+
+
+def worker_alive(worker: dict | None) -> bool:
+    """True when `worker` (a `worker_id()`) is a live process on this host other than this one."""
+    if not worker or worker.get("host") != socket.gethostname() or worker.get("pid") == os.getpid():
+        return False
+    try:
+        os.kill(int(worker["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, owned by someone else
+    except (OSError, ValueError, TypeError):
+        return False
+    started = worker.get("started")
+    return started is None or _process_start(int(worker["pid"])) in (None, started)
+
+
+class InterruptedTrial:
+    """What happens to a trial cut off by a crash: marked, its MLflow run closed, its configuration retried.
+
+    Used as the RDB storage's `heartbeat_stale_trial_callback` (called with the trial already
+    FAIL) and by `fail_interrupted` for journal files.
+    """
+
+    def __init__(self, tracking_uri: str | None = None, max_retry: int = MAX_RETRY):
+        self.tracking_uri = tracking_uri
+        self.max_retry = max_retry
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.params:
+            retry = copy.deepcopy(trial)
+            retry.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in RUN_ATTRS}
+            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)(study, retry)
+        study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id and self.tracking_uri:
+            from pipeline import tracking  # noqa: PLC0415
+
+            try:
+                mlc = tracking.client(self.tracking_uri)
+                tracking.set_tags(mlc, run_id, {"state": "FAIL", "reason": "interrupted (worker stopped)"})
+                mlc.set_terminated(run_id, status="FAILED")
+            except Exception:  # noqa: BLE001 - closing a stale run is best effort
+                pass
+
+
+def fail_interrupted(study: optuna.Study, *, journal: bool, tracking_uri: str | None = None) -> int:
+    """Fail the trials a crashed run left RUNNING, mark them `interrupted` and retry their configuration.
+
+    With a journal file, a RUNNING trial counts as crashed unless its `worker` is still alive on
+    this host; with an RDB storage, Optuna's heartbeats decide (`fail_stale_trials`).
+
+    Returns:
+        How many trials were failed here (0 for RDB storages, which report through the callback).
+    """
+    if not journal:
+        optuna.storages.fail_stale_trials(study)
+        return 0
+    on_interrupted = InterruptedTrial(tracking_uri)
+    n = 0
+    for t in study.get_trials(deepcopy=True, states=(optuna.trial.TrialState.RUNNING,)):
+        if worker_alive(t.user_attrs.get(WORKER_ATTR)):
+            continue
+        try:
+            if not study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # finished meanwhile
+        on_interrupted(study, t)
+        n += 1
+    return n
 
 
 def grid_points(space, points: int = 4) -> dict[str, list]:
@@ -62,10 +173,16 @@ def make_sampler(name: str, seed: int, space=None) -> optuna.samplers.BaseSample
     raise ValueError(f"unknown sampler {name!r}")
 
 
-def make_pruner(rnd: RoundConfig) -> optuna.pruners.BasePruner:
-    """The round's pruner; epochs are the pruning steps."""
+def make_pruner(rnd: RoundConfig, steps: int | None = None) -> optuna.pruners.BasePruner:
+    """The round's pruner.
+
+    Args:
+        `rnd`: the round (its `pruner` and `epochs`).
+        `steps`: pruning steps of one trial: the epochs (default), or the folds of a K-fold objective.
+    """
     p = optuna.pruners
-    warmup = max(1, rnd.epochs // 4)
+    steps = steps or rnd.epochs
+    warmup = max(1, steps // 4)
     if rnd.pruner == "median":
         return p.MedianPruner(n_startup_trials=2, n_warmup_steps=warmup)
     if rnd.pruner == "percentile":
@@ -73,5 +190,5 @@ def make_pruner(rnd: RoundConfig) -> optuna.pruners.BasePruner:
     if rnd.pruner == "successive_halving":
         return p.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     if rnd.pruner == "hyperband":
-        return p.HyperbandPruner(min_resource=1, max_resource=rnd.epochs, reduction_factor=3)
+        return p.HyperbandPruner(min_resource=1, max_resource=steps, reduction_factor=3)
     return p.NopPruner()
