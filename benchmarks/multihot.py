@@ -246,10 +246,9 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
-def _summary(trials: list[dict]) -> dict:
+def _summary(trials: list[dict], rows: int) -> dict:
     """Pool the trials of one path: max peak memory, median steady-epoch throughput."""
     steady = [t for run in trials for t in (run["epoch_s"][1:] or run["epoch_s"])]
-    rows = trials[0]["samples_per_s"] * float(np.median(trials[0]["epoch_s"][1:] or trials[0]["epoch_s"]))
     return {
         "peak_rss_mb": max(r["peak_rss_mb"] for r in trials),
         "data_peak_mb": max(r["data_peak_mb"] for r in trials),
@@ -262,7 +261,7 @@ def _summary(trials: list[dict]) -> dict:
 
 def _report(args, runs: dict) -> dict:
     """Assemble the saved report: workload, machine, raw figures, ratios and goals."""
-    dense, csr, numpy_fit = (_summary(runs[p]) for p in ("dense", "csr", "dense_numpy"))
+    dense, csr, numpy_fit = (_summary(runs[p], args.rows) for p in ("dense", "csr", "dense_numpy"))
     vec = runs["vectorize"]
     ratios = {
         "memory_data_peak_csr_over_dense": round(csr["data_peak_mb"] / dense["data_peak_mb"], 3),
@@ -297,6 +296,8 @@ def _report(args, runs: dict) -> dict:
             "platform": platform.platform(),
             "python": platform.python_version(),
             "tf_threads": int(os.environ.get("TUNEBENCH_THREADS", "1")),
+            "load_average_1_5_15_at_end": [round(v, 2) for v in os.getloadavg()],
+            "shared": "the 2 cores were shared with other engineers' jobs during the run",
         },
         "summary": {"dense": dense, "csr": csr, "dense_numpy_fit": numpy_fit},
         "runs": runs,

@@ -12,24 +12,25 @@ import numpy as np
 
 from pipeline.serving import to_raw
 
-with warnings.catch_warnings():  # MLflow nags about type hints; inputs are validated by `to_raw`
-    warnings.simplefilter("ignore")
+# MLflow nags about type hints on `predict`; inputs are checked by `to_raw` instead.
+warnings.filterwarnings("ignore", message="Add type hints to the `predict` method")
 
-    class TunebenchModel(mlflow.pyfunc.PythonModel):
-        """Raw input -> fitted transformer -> trained model -> predictions."""
 
-        def load_context(self, context) -> None:
-            from pipeline.features import Transformer  # noqa: PLC0415
-            from pipeline.models import TrainedModel  # noqa: PLC0415
+class TunebenchModel(mlflow.pyfunc.PythonModel):
+    """Raw input -> fitted transformer -> trained model -> predictions."""
 
-            self.meta = json.loads(Path(context.artifacts["raw_meta"]).read_text())
-            self.transformer = Transformer.load(Path(context.artifacts["transformer"]))
-            self.model = TrainedModel.load(Path(context.artifacts["model"]))
+    def load_context(self, context) -> None:
+        from pipeline.features import Transformer  # noqa: PLC0415
+        from pipeline.models import TrainedModel  # noqa: PLC0415
 
-        def predict(self, context, model_input, params=None):
-            """Predict from raw input: probabilities for classification, values for regression."""
-            features = self.transformer.transform_raw(to_raw(model_input, self.meta))
-            return np.asarray(self.model.predict(features))
+        self.meta = json.loads(Path(context.artifacts["raw_meta"]).read_text())
+        self.transformer = Transformer.load(Path(context.artifacts["transformer"]))
+        self.model = TrainedModel.load(Path(context.artifacts["model"]))
+
+    def predict(self, context, model_input, params=None):
+        """Predict from raw input: probabilities for classification, values for regression."""
+        features = self.transformer.transform_raw(to_raw(model_input, self.meta))
+        return np.asarray(self.model.predict(features))
 
 
 mlflow.models.set_model(TunebenchModel())

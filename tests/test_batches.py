@@ -61,6 +61,12 @@ def test_dense_images_and_empty_csr_rows():
     assert xe.shape == (5, 7) and not xe.any()
 
 
+def test_non_canonical_csr_sums_duplicates_like_scipy():
+    X = sp.csr_matrix((np.array([1.0, 2.0, 3.0], np.float32), [3, 1, 3], [0, 3, 3]), shape=(2, 5))
+    ((xb,),) = _batches(make_dataset(X, None, 2, shuffle=False, seed=0))
+    np.testing.assert_array_equal(xb, X.toarray())
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="3 rows but y has 2"):
         make_dataset(np.zeros((3, 2)), np.zeros(2), 2, shuffle=False, seed=0)

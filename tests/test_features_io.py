@@ -125,6 +125,14 @@ def test_manifest_describes_the_arrays(tmp_path):
     assert vocab["index_from"] == 3 and vocab["words"] == data.transformer.vocab.words
 
 
+def test_input_hashes_default_to_the_raw_files(tmp_path):
+    raw = _tabular_raw()
+    raw.meta["files"] = {"boston_housing.npz": "f553"}
+    preprocess(raw, {"kind": "standardize"}).save(tmp_path)
+    assert json.loads((tmp_path / "manifest.json").read_text())["input_hashes"] == {"boston_housing.npz": "f553"}
+    assert ProcessedData.load(tmp_path).input_hashes == {"boston_housing.npz": "f553"}
+
+
 def test_pca_save_writes_the_variance_curve_and_plot(tmp_path):
     make, cfg = CASES["pca"]
     data = preprocess(make(), cfg)

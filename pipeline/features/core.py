@@ -178,7 +178,8 @@ class ProcessedData:
     `X_*` are float32 `np.ndarray` or float32 `scipy.sparse.csr_matrix`; `y_*`
     int64 (classification) or float32 (regression). With K-fold, `X_val` and
     `y_val` are None, `folds` holds `(train_idx, val_idx)` into `X_train`, and
-    `X_train_base` the pre-fit encoding used by `iter_folds`.
+    `X_train_base` the pre-fit encoding used by `iter_folds`. `params` is the
+    resolved configuration; `input_hashes` the raw files' SHA-256 when known.
     """
 
     task: str
@@ -195,6 +196,7 @@ class ProcessedData:
     name: str = "dataset"
     X_train_base: Matrix | None = None
     params: dict = field(default_factory=dict)
+    input_hashes: dict | None = None
 
     def manifest(self, files: dict[str, str], input_hashes: dict | None) -> dict:
         """Return the manifest: shapes, dtypes, nnz, parameters, file hashes, input hashes."""
@@ -229,7 +231,8 @@ class ProcessedData:
 
         Args:
             `directory`: destination, conventionally `data/processed/<dataset>/`.
-            `input_hashes`: optional hashes of the raw inputs, copied to the manifest.
+            `input_hashes`: hashes of the raw inputs for the manifest; default
+                `self.input_hashes` (the raw data's `meta["files"]`).
 
         Returns:
             The path of `manifest.json`.
@@ -248,7 +251,8 @@ class ProcessedData:
         names = ["features.npz", "labels.npz"]
         names += [f"transformer/{n}" for n in self.transformer.save(d / "transformer")]
         files = {n: _sha256(d / n) for n in names}
-        storage.write_json(d / "manifest.json", self.manifest(files, input_hashes))
+        hashes = input_hashes if input_hashes is not None else self.input_hashes
+        storage.write_json(d / "manifest.json", self.manifest(files, hashes))
         return d / "manifest.json"
 
     @classmethod
@@ -282,6 +286,7 @@ class ProcessedData:
             name=man["name"],
             X_train_base=storage.arrays_to_matrix("X_train_base", feats),
             params=man["params"],
+            input_hashes=man["input_hashes"],
         )
 
 
@@ -377,6 +382,7 @@ def preprocess(raw: RawData, cfg: dict) -> ProcessedData:
         name=str(raw.name),
         X_train_base=base_keep,
         params=p,
+        input_hashes=meta.get("files"),
     )
 
 

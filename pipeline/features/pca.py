@@ -16,6 +16,8 @@ training rows (population variance, `ddof=0`).
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 
 WIDE_FEATURES = 1000
@@ -125,7 +127,7 @@ class PCA:
 
     def _fit_randomized(self, Xc: np.ndarray) -> None:
         """Randomized SVD of the centred data, doubling `k` until a variance fraction is reached."""
-        from sklearn.utils.extmath import randomized_svd  # only needed for wide data
+        from sklearn.utils.extmath import randomized_svd  # noqa: PLC0415 - only for wide data
 
         n, d = Xc.shape
         total = float(np.einsum("ij,ij->", Xc, Xc, dtype=np.float64) / n)
@@ -210,12 +212,10 @@ def plot_png(curve: dict) -> bytes:
     Returns:
         The PNG file content; the same curve always gives the same bytes.
     """
-    import io
-
-    import matplotlib  # plotting is optional and slow to import
+    import matplotlib  # noqa: PLC0415 - plotting is optional and slow to import
 
     matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # noqa: PLC0415
 
     cum = curve["cumulative"]
     fig = Figure(figsize=(5, 3.5), dpi=100)

@@ -133,6 +133,8 @@ def subsample(y: np.ndarray, max_rows: int, seed: int, *, stratify: bool, classi
 
     Returns:
         Sorted indices of the kept rows (all rows when `max_rows >= len(y)`).
+        Stratified when asked and possible; with more classes than `max_rows`
+        or a class of a single row it falls back to a plain seeded sample.
     """
     n = len(y)
     if max_rows >= n:

@@ -2,14 +2,21 @@
 
 Each round is its own Optuna study (`<benchmark>.<k>-<round>.<hash>`, the
 hash covering everything that defines the round, so a changed configuration
-starts fresh studies while an interrupted run resumes its own). Round k+1's
-ranges are narrowed from round k's best trials, and round k's best
-configurations are enqueued first. The ranges of every round are saved in
-the search result and logged to the round's MLflow parent run.
+starts fresh studies while an interrupted run resumes its own; a round's own
+budget, `n_trials` and `timeout`, is left out, so raising it extends the
+study). Round k+1's ranges are narrowed from round k's best trials, and round
+k's best configurations are enqueued first. The ranges of every round are
+saved in the search result and logged to the round's MLflow parent run.
+
+The budget counts finished trials (COMPLETE, PRUNED, FAIL) except those cut
+off by a crash (`interrupted`), whose configurations are retried instead.
+After every trial the Keras session is cleared and garbage collected (see
+`benchmarks/trial_memory.py` for what that saves).
 """
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import os
 import sys
@@ -20,44 +27,47 @@ from typing import Any
 import optuna
 
 from pipeline import paths, tracking
-from pipeline.config import BenchmarkConfig, Params, ParamRange, RoundConfig, fingerprint
+from pipeline.config import Params, ParamRange, RoundConfig, fingerprint
 from pipeline.search.objective import TrialContext, run_trial
 from pipeline.search.spaces import narrow, space_to_dict, top_trials
-from pipeline.search.storage import make_pruner, make_sampler, open_storage
+from pipeline.search.storage import (
+    WORKER_ATTR,
+    fail_interrupted,
+    is_interrupted,
+    is_journal,
+    make_pruner,
+    make_sampler,
+    open_storage,
+    worker_id,
+)
 from pipeline.tasks import task_metric
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar reports trials instead
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+RELEASE_MEMORY = True  # clear the Keras session and collect garbage after every trial (off only to measure)
 
 
 def study_name(params: Params, key: str, k: int) -> str:
-    """The name of round `k` (0-based) of benchmark `key`."""
+    """The name of round `k` (0-based) of benchmark `key`: `<key>.<k+1>-<round name>.<hash>`.
+
+    The hash covers what defines the round's trials: the dataset's preprocessing, the model,
+    fixed hyperparameters, the space, every earlier round (their results shape this round's
+    ranges), this round without its budget (`n_trials`, `timeout`), seeds and the sampler.
+    Tracking, workers and storage settings do not change it.
+    """
     bench = params.benchmark(key)
+    this = bench.rounds[k].model_dump(exclude={"n_trials", "timeout"})
     fp = fingerprint(
         params.dataset(bench.dataset).preprocess, bench.model, bench.hparams, bench.space,
-        bench.rounds[: k + 1], bench.seed, params.search.sampler, params.search.seed,
+        bench.rounds[:k], this, bench.seed, params.search.sampler, params.search.seed,
     )  # fmt: skip
     return f"{key}.{k + 1}-{bench.rounds[k].name}.{fp}"
 
 
 def budget_used(study: optuna.Study) -> int:
     """Trials that count against the budget: finished ones, less those failed by an interruption."""
-    return sum(
-        1 for t in study.get_trials(deepcopy=False) if t.state in FINISHED and "interrupted" not in t.user_attrs
-    )
-
-
-def _fail_interrupted(study: optuna.Study, journal: bool) -> int:
-    """Mark trials left RUNNING by a crashed local run as FAIL (journal storage only; RDB uses heartbeats)."""
-    if not journal:
-        optuna.storages.fail_stale_trials(study)
-        return 0
-    n = 0
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-        n += 1
-    return n
+    attrs = study.user_attrs
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state in FINISHED and not is_interrupted(attrs, t))
 
 
 def _load_data(dataset: str):
@@ -76,25 +86,55 @@ def _worker(params_path: str, key: str, k: int, space: dict, n_trials: int, time
     params = load_params(params_path)
     bench = params.benchmark(key)
     rnd = bench.rounds[k]
-    storage = open_storage(storage_url, key)
+    storage = open_storage(storage_url, key, tracking_uri=params.tracking_uri())
     space_r = {n: ParamRange(**v) for n, v in space.items()}
+    data = _load_data(bench.dataset)
     study = optuna.load_study(
         study_name=study_name(params, key, k), storage=storage,
         sampler=make_sampler(rnd.sampler or params.search.sampler, params.search.seed + 1000 * k + seed_offset,
                              space_r),
-        pruner=make_pruner(rnd),
+        pruner=make_pruner(rnd, steps=len(data.folds) if data.folds else rnd.epochs),
     )  # fmt: skip
-    data = _load_data(bench.dataset)
     mlc = tracking.client(params.tracking_uri())
     ctx = TrialContext(
         family=get_family(bench.model), data=data, space=space_r, fixed=bench.hparams, epochs=rnd.epochs,
         seed=bench.seed, mlc=mlc, experiment_id=experiment_id, parent_run_id=parent_run_id,
         tags=_trial_tags(params, key, k, study.study_name), log_models=params.tracking.log_models,
     )  # fmt: skip
-    study.optimize(
-        lambda t: run_trial(t, ctx), n_trials=n_trials, timeout=timeout, catch=(Exception,),
-        callbacks=[_ProgressBar(study, n_trials)] if threads and seed_offset == 0 else None,
-    )  # fmt: skip
+    bar = _ProgressBar(study, n_trials) if seed_offset == 0 else None
+    try:
+        optimize(study, ctx, n_trials=n_trials, timeout=timeout, callbacks=[bar] if bar else None)
+    finally:
+        if bar is not None:
+            bar.bar.close()
+
+
+def optimize(study: optuna.Study, ctx: TrialContext, *, n_trials: int | None, timeout: float | None,
+             callbacks: list | None = None) -> None:  # fmt: skip
+    """Run trials of `study` in this process: the loop of every worker.
+
+    Each trial first records its worker (so a later resume can tell it from a crashed one);
+    after each, the Keras session is cleared and garbage collected (`RELEASE_MEMORY`). Stops
+    after `n_trials` or once `timeout` seconds have passed (the running trial finishes).
+    """
+    me = worker_id()
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER_ATTR, me)
+        return run_trial(trial, ctx)
+
+    extra = [release_memory] if RELEASE_MEMORY else []
+    study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(Exception,),
+                   callbacks=[*extra, *(callbacks or [])])  # fmt: skip
+
+
+def release_memory(study: optuna.Study | None = None, trial: optuna.trial.FrozenTrial | None = None) -> None:
+    """Drop what a finished trial left behind: the Keras session (if Keras is loaded) and garbage."""
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "backend"):
+        keras.backend.clear_session()  # also runs gc.collect()
+    else:
+        gc.collect()
 
 
 def _trial_tags(params: Params, key: str, k: int, name: str) -> dict[str, Any]:
@@ -135,17 +175,19 @@ def run_round(params: Params, params_path: str, key: str, k: int, space: dict[st
     """Create or resume round `k`'s study, run its remaining budget, and log its parent run."""
     bench = params.benchmark(key)
     rnd = bench.rounds[k]
-    storage = open_storage(storage_url, key)
+    storage = open_storage(storage_url, key, tracking_uri=params.tracking_uri())
     name = study_name(params, key, k)
     study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
-    interrupted = _fail_interrupted(study, journal=storage_url is None or storage_url.startswith("journal:"))
+    interrupted = fail_interrupted(study, journal=is_journal(storage_url), tracking_uri=params.tracking_uri())
     if interrupted:
-        print(f"{name}: {interrupted} trial(s) interrupted earlier marked FAIL; resuming", file=sys.stderr)
+        print(f"{name}: {interrupted} trial(s) interrupted earlier marked FAIL and queued again; resuming",
+              file=sys.stderr)  # fmt: skip
     mlc = tracking.client(params.tracking_uri())
     experiment_id = tracking.ensure_experiment(mlc, tracking.experiment_name(key, bench.dataset, bench.model))
     if "space" in study.user_attrs and study.user_attrs["space"] != space_to_dict(space):
         space = {n: ParamRange(**v) for n, v in study.user_attrs["space"].items()}
         notes = [*study.user_attrs.get("narrowing_notes", []), "resumed with the ranges this study started with"]
+    budget = n_trials if n_trials is not None else rnd.n_trials
     parent = study.user_attrs.get("mlflow_parent_run_id")
     if parent is None:
         parent = tracking.start_run(mlc, experiment_id, name, tags=_trial_tags(params, key, k, name) | {
@@ -154,7 +196,7 @@ def run_round(params: Params, params_path: str, key: str, k: int, space: dict[st
         study.set_user_attr("space", space_to_dict(space))
         study.set_user_attr("narrowing_notes", notes)
         tracking.log_params(mlc, parent, {f"range.{n}": v for n, v in space_to_dict(space).items()}
-                            | {"epochs": rnd.epochs, "n_trials": rnd.n_trials, "pruner": rnd.pruner})
+                            | {"epochs": rnd.epochs, "n_trials": budget, "pruner": rnd.pruner})
         if prev is not None and rnd.enqueue_best:
             for t in top_trials(prev.get_trials(deepcopy=False), direction, 1.0)[: rnd.enqueue_best]:
                 inside = {n: v for n, v in t.params.items() if n in space and _inside(space[n], v)}
@@ -162,14 +204,13 @@ def run_round(params: Params, params_path: str, key: str, k: int, space: dict[st
                     study.enqueue_trial(inside, user_attrs={"enqueued_from": f"{prev.study_name}#{t.number}"})
     else:
         mlc.update_run(parent, status="RUNNING")
-    budget = n_trials if n_trials is not None else rnd.n_trials
     remaining = budget - budget_used(study)
     if remaining > 0:
         _run_workers(params_path, key, k, space, remaining, timeout or rnd.timeout, storage_url, workers,
                      parent, experiment_id)  # fmt: skip
     else:
         print(f"{name}: budget of {budget} trials already met; nothing to run", file=sys.stderr)
-    _summarize_round(mlc, parent, study, space, notes)
+    _summarize_round(mlc, parent, study, space, notes, budget)
     return study
 
 
@@ -200,13 +241,13 @@ def _run_workers(params_path, key, k, space, remaining, timeout, storage_url, wo
         raise RuntimeError(f"{len(bad)} search worker(s) exited with codes {bad}; rerun to resume the study")
 
 
-def _summarize_round(mlc, parent: str, study: optuna.Study, space: dict, notes: list[str]) -> None:
+def _summarize_round(mlc, parent: str, study: optuna.Study, space: dict, notes: list[str], budget: int) -> None:
     """Log the round's outcome to its parent run: best, counts, trials table, Optuna plots."""
     from pipeline.search.plots import write_study_plots  # noqa: PLC0415
 
     trials = study.get_trials(deepcopy=False)
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in optuna.trial.TrialState}
-    metrics = {f"n_{k}": v for k, v in counts.items()}
+    metrics = {f"n_{k}": v for k, v in counts.items()} | {"budget": budget, "budget_used": budget_used(study)}
     tags: dict[str, Any] = {"narrowing_notes": "\n".join(notes)[:5000]}
     try:
         best = study.best_trial
@@ -251,7 +292,7 @@ def run_search(params: Params, params_path: str, key: str, *, only_round: int | 
             study = run_round(params, params_path, key, k, space, prev=prev, n_trials=n_trials, timeout=timeout,
                               workers=workers, storage_url=storage_url, notes=notes, direction=direction)  # fmt: skip
         else:
-            study = optuna.load_study(study_name=study_name(params, key, k), storage=open_storage(storage_url, key))
+            study = _load_existing(params, key, k, storage_url)
         if "space" in study.user_attrs:  # the ranges the study really used (stable across resumes)
             space = {n: ParamRange(**v) for n, v in study.user_attrs["space"].items()}
             notes = study.user_attrs.get("narrowing_notes", notes)
@@ -261,6 +302,18 @@ def run_search(params: Params, params_path: str, key: str, *, only_round: int | 
               "rounds": rounds_out, "best": _overall_best(rounds_out, direction)}  # fmt: skip
     paths.write_json_atomic(paths.search_result(key), result)
     return result
+
+
+def _load_existing(params: Params, key: str, k: int, storage_url: str | None) -> optuna.Study:
+    """Load round `k`'s study for a run of a later round only (`--round`)."""
+    name = study_name(params, key, k)
+    try:
+        return optuna.load_study(study_name=name, storage=open_storage(storage_url, key))
+    except KeyError:
+        raise RuntimeError(
+            f"round {k + 1} of {key} ({name}) has not run with this configuration; "
+            f"run `tunebench search --benchmark {key}` (or `--round {k + 1}`) first"
+        ) from None
 
 
 def _round_result(study: optuna.Study, rnd: RoundConfig, space: dict, notes: list[str]) -> dict:

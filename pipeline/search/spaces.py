@@ -120,7 +120,9 @@ def _narrow_numeric(name, r: ParamRange, values, best_value, pad, widen_at_edge)
         note += f" (best trial at the high edge {r.high:g}: widened above it)"
     else:
         hi = min(hi, hi_t)
-    low, high = _inv(lo, r.log), _inv(hi, r.log)
+    # a bound clipped to the original range keeps its exact value (10**log10(x) may differ from x)
+    low = r.low if lo == lo_t else _inv(lo, r.log)
+    high = r.high if hi == hi_t else _inv(hi, r.log)
     if r.int:
         low, high = math.floor(low), math.ceil(high)
         if low >= high:

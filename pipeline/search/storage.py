@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import os
 import socket
+import warnings
 from pathlib import Path
 
 import optuna
@@ -28,6 +29,7 @@ HEARTBEAT_INTERVAL = 30  # seconds between a running trial's heartbeats (RDB sto
 GRACE_PERIOD = 120  # seconds without a heartbeat before a RUNNING trial counts as crashed
 MAX_RETRY = 1  # an interrupted configuration is retried this often (a trial that kills its worker stops there)
 WORKER_ATTR = "worker"  # user attr: where the trial runs, so a resume tells live trials from dead ones
+INTERRUPTED_PREFIX = "interrupted."  # study user attr `interrupted.<trial number>`: cut off by a crash
 RUN_ATTRS = (WORKER_ATTR, "mlflow_run_id", "pruned_at_epoch", "pruned_at_fold", "best_epoch", "interrupted")
 
 
@@ -87,11 +89,17 @@ def worker_alive(worker: dict | None) -> bool:
     return started is None or _process_start(int(worker["pid"])) in (None, started)
 
 
+def is_interrupted(study_attrs: dict, trial: optuna.trial.FrozenTrial) -> bool:
+    """True when `trial` was cut off by a crash (`study_attrs`: the study's user attrs)."""
+    return "interrupted" in trial.user_attrs or f"{INTERRUPTED_PREFIX}{trial.number}" in study_attrs
+
+
 class InterruptedTrial:
     """What happens to a trial cut off by a crash: marked, its MLflow run closed, its configuration retried.
 
     Used as the RDB storage's `heartbeat_stale_trial_callback` (called with the trial already
-    FAIL) and by `fail_interrupted` for journal files.
+    FAIL, which a storage no longer lets us annotate: the mark is the study user attr
+    `interrupted.<number>`) and by `fail_interrupted` for journal files.
     """
 
     def __init__(self, tracking_uri: str | None = None, max_retry: int = MAX_RETRY):
@@ -99,11 +107,13 @@ class InterruptedTrial:
         self.max_retry = max_retry
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        study.set_user_attr(f"{INTERRUPTED_PREFIX}{trial.number}", "worker stopped while the trial ran")
         if trial.params:
             retry = copy.deepcopy(trial)
             retry.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in RUN_ATTRS}
-            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)(study, retry)
-        study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)(study, retry)
         run_id = trial.user_attrs.get("mlflow_run_id")
         if run_id and self.tracking_uri:
             from pipeline import tracking  # noqa: PLC0415
@@ -134,10 +144,11 @@ def fail_interrupted(study: optuna.Study, *, journal: bool, tracking_uri: str | 
         if worker_alive(t.user_attrs.get(WORKER_ATTR)):
             continue
         try:
+            study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
             if not study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # finished meanwhile
+            continue  # finished meanwhile (or failed by another resuming process)
         on_interrupted(study, t)
         n += 1
     return n
