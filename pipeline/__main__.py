@@ -148,13 +148,13 @@ def cmd_report(params: Params, args) -> int:
 
 
 def cmd_ui(params: Params, args) -> int:
-    from pipeline import tracking  # noqa: PLC0415
+    from pipeline import paths, tracking  # noqa: PLC0415
 
     uri = params.tracking_uri()
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
            "--port", str(args.port)]  # fmt: skip
     if uri.startswith("sqlite:"):
-        cmd += ["--default-artifact-root", str((__import__("pathlib").Path("mlartifacts")).resolve().as_uri())]
+        cmd += ["--default-artifact-root", paths.MLARTIFACTS.resolve().as_uri()]
     print(f"MLflow UI for {tracking.redact(uri)} at http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
     os.execv(sys.executable, cmd)
     return 0

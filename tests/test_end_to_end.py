@@ -85,8 +85,8 @@ def test_champion_loads_and_predicts_raw_input(project):
     dest, _ = project
     mlflow.set_tracking_uri(f"sqlite:///{dest / 'mlflow.db'}")
     mlflow.set_registry_uri(f"sqlite:///{dest / 'mlflow.db'}")
-    for name, key, ds in [("rt_polarity-keras_mlp", "rt_polarity_keras_mlp", "rt_polarity"),
-                          ("boston_housing-keras_mlp", "boston_housing_keras_mlp", "boston_housing")]:  # fmt: skip
+    for name, ds in [("rt_polarity-keras_mlp", "rt_polarity"), ("boston_housing-keras_mlp", "boston_housing"),
+                     ("digits-numpy_mlp", "digits"), ("digits-linear", "digits")]:  # fmt: skip
         model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
         meta = json.loads((dest / "data/processed" / ds / "raw_meta.json").read_text())
         pred = model.predict(example_frame(meta))

@@ -47,7 +47,16 @@ def _candidate(mlc, exp_id, tmp_path, i):
     return run_id, f"{mlc.get_run(run_id).info.artifact_uri}/model"
 
 
-ECHO = "import mlflow\n\nclass Echo(mlflow.pyfunc.PythonModel):\n    def predict(self, context, model_input, params=None):\n        return model_input\n\nmlflow.models.set_model(Echo())\n"
+ECHO = """import mlflow
+
+
+class Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+mlflow.models.set_model(Echo())
+"""
 
 
 def test_registry_aliases_follow_the_rule(tmp_path, monkeypatch):
