@@ -4,8 +4,9 @@ On an IMDB-shaped input (25,000 reviews, top 10,000 words) it measures, in one
 run, each path in its own subprocess for clean peaks:
 
 1. peak RSS of preprocessing + training the Keras 16-16-1 model (rmsprop,
-   batch 512) for one epoch and more: dense float32 vs CSR (goal: CSR/dense <= 0.25);
-2. training throughput after the first (tracing) epoch (goal: CSR/dense >= 0.90);
+   batch 512) for a few epochs: dense float32 vs CSR (goal: CSR/dense <= 0.25);
+2. training throughput after the first (tracing) epoch, paired epoch by epoch
+   in one process so that load from other processes cancels (goal: CSR/dense >= 0.90);
 3. vectorization speed of `pipeline.features.multi_hot` vs Chollet's textbook
    Python loop (goal: >= 20x).
 
@@ -15,7 +16,7 @@ IMDB's train statistics (median 178, mean ~239 tokens, clipped to 11..2,494),
 a start marker 1 first, indices `rank + 3`, and indices >= num_words mapped to
 2, exactly as `keras.datasets.imdb.load_data(num_words=10000)` returns them.
 
-Usage: `python benchmarks/multihot.py [--rows 25000] [--epochs 3] [--out benchmarks/results/multihot.json]`
+Usage: `python benchmarks/multihot.py [--rows 25000] [--rounds 12] [--out benchmarks/results/multihot.json]`
 """
 
 from __future__ import annotations
@@ -154,6 +155,52 @@ def train_worker(path: str, rows: int, num_words: int, epochs: int, batch: int) 
     }
 
 
+def throughput_worker(rows: int, num_words: int, rounds: int, batch: int) -> dict:
+    """Paired throughput: alternate one epoch per input path in one process, `rounds` times.
+
+    On a shared machine other processes slow whole stretches of time; pairing
+    each CSR epoch with a neighbouring dense epoch (order alternating) lets
+    that noise cancel in the per-round ratio.
+
+    Returns:
+        Per-path epoch times and the median per-round throughput ratio CSR / dense.
+    """
+    from pipeline.runtime import configure_tensorflow  # noqa: PLC0415
+
+    configure_tensorflow()
+    from pipeline.batches import make_dataset  # noqa: PLC0415
+    from pipeline.features import multi_hot  # noqa: PLC0415
+
+    seqs, labels = imdb_like_sequences(rows, num_words)
+    X = multi_hot(seqs, num_words)
+    paths = {"csr": X, "dense": X.toarray()}
+    fits = {}
+    for name, data in paths.items():
+        model = _build_model(num_words)
+        ds = make_dataset(data, labels, batch, shuffle=True, seed=0)
+        fits[name] = (model, ds)
+        model.fit(ds, epochs=1, shuffle=False, verbose=0)  # tracing epoch, not timed
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    cpu: dict[str, list[float]] = {name: [] for name in paths}
+    for r in range(rounds):
+        for name in paths if r % 2 == 0 else reversed(paths):
+            model, ds = fits[name]
+            t0, c0 = time.perf_counter(), time.process_time()
+            model.fit(ds, epochs=1, shuffle=False, verbose=0)
+            times[name].append(round(time.perf_counter() - t0, 4))
+            cpu[name].append(round(time.process_time() - c0, 4))
+    ratios = [d / c for c, d in zip(times["csr"], times["dense"])]
+    return {
+        "epoch_s": times,
+        "epoch_cpu_s": cpu,
+        "samples_per_s_median": {k: round(rows / float(np.median(v)), 1) for k, v in times.items()},
+        "csr_over_dense_per_round": [round(x, 3) for x in ratios],
+        "csr_over_dense_median": round(float(np.median(ratios)), 3),
+        "csr_over_dense_geometric_mean": round(float(np.exp(np.mean(np.log(ratios)))), 3),
+        "csr_over_dense_cpu_time": round(float(np.median(cpu["dense"]) / np.median(cpu["csr"])), 3),
+    }
+
+
 def _matrix_mb(X) -> float:
     """Bytes held by a dense array or a CSR matrix, in MiB."""
     if hasattr(X, "nnz"):
@@ -217,37 +264,46 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=25_000)
     parser.add_argument("--num-words", type=int, default=10_000)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--trials", type=int, default=2, help="training runs per path, interleaved")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=2, help="memory runs per path, interleaved")
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "multihot.json"))
-    parser.add_argument("--worker", choices=["csr", "dense", "dense_numpy", "vectorize"])
+    parser.add_argument("--rounds", type=int, default=12, help="paired throughput epochs per path")
+    parser.add_argument("--worker", choices=["csr", "dense", "dense_numpy", "vectorize", "throughput"])
     parser.add_argument("--result")
     args = parser.parse_args(argv)
     if args.worker:
         if args.worker == "vectorize":
             result = vectorize_worker(args.rows, args.num_words, args.repeats)
+        elif args.worker == "throughput":
+            result = throughput_worker(args.rows, args.num_words, args.rounds, args.batch)
         else:
             result = train_worker(args.worker, args.rows, args.num_words, args.epochs, args.batch)
         Path(args.result).write_text(json.dumps(result))
         return result
     common = ["--rows", str(args.rows), "--num-words", str(args.num_words), "--epochs", str(args.epochs),
-              "--batch", str(args.batch), "--repeats", str(args.repeats)]  # fmt: skip
+              "--batch", str(args.batch), "--repeats", str(args.repeats), "--rounds", str(args.rounds)]  # fmt: skip
     runs: dict[str, list[dict]] = {"dense": [], "csr": [], "dense_numpy": []}
     for _ in range(args.trials):  # interleaved, so load from other processes hits every path alike
         for path in runs:
             runs[path].append(_run_worker([*common, "--worker", path]))
+    runs["throughput"] = _run_worker([*common, "--worker", "throughput"])
     runs["vectorize"] = _run_worker([*common, "--worker", "vectorize"])
     report = _report(args, runs)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    print(json.dumps(report["ratios"], indent=2))
+    print(json.dumps({"ratios": report["ratios"], "goals_met": report["goals_met"]}, indent=2))
     return report
 
 
 def _summary(trials: list[dict], rows: int) -> dict:
-    """Pool the trials of one path: max peak memory, median steady-epoch throughput."""
+    """Pool the trials of one path: max peak memory; throughput from the best and the median epoch.
+
+    Other processes on a shared machine only ever add time, so the best
+    (fastest) steady epoch is the least disturbed figure; the median is kept
+    alongside.
+    """
     steady = [t for run in trials for t in (run["epoch_s"][1:] or run["epoch_s"])]
     return {
         "peak_rss_mb": max(r["peak_rss_mb"] for r in trials),
@@ -255,8 +311,14 @@ def _summary(trials: list[dict], rows: int) -> dict:
         "rss_before_data_mb": max(r["rss_before_data_mb"] for r in trials),
         "features_mb": trials[0]["features_mb"],
         "preprocess_s": min(r["preprocess_s"] for r in trials),
-        "samples_per_s": round(rows / float(np.median(steady)), 1),
+        "samples_per_s_best_epoch": round(rows / min(steady), 1),
+        "samples_per_s_median_epoch": round(rows / float(np.median(steady)), 1),
     }
+
+
+def _ratio(a: dict, b: dict, key: str) -> float:
+    """`a[key] / b[key]` rounded to 3 decimals."""
+    return round(a[key] / b[key], 3)
 
 
 def _report(args, runs: dict) -> dict:
@@ -266,8 +328,11 @@ def _report(args, runs: dict) -> dict:
     ratios = {
         "memory_data_peak_csr_over_dense": round(csr["data_peak_mb"] / dense["data_peak_mb"], 3),
         "memory_total_peak_rss_csr_over_dense": round(csr["peak_rss_mb"] / dense["peak_rss_mb"], 3),
-        "throughput_csr_over_dense": round(csr["samples_per_s"] / dense["samples_per_s"], 3),
-        "throughput_csr_over_dense_numpy_fit": round(csr["samples_per_s"] / numpy_fit["samples_per_s"], 3),
+        "throughput_csr_over_dense": runs["throughput"]["csr_over_dense_median"],
+        "throughput_csr_over_dense_geometric_mean": runs["throughput"]["csr_over_dense_geometric_mean"],
+        "throughput_csr_over_dense_per_cpu_second": runs["throughput"]["csr_over_dense_cpu_time"],
+        "throughput_csr_over_dense_unpaired_best_epochs": _ratio(csr, dense, "samples_per_s_best_epoch"),
+        "throughput_csr_over_dense_numpy_fit_unpaired_best_epochs": _ratio(csr, numpy_fit, "samples_per_s_best_epoch"),
         "vectorize_speedup_first_call": round(vec["textbook_first_s"] / vec["multi_hot_first_s"], 1),
         "vectorize_speedup_best_of": round(vec["textbook_best_s"] / vec["multi_hot_best_s"], 1),
     }
@@ -309,7 +374,11 @@ def _report(args, runs: dict) -> dict:
             "importing TensorFlow and building the model; total = whole-process peak RSS",
             "dense = float32 array through the same tf.data pipeline (pipeline.batches); "
             "dense_numpy_fit = the float32 array passed to model.fit directly",
-            "throughput = rows / median epoch time, first (tracing) epoch excluded, pooled over trials",
+            "throughput (the goal) = median over rounds of the paired ratio dense epoch time / CSR epoch "
+            "time, one process alternating one epoch of each (tracing epoch excluded); the unpaired "
+            "figures come from the separate memory runs: rows / best steady epoch, pooled over trials; "
+            "per_cpu_second = median process CPU time per epoch (all threads), dense / CSR: the ratio "
+            "to expect when no core is free for the input pipeline",
             "vectorize: first call = each function's first call in a fresh process (the textbook pays "
             "for faulting in 2 GB); best_of = warm repeats; textbook_loop_only_s = the loop alone on "
             "memory already touched",

@@ -2,8 +2,8 @@
 
 A CSR matrix stays compact in memory: only its three component arrays are
 handed to TensorFlow (as ragged tensors), and each batch is densified inside
-the pipeline (a ragged gather of the batch's rows, then
-`tf.sparse.to_dense`), in parallel with training and prefetched. Dense arrays are gathered by the
+the pipeline (a ragged gather of the batch's rows, then one `SparseToDense`),
+in parallel with training and prefetched. Dense arrays are gathered by the
 same shuffled index batches, so both inputs give the same batches in the
 same order for a given seed. TensorFlow is imported lazily, after
 `pipeline.runtime.configure_tensorflow()`.
@@ -33,7 +33,8 @@ def _tf():
 def _dense_gather(X: np.ndarray):
     """Return a function mapping a batch of row indices to the float32 rows of `X`."""
     tf = _tf()
-    table = tf.constant(np.asarray(X, dtype=np.float32))
+    # tf.identity holds one copy of the array; tf.constant was measured holding two (2 GB for 1 GB).
+    table = tf.identity(np.asarray(X, dtype=np.float32))
 
     def gather(idx):
         return tf.gather(table, idx)
@@ -41,31 +42,39 @@ def _dense_gather(X: np.ndarray):
     return gather
 
 
-def _csr_gather(X: sp.spmatrix):
+def _csr_gather(X: sp.spmatrix, batch_size: int):
     """Return a function mapping a batch of row indices to densified float32 CSR rows.
 
     The matrix is held as two ragged tensors (columns, values) split by its
-    row pointer; a batch is a ragged gather plus `tf.sparse.to_dense`, which
-    measured about twice as fast as `tf.scatter_nd` here.
+    row pointer. A batch is a ragged gather, flat positions `row * n_cols +
+    col`, and one 1-D `SparseToDense`; with int32 positions this measured as
+    fast as gathering dense rows, and about 1.5x faster than the 2-D
+    `tf.sparse.to_dense` (3x faster than `tf.scatter_nd`).
     """
     tf = _tf()
     X = sp.csr_matrix(X, dtype=np.float32)
-    if not X.has_canonical_format:  # to_dense would not sum duplicates as scipy does
+    if not X.has_canonical_format:  # SparseToDense would not sum duplicates as scipy does
         X = X.copy()
         X.sum_duplicates()
-    splits = X.indptr.astype(np.int64)
-    columns = tf.RaggedTensor.from_row_splits(X.indices.astype(np.int64), splits, validate=False)
-    values = tf.RaggedTensor.from_row_splits(X.data, splits, validate=False)
     n_cols = X.shape[1]
+    small = max(X.nnz, batch_size * n_cols) < 2**31 - 1
+    itype = np.int32 if small else np.int64
+    splits = X.indptr.astype(itype)
+    columns = tf.RaggedTensor.from_row_splits(X.indices.astype(itype), splits, validate=False)
+    values = tf.RaggedTensor.from_row_splits(X.data, splits, validate=False)
 
     def gather(idx):
         cols = tf.gather(columns, idx)
-        coords = tf.stack([cols.value_rowids(), cols.flat_values], axis=1)
-        shape = tf.stack([tf.size(idx, out_type=tf.int64), tf.constant(n_cols, tf.int64)])
-        sparse = tf.SparseTensor(coords, tf.gather(values, idx).flat_values, shape)
-        dense = tf.sparse.to_dense(sparse, validate_indices=False)
-        dense.set_shape([None, n_cols])
-        return dense
+        rows = tf.size(idx, out_type=cols.row_splits.dtype)
+        flat = cols.value_rowids() * n_cols + cols.flat_values
+        dense = tf.raw_ops.SparseToDense(
+            sparse_indices=flat,
+            output_shape=tf.reshape(rows * n_cols, [1]),
+            sparse_values=tf.gather(values, idx).flat_values,
+            default_value=tf.constant(0.0, tf.float32),
+            validate_indices=False,
+        )
+        return tf.reshape(dense, [-1, n_cols])
 
     return gather
 
@@ -103,7 +112,7 @@ def make_dataset(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if y is not None and len(y) != n:
         raise ValueError(f"X has {n} rows but y has {len(y)}")
-    gather = _csr_gather(X) if sp.issparse(X) else _dense_gather(X)
+    gather = _csr_gather(X, batch_size) if sp.issparse(X) else _dense_gather(X)
     ds = tf.data.Dataset.range(n)
     if shuffle:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
@@ -117,4 +126,8 @@ def make_dataset(
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
-    return ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # As Keras's own array adapter: skip the static graph rewrites, which serialize the
+    # pipeline (with its captured arrays) at every new iterator, i.e. every epoch.
+    options.experimental_optimization.apply_default_optimizations = False
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

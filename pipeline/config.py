@@ -93,6 +93,9 @@ class PreprocessConfig(_Strict):
     seed: int = 42
     stratify: bool = True
     max_rows: int | None = Field(None, gt=10)
+    scale: bool = True
+    mean_subtraction: bool = False
+    channels_last: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> PreprocessConfig:

@@ -58,7 +58,7 @@ def preprocess(params: Params, dataset: str) -> Path:
     dest = paths.processed_dir(dataset)
     tmp = _staging(dest)
     try:
-        data.save(tmp)
+        data.save(tmp, input_hashes={"raw_manifest": paths.file_sha256(paths.raw_dir(dataset) / "manifest.json")})
         paths.write_json_atomic(tmp / serving.RAW_META, serving.raw_example(raw))
         _replace_dir(tmp, dest)
     except BaseException:

@@ -172,6 +172,7 @@ def test_median_pruner_stops_a_bad_trial_after_the_warmup(proj):
     assert result["best"]["trial"] in (0, 1)
 
 
+@pytest.mark.filterwarnings("ignore:Fixed parameter lr with value 1000000.0 is out of range")
 def test_diverging_keras_trial_is_pruned_with_its_reason_and_the_study_goes_on(proj, monkeypatch):
     keras = keras_module()
     calls = []
@@ -242,6 +243,9 @@ def test_crashed_running_trial_is_failed_not_counted_and_retried_while_live_ones
     dist = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
             "l2": optuna.distributions.FloatDistribution(1e-7, 1e-2, log=True)}  # fmt: skip
     crashed = study.ask(dist)  # left RUNNING, as by a killed worker: no tell
+    mlc = tracking.client(proj.raw["tracking"]["uri"])
+    crashed_run = tracking.start_run(mlc, tracking.ensure_experiment(mlc, "digits/numpy_mlp"), "trial-0")
+    crashed.set_user_attr("mlflow_run_id", crashed_run)
     live_proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         live = study.ask(dist)
@@ -255,6 +259,9 @@ def test_crashed_running_trial_is_failed_not_counted_and_retried_while_live_ones
         retry = [t for t in trials.values() if t.system_attrs.get("failed_trial") == crashed.number]
         assert len(retry) == 1 and retry[0].state == TS.COMPLETE
         assert retry[0].params == crashed.params, "the interrupted configuration is retried"
+        assert retry[0].user_attrs["mlflow_run_id"] != crashed_run
+        run = mlc.get_run(crashed_run)
+        assert run.info.status == "FAILED" and run.data.tags["reason"].startswith("interrupted")
         assert budget_used(proj.study(key)) == 3 and len(trials) == 5
     finally:
         live_proc.kill()
@@ -266,6 +273,8 @@ def test_crashed_running_trial_is_failed_not_counted_and_retried_while_live_ones
     assert [t.state for t in trials.values()].count(TS.WAITING) == 1, "queued for the next extension"
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_rdb_heartbeat_fails_a_stale_trial_and_retries_it(proj, monkeypatch):
     monkeypatch.setattr(storage, "HEARTBEAT_INTERVAL", 1)
     monkeypatch.setattr(storage, "GRACE_PERIOD", 1)

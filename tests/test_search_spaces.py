@@ -7,8 +7,9 @@ import math
 import optuna
 import pytest
 
-from pipeline.config import ParamRange
+from pipeline.config import ParamRange, RoundConfig
 from pipeline.search.spaces import narrow, suggest, top_trials
+from pipeline.search.storage import make_pruner
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -91,3 +92,21 @@ def test_all_best_trials_equal_keeps_a_valid_range():
     study.optimize(lambda t: suggest(t, space)["lr"] * 0, n_trials=3)
     new, _ = narrow(space, study.trials, "minimize")
     assert new["lr"].low < 1e-3 < new["lr"].high
+
+
+def test_bound_clipped_to_the_original_range_keeps_its_exact_value():
+    space = {"lr": ParamRange(low=1e-4, high=1e-2, log=True)}
+    study = optuna.create_study()
+    for lr in (1e-4, 1.2e-4, 5e-3):
+        study.enqueue_trial({"lr": lr})
+    study.optimize(lambda t: suggest(t, space)["lr"], n_trials=3)
+    new, _ = narrow(space, study.trials, "minimize", top_quantile=0.5, widen_at_edge=False)
+    assert new["lr"].low == 1e-4, "exactly the original bound, so the best trial (enqueued next round) fits"
+
+
+def test_pruner_steps_are_folds_for_a_kfold_objective():
+    rnd = RoundConfig(name="r", n_trials=4, epochs=40, pruner="median")
+    assert make_pruner(rnd)._n_warmup_steps == 10
+    assert make_pruner(rnd, steps=4)._n_warmup_steps == 1
+    hb = make_pruner(rnd.model_copy(update={"pruner": "hyperband"}), steps=4)
+    assert hb._max_resource == 4

@@ -7,6 +7,21 @@ Public API (see `core` for the order of work and the K-fold choice):
 - `holdout_or_folds(data)`, `iter_folds(data)`: fold-safe training/validation pairs
 - building blocks: `multi_hot`, `tokenize`, `Vocabulary`, `Standardizer`, `PCA`, `MeanImage`
 
+Documented choices:
+
+- multi-hot is a float32 CSR matrix (Keras IMDB conventions, see `text`); an
+  empty document is an all-zero row; text gets no start marker 1.
+- standardization uses train mean and population std; a constant column gets
+  std 1 (it maps to 0). NaN/inf inputs are refused, naming column and row count.
+- PCA only centres (as the notes and scikit-learn); standardize first for
+  columns of unrelated scales. Exact covariance SVD up to `pca.WIDE_FEATURES`
+  columns, randomized SVD beyond.
+- images: x/255 (`scale`), optional mean-image subtraction, (N, H, W, C) or
+  (N, C, H, W); flattened for `standardize` / `pca`.
+- every split part must contain every class (see `splits`); K-fold keeps
+  `X_train_base` so `iter_folds` refits the scaler / PCA inside each fold.
+- storage is npz + JSON, atomic per file and byte-identical on re-save.
+
 Nothing here imports TensorFlow; `pipeline.batches` feeds these arrays to Keras.
 """
 

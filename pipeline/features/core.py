@@ -73,6 +73,7 @@ def _require(ok: bool, key: str, value, expected: str) -> None:
 
 
 def _is_int(v) -> bool:
+    """True for Python or NumPy integers, not for bools."""
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 

@@ -123,6 +123,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
         tags={"best_epoch": best_epoch},
         model=None if kfold else trained,
         log_model=ctx.log_models,
+        input_example=None if kfold else splits[0][2][:1],
     )
     return value
 

@@ -6,9 +6,10 @@ worker processes); any SQLAlchemy URL (PostgreSQL for many machines) or a
 whose worker stopped beating is failed by the next worker that starts a trial
 (Optuna's `fail_stale_trials`). Journal files have no heartbeats: a trial left
 RUNNING by a process that no longer lives is failed when the round resumes.
-Either way the cut-off trial is marked `interrupted` (it does not count against
-the budget), its MLflow run is closed, and its parameters are enqueued once
-again (`RetryHeartbeatStaleTrialCallback`, the successor of Optuna's
+Either way the cut-off trial is marked interrupted (user attr `interrupted`,
+or study user attr `interrupted.<number>` where the storage no longer lets a
+failed trial be annotated), does not count against the budget, its MLflow run
+is closed, and its parameters are enqueued once again (`RetryHeartbeatStaleTrialCallback`, the successor of Optuna's
 `RetryFailedTrialCallback`), so an interrupted configuration is retried, not lost.
 """
 
@@ -53,10 +54,12 @@ def open_storage(url: str | None, benchmark: str, *, tracking_uri: str | None = 
         path = Path(url.removeprefix("journal:")) if url else paths.journal_file(benchmark)
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
-    return RDBStorage(
-        url, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
-        heartbeat_stale_trial_callback=InterruptedTrial(tracking_uri), engine_kwargs={"pool_pre_ping": True},
-    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(
+            url, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
+            heartbeat_stale_trial_callback=InterruptedTrial(tracking_uri), engine_kwargs={"pool_pre_ping": True},
+        )  # fmt: skip
 
 
 def worker_id() -> dict:
@@ -136,7 +139,9 @@ def fail_interrupted(study: optuna.Study, *, journal: bool, tracking_uri: str | 
         How many trials were failed here (0 for RDB storages, which report through the callback).
     """
     if not journal:
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
         return 0
     on_interrupted = InterruptedTrial(tracking_uri)
     n = 0
