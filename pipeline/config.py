@@ -91,7 +91,7 @@ class PreprocessConfig(_Strict):
     test_fraction: float = Field(0.2, gt=0, lt=1)
     kfold: int = Field(0, ge=0)
     seed: int = 42
-    stratify: bool = True
+    stratify: bool | None = None  # None: stratified for classification
     max_rows: int | None = Field(None, gt=10)
     scale: bool = True
     mean_subtraction: bool = False
