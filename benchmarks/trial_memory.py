@@ -1,28 +1,30 @@
-"""Benchmark memory across many Keras trials in one process: does the search leak?
+"""Benchmark memory across many Keras trials of one search: does it leak, and what bounds it?
 
 TensorFlow keeps memory across models built in one process (keras-tuner#873,
-optuna#1178, tensorflow#36465). The search clears the Keras session before
-every fit (the Keras families) and after every trial, then collects garbage
-(`pipeline.search.runner.release_memory`). This script runs `--trials` tiny
-trials of `keras_mlp` on scikit-learn's digits (PCA features, Dense 64-64-10,
-adam, batch 64, `--epochs` epochs, no pruning, random sampler) through the
-real search path (`run_search`: journal storage, one MLflow run per trial with
-per-epoch metrics, curves and the model) and records the process's resident
-set size (RSS, psutil) after every `--every` trials. Each mode runs in its
-own fresh subprocess:
+optuna#1178, tensorflow#36465). This script runs `--trials` tiny trials of
+`keras_mlp` on scikit-learn's digits (PCA features, Dense 64-64-10, adam,
+batch 64, `--epochs` epochs, no pruning, random sampler) through the real
+search (`run_search`: journal storage, one MLflow run per trial with
+per-epoch metrics, curves and the model), and samples the resident set size
+(RSS, psutil) of the search's process tree every 0.25 s, noting it when the
+study's finished-trial count reaches 1, `--every`, 2x`--every`, ... Each mode
+is a fresh `run_search` in its own subprocess and project folder:
 
-- `release`: the search as shipped (clear_session before each fit and after
-  each trial, plus `gc.collect()`);
-- `baseline`: the same with both disabled (`keras.backend.clear_session`
-  made a no-op, `runner.RELEASE_MEMORY = False`);
-- `chunked` (with `--chunk N`): the shipped search resumed in a fresh
-  process every N trials, as one spawned process per N trials would run.
+- `in_process`: every trial in one process, with the Keras session cleared
+  before each fit and after each trial plus `gc.collect()` (the search before
+  worker recycling; `TUNEBENCH_TRIALS_PER_PROCESS=0`);
+- `baseline`: the same with both disabled (`keras.backend.clear_session` a
+  no-op, `runner.RELEASE_MEMORY = False`);
+- `recycled`: the search as shipped: Keras trials in spawned worker processes
+  of at most `runner.TRIALS_PER_PROCESS` trials (`--per-process` overrides).
 
-The headline figure is the RSS growth between trial `--every` and the last
-trial (MB), and the ratio baseline/release of those growths.
+Reported per mode: RSS growth of the training process between trial
+`--every` and the last trial (MB), peak RSS of the largest process and of the
+whole tree, and seconds per trial (the machine is shared: compare modes run
+together, not across runs).
 
 Usage: `python benchmarks/trial_memory.py [--trials 100] [--every 10] [--epochs 2]
-[--modes release,baseline] [--chunk 0] [--out benchmarks/results/trial_memory.json]`
+[--modes in_process,baseline,recycled] [--per-process N] [--out benchmarks/results/trial_memory.json]`
 """
 
 from __future__ import annotations
@@ -58,44 +60,18 @@ def project_params(tmp: Path, trials: int, epochs: int) -> dict:
     }  # fmt: skip
 
 
-def rss_mb() -> float:
-    """This process's resident set size in MB."""
-    import psutil  # noqa: PLC0415
-
-    return psutil.Process().memory_info().rss / 2**20
-
-
-def child(mode: str, workdir: Path, upto: int, every: int) -> dict:
-    """Run the search in `workdir` until `upto` trials exist, recording RSS every `every` trials."""
+def child(mode: str, workdir: Path, trials: int) -> None:
+    """Run the whole search in `workdir` (the body of one mode's subprocess)."""
     os.chdir(workdir)
     from pipeline.config import load_params  # noqa: PLC0415
-    from pipeline.models.keras_common import keras_module  # noqa: PLC0415
     from pipeline.search import runner  # noqa: PLC0415
 
-    keras = keras_module()
     if mode == "baseline":
-        keras.backend.clear_session = lambda *a, **k: None
+        from pipeline.models.keras_common import keras_module  # noqa: PLC0415
+
+        keras_module().backend.clear_session = lambda *a, **k: None
         runner.RELEASE_MEMORY = False
-    samples: list[dict] = []
-    start = time.perf_counter()
-    state = {"done": 0}
-
-    def record(study, trial) -> None:
-        state["done"] += 1
-        if trial.number + 1 == 1 or (trial.number + 1) % every == 0:
-            samples.append({"trial": trial.number + 1, "rss_mb": round(rss_mb(), 1),
-                            "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
-
-    original = runner.optimize
-
-    def optimize(study, ctx, *, n_trials, timeout, callbacks=None):
-        return original(study, ctx, n_trials=n_trials, timeout=timeout, callbacks=[*(callbacks or []), record])
-
-    runner.optimize = optimize
-    before = rss_mb()
-    runner.run_search(load_params("params.yaml"), "params.yaml", KEY, n_trials=upto)
-    return {"mode": mode, "rss_before_trials_mb": round(before, 1), "samples": samples, "trials_here": state["done"],
-            "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+    runner.run_search(load_params("params.yaml"), "params.yaml", KEY, n_trials=trials)
 
 
 def prepare(workdir: Path, trials: int, epochs: int) -> None:
@@ -110,55 +86,84 @@ def prepare(workdir: Path, trials: int, epochs: int) -> None:
                        capture_output=True)  # fmt: skip
 
 
-def run_child(mode: str, workdir: Path, upto: int, every: int) -> dict:
-    """Run `child` in a fresh interpreter and return its JSON."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TUNEBENCH_THREADS": "1",
-           "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # fmt: skip
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("TUNEBENCH_STORAGE", None)
-    out = workdir / f".child-{mode}-{upto}.json"
-    proc = subprocess.run(
-        [sys.executable, __file__, "--child", mode, "--workdir", str(workdir), "--upto", str(upto),
-         "--every", str(every), "--child-out", str(out)],
-        env=env, capture_output=True, text=True,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        raise RuntimeError(f"{mode} child failed:\n{proc.stderr[-4000:]}")
-    return json.loads(out.read_text())
+def _finished_trials(workdir: Path, name: str, cache: dict) -> int:
+    """Finished trials of study `name` in `workdir`'s journal (read-only; 0 until it exists)."""
+    from optuna.storages import JournalStorage  # noqa: PLC0415
+    from optuna.storages.journal import JournalFileBackend  # noqa: PLC0415
+
+    journal = workdir / "studies" / KEY / "optuna.journal"
+    if "storage" not in cache:
+        if not journal.exists():
+            return 0
+        cache["storage"] = JournalStorage(JournalFileBackend(str(journal)))
+    try:
+        storage = cache["storage"]
+        study_id = storage.get_study_id_from_name(name)
+        return sum(1 for t in storage.get_all_trials(study_id, deepcopy=False) if t.state.is_finished())
+    except Exception:  # noqa: BLE001 - study not created yet, or a line being written
+        return 0
 
 
-def growth(samples: list[dict], first: int, last: int) -> float | None:
-    """RSS difference (MB) between the samples at trial `first` and `last`."""
-    by = {s["trial"]: s["rss_mb"] for s in samples}
-    return round(by[last] - by[first], 1) if first in by and last in by else None
+def measure(mode: str, root: Path, trials: int, every: int, epochs: int, per_process: int | None) -> dict:
+    """Run one mode in a fresh project and subprocess, sampling its process tree's RSS."""
+    import psutil  # noqa: PLC0415
 
+    from pipeline.config import load_params  # noqa: PLC0415
+    from pipeline.search.runner import TRIALS_PER_PROCESS, study_name  # noqa: PLC0415
 
-def measure(mode: str, root: Path, trials: int, every: int, epochs: int, chunk: int) -> dict:
-    """One mode: a fresh project, its trials in one process (or in fresh processes of `chunk` trials)."""
     workdir = root / mode
     prepare(workdir, trials, epochs)
+    name = study_name(load_params(workdir / "params.yaml"), KEY, 0)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TUNEBENCH_THREADS": "1",
+           "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # fmt: skip
+    for var in ("MLFLOW_TRACKING_URI", "TUNEBENCH_STORAGE", "TUNEBENCH_TRIALS_PER_PROCESS"):
+        env.pop(var, None)
+    if mode in ("in_process", "baseline"):
+        env["TUNEBENCH_TRIALS_PER_PROCESS"] = "0"
+    elif per_process:
+        env["TUNEBENCH_TRIALS_PER_PROCESS"] = str(per_process)
+    load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
-    if mode != "chunked":
-        res = run_child(mode, workdir, trials, every)
-        samples = res["samples"]
-        extra = {"rss_before_trials_mb": res["rss_before_trials_mb"]}
-    else:
-        samples, parts = [], []
-        for upto in range(chunk, trials + chunk, chunk):
-            res = run_child("release", workdir, min(upto, trials), every)
-            samples += res["samples"]
-            parts.append({"upto": min(upto, trials), "rss_before_trials_mb": res["rss_before_trials_mb"],
-                          "samples": res["samples"]})  # fmt: skip
-        extra = {"chunk": chunk, "processes": parts}
+    proc = subprocess.Popen([sys.executable, __file__, "--child", mode, "--workdir", str(workdir),
+                             "--trials", str(trials)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    top = psutil.Process(proc.pid)
+    samples: list[dict] = []
+    marks = [1, *range(every, trials + 1, every)]
+    peak_tree = peak_proc = 0.0
+    pids: set[int] = set()
+    cache: dict = {}
+    while proc.poll() is None:
+        time.sleep(0.25)
+        try:
+            procs = [top, *top.children(recursive=True)]
+            rss = {q.pid: q.memory_info().rss / 2**20 for q in procs}
+        except psutil.Error:
+            continue
+        pids |= set(rss)
+        tree, largest = sum(rss.values()), max(rss.values())
+        peak_tree, peak_proc = max(peak_tree, tree), max(peak_proc, largest)
+        done = _finished_trials(workdir, name, cache)
+        while marks and done >= marks[0]:
+            samples.append({"trial": marks.pop(0), "largest_process_rss_mb": round(largest, 1),
+                            "tree_rss_mb": round(tree, 1), "processes": len(rss),
+                            "seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
+    stderr = proc.stderr.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{mode} failed:\n{stderr[-4000:]}")
     seconds = time.perf_counter() - t0
-    samples = sorted({s["trial"]: s for s in samples}.values(), key=lambda s: s["trial"])
+    by = {s["trial"]: s["largest_process_rss_mb"] for s in samples}
+    first_trial_s = next((s["seconds"] for s in samples if s["trial"] == 1), 0.0)
     return {
+        "trials_per_process": (per_process or TRIALS_PER_PROCESS) if mode == "recycled" else trials,
         "samples": samples,
-        f"growth_mb_{every}_to_{trials}": growth(samples, every, trials),
-        "peak_rss_mb": max(s["rss_mb"] for s in samples),
+        f"growth_mb_{every}_to_{trials}": round(by[trials] - by[every], 1) if every in by and trials in by else None,
+        "peak_largest_process_rss_mb": round(peak_proc, 1),
+        "peak_tree_rss_mb": round(peak_tree, 1),
+        "processes_seen": len(pids),
         "seconds": round(seconds, 1),
-        "seconds_per_trial": round(seconds / trials, 2),
-        **extra,
+        "seconds_per_trial_after_first": round((seconds - first_trial_s) / max(1, trials - 1), 2),
+        "load_average_start_end": [round(load0, 2), round(os.getloadavg()[0], 2)],
     }
 
 
@@ -167,17 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--every", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--modes", default="release,baseline", help="comma list of release, baseline, chunked")
-    ap.add_argument("--chunk", type=int, default=25, help="trials per process in the chunked mode")
+    ap.add_argument("--modes", default="in_process,baseline,recycled", help="comma list of the modes above")
+    ap.add_argument("--per-process", type=int, help="trials per worker process in the recycled mode")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "trial_memory.json"))
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
-    ap.add_argument("--upto", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--child-out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        res = child(args.child, Path(args.workdir), args.upto, args.every)
-        Path(args.child_out).write_text(json.dumps(res))
+        child(args.child, Path(args.workdir), args.trials)
         return 0
 
     from importlib.metadata import version  # noqa: PLC0415
@@ -188,29 +190,35 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="trial-memory-") as tmp:
         for mode in modes:
             print(f"{mode}: {args.trials} trials of {KEY} ...", file=sys.stderr, flush=True)
-            results[mode] = measure(mode, Path(tmp), args.trials, args.every, args.epochs, args.chunk)
-            print(f"{mode}: RSS growth trial {args.every} -> {args.trials}: {results[mode][key]} MB, "
-                  f"peak {results[mode]['peak_rss_mb']} MB, {results[mode]['seconds']} s", file=sys.stderr)  # fmt: skip
+            r = results[mode] = measure(mode, Path(tmp), args.trials, args.every, args.epochs, args.per_process)
+            print(f"{mode}: growth of the training process, trial {args.every} -> {args.trials}: {r[key]} MB; "
+                  f"peak {r['peak_largest_process_rss_mb']} MB (tree {r['peak_tree_rss_mb']} MB); "
+                  f"{r['seconds_per_trial_after_first']} s/trial", file=sys.stderr, flush=True)  # fmt: skip
     summary = {
         "benchmark": "trial_memory",
-        "what": f"RSS of one search process over {args.trials} keras_mlp trials on digits "
-                f"({args.epochs} epochs each, MLflow tracking and model logging on), sampled every {args.every}",
+        "what": f"RSS of a search over {args.trials} keras_mlp trials on digits ({args.epochs} epochs each, "
+                f"MLflow tracking and model logging on), noted at every {args.every} finished trials",
         "trials": args.trials, "every": args.every, "epochs": args.epochs,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                     "keras": version("keras"), "tensorflow": version("tensorflow-cpu"),
                     "optuna": version("optuna"), "mlflow": version("mlflow")},
         "modes": results,
     }  # fmt: skip
-    rel = results.get("release", {}).get(key)
-    base = results.get("baseline", {}).get(key)
-    if rel is not None and base is not None:
-        summary["baseline_over_release_growth"] = round(base / rel, 2) if rel > 0 else None
-        summary["growth_saved_mb"] = round(base - rel, 1)
+    growth = {m: r[key] for m, r in results.items()}
+    if growth.get("in_process") and growth.get("baseline") is not None:
+        summary["baseline_over_in_process_growth"] = round(growth["baseline"] / growth["in_process"], 2)
+    if growth.get("in_process") and growth.get("recycled") is not None:
+        summary["recycled_over_in_process_growth"] = round(growth["recycled"] / growth["in_process"], 2)
+    if "in_process" in results and "recycled" in results:
+        a, b = results["in_process"], results["recycled"]
+        peak = "peak_largest_process_rss_mb"
+        summary["recycled_peak_saving_mb"] = round(a[peak] - b[peak], 1)
+        summary["recycled_time_ratio"] = round(b["seconds"] / a["seconds"], 2)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
-    brief = {m: {key: r[key], "peak_rss_mb": r["peak_rss_mb"], "seconds_per_trial": r["seconds_per_trial"]}
-             for m, r in results.items()}  # fmt: skip
-    brief.update({k: summary[k] for k in ("baseline_over_release_growth", "growth_saved_mb") if k in summary})
+    brief = {m: {key: r[key], "peak_largest_process_rss_mb": r["peak_largest_process_rss_mb"],
+                 "seconds_per_trial_after_first": r["seconds_per_trial_after_first"]} for m, r in results.items()}
+    brief.update({k: v for k, v in summary.items() if k.startswith(("baseline_over", "recycled_"))})
     print(json.dumps(brief, indent=2))
     print(f"written to {args.out}", file=sys.stderr)
     return 0

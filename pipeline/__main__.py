@@ -148,15 +148,12 @@ def cmd_report(params: Params, args) -> int:
 
 
 def cmd_ui(params: Params, args) -> int:
-    from pipeline import paths, tracking  # noqa: PLC0415
+    from pipeline import tracking  # noqa: PLC0415
 
     uri = params.tracking_uri()
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
-           "--port", str(args.port)]  # fmt: skip
-    if uri.startswith("sqlite:"):
-        cmd += ["--default-artifact-root", paths.MLARTIFACTS.resolve().as_uri()]
+    argv, env = tracking.ui_command(uri, args.host, args.port)  # the store URI travels in env, not argv
     print(f"MLflow UI for {tracking.redact(uri)} at http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
-    os.execv(sys.executable, cmd)
+    os.execve(argv[0], argv, env)
     return 0
 
 

@@ -106,6 +106,7 @@ def client(uri: str) -> MlflowClient:
     """
     import mlflow  # noqa: PLC0415
 
+    uri = absolute_sqlite_uri(uri)
     if uri.startswith(("http://", "https://")):
         uri, user, password = split_credentials(uri)
         if user is not None:
@@ -119,6 +120,22 @@ def client(uri: str) -> MlflowClient:
     if uri.startswith("sqlite:"):
         _tune_sqlite(mlc)
     return mlc
+
+
+def absolute_sqlite_uri(uri: str) -> str:
+    """`sqlite:///mlflow.db` -> `sqlite:////<working dir>/mlflow.db`; other URIs unchanged.
+
+    MLflow caches one store per URI string for the life of the process, opened relative to the
+    working directory of its first use: a process that works in several project folders (tests,
+    notebooks) would otherwise write every project's runs into the first one's database.
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri.startswith(prefix + "/"):
+        return uri
+    path, sep, query = uri[len(prefix) :].partition("?")
+    if not path or path == ":memory:":
+        return uri
+    return f"{prefix}{Path(path).resolve()}{sep}{query}"
 
 
 def _tune_sqlite(mlc: MlflowClient) -> None:
@@ -153,16 +170,18 @@ def _tune_sqlite(mlc: MlflowClient) -> None:
 
 
 def ui_command(uri: str, host: str = "127.0.0.1", port: int = 5000) -> tuple[list[str], dict[str, str]]:
-    """The command line and environment that serve the MLflow UI over store `uri`.
+    """The command line and environment that serve the MLflow UI over store `uri` for one local user.
 
     The store URI (which may hold a database password) travels in `MLFLOW_BACKEND_STORE_URI`,
-    not on the command line that `ps` shows; a SQLite store serves `./mlartifacts`.
+    not on the command line that `ps` shows; a SQLite store serves `./mlartifacts`. One web
+    worker and no GenAI job runner (MLflow's defaults start 4 workers and about 8 job processes),
+    unless `MLFLOW_SERVER_ENABLE_JOB_EXECUTION` says otherwise.
 
     Returns:
         `(argv, env)` for `os.execve` or `subprocess.Popen`.
     """
-    argv = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port)]
-    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": uri}
+    argv = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port), "--workers", "1"]
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ, "MLFLOW_BACKEND_STORE_URI": uri}
     if uri.startswith("sqlite:"):
         argv += ["--default-artifact-root", paths.MLARTIFACTS.resolve().as_uri()]
     return argv, env

@@ -229,6 +229,7 @@ def test_resume_runs_exactly_the_remaining_budget(proj):
     study = proj.study(key)
     assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]
     assert budget_used(study) == 5
+    assert len({t.params["lr"] for t in study.trials}) == 5, "the resumed sampler does not replay the first points"
     assert first["rounds"][0]["parent_run_id"] == second["rounds"][0]["parent_run_id"]
     assert len(proj.child_runs(second["rounds"][0]["parent_run_id"])) == 5
     proj.search(key)  # budget met: nothing more runs
@@ -262,15 +263,17 @@ def test_crashed_running_trial_is_failed_not_counted_and_retried_while_live_ones
         assert retry[0].user_attrs["mlflow_run_id"] != crashed_run
         run = mlc.get_run(crashed_run)
         assert run.info.status == "FAILED" and run.data.tags["reason"].startswith("interrupted")
-        assert budget_used(proj.study(key)) == 3 and len(trials) == 5
+        # the live trial will count once it finishes: 2 finished here + 1 running elsewhere = the budget
+        assert budget_used(proj.study(key)) == 2 and runner.claimed(proj.study(key)) == 3 and len(trials) == 4
     finally:
         live_proc.kill()
         live_proc.wait()
-    proj.search(key)  # its worker is gone now: failed and retried, the budget is already met
+    proj.search(key)  # its worker is gone now: failed, and its configuration retried to fill the budget
     trials = {t.number: t for t in proj.study(key).get_trials()}
     assert trials[live.number].state == TS.FAIL and trials[live.number].user_attrs["interrupted"]
-    assert budget_used(proj.study(key)) == 3
-    assert [t.state for t in trials.values()].count(TS.WAITING) == 1, "queued for the next extension"
+    retry = [t for t in trials.values() if t.system_attrs.get("failed_trial") == live.number]
+    assert len(retry) == 1 and retry[0].state == TS.COMPLETE and retry[0].params == live.params
+    assert budget_used(proj.study(key)) == 3 and len(trials) == 5
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -295,7 +298,8 @@ def test_rdb_heartbeat_fails_a_stale_trial_and_retries_it(proj, monkeypatch):
     assert budget_used(proj.study(key, url=url)) == 2 and len(trials) == 3
 
 
-def test_two_workers_share_one_study_without_duplicates(proj):
+def test_two_workers_share_one_study_without_duplicates_in_recycled_processes(proj, monkeypatch):
+    monkeypatch.setenv("TUNEBENCH_TRIALS_PER_PROCESS", "2")  # each worker slot: 3 trials = a process of 2, then 1
     key = "digits_numpy_mlp"
     proj.bench(key)["rounds"][0]["n_trials"] = 6
     result = proj.search(key, workers=2)
@@ -303,11 +307,44 @@ def test_two_workers_share_one_study_without_duplicates(proj):
     trials = study.get_trials()
     assert sorted(t.number for t in trials) == list(range(6))
     assert all(t.state in runner.FINISHED for t in trials) and budget_used(study) == 6
-    pids = {t.user_attrs["worker"]["pid"] for t in trials}
-    assert len(pids) == 2 and os.getpid() not in pids, "two spawned worker processes ran the trials"
+    pids = [t.user_attrs["worker"]["pid"] for t in trials]
+    assert len(set(pids)) >= 3 and os.getpid() not in pids, "spawned processes, 2 at a time"
+    assert max(pids.count(p) for p in set(pids)) <= 2, "no process runs more than TUNEBENCH_TRIALS_PER_PROCESS"
+    assert len({t.params["lr"] for t in trials}) == 6, "every process samples new points (seeded by slot and count)"
     runs = proj.child_runs(result["rounds"][0]["parent_run_id"])
     assert sorted(int(r.data.tags["trial_number"]) for r in runs) == list(range(6))
     assert {r.info.run_id for r in runs} == {t.user_attrs["mlflow_run_id"] for t in trials}
+
+
+def test_two_launchers_on_one_journal_share_each_budget_and_parent_and_draw_apart(proj):
+    key = "digits_numpy_mlp"
+    budgets = (6, 3)
+    proj.bench(key)["rounds"] = [{"name": "coarse", "n_trials": budgets[0], "epochs": 1, "pruner": "none"},
+                                 {"name": "fine", "n_trials": budgets[1], "epochs": 1, "pruner": "none"}]  # fmt: skip
+    proj.write()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    cmd = [sys.executable, "-m", "pipeline", "search", "--benchmark", key]
+    procs = [subprocess.Popen(cmd, cwd=proj.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(2)]  # fmt: skip
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+
+    parents = set()
+    for k, budget in enumerate(budgets):
+        study = proj.study(key, k)
+        trials = study.get_trials()
+        assert budget_used(study) == budget, [(t.number, t.state, t.user_attrs.get("worker")) for t in trials]
+        real = [t for t in trials if "surplus" not in t.user_attrs]
+        assert len(real) == budget and all(t.state in runner.FINISHED for t in trials)
+        assert all(not t.params and t.state == TS.PRUNED for t in trials if "surplus" in t.user_attrs)
+        assert len({tuple(sorted(t.params.items())) for t in real}) == budget, "no configuration drawn twice"
+        parent = study.user_attrs["mlflow_parent_run_id"]
+        parents.add(parent)
+        assert len(proj.child_runs(parent)) == budget
+        print("DEBUG", k, sorted((t.number, t.user_attrs["worker"]["pid"], t.state.name) for t in trials))
+    mlc = proj.mlc
+    rounds = mlc.search_runs([e.experiment_id for e in mlc.search_experiments()], "tags.kind = 'study_round'")
+    assert {r.info.run_id for r in rounds} == parents and len(parents) == 2, "one parent run per round"
 
 
 def test_budget_used_counts_finished_trials_but_not_interrupted_ones():

@@ -370,6 +370,22 @@ def test_client_moves_server_credentials_out_of_the_uri(monkeypatch, capsys):
     assert SECRET not in capsys.readouterr().out
 
 
+def test_relative_sqlite_uris_follow_the_working_directory(tmp_path, monkeypatch):
+    _clean_env(monkeypatch)
+    names = []
+    for project in ("a", "b"):
+        (tmp_path / project).mkdir()
+        monkeypatch.chdir(tmp_path / project)
+        mlc = tracking.client("sqlite:///mlflow.db")
+        assert mlc.tracking_uri == f"sqlite:///{tmp_path / project / 'mlflow.db'}"
+        tracking.ensure_experiment(mlc, f"project/{project}")
+        names.append({e.name for e in mlc.search_experiments()})
+    assert names == [{"Default", "project/a"}, {"Default", "project/b"}]  # one database per folder
+    assert tracking.absolute_sqlite_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
+    assert tracking.absolute_sqlite_uri("sqlite:///m.db?mode=ro") == f"sqlite:///{tmp_path / 'b' / 'm.db'}?mode=ro"
+    assert tracking.absolute_sqlite_uri("postgresql://h/db") == "postgresql://h/db"
+
+
 def test_ui_command_passes_the_store_uri_in_the_environment_only():
     uri = f"postgresql://bob:{SECRET}@db/mlflow"
     argv, env = tracking.ui_command(uri, "127.0.0.1", 5099)

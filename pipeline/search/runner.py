@@ -10,17 +10,23 @@ saved in the search result and logged to the round's MLflow parent run.
 
 The budget counts finished trials (COMPLETE, PRUNED, FAIL) except those cut
 off by a crash (`interrupted`), whose configurations are retried instead.
-After every trial the Keras session is cleared and garbage collected (see
-`benchmarks/trial_memory.py` for what that saves).
+After every trial the Keras session is cleared and garbage collected. That
+does not stop TensorFlow from keeping ~5 MB of every model built in a process
+(`benchmarks/trial_memory.py` measures it), so Keras trials run in spawned
+worker processes of at most `TRIALS_PER_PROCESS` trials each when a round has
+more than that. `--workers N` runs N such processes side by side.
 """
 
 from __future__ import annotations
 
 import gc
 import multiprocessing as mp
+import multiprocessing.connection
 import os
 import sys
 import tempfile
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +44,7 @@ from pipeline.search.storage import (
     make_pruner,
     make_sampler,
     open_storage,
+    worker_alive,
     worker_id,
 )
 from pipeline.tasks import task_metric
@@ -45,6 +52,10 @@ from pipeline.tasks import task_metric
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar reports trials instead
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 RELEASE_MEMORY = True  # clear the Keras session and collect garbage after every trial (off only to measure)
+SETUP_WAIT_S = 120.0  # how long a launcher waits for the creator of a round's study to set the round up
+OWNER_ATTR = "created_by"  # study user attr: the worker that created the study and sets the round up
+SURPLUS_ATTR = "surplus"  # trial user attr: asked after the budget was claimed elsewhere; stopped at once
+TRIALS_PER_PROCESS = 50  # Keras families: trials per worker process before a fresh one (see trials_per_process)
 
 
 def study_name(params: Params, key: str, k: int) -> str:
@@ -64,10 +75,38 @@ def study_name(params: Params, key: str, k: int) -> str:
     return f"{key}.{k + 1}-{bench.rounds[k].name}.{fp}"
 
 
+def _counts(attrs: dict, t: optuna.trial.FrozenTrial) -> bool:
+    """Whether trial `t` counts against the budget (`attrs`: the study's user attrs)."""
+    return t.state in FINISHED and not is_interrupted(attrs, t) and SURPLUS_ATTR not in t.user_attrs
+
+
+def _claims(attrs: dict, t: optuna.trial.FrozenTrial) -> bool:
+    """Whether `t` counts against the budget or will once finished (it runs now)."""
+    return _counts(attrs, t) or (t.state == optuna.trial.TrialState.RUNNING and SURPLUS_ATTR not in t.user_attrs)
+
+
+def claimed(study: optuna.Study, before: int | None = None) -> int:
+    """Trials counted against the budget plus those running now; only numbers below `before` if given."""
+    attrs = study.user_attrs
+    trials = study.get_trials(deepcopy=False)
+    return sum(1 for t in trials if (before is None or t.number < before) and _claims(attrs, t))
+
+
+class _StopAtBudget:
+    """Trial callback: stop this worker once the study's budget is claimed (by any process, anywhere)."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if claimed(study) >= self.budget:
+            study.stop()
+
+
 def budget_used(study: optuna.Study) -> int:
     """Trials that count against the budget: finished ones, less those failed by an interruption."""
     attrs = study.user_attrs
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.state in FINISHED and not is_interrupted(attrs, t))
+    return sum(1 for t in study.get_trials(deepcopy=False) if _counts(attrs, t))
 
 
 def _load_data(dataset: str):
@@ -76,59 +115,125 @@ def _load_data(dataset: str):
     return ProcessedData.load(paths.processed_dir(dataset))
 
 
-def _worker(params_path: str, key: str, k: int, space: dict, n_trials: int, timeout, storage_url, threads: int,
-            parent_run_id: str, experiment_id: str, seed_offset: int) -> None:  # fmt: skip
-    """Run `n_trials` of round `k` in this process (also the body of each `--workers` process)."""
-    os.environ["TUNEBENCH_THREADS"] = str(threads)
+@dataclass(frozen=True)
+class _Job:
+    """What every worker process of one round needs (picklable for spawned processes)."""
+
+    params_path: str
+    key: str
+    k: int
+    space: dict
+    storage_url: str | None
+    parent_run_id: str
+    experiment_id: str
+    budget: int
+    threads: int = 1
+
+
+def trials_per_process(model: str) -> int:
+    """How many trials one worker process runs before a fresh one takes over (0: no limit).
+
+    TensorFlow keeps about 5 MB of every model built in a process, `clear_session` or not
+    (tensorflow#36465; measured by `benchmarks/trial_memory.py`), so the Keras families run
+    at most `TRIALS_PER_PROCESS` trials a process; other families never need a fresh one.
+    `TUNEBENCH_TRIALS_PER_PROCESS` overrides it (0 turns it off).
+    """
+    env = os.environ.get("TUNEBENCH_TRIALS_PER_PROCESS")
+    if env not in (None, ""):
+        return max(0, int(env))
+    return TRIALS_PER_PROCESS if model.startswith("keras_") else 0
+
+
+def _worker(job: _Job, n_trials: int, timeout: float | None, slot: int) -> None:
+    """Run `n_trials` of round `job.k` in this process (also the body of every spawned worker).
+
+    The sampler draws from a seed and each trial's number (`storage.per_trial_seed`), so
+    parallel workers, launchers and every resumed or recycled process sample new points.
+    """
+    os.environ["TUNEBENCH_THREADS"] = str(job.threads)
     from pipeline.config import load_params  # noqa: PLC0415
     from pipeline.models import get_family  # noqa: PLC0415
 
-    params = load_params(params_path)
-    bench = params.benchmark(key)
-    rnd = bench.rounds[k]
-    storage = open_storage(storage_url, key, tracking_uri=params.tracking_uri())
-    space_r = {n: ParamRange(**v) for n, v in space.items()}
+    params = load_params(job.params_path)
+    bench = params.benchmark(job.key)
+    rnd = bench.rounds[job.k]
+    storage = open_storage(job.storage_url, job.key, tracking_uri=params.tracking_uri())
+    space_r = {n: ParamRange(**v) for n, v in job.space.items()}
     data = _load_data(bench.dataset)
     study = optuna.load_study(
-        study_name=study_name(params, key, k), storage=storage,
-        sampler=make_sampler(rnd.sampler or params.search.sampler, params.search.seed + 1000 * k + seed_offset,
-                             space_r),
+        study_name=study_name(params, job.key, job.k), storage=storage,
+        sampler=make_sampler(rnd.sampler or params.search.sampler, params.search.seed + 1000 * job.k, space_r),
         pruner=make_pruner(rnd, steps=len(data.folds) if data.folds else rnd.epochs),
     )  # fmt: skip
     mlc = tracking.client(params.tracking_uri())
     ctx = TrialContext(
         family=get_family(bench.model), data=data, space=space_r, fixed=bench.hparams, epochs=rnd.epochs,
-        seed=bench.seed, mlc=mlc, experiment_id=experiment_id, parent_run_id=parent_run_id,
-        tags=_trial_tags(params, key, k, study.study_name), log_models=params.tracking.log_models,
+        seed=bench.seed, mlc=mlc, experiment_id=job.experiment_id, parent_run_id=job.parent_run_id,
+        tags=_trial_tags(params, job.key, job.k, study.study_name), log_models=params.tracking.log_models,
     )  # fmt: skip
-    bar = _ProgressBar(study, n_trials) if seed_offset == 0 else None
+    if claimed(study) >= job.budget:  # other workers or launchers took the rest meanwhile
+        return
+    bar = _ProgressBar(study, job.budget) if slot == 0 else None
     try:
-        optimize(study, ctx, n_trials=n_trials, timeout=timeout, callbacks=[bar] if bar else None)
+        optimize(study, ctx, n_trials=n_trials, timeout=timeout, budget=job.budget,
+                 callbacks=[_StopAtBudget(job.budget), *([bar] if bar else [])])  # fmt: skip
     finally:
         if bar is not None:
             bar.bar.close()
 
 
 def optimize(study: optuna.Study, ctx: TrialContext, *, n_trials: int | None, timeout: float | None,
-             callbacks: list | None = None) -> None:  # fmt: skip
+             budget: int | None = None, callbacks: list | None = None) -> None:  # fmt: skip
     """Run trials of `study` in this process: the loop of every worker.
 
     Each trial first records its worker (so a later resume can tell it from a crashed one);
     after each, the Keras session is cleared and garbage collected (`RELEASE_MEMORY`). Stops
-    after `n_trials` or once `timeout` seconds have passed (the running trial finishes).
+    after `n_trials`, once `timeout` seconds have passed (the running trial finishes), or once
+    the study's `budget` is claimed by any process. Trial numbers decide who gets the last
+    places: a trial asked while trials of lower numbers already claim the whole budget (two
+    launchers finishing at the same moment) stops at once, PRUNED with user attr `surplus`,
+    before it samples or trains; it counts nowhere.
     """
     me = worker_id()
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr(WORKER_ATTR, me)
+        if budget is not None and claimed(study, before=trial.number) >= budget:
+            trial.set_user_attr(SURPLUS_ATTR, True)
+            trial.set_user_attr("pruned_reason", "surplus: the budget was already claimed by other workers")
+            study.stop()
+            raise optuna.TrialPruned("surplus: the budget was already claimed by other workers")
         return run_trial(trial, ctx)
 
-    extra = [release_memory] if RELEASE_MEMORY else []
-    study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(Exception,),
-                   callbacks=[*extra, *(callbacks or [])])  # fmt: skip
+    release = _ReleaseMemory() if RELEASE_MEMORY else None
+    try:
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(Exception,),
+                       callbacks=[*([release] if release else []), *(callbacks or [])])  # fmt: skip
+    finally:
+        if release is not None and release.frozen:
+            gc.unfreeze()
 
 
-def release_memory(study: optuna.Study | None = None, trial: optuna.trial.FrozenTrial | None = None) -> None:
+class _ReleaseMemory:
+    """Trial callback: clear the Keras session (if Keras is loaded) and collect garbage.
+
+    After the first trial everything a worker keeps for good is loaded (TensorFlow, MLflow,
+    the data): it is moved out of the collector's sight (`gc.freeze`), which makes each later
+    collection ~25x cheaper (0.25 s -> 0.01 s a call with TensorFlow loaded, measured here;
+    a trial pays two: here and in the Keras family's `clear_session`).
+    """
+
+    def __init__(self) -> None:
+        self.frozen = False
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        release_memory()
+        if not self.frozen:
+            gc.freeze()
+            self.frozen = True
+
+
+def release_memory() -> None:
     """Drop what a finished trial left behind: the Keras session (if Keras is loaded) and garbage."""
     keras = sys.modules.get("keras")
     if keras is not None and hasattr(keras, "backend"):
@@ -148,12 +253,13 @@ def _trial_tags(params: Params, key: str, k: int, name: str) -> dict[str, Any]:
 
 
 class _ProgressBar:
-    """A live line per finished trial: done, pruned, failed, best so far."""
+    """A live line for the round: trials counted against the budget, pruned, failed, best so far."""
 
-    def __init__(self, study: optuna.Study, total: int):
+    def __init__(self, study: optuna.Study, budget: int):
         from tqdm import tqdm  # noqa: PLC0415
 
-        self.bar = tqdm(total=total, desc=study.study_name, unit="trial", file=sys.stderr, leave=True)
+        self.bar = tqdm(total=budget, initial=budget_used(study), desc=study.study_name, unit="trial",
+                        file=sys.stderr, leave=True)  # fmt: skip
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         states = [t.state for t in study.get_trials(deepcopy=False)]
@@ -161,12 +267,12 @@ class _ProgressBar:
             best = f"{study.best_value:.4g}"
         except ValueError:
             best = "-"
+        self.bar.n = budget_used(study)  # every worker's trials, not only this process's
         self.bar.set_postfix(
             complete=states.count(optuna.trial.TrialState.COMPLETE),
             pruned=states.count(optuna.trial.TrialState.PRUNED),
             failed=states.count(optuna.trial.TrialState.FAIL), best=best,
         )  # fmt: skip
-        self.bar.update(1)
 
 
 def run_round(params: Params, params_path: str, key: str, k: int, space: dict[str, ParamRange], *,
@@ -177,7 +283,12 @@ def run_round(params: Params, params_path: str, key: str, k: int, space: dict[st
     rnd = bench.rounds[k]
     storage = open_storage(storage_url, key, tracking_uri=params.tracking_uri())
     name = study_name(params, key, k)
-    study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
+    try:  # creating a study is atomic in every storage: its creator sets the round up (parent run, enqueues)
+        study = optuna.create_study(study_name=name, storage=storage, direction=direction)
+        study.set_user_attr(OWNER_ATTR, worker_id())
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=storage)
+        _wait_for_setup(study)
     interrupted = fail_interrupted(study, journal=is_journal(storage_url), tracking_uri=params.tracking_uri())
     if interrupted:
         print(f"{name}: {interrupted} trial(s) interrupted earlier marked FAIL and queued again; resuming",
@@ -204,39 +315,109 @@ def run_round(params: Params, params_path: str, key: str, k: int, space: dict[st
                     study.enqueue_trial(inside, user_attrs={"enqueued_from": f"{prev.study_name}#{t.number}"})
     else:
         mlc.update_run(parent, status="RUNNING")
-    remaining = budget - budget_used(study)
+    remaining = budget - claimed(study)
     if remaining > 0:
-        _run_workers(params_path, key, k, space, remaining, timeout or rnd.timeout, storage_url, workers,
-                     parent, experiment_id)  # fmt: skip
+        job = _Job(params_path, key, k, space_to_dict(space), storage_url, parent, experiment_id, budget)
+        _run_workers(job, study, remaining, timeout or rnd.timeout, workers, trials_per_process(bench.model))
     else:
         print(f"{name}: budget of {budget} trials already met; nothing to run", file=sys.stderr)
     _summarize_round(mlc, parent, study, space, notes, budget)
     return study
 
 
+def _wait_for_setup(study: optuna.Study, limit: float = SETUP_WAIT_S) -> None:
+    """Wait while another launcher that just created this round's study sets it up.
+
+    Returns at once when the round is set up, was created without an owner (by hand, to
+    enqueue trials), or its owner is a dead process of this host; else after `limit` seconds.
+    """
+    t0 = time.monotonic()
+    while True:
+        attrs = study.user_attrs
+        owner = attrs.get(OWNER_ATTR)
+        if "mlflow_parent_run_id" in attrs or owner is None:
+            return
+        if owner.get("host") == worker_id()["host"] and not worker_alive(owner):
+            return
+        if time.monotonic() - t0 > limit:
+            print(f"{study.study_name}: its creator did not set it up in {limit:.0f} s; setting it up here",
+                  file=sys.stderr)  # fmt: skip
+            return
+        time.sleep(0.5)
+
+
+def wait_round_finished(study: optuna.Study, storage_url: str | None, tracking_uri: str | None,
+                        limit: float = 3600.0) -> None:  # fmt: skip
+    """Wait until no trial of `study` runs any more (other launchers' last trials), before narrowing from it.
+
+    Trials of crashed workers are failed on the way (`fail_interrupted`; with RDB storages once
+    their heartbeat is older than the grace period). Gives up after `limit` seconds.
+    """
+    t0 = time.monotonic()
+    running = optuna.trial.TrialState.RUNNING
+    while study.get_trials(deepcopy=False, states=(running,)):
+        if time.monotonic() - t0 > limit:
+            print(f"{study.study_name}: trials still running after {limit:.0f} s; narrowing without them",
+                  file=sys.stderr)  # fmt: skip
+            return
+        fail_interrupted(study, journal=is_journal(storage_url), tracking_uri=tracking_uri)
+        time.sleep(1.0)
+
+
 def _inside(r: ParamRange, v) -> bool:
     return v in r.choices if not r.is_numeric else r.low <= v <= r.high
 
 
-def _run_workers(params_path, key, k, space, remaining, timeout, storage_url, workers, parent, exp_id) -> None:
-    space_d = space_to_dict(space)
-    if workers <= 1:
-        _worker(params_path, key, k, space_d, remaining, timeout, storage_url, int(os.environ.get(
-            "TUNEBENCH_THREADS", "1")), parent, exp_id, 0)
+def _run_workers(job: _Job, study: optuna.Study, remaining: int, timeout: float | None, workers: int,
+                 per_process: int) -> None:  # fmt: skip
+    """Run `remaining` trials: in this process, or in spawned worker processes.
+
+    `workers` processes share the study, each with its share of the trials; a worker slot
+    runs its share in consecutive fresh processes of at most `per_process` trials (0: one
+    process). With one worker and no limit reached, the trials run here. A `timeout` (seconds)
+    covers the whole round: no new process starts after it. Every worker also stops once the
+    study's budget is claimed, so launchers sharing a study (other machines) run it once.
+
+    Raises:
+        RuntimeError: a worker process failed (the study stays resumable).
+    """
+    own_threads = int(os.environ.get("TUNEBENCH_THREADS", "1"))
+    if workers <= 1 and (not per_process or remaining <= per_process):
+        _worker(replace(job, threads=own_threads), remaining, timeout, 0)
         return
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    job = replace(job, threads=own_threads if workers <= 1 else max(1, (os.cpu_count() or 1) // workers))
     quotas = [remaining // workers + (i < remaining % workers) for i in range(workers)]
+    per = per_process or max(quotas)
+    deadline = None if timeout is None else time.monotonic() + timeout
     ctx = mp.get_context("spawn")
-    procs = [
-        ctx.Process(target=_worker, args=(params_path, key, k, space_d, q, timeout, storage_url, threads, parent,
-                                          exp_id, i))  # fmt: skip
-        for i, q in enumerate(quotas) if q > 0
-    ]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
-    bad = [p.exitcode for p in procs if p.exitcode != 0]
+    left = dict(enumerate(quotas))
+    running: dict[int, tuple[Any, int]] = {}
+    bad: list[int] = []
+    while True:
+        for slot, quota in left.items():
+            if quota <= 0 or slot in running or bad:
+                continue
+            rest = None if deadline is None else deadline - time.monotonic()
+            if (rest is not None and rest <= 0) or claimed(study) >= job.budget:
+                left[slot] = 0
+                continue
+            n = min(quota, per)
+            proc = ctx.Process(target=_worker, args=(job, n, rest, slot), name=f"tunebench-worker-{slot}")
+            proc.start()
+            running[slot] = (proc, n)
+        if not running:
+            break
+        mp.connection.wait([p.sentinel for p, _ in running.values()])
+        for slot, (proc, n) in list(running.items()):
+            if proc.exitcode is None:
+                continue
+            proc.join()
+            del running[slot]
+            if proc.exitcode != 0:
+                bad.append(proc.exitcode)
+                left[slot] = 0
+            else:
+                left[slot] -= n
     if bad:
         raise RuntimeError(f"{len(bad)} search worker(s) exited with codes {bad}; rerun to resume the study")
 
@@ -286,6 +467,8 @@ def run_search(params: Params, params_path: str, key: str, *, only_round: int | 
     for k, rnd in enumerate(bench.rounds):
         notes = ["ranges from params.yaml"]
         if prev is not None:
+            if only_round is None or only_round == k + 1:
+                wait_round_finished(prev, storage_url, params.tracking_uri())
             space, notes = narrow(space, prev.get_trials(deepcopy=False), direction, top_quantile=rnd.top_quantile,
                                   pad=rnd.pad, widen_at_edge=rnd.widen_at_edge)  # fmt: skip
         if only_round is None or only_round == k + 1:

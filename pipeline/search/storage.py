@@ -174,19 +174,65 @@ def grid_points(space, points: int = 4) -> dict[str, list]:
 
 
 def make_sampler(name: str, seed: int, space=None) -> optuna.samplers.BaseSampler:
-    """A seeded sampler: tpe, random, grid (4 points a range), cmaes or gp."""
+    """A seeded sampler: tpe, random, grid (4 points a range), cmaes or gp.
+
+    Its random state is reseeded before every trial from `seed` and the trial's number
+    (`per_trial_seed`), so what a trial draws does not depend on which process asks: parallel
+    workers, launchers on other machines and resumed or recycled processes never replay one
+    another's draws, and a rerun of the same study draws the same.
+    """
     s = optuna.samplers
     if name == "tpe":
-        return s.TPESampler(seed=seed, multivariate=True, n_startup_trials=5)
-    if name == "random":
-        return s.RandomSampler(seed=seed)
-    if name == "cmaes":
-        return s.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    if name == "gp":
-        return s.GPSampler(seed=seed)
-    if name == "grid":
-        return s.GridSampler(grid_points(space or {}), seed=seed)
-    raise ValueError(f"unknown sampler {name!r}")
+        sampler = s.TPESampler(seed=seed, multivariate=True, n_startup_trials=5)
+    elif name == "random":
+        sampler = s.RandomSampler(seed=seed)
+    elif name == "cmaes":
+        sampler = s.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    elif name == "gp":
+        sampler = s.GPSampler(seed=seed)
+    elif name == "grid":
+        sampler = s.GridSampler(grid_points(space or {}), seed=seed)
+    else:
+        raise ValueError(f"unknown sampler {name!r}")
+    return per_trial_seed(sampler, seed)
+
+
+def _random_states(obj, depth: int = 0) -> list:
+    """The NumPy random states of a sampler and of the samplers inside it (TPE's start-up sampler...)."""
+    import numpy as np  # noqa: PLC0415
+
+    from optuna.samplers._lazy_random_state import LazyRandomState  # noqa: PLC0415
+
+    found = []
+    for value in vars(obj).values():
+        if isinstance(value, LazyRandomState):
+            found.append(value.rng)
+        elif isinstance(value, np.random.RandomState):
+            found.append(value)
+        elif isinstance(value, optuna.samplers.BaseSampler) and depth < 3:
+            found += _random_states(value, depth + 1)
+    return found
+
+
+def per_trial_seed(sampler: optuna.samplers.BaseSampler, seed: int) -> optuna.samplers.BaseSampler:
+    """Make `sampler` reseed its random states from `(seed, trial number)` before each trial.
+
+    Returns:
+        The same sampler (its `before_trial` wrapped).
+    """
+    import numpy as np  # noqa: PLC0415
+
+    states = _random_states(sampler)
+    original = sampler.before_trial
+
+    def before_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        base = int(np.random.SeedSequence([seed & 0xFFFFFFFF, trial.number]).generate_state(1)[0])
+        for i, state in enumerate(states):
+            state.seed((base + i) & 0xFFFFFFFF)
+        original(study, trial)
+
+    sampler.before_trial = before_trial
+    return sampler
 
 
 def make_pruner(rnd: RoundConfig, steps: int | None = None) -> optuna.pruners.BasePruner:
