@@ -15,10 +15,10 @@ It does so at the epochs of each round of `params.yaml` (the coarse round's shor
 are the worst case). Each variant first runs one warm-up trial (imports, first connection:
 paid once per worker process, reported as `cold_extra_s`). Reported per benchmark and round:
 the time measured inside the tracking calls (`TrialRun.timings`, `log_params`) over the
-untracked trial time (`in_tracking_ratio`, the verdict: the steadier figure on a shared
-machine), the median wall and CPU seconds per trial and their overhead ratios
-`(tracked - untracked) / untracked`, and per benchmark the in-tracking ratio of its whole
-default search (each round's trial budget at its measured cost). Goal: < 5 % of trial time.
+untracked trial time (`in_tracking_ratio`, the verdict: the steadier figure on a shared machine),
+the median wall and CPU seconds per trial and their overhead ratios `(tracked - untracked)
+/ untracked`, and per benchmark the in-tracking ratio of its whole default search (each
+round's trial budget at its measured cost). Goal: < 5 % of trial time.
 
 Data: `data/processed/<dataset>` of the project (or `--data DIR`) when present; otherwise
 digits is built from scikit-learn's copy and rt_polarity replaced by a synthetic multi-hot

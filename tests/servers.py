@@ -8,7 +8,7 @@ the cluster belongs to the `postgres` system user (commands go through
 `runuser`), otherwise to the current user.
 
     with postgres_server() as pg:          # pg.url: postgresql://tunebench:<password>@127.0.0.1:<port>/tunebench
-        with mlflow_server() as uri:       # uri: http://127.0.0.1:<port>
+        with mlflow_server() as ml:        # ml.uri: http://127.0.0.1:<port>
             ...
 """
 
@@ -181,8 +181,8 @@ def postgres_server(*, database: str = ROLE, user: str = ROLE, timeout: float = 
              "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"], "initdb")  # fmt: skip
         opts = (f"-k {sock} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
                 f"-c full_page_writes=off -c max_connections=100")  # fmt: skip
+        started = True  # from here on, stop it on the way out (stopping a cluster that never came up is harmless)
         run([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts, "-W", "start"], "pg_ctl start")
-        started = True
         local = ["-h", str(sock), "-p", str(port), "-U", "postgres"]
 
         def ready() -> bool:
@@ -279,7 +279,9 @@ def mlflow_server(*, timeout: float = 180, workers: int = 1) -> Iterator[MlflowS
 
 def _stop_group(proc: subprocess.Popen, grace: float = 15) -> None:
     """Stop `proc` and the workers it forked (its own session/process group): SIGTERM, then SIGKILL."""
-    if proc.poll() is not None:
+    if proc.poll() is not None:  # it is gone; workers it left in its group must go too
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)

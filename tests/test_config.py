@@ -19,7 +19,9 @@ def test_shipped_params_are_valid(shipped_params):
     for bench in params.benchmarks.values():
         assert bench.dataset in params.datasets
         assert len(bench.rounds) >= 2, "the default runs a coarse and a fine round"
-        assert bench.space["lr"].log and bench.space["l2"].log
+        assert bench.space["l2"].log, "L2 is searched log-uniformly"
+        if bench.model != "linear":
+            assert bench.space["lr"].log, "the learning rate is searched log-uniformly"
 
 
 def _set(data: dict, path: str, value):

@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.servers import mlflow_server, pg_unavailable, postgres_server
+from servers import mlflow_server, pg_unavailable, postgres_server  # tests/servers.py
 
 pytestmark = [
     pytest.mark.slow,
@@ -335,6 +335,23 @@ def test_two_launchers_sample_different_configurations(hosts_run, storage_url, p
         key = tuple(sorted(t.params.items()))
         assert key not in seen, f"{study.study_name}: trial {t.number} repeats trial {seen[key]}: {t.params}"
         seen[key] = t.number
+
+
+@pytest.mark.parametrize("key", [WORKERS_BENCH, HOSTS_BENCH])
+def test_later_round_narrows_from_the_whole_previous_round(workers_run, hosts_run, storage_url, project, key):
+    """Round 2 starts after every trial of round 1 ended (other launchers' included) and narrows from all of them."""
+    from pipeline.config import ParamRange, load_params
+    from pipeline.search.spaces import narrow, space_to_dict
+
+    first, second = _rounds(storage_url, project, key)
+    rnd = load_params(project / "params.yaml").benchmark(key).rounds[1]
+    ended = max(t.datetime_complete for t in first.get_trials(deepcopy=False))
+    started = min(t.datetime_start for t in second.get_trials(deepcopy=False) if t.datetime_start)
+    assert started >= ended, f"{second.study_name} began at {started}, before {first.study_name} ended at {ended}"
+    space = {n: ParamRange(**v) for n, v in first.user_attrs["space"].items()}
+    expected, _ = narrow(space, first.get_trials(deepcopy=False), first.direction.name.lower(),
+                         top_quantile=rnd.top_quantile, pad=rnd.pad, widen_at_edge=rnd.widen_at_edge)  # fmt: skip
+    assert second.user_attrs["space"] == space_to_dict(expected)
 
 
 # ---------------------------------------------------------------- credentials, listing, URL forms

@@ -318,9 +318,10 @@ def test_two_workers_share_one_study_without_duplicates_in_recycled_processes(pr
 
 def test_two_launchers_on_one_journal_share_each_budget_and_parent_and_draw_apart(proj):
     key = "digits_numpy_mlp"
-    budgets = (6, 3)
-    proj.bench(key)["rounds"] = [{"name": "coarse", "n_trials": budgets[0], "epochs": 1, "pruner": "none"},
-                                 {"name": "fine", "n_trials": budgets[1], "epochs": 1, "pruner": "none"}]  # fmt: skip
+    budgets = (8, 4)
+    proj.bench(key)["hparams"]["units"] = [128, 128]  # slower trials, so that the launchers overlap
+    proj.bench(key)["rounds"] = [{"name": "coarse", "n_trials": budgets[0], "epochs": 8, "pruner": "none"},
+                                 {"name": "fine", "n_trials": budgets[1], "epochs": 8, "pruner": "none"}]  # fmt: skip
     proj.write()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     cmd = [sys.executable, "-m", "pipeline", "search", "--benchmark", key]
@@ -341,7 +342,6 @@ def test_two_launchers_on_one_journal_share_each_budget_and_parent_and_draw_apar
         parent = study.user_attrs["mlflow_parent_run_id"]
         parents.add(parent)
         assert len(proj.child_runs(parent)) == budget
-        print("DEBUG", k, sorted((t.number, t.user_attrs["worker"]["pid"], t.state.name) for t in trials))
     mlc = proj.mlc
     rounds = mlc.search_runs([e.experiment_id for e in mlc.search_experiments()], "tags.kind = 'study_round'")
     assert {r.info.run_id for r in rounds} == parents and len(parents) == 2, "one parent run per round"

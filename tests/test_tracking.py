@@ -334,6 +334,21 @@ def test_numpy_model_is_logged_as_a_folder_that_trained_model_loads(store, tmp_p
     assert set(run.timings) >= {"start", "epochs", "curves", "model", "log", "finish"}
 
 
+def test_epoch_metrics_reach_the_store_every_flush_period_and_all_at_the_end(store, monkeypatch):
+    trial = optuna.create_study().ask()
+    run = tracking.TrialRun(store.mlc, store.exp, store.parent, trial, {})
+    monkeypatch.setattr(tracking.TrialRun, "flush_seconds", 0.0)  # live: every epoch goes out at once
+    run.log_epoch(0, {"loss": 1.0, "val_loss": float("nan")})  # NaN is skipped, not logged
+    assert _steps(store.mlc, run.run_id, "loss") == [0] and _steps(store.mlc, run.run_id, "val_loss") == []
+    monkeypatch.setattr(tracking.TrialRun, "flush_seconds", 3600.0)  # buffered: all at the end
+    for epoch in range(1, 1901):  # more than one `log_batch` can take
+        run.log_epoch(epoch, {"loss": 1.0 / (epoch + 1)})
+    assert _steps(store.mlc, run.run_id, "loss") == [0]
+    run.finish("COMPLETE", final={"best_loss": 0.1})
+    assert _steps(store.mlc, run.run_id, "loss") == list(range(1901))
+    assert store.mlc.get_run(run.run_id).data.metrics["best_loss"] == 0.1
+
+
 # --- helpers ------------------------------------------------------------------------------------------
 
 
@@ -359,12 +374,18 @@ def test_redact(text, expected):
 
 
 def test_client_moves_server_credentials_out_of_the_uri(monkeypatch, capsys):
-    _clean_env(monkeypatch)
-    monkeypatch.delenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", raising=False)
+    for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"):
+        monkeypatch.setenv(var, "placeholder")  # recorded, so restored after the test whatever `client` sets
+        monkeypatch.delenv(var)
     assert tracking.split_credentials("https://bob:p%40ss@h:1/x") == ("https://h:1/x", "bob", "p@ss")
     assert tracking.split_credentials("sqlite:///a.db") == ("sqlite:///a.db", None, None)
-    mlc = tracking.client(f"http://bob:{SECRET}@127.0.0.1:9")
-    assert mlc.tracking_uri == "http://127.0.0.1:9" and mlflow.get_tracking_uri() == "http://127.0.0.1:9"
+    previous = mlflow.get_tracking_uri()
+    try:
+        mlc = tracking.client(f"http://bob:{SECRET}@127.0.0.1:9")
+        assert mlflow.get_tracking_uri() == "http://127.0.0.1:9"
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert mlc.tracking_uri == "http://127.0.0.1:9"
     assert os.environ["MLFLOW_TRACKING_USERNAME"] == "bob" and os.environ["MLFLOW_TRACKING_PASSWORD"] == SECRET
     assert os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"
     assert SECRET not in capsys.readouterr().out

@@ -9,7 +9,13 @@ k's best configurations are enqueued first. The ranges of every round are
 saved in the search result and logged to the round's MLflow parent run.
 
 The budget counts finished trials (COMPLETE, PRUNED, FAIL) except those cut
-off by a crash (`interrupted`), whose configurations are retried instead.
+off by a crash (`interrupted`), whose configurations are retried instead. It
+is shared by every process working on the study, local workers and launchers
+on other machines alike: each stops once finished plus running trials reach
+it, and trial numbers settle a tie (see `optimize`). The creator of a round's
+study sets the round up (MLflow parent run, enqueued best trials); a launcher
+that finds the study just created waits for that, and a later round waits
+for the trials still running in the previous one before narrowing from it.
 After every trial the Keras session is cleared and garbage collected. That
 does not stop TensorFlow from keeping ~5 MB of every model built in a process
 (`benchmarks/trial_memory.py` measures it), so Keras trials run in spawned
@@ -104,7 +110,7 @@ class _StopAtBudget:
 
 
 def budget_used(study: optuna.Study) -> int:
-    """Trials that count against the budget: finished ones, less those failed by an interruption."""
+    """Trials that count against the budget: finished ones, less those cut off by a crash and surplus ones."""
     attrs = study.user_attrs
     return sum(1 for t in study.get_trials(deepcopy=False) if _counts(attrs, t))
 
@@ -300,19 +306,20 @@ def run_round(params: Params, params_path: str, key: str, k: int, space: dict[st
         notes = [*study.user_attrs.get("narrowing_notes", []), "resumed with the ranges this study started with"]
     budget = n_trials if n_trials is not None else rnd.n_trials
     parent = study.user_attrs.get("mlflow_parent_run_id")
-    if parent is None:
+    if parent is None:  # set the round up; the parent run id goes last: launchers waiting for it find the rest
         parent = tracking.start_run(mlc, experiment_id, name, tags=_trial_tags(params, key, k, name) | {
             "kind": "study_round"})
-        study.set_user_attr("mlflow_parent_run_id", parent)
         study.set_user_attr("space", space_to_dict(space))
         study.set_user_attr("narrowing_notes", notes)
         tracking.log_params(mlc, parent, {f"range.{n}": v for n, v in space_to_dict(space).items()}
                             | {"epochs": rnd.epochs, "n_trials": budget, "pruner": rnd.pruner})
-        if prev is not None and rnd.enqueue_best:
+        enqueued = any("enqueued_from" in t.user_attrs for t in study.get_trials(deepcopy=False))
+        if prev is not None and rnd.enqueue_best and not enqueued:
             for t in top_trials(prev.get_trials(deepcopy=False), direction, 1.0)[: rnd.enqueue_best]:
                 inside = {n: v for n, v in t.params.items() if n in space and _inside(space[n], v)}
                 if len(inside) == len(space):
                     study.enqueue_trial(inside, user_attrs={"enqueued_from": f"{prev.study_name}#{t.number}"})
+        study.set_user_attr("mlflow_parent_run_id", parent)
     else:
         mlc.update_run(parent, status="RUNNING")
     remaining = budget - claimed(study)
