@@ -26,11 +26,12 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import paths, stages, tracking
 from pipeline.__main__ import main
-from pipeline.config import load_params, parse_params
+from pipeline.config import ParamRange, load_params, parse_params
 from pipeline.models.keras_common import keras_module
 from pipeline.search import runner, storage
 from pipeline.search.runner import budget_used, run_search, study_name
-from pipeline.search.storage import open_storage
+from pipeline.search.spaces import suggest
+from pipeline.search.storage import make_sampler, open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 TS = optuna.trial.TrialState
@@ -132,13 +133,9 @@ def proj(prepared, tmp_path, monkeypatch) -> Project:
     shutil.copytree(prepared / "data", tmp_path / "data")
     shutil.copy2(prepared / "mlflow.db", tmp_path / "mlflow.db")
     monkeypatch.chdir(tmp_path)
-    for var in ("MLFLOW_TRACKING_URI", "TUNEBENCH_STORAGE", "TUNEBENCH_THREADS"):
+    for var in ("MLFLOW_TRACKING_URI", "TUNEBENCH_STORAGE", "TUNEBENCH_THREADS", "TUNEBENCH_TRIALS_PER_PROCESS"):
         monkeypatch.delenv(var, raising=False)
     return Project(tmp_path)
-
-
-def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return [t for t in study.get_trials() if t.state in runner.FINISHED]
 
 
 # --- pruning, divergence, K-fold -------------------------------------------------------------------
@@ -345,6 +342,33 @@ def test_two_launchers_on_one_journal_share_each_budget_and_parent_and_draw_apar
     mlc = proj.mlc
     rounds = mlc.search_runs([e.experiment_id for e in mlc.search_experiments()], "tags.kind = 'study_round'")
     assert {r.info.run_id for r in rounds} == parents and len(parents) == 2, "one parent run per round"
+
+
+@pytest.mark.parametrize("name", ["random", "tpe"])
+def test_draws_depend_on_the_trial_number_not_on_the_process(name):
+    space = {"lr": ParamRange(low=1e-5, high=1e-1, log=True), "l2": ParamRange(low=1e-7, high=1e-2, log=True)}
+
+    def run(study, n):
+        study.optimize(lambda t: sum(suggest(t, space).values()), n_trials=n)
+        return [t.params for t in study.trials]
+
+    one = run(optuna.create_study(sampler=make_sampler(name, 7)), 4)
+    # the same study continued by fresh processes (a fresh sampler each, same seed): the same draws
+    study = optuna.create_study(sampler=make_sampler(name, 7))
+    run(study, 2)
+    study.sampler = make_sampler(name, 7)
+    assert run(study, 2) == one
+    assert len({tuple(p.values()) for p in one}) == 4
+    assert run(optuna.create_study(sampler=make_sampler(name, 8)), 4) != one
+
+
+def test_trials_per_process_recycles_keras_workers_only(monkeypatch):
+    monkeypatch.delenv("TUNEBENCH_TRIALS_PER_PROCESS", raising=False)
+    assert runner.trials_per_process("keras_mlp") == runner.TRIALS_PER_PROCESS > 0
+    assert runner.trials_per_process("keras_cnn") == runner.TRIALS_PER_PROCESS
+    assert runner.trials_per_process("numpy_mlp") == 0
+    monkeypatch.setenv("TUNEBENCH_TRIALS_PER_PROCESS", "0")
+    assert runner.trials_per_process("keras_mlp") == 0
 
 
 def test_budget_used_counts_finished_trials_but_not_interrupted_ones():
