@@ -21,8 +21,8 @@ A trial asked by one worker just after another claimed the last place of the
 budget is stopped at once, PRUNED with user attr `surplus` (runner); it counts
 nowhere and has no MLflow run, and the checks treat it so.
 
-A known bug is pinned with `xfail(strict=True)`: once fixed, the test XPASSes,
-fails, and its marker should go.
+A bare `postgresql://` URL (as users write it) must open with the installed
+psycopg2 driver (`test_plain_postgresql_url_opens`).
 """
 
 from __future__ import annotations
@@ -393,9 +393,6 @@ def test_studies_lists_the_rounds(workers_run, hosts_run, servers, storage_url, 
             assert complete + pruned + fail == len(_finished(study))
 
 
-@pytest.mark.xfail(strict=True, raises=ImportError,
-                   reason="bug: SQLAlchemy 2.1 maps a bare postgresql:// URL to psycopg 3, but only "
-                   "psycopg2-binary is a dependency; open_storage should name the psycopg2 driver")  # fmt: skip
 def test_plain_postgresql_url_opens(servers):
     """`--storage postgresql://user:pw@host/db`, as README and users write it, opens with the installed driver."""
     import optuna

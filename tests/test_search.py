@@ -362,6 +362,19 @@ def test_draws_depend_on_the_trial_number_not_on_the_process(name):
     assert run(optuna.create_study(sampler=make_sampler(name, 8)), 4) != one
 
 
+def test_postgresql_urls_name_the_installed_driver(monkeypatch):
+    import importlib.util
+
+    installed = {"psycopg2"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name in installed else None)
+    assert storage.sqlalchemy_url("postgresql://u:pw@db:5432/optuna") == "postgresql+psycopg2://u:pw@db:5432/optuna"
+    assert storage.sqlalchemy_url("postgres://u@db/optuna") == "postgresql+psycopg2://u@db/optuna"
+    assert storage.sqlalchemy_url("postgresql+psycopg://db/o") == "postgresql+psycopg://db/o", "explicit: kept"
+    assert storage.sqlalchemy_url("sqlite:///optuna.db") == "sqlite:///optuna.db"
+    installed.add("psycopg")
+    assert storage.sqlalchemy_url("postgresql://db/o") == "postgresql://db/o"
+
+
 def test_trials_per_process_recycles_keras_workers_only(monkeypatch):
     monkeypatch.delenv("TUNEBENCH_TRIALS_PER_PROCESS", raising=False)
     assert runner.trials_per_process("keras_mlp") == runner.TRIALS_PER_PROCESS > 0

@@ -57,9 +57,26 @@ def open_storage(url: str | None, benchmark: str, *, tracking_uri: str | None = 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return RDBStorage(
-            url, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
+            sqlalchemy_url(url), heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
             heartbeat_stale_trial_callback=InterruptedTrial(tracking_uri), engine_kwargs={"pool_pre_ping": True},
         )  # fmt: skip
+
+
+def sqlalchemy_url(url: str) -> str:
+    """`url` with the PostgreSQL driver that is installed named, when it names none.
+
+    SQLAlchemy 2.1 maps a bare `postgresql://` (and nothing maps `postgres://`) to psycopg 3,
+    while the project installs psycopg2; an explicit `postgresql+driver://` is kept as given.
+    """
+    import importlib.util  # noqa: PLC0415
+
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("postgresql", "postgres"):
+        return url
+    has = {name: importlib.util.find_spec(name) is not None for name in ("psycopg", "psycopg2")}
+    if scheme == "postgresql" and has["psycopg"]:
+        return url  # SQLAlchemy's own default works
+    return f"postgresql+{'psycopg2' if has['psycopg2'] else 'psycopg'}://{rest}"
 
 
 def worker_id() -> dict:
