@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -10,23 +9,11 @@ import scipy.sparse as sp
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.decomposition import PCA as SkPCA
 
+from pipeline.datasets import RawData as Raw
 from pipeline.features import OOV, PCA, Vocabulary, multi_hot, preprocess, tokenize
 from pipeline.features import pca as pca_module
 
 
-@dataclass
-class Raw:
-    """Stand-in for `pipeline.datasets.RawData` (duck-typed by `preprocess`)."""
-
-    name: str
-    task: str
-    kind: str
-    x_train: object
-    y_train: object
-    x_test: object = None
-    y_test: object = None
-    n_classes: int | None = None
-    meta: dict = field(default_factory=dict)
 
 
 def textbook(sequences, dimension):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -11,23 +10,11 @@ import pytest
 import scipy.sparse as sp
 from sklearn.datasets import load_diabetes, load_digits
 
+from pipeline.datasets import RawData as Raw
 from pipeline.features import ProcessedData, Transformer, preprocess
 from pipeline.features import storage
 
 
-@dataclass
-class Raw:
-    """Stand-in for `pipeline.datasets.RawData` (duck-typed by `preprocess`)."""
-
-    name: str
-    task: str
-    kind: str
-    x_train: object
-    y_train: object
-    x_test: object = None
-    y_test: object = None
-    n_classes: int | None = None
-    meta: dict = field(default_factory=dict)
 
 
 WORDS = "good bad great awful plot acting film boring moving fun dull superb".split()

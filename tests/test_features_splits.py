@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes, load_digits
 
+from pipeline.datasets import RawData as Raw
 from pipeline.features import holdout_or_folds, iter_folds, preprocess
 from pipeline.features import splits as split_module
 
 
-@dataclass
-class Raw:
-    """Stand-in for `pipeline.datasets.RawData` (duck-typed by `preprocess`)."""
-
-    name: str
-    task: str
-    kind: str
-    x_train: object
-    y_train: object
-    x_test: object = None
-    y_test: object = None
-    n_classes: int | None = None
-    meta: dict = field(default_factory=dict)
 
 
 def _digits(**kw):
