@@ -73,3 +73,10 @@ def project(tmp_path_factory) -> tuple[Path, dict]:
     sh(["git", "commit", "-qm", "init"], dest, env)
     proc = sh(["dvc", "repro"], dest, env)
     return dest, {"env": env, "first": proc}
+
+
+def missing(reason: str) -> None:
+    """A test's system dependency is absent: fail under CI (which installs it), skip elsewhere."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; .ci/run should have installed it")
+    pytest.skip(reason)

