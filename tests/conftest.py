@@ -80,3 +80,21 @@ def missing(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{reason}; .ci/run should have installed it")
     pytest.skip(reason)
+
+
+def digits_search_params(*, profile: str, seed: int, hparams: dict, lr: tuple[float, float], rounds: list) -> dict:
+    """A tiny params.yaml: digits (PCA, 600 rows) searched by `digits_keras_mlp` over lr and L2."""
+    return {
+        "profile": profile,
+        "tracking": {"uri": "sqlite:///mlflow.db", "log_models": True},
+        "search": {"sampler": "random", "seed": seed, "workers": 1, "storage": None},
+        "promote": {"min_improvement": 0.0},
+        "datasets": {"digits": {"source": "builtin", "preprocess": {
+            "kind": "pca", "n_components": 16, "val_fraction": 0.25, "test_fraction": 0.2, "seed": 42,
+            "max_rows": 600}}},
+        "benchmarks": {"digits_keras_mlp": {
+            "dataset": "digits", "model": "keras_mlp", "hparams": hparams,
+            "space": {"lr": {"low": lr[0], "high": lr[1], "log": True},
+                      "l2": {"low": 1.0e-7, "high": 1.0e-4, "log": True}},
+            "rounds": rounds}},
+    }  # fmt: skip

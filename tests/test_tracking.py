@@ -19,6 +19,8 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+
+from tests.conftest import digits_search_params
 import yaml
 from mlflow.tracking import MlflowClient
 from PIL import Image
@@ -37,37 +39,10 @@ ROUNDS = [
     {"name": "coarse", "n_trials": 2, "epochs": 2, "pruner": "none"},
     {"name": "fine", "n_trials": 2, "epochs": 3, "pruner": "none", "top_quantile": 0.5},
 ]
-PARAMS: dict = {
-    "profile": "test",
-    "tracking": {"uri": "sqlite:///mlflow.db", "log_models": True},
-    "search": {"sampler": "random", "seed": 0, "workers": 1, "storage": None},
-    "promote": {"min_improvement": 0.0},
-    "datasets": {
-        "digits": {
-            "source": "builtin",
-            "preprocess": {
-                "kind": "pca",
-                "n_components": 16,
-                "val_fraction": 0.25,
-                "test_fraction": 0.2,
-                "seed": 42,
-                "max_rows": 600,
-            },
-        },
-    },  # fmt: skip
-    "benchmarks": {
-        KEY: {
-            "dataset": "digits",
-            "model": "keras_mlp",
-            "hparams": {"units": 16, "depth": 1, "optimizer": "adam", "batch_size": 64},
-            "space": {
-                "lr": {"low": 1.0e-3, "high": 1.0e-2, "log": True},
-                "l2": {"low": 1.0e-7, "high": 1.0e-4, "log": True},
-            },
-            "rounds": ROUNDS,
-        },
-    },  # fmt: skip
-}
+PARAMS = digits_search_params(
+    profile="test", seed=0, hparams={"units": 16, "depth": 1, "optimizer": "adam", "batch_size": 64},
+    lr=(1.0e-3, 1.0e-2), rounds=ROUNDS,
+)
 
 
 def _clean_env(monkeypatch) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import missing
+from tests.conftest import digits_search_params, missing
 import yaml
 
 from pipeline import stages, tracking
@@ -41,40 +41,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 START_TIMEOUT = 120  # mlflow takes ~20-30 s to start on 2 busy cores
 SECRET = "hunter2"
 KEY = "digits_keras_mlp"
-PARAMS: dict = {
-    "profile": "ui-test",
-    "tracking": {"uri": "sqlite:///mlflow.db", "log_models": True},
-    "search": {"sampler": "random", "seed": 1, "workers": 1, "storage": None},
-    "promote": {"min_improvement": 0.0},
-    "datasets": {
-        "digits": {
-            "source": "builtin",
-            "preprocess": {
-                "kind": "pca",
-                "n_components": 16,
-                "val_fraction": 0.25,
-                "test_fraction": 0.2,
-                "seed": 42,
-                "max_rows": 600,
-            },
-        },
-    },  # fmt: skip
-    "benchmarks": {
-        KEY: {
-            "dataset": "digits",
-            "model": "keras_mlp",
-            "hparams": {"units": 32, "depth": 1, "optimizer": "adam", "batch_size": 16},
-            "space": {
-                "lr": {"low": 3.0e-3, "high": 3.0e-2, "log": True},
-                "l2": {"low": 1.0e-7, "high": 1.0e-4, "log": True},
-            },
-            "rounds": [
-                {"name": "coarse", "n_trials": 2, "epochs": 2, "pruner": "none"},
-                {"name": "fine", "n_trials": 2, "epochs": 3, "pruner": "none", "top_quantile": 0.5},
-            ],
-        },
-    },  # fmt: skip
-}
+PARAMS = digits_search_params(
+    profile="ui-test", seed=1, hparams={"units": 32, "depth": 1, "optimizer": "adam", "batch_size": 16},
+    lr=(3.0e-3, 3.0e-2),
+    rounds=[
+        {"name": "coarse", "n_trials": 2, "epochs": 2, "pruner": "none"},
+        {"name": "fine", "n_trials": 2, "epochs": 3, "pruner": "none", "top_quantile": 0.5},
+    ],
+)
 
 
 def _free_port() -> int:
