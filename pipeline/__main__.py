@@ -11,11 +11,13 @@ import argparse
 import json
 import os
 import sys
+import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-from pipeline.config import ConfigError, Params, load_params  # noqa: E402
+from pipeline.config import Params, load_params  # noqa: E402
+from pipeline.errors import ConfigError, TunebenchError  # noqa: E402
 
 
 def _targets(params: Params, args, by: str) -> list[str]:
@@ -157,14 +159,42 @@ def cmd_ui(params: Params, args) -> int:
     return 0
 
 
+def _positive(kind):
+    """An argparse type: a finite number above zero."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0 or value != value or value in (float("inf"),):
+            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes end in one `error:` line and exit 2, like configuration mistakes."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
-    p = argparse.ArgumentParser(prog="tunebench", description=__doc__.splitlines()[0])
+    p = _Parser(prog="tunebench", description=__doc__.splitlines()[0])
+    common = _Parser(add_help=False)
+    common.add_argument("--params", default=argparse.SUPPRESS, help="the params file (default: params.yaml)")
+    debug_help = "show the Python traceback of a failure (also TUNEBENCH_DEBUG=1)"
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     p.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--debug", action="store_true", help=debug_help)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def add(name, fn, help_, *, dataset=False, benchmark=False):
-        sp = sub.add_parser(name, help=help_)
+        sp = sub.add_parser(name, help=help_, parents=[common])
         sp.set_defaults(fn=fn)
         if dataset:
             sp.add_argument("--dataset", help="only this dataset (default: every one in params.yaml)")
@@ -177,10 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--list", action="store_true", help="print the catalog and where each dataset is available")
     add("preprocess", cmd_preprocess, "build features into data/processed", dataset=True)
     s = add("search", cmd_search, "run or resume the Optuna rounds of benchmarks", dataset=True, benchmark=True)
-    s.add_argument("--round", type=int, help="only round K (1-based); earlier rounds must exist")
-    s.add_argument("--n-trials", type=int, help="trial budget of the round(s), overriding params.yaml")
-    s.add_argument("--timeout", type=float, help="time budget in seconds per round")
-    s.add_argument("--workers", type=int, help="local worker processes sharing each study")
+    s.add_argument("--round", type=_positive(int), help="only round K (1-based); earlier rounds must exist")
+    s.add_argument("--n-trials", type=_positive(int), help="trial budget of the round(s), overriding params.yaml")
+    s.add_argument("--timeout", type=_positive(float), help="time budget in seconds per round")
+    s.add_argument("--workers", type=_positive(int), help="local worker processes sharing each study")
     s.add_argument("--storage", help="Optuna storage URL (default: journal file in studies/<benchmark>)")
     st = add("studies", cmd_studies, "list studies with trial counts by state", dataset=True, benchmark=True)
     st.add_argument("--storage", help="Optuna storage URL")
@@ -197,18 +227,45 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _error_line(err: BaseException) -> tuple[str, int]:
+    """The one line and exit code the user sees for a failure (the traceback only with --debug)."""
+    if isinstance(err, TunebenchError):
+        return str(err), err.exit_code
+    if isinstance(err, PermissionError):
+        where = f" {err.filename}" if err.filename else ""
+        return f"permission denied{where}: make the project folder writable or run from a copy you own", 1
+    if isinstance(err, OSError) and err.errno == 30:  # EROFS
+        return f"read-only file system{f' at {err.filename}' if err.filename else ''}: run from a writable copy", 1
+    if isinstance(err, OSError) and err.errno == 28:  # ENOSPC
+        return "no space left on device: free some disk space and rerun (finished work is kept)", 1
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted; rerun the same command to resume", 130
+    text = str(err).splitlines()[0] if str(err) else ""
+    return f"unexpected {type(err).__name__}: {text} (rerun with --debug for the traceback)", 1
+
+
+def _format_error(text: str, *, config: bool) -> str:
+    """`error: ` before each problem of a configuration error, or before the first line of any other
+    (later lines, such as the places a fetch looked, are indented under it)."""
+    lines = [line for line in text.splitlines() if line.strip()] or ["failed"]
+    if config:
+        return "\n".join(f"error: {line}" for line in lines)
+    return "\n".join([f"error: {lines[0]}", *(f"  {line.strip()}" for line in lines[1:])])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `tunebench` and `python -m pipeline`."""
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("TUNEBENCH_DEBUG", "") not in ("", "0")
     try:
         params = load_params(args.params)
         return args.fn(params, args)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, RuntimeError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except (Exception, KeyboardInterrupt) as err:
+        if debug:
+            traceback.print_exc()
+        text, code = _error_line(err)
+        print(_format_error(text, config=code == 2), file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -17,13 +17,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pipeline.errors import ConfigError
+
 MODEL_FAMILIES = ("keras_mlp", "keras_cnn", "numpy_mlp", "linear", "majority")
 PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband")
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp")
-
-
-class ConfigError(Exception):
-    """A `params.yaml` that cannot be used; the message says what to fix."""
 
 
 class _Strict(BaseModel):

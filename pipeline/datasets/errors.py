@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pipeline.errors import MissingInputError, TunebenchError
 
-class FetchError(Exception):
+
+class FetchError(TunebenchError):
     """A dataset file could not be obtained; the message says where we looked and how to fix it."""
 
 
@@ -37,5 +39,5 @@ class UnknownDatasetError(FetchError):
     """The dataset name is neither built in nor declared with `custom`."""
 
 
-class FormatError(ValueError):
+class FormatError(MissingInputError, ValueError):
     """A data file is malformed (bad npz / IDX / CSV / pickle); the message names the file."""

@@ -1,0 +1,89 @@
+"""The CLI's error discipline: one `error:` line, exit 2 for usage and configuration, 1 at run time."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+from pipeline.__main__ import _error_line, _format_error, main
+from pipeline.errors import ConfigError, MissingInputError, TunebenchError
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert "Traceback" not in stderr, stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
+def test_error_text_layout():
+    two = _format_error("a.yaml: x: bad\na.yaml: y: bad", config=True)
+    assert two == "error: a.yaml: x: bad\nerror: a.yaml: y: bad"
+    assert _format_error("not found\n looked in /a\n", config=False) == "error: not found\n  looked in /a"
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["search", "--n-trials", "-1"], "--n-trials: '-1' must be a finite number above 0"),
+        (["search", "--n-trials", "0"], "--n-trials: '0' must be"),
+        (["search", "--n-trials", "many"], "'many' is not a number"),
+        (["search", "--workers", "0"], "--workers: '0' must be"),
+        (["search", "--timeout", "nan"], "--timeout: 'nan' must be"),
+        (["search", "--round", "-2"], "--round: '-2' must be"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["fetch", "--nope"], "unrecognized arguments: --nope"),
+    ],
+)
+def test_usage_mistakes_exit_2_with_one_line(argv, words, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert words in line
+
+
+def test_params_option_is_accepted_after_the_subcommand(tmp_path: Path, capsys):
+    other = tmp_path / "other.yaml"
+    shutil.copy(ROOT / "params.yaml", other)
+    assert main(["validate", "--params", str(other)]) == 0
+    assert f"{other}: valid" in capsys.readouterr().out
+    assert main(["--params", str(other), "validate"]) == 0
+
+
+def test_missing_params_file_is_a_config_error(tmp_path: Path, capsys):
+    assert main(["validate", "--params", str(tmp_path / "nope.yaml")]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "nope.yaml: not found" in line
+
+
+def test_traceback_only_with_debug(tmp_path: Path):
+    missing = str(tmp_path / "nope.yaml")
+    plain = run_cli("validate", "--params", missing, cwd=tmp_path, timeout=120)
+    assert plain.returncode == 2
+    _one_error_line(plain.stderr)
+    for args, env in ((("--debug",), {}), ((), {"TUNEBENCH_DEBUG": "1"})):
+        loud = run_cli("validate", "--params", missing, *args, cwd=tmp_path, env=env, timeout=120)
+        assert loud.returncode == 2
+        assert "Traceback" in loud.stderr and "error: " in loud.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    "err, code, words",
+    [
+        (ConfigError("params.yaml: search.seed: bad value"), 2, "params.yaml: search.seed"),
+        (MissingInputError("data/processed/x/manifest.json: missing"), 1, "manifest.json: missing"),
+        (TunebenchError("first line\nsecond line"), 1, "first line"),
+        (PermissionError(13, "Permission denied", "models/x"), 1, "permission denied models/x"),
+        (OSError(30, "Read-only file system", "metrics/x.json"), 1, "read-only file system at metrics/x.json"),
+        (OSError(28, "No space left on device"), 1, "no space left on device"),
+        (KeyError("boom"), 1, "unexpected KeyError"),
+    ],
+)
+def test_every_failure_maps_to_one_line(err, code, words):
+    line, exit_code = _error_line(err)
+    assert exit_code == code
+    assert words in line
