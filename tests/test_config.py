@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, parse_params
-from tests.conftest import ROOT, run_cli
+from pipeline.config import BenchmarkConfig, ConfigError, load_params, parse_params
+from conftest import ROOT, run_cli
 
 
 def test_shipped_params_are_valid(shipped_params):
@@ -117,3 +119,95 @@ def test_every_dvc_param_exists_in_params():
                     node = node[part]
                 checked += 1
     assert checked > 0
+
+
+def test_custom_source_error_has_no_union_noise(shipped_params):
+    data = copy.deepcopy(shipped_params)
+    data["datasets"]["mine"] = {
+        "source": {"path": "x.csv", "sha256": "abc", "format": "csv", "task": "regression", "target": "y"},
+        "preprocess": {"kind": "standardize"},
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_params(data)
+    assert str(info.value).count("\n") == 0, str(info.value)
+    assert "'builtin'" not in str(info.value)
+
+
+def test_duplicate_keys_name_line_and_path(tmp_path):
+    text = (ROOT / "params.yaml").read_text().replace("  seed: 0\n", "  seed: 0\n  seed: 1\n", 1)
+    (tmp_path / "p.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"p\.yaml: search\.seed: duplicate key at line 13 \(first at line 12\)"):
+        load_params(tmp_path / "p.yaml")
+
+
+def test_every_family_declares_its_hyperparameters_once():
+    """A family reads exactly the keys of `hparams.DEFAULTS[family]`, for every task, with defaults in domain."""
+    from pipeline.models import FAMILIES, get_family
+    from pipeline.models import hparams as hp
+    from pipeline.models.keras_cnn import PRESETS
+    from pipeline.tasks import TASKS
+
+    assert FAMILIES is hp.FAMILIES
+    assert BenchmarkConfig.model_fields["model"].annotation.__args__ == FAMILIES
+    for family in FAMILIES:
+        for task in TASKS:
+            defaults = get_family(family).default_hparams(task)
+            assert tuple(sorted(defaults)) == hp.reads(family), (family, task)
+            for name, value in defaults.items():
+                assert hp.problem(name, value) is None, (family, task, name, value)
+    assert set(hp.HPARAMS) == {k for d in hp.DEFAULTS.values() for k in d}, "a declared key no family reads"
+    assert hp.HPARAMS["preset"].choices == tuple(PRESETS)
+    for preset in PRESETS.values():
+        assert all(hp.problem(k, v) is None for k, v in preset.items()), preset
+
+
+def test_resolve_checks_values_with_the_same_table():
+    from pipeline.models.hparams import defaults, resolve
+
+    with pytest.raises(ValueError, match=r"dropout.*\[0, 1\)"):
+        resolve(defaults("keras_mlp"), {"dropout": 1.5})
+    with pytest.raises(ValueError, match="batch_size"):
+        resolve(defaults("numpy_mlp"), {"batch_size": 0})
+    assert resolve(defaults("linear"), {"l2": None, "dropout": 0.5}) == {"l2": None, "max_iter": 1000}
+
+
+def test_validate_does_not_import_tensorflow(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pipeline", "--params", str(ROOT / "params.yaml"), "validate"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    heavy = {m for m in imported if m.split(".")[0] in ("tensorflow", "keras", "scipy", "sklearn", "optuna", "mlflow")}
+    assert not heavy, sorted(heavy)[:10]
+
+
+def test_every_built_path_stays_under_the_project(tmp_path, monkeypatch):
+    from pipeline import paths
+
+    monkeypatch.chdir(tmp_path)
+    assert paths.raw_dir("digits") == Path("data/raw/digits")
+    assert paths.metrics_file("digits_linear") == Path("metrics/digits_linear.json")
+    for build in (paths.raw_dir, paths.processed_dir, paths.study_dir, paths.journal_file, paths.search_result,
+                  paths.model_dir, paths.metrics_file, paths.plots_dir, paths.promotion_file):  # fmt: skip
+        for bad in ("../../../x", "/tmp/x", "a/b", "..", ""):
+            with pytest.raises(ConfigError, match="letters, digits"):
+                build(bad)
+    with pytest.raises(ConfigError, match="leaves the project folder"):
+        paths.inside_root(tmp_path.parent / "elsewhere")
+    assert paths.inside_root(Path("data") / "raw" / "x") == Path("data/raw/x")
+
+
+def test_environment_urls_are_checked(shipped_params, monkeypatch):
+    params = parse_params(shipped_params)
+    monkeypatch.setenv("TUNEBENCH_STORAGE", "foo://u:pw@bar")
+    with pytest.raises(ConfigError, match=r"TUNEBENCH_STORAGE.*'foo://\*\*\*@bar'.*not a storage URL") as info:
+        params.storage_url()
+    assert "pw" not in str(info.value)
+    monkeypatch.setenv("TUNEBENCH_STORAGE", "postgresql://u:pw@db/optuna")  # a password belongs here
+    assert params.storage_url() == "postgresql://u:pw@db/optuna"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "foo://bar")
+    with pytest.raises(ConfigError, match="MLFLOW_TRACKING_URI"):
+        params.tracking_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert params.tracking_uri() == "http://127.0.0.1:5000"

@@ -62,6 +62,17 @@ def test_best_at_edge_of_log_range_widens_and_says_so():
     assert narrowed["lr"].high == pytest.approx(1e-2)
 
 
+def test_widening_stays_inside_the_hyperparameters_domain():
+    space = {"dropout": ParamRange(low=0.05, high=0.9, log=True), "lr_decay": ParamRange(low=0.5, high=1.0, log=True)}
+    study = _study(space, lambda p: -p["dropout"] - p["lr_decay"])  # wants both at the high edge
+    study.enqueue_trial({"dropout": 0.9, "lr_decay": 1.0})
+    study.optimize(lambda t: -sum(suggest(t, space).values()), n_trials=1)
+    new, notes = narrow(space, study.trials, "minimize", top_quantile=0.2)
+    assert 0.9 < new["dropout"].high < 1.0, "widened above 0.9 but dropout stays below 1"
+    assert new["lr_decay"].high == 1.0, "lr_decay may reach 1 but not pass it"
+    assert "widened above" in notes[0]
+
+
 def test_maximize_picks_highest_values_and_categorical_keeps_winners():
     space = {"units": ParamRange(low=4, high=64, int=True), "opt": ParamRange(choices=["sgd", "adam", "rmsprop"])}
     study = _study(space, lambda p: p["units"] + (100 if p["opt"] == "adam" else 0), direction="maximize")

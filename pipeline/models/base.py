@@ -18,9 +18,8 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
+from pipeline.models.hparams import FAMILIES
 from pipeline.tasks import task_metric
-
-FAMILIES: tuple[str, ...] = ("keras_mlp", "keras_cnn", "numpy_mlp", "linear", "majority")
 
 # family name -> (module, ModelFamily subclass); modules are imported on demand so that
 # only the Keras families ever import TensorFlow.

@@ -12,7 +12,7 @@ import numpy as np
 from scipy.special import expit, softmax
 
 from pipeline.models.base import ModelFamily, TrainedModel
-from pipeline.models.hparams import resolve
+from pipeline.models.hparams import defaults, resolve
 from pipeline.models.loop import EpochLoop
 
 COEF_FILE = "coefficients.npz"
@@ -79,8 +79,8 @@ class Linear(ModelFamily):
     model_class = LinearModel
 
     def default_hparams(self, task: str) -> dict:
-        """`{"l2": None, "max_iter": 1000}`."""
-        return {"l2": None, "max_iter": 1000}
+        """`{"l2": None, "max_iter": 1000}` (`hparams.DEFAULTS["linear"]`)."""
+        return defaults("linear")
 
     def train(self, hparams, X_train, y_train, X_val, y_val, *, task, n_classes, epochs, seed=0, on_epoch=None):
         """Fit once on `X_train` (dense or CSR); see `ModelFamily.train`."""

@@ -1,7 +1,11 @@
-"""Hyperparameter names, allowed values and their resolution against a family's defaults.
+"""Every hyperparameter in one table: its type and domain, the families that read it, and resolution.
 
-Every family reads only the keys its `default_hparams` lists; keys that belong to other
-families are ignored, None means "use the default", and a name no family knows is an error.
+`HPARAMS` declares each name once (type, domain, meaning); `DEFAULTS` gives each family's
+defaults, whose keys are exactly the hyperparameters that family reads (`reads(family)`);
+`FAMILIES` is the one list of model families. `pipeline.config` checks `hparams` and
+`space` of every benchmark against these tables when `params.yaml` is loaded, and
+`resolve` checks values passed to `ModelFamily.train` directly. This module imports
+nothing heavy (no NumPy, no TensorFlow). None (`null`) always means "the family's default".
 
 Keys (families that read them):
     `lr` learning rate (keras_*, numpy_mlp); `l2` L2 penalty on kernels (keras: `l2*sum(W^2)`,
@@ -17,19 +21,187 @@ Keys (families that read them):
 
 from __future__ import annotations
 
-KNOWN_KEYS = frozenset(
-    {
-        "lr", "l2", "dropout", "units", "depth", "activation", "optimizer", "momentum", "nesterov",
-        "batch_size", "lr_schedule", "lr_step_epochs", "lr_patience", "lr_decay", "early_stopping",
-        "filters", "kernel_size", "augment", "preset", "use_batchnorm", "max_iter",
-    }
-)  # fmt: skip
+import math
+from dataclasses import dataclass
+from typing import Any
 
-CHOICES: dict[str, tuple] = {
-    "activation": ("relu", "tanh"),
-    "optimizer": ("rmsprop", "adam", "sgd"),
-    "lr_schedule": ("none", "step", "plateau"),
+
+@dataclass(frozen=True)
+class HParam:
+    """The type and domain of one hyperparameter.
+
+    `kind`: `float` (a finite number; ints accepted), `int` (a whole number), `bool`,
+    `choice` (one of `choices`), `widths` (a whole number or a non-empty list of them),
+    `blocks` (a non-empty list of `widths`: conv blocks). Numbers lie in the interval from
+    `low` to `high`, excluding an end whose `*_open` is set; a missing end is unbounded.
+    """
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple = ()
+
+    @property
+    def numeric(self) -> bool:
+        """True when a `low`/`high` range can be searched (False: search it with `choices`)."""
+        return self.kind in ("float", "int", "widths")
+
+    @property
+    def integer(self) -> bool:
+        """True when the values are whole numbers (a searched range needs `int: true`)."""
+        return self.kind in ("int", "widths")
+
+    def allowed(self) -> str:
+        """What the domain allows, in words."""
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "choice":
+            return f"one of {', '.join(map(str, self.choices))}"
+        bounds = self._bounds()
+        if self.kind == "float":
+            return f"a number {bounds}"
+        if self.kind == "int":
+            return f"a whole number {bounds}"
+        if self.kind == "widths":
+            return f"a whole number {bounds} or a list of them"
+        return f"a list of blocks, each a whole number {bounds} or a list of them"
+
+    def _bounds(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"{'<' if self.high_open else '<='} {self.high:g}" if self.high is not None else ""
+
+    def _in_bounds(self, x: float) -> bool:
+        if self.low is not None and (x <= self.low if self.low_open else x < self.low):
+            return False
+        return self.high is None or (x < self.high if self.high_open else x <= self.high)
+
+    def _whole(self, v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and self._in_bounds(v)
+
+    def _widths(self, v: Any) -> bool:
+        if isinstance(v, list | tuple):
+            return len(v) > 0 and all(self._whole(w) for w in v)
+        return self._whole(v)
+
+    def accepts(self, value: Any) -> bool:
+        """True when `value` lies in the domain (None, the family default, always does)."""
+        if value is None:
+            return True
+        if self.kind == "bool":
+            return isinstance(value, bool)
+        if self.kind == "choice":
+            return isinstance(value, str) and value in self.choices
+        if self.kind == "float":
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            return ok and math.isfinite(value) and self._in_bounds(value)
+        if self.kind == "int":
+            return self._whole(value)
+        if self.kind == "widths":
+            return self._widths(value)
+        return isinstance(value, list | tuple) and len(value) > 0 and all(self._widths(b) for b in value)
+
+
+HPARAMS: dict[str, HParam] = {
+    "lr": HParam("float", low=0, low_open=True),
+    "l2": HParam("float", low=0),
+    "dropout": HParam("float", low=0, high=1, high_open=True),
+    "units": HParam("widths", low=1),
+    "depth": HParam("int", low=1),
+    "activation": HParam("choice", choices=("relu", "tanh")),
+    "optimizer": HParam("choice", choices=("rmsprop", "adam", "sgd")),
+    "momentum": HParam("float", low=0, high=1, high_open=True),
+    "nesterov": HParam("bool"),
+    "batch_size": HParam("int", low=1),
+    "lr_schedule": HParam("choice", choices=("none", "step", "plateau")),
+    "lr_step_epochs": HParam("int", low=1),
+    "lr_patience": HParam("int", low=1),
+    "lr_decay": HParam("float", low=0, high=1, low_open=True),
+    "early_stopping": HParam("int", low=1),
+    "filters": HParam("blocks", low=1),
+    "kernel_size": HParam("widths", low=1),
+    "augment": HParam("bool"),
+    "preset": HParam("choice", choices=("notes",)),  # the presets of pipeline.models.keras_cnn.PRESETS
+    "use_batchnorm": HParam("bool"),
+    "max_iter": HParam("int", low=1),
 }
+
+# Keys every Keras family reads, with their defaults.
+KERAS_DEFAULTS: dict = {
+    "activation": "relu",
+    "dropout": 0.0,
+    "l2": None,
+    "optimizer": "rmsprop",
+    "lr": 1e-3,
+    "momentum": 0.9,
+    "nesterov": True,
+    "batch_size": 512,
+    "lr_schedule": "none",
+    "lr_step_epochs": 5,
+    "lr_patience": 2,
+    "lr_decay": None,
+    "early_stopping": None,
+}
+
+# family -> its defaults; the keys are what the family reads. A family's `default_hparams(task)`
+# starts from these and may change values for a task, never keys.
+DEFAULTS: dict[str, dict] = {
+    "keras_mlp": {**KERAS_DEFAULTS, "units": 64, "depth": 2},
+    "keras_cnn": {
+        **KERAS_DEFAULTS,
+        "filters": [32, 64],
+        "kernel_size": 3,
+        "units": 128,
+        "depth": 1,
+        "dropout": 0.5,
+        "batch_size": 128,
+        "augment": False,
+        "preset": None,
+    },
+    "numpy_mlp": {
+        "units": [200, 100],
+        "depth": 2,
+        "use_batchnorm": True,
+        "dropout": 0.0,
+        "l2": 0.0,
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "momentum": 0.9,
+        "nesterov": True,
+        "batch_size": 200,
+        "lr_decay": 0.95,
+        "lr_schedule": "none",
+        "lr_step_epochs": 5,
+        "lr_patience": 2,
+        "early_stopping": None,
+    },
+    "linear": {"l2": None, "max_iter": 1000},
+    "majority": {},
+}
+
+FAMILIES: tuple[str, ...] = tuple(DEFAULTS)
+
+
+def defaults(family: str) -> dict:
+    """A fresh copy of `family`'s task-independent defaults (see `DEFAULTS`)."""
+    return {k: list(v) if isinstance(v, list) else v for k, v in DEFAULTS[family].items()}
+
+
+def reads(family: str) -> tuple[str, ...]:
+    """The hyperparameters `family` reads, sorted."""
+    return tuple(sorted(DEFAULTS[family]))
+
+
+def problem(name: str, value: Any) -> str | None:
+    """None when `value` is allowed for hyperparameter `name`, else what is allowed, in words."""
+    spec = HPARAMS.get(name)
+    if spec is None:
+        return f"unknown hyperparameter; known: {', '.join(sorted(HPARAMS))}"
+    return None if spec.accepts(value) else f"{name} must be {spec.allowed()}"
 
 
 def resolve(defaults: dict, hparams: dict | None) -> dict:
@@ -43,17 +215,17 @@ def resolve(defaults: dict, hparams: dict | None) -> dict:
         A new dict with exactly the keys of `defaults`; a list of `units` sets `depth`.
 
     Raises:
-        ValueError: for a key no family knows, or a value outside `CHOICES`.
+        ValueError: for a key no family knows, or a value outside its domain in `HPARAMS`.
     """
     hparams = dict(hparams or {})
-    unknown = sorted(set(hparams) - KNOWN_KEYS)
+    unknown = sorted(set(hparams) - set(HPARAMS))
     if unknown:
-        raise ValueError(f"unknown hyperparameter(s) {unknown}; known: {sorted(KNOWN_KEYS)}")
+        raise ValueError(f"unknown hyperparameter(s) {unknown}; known: {sorted(HPARAMS)}")
     out = dict(defaults)
     out.update({k: v for k, v in hparams.items() if v is not None and k in defaults})
-    for key, allowed in CHOICES.items():
-        if key in out and out[key] is not None and out[key] not in allowed:
-            raise ValueError(f"hyperparameter {key}={out[key]!r}; expected one of {allowed}")
+    for key in hparams:
+        if key in out and (why := problem(key, out[key])):
+            raise ValueError(f"hyperparameter {key}={out[key]!r}: {why}")
     if isinstance(out.get("units"), list | tuple):
         out["units"] = [int(u) for u in out["units"]]
         out["depth"] = len(out["units"])
@@ -61,13 +233,7 @@ def resolve(defaults: dict, hparams: dict | None) -> dict:
 
 
 def hidden_units(hp: dict) -> list[int]:
-    """Return the width of every hidden layer: `units` as a list, or `[units] * depth`.
-
-    Raises:
-        ValueError: when a width is not positive.
-    """
+    """Return the width of every hidden layer: `units` as a list, or `[units] * depth`."""
     units = hp["units"]
     widths = list(units) if isinstance(units, list | tuple) else [int(units)] * int(hp.get("depth", 1))
-    if any(int(w) < 1 for w in widths):
-        raise ValueError(f"hyperparameter units={units!r}: every layer needs at least one unit")
     return [int(w) for w in widths]

@@ -17,9 +17,8 @@ momentum 0.9, Nesterov, batch 100, no dropout (the notes train 10 epochs; their 
 
 from __future__ import annotations
 
-from pipeline.models.hparams import hidden_units, resolve
+from pipeline.models.hparams import defaults, hidden_units, resolve
 from pipeline.models.keras_common import (
-    KERAS_DEFAULTS,
     KerasFamily,
     KerasModel,
     keras_module,
@@ -62,18 +61,8 @@ class KerasCNN(KerasFamily):
     model_class = KerasCNNModel
 
     def default_hparams(self, task: str) -> dict:
-        """Defaults of the module docstring plus the shared Keras keys."""
-        return {
-            **KERAS_DEFAULTS,
-            "filters": [32, 64],
-            "kernel_size": 3,
-            "units": 128,
-            "depth": 1,
-            "dropout": 0.5,
-            "batch_size": 128,
-            "augment": False,
-            "preset": None,
-        }
+        """Defaults of the module docstring plus the shared Keras keys (`hparams.DEFAULTS["keras_cnn"]`)."""
+        return defaults("keras_cnn")
 
     def resolve_hparams(self, task: str, hparams: dict | None) -> dict:
         """Defaults, then the named `preset`, then the explicit `hparams`.
@@ -84,14 +73,12 @@ class KerasCNN(KerasFamily):
         Raises:
             ValueError: for an unknown preset or hyperparameter.
         """
-        defaults = self.default_hparams(task)
-        hp = resolve(defaults, hparams)
+        base = self.default_hparams(task)
+        hp = resolve(base, hparams)  # checks `preset` against hparams.HPARAMS
         if hp["preset"] is None:
             return hp
-        if hp["preset"] not in PRESETS:
-            raise ValueError(f"unknown keras_cnn preset {hp['preset']!r}; expected one of {sorted(PRESETS)}")
-        explicit = {k: v for k, v in (hparams or {}).items() if k not in defaults or v != defaults[k]}
-        return resolve({**defaults, **PRESETS[hp["preset"]]}, explicit)
+        explicit = {k: v for k, v in (hparams or {}).items() if k not in base or v != base[k]}
+        return resolve({**base, **PRESETS[hp["preset"]]}, explicit)
 
     def build_model(self, hp: dict, input_shape: tuple, task: str, n_classes: int | None):
         """Build the uncompiled CNN for images of `input_shape` (H, W, C).

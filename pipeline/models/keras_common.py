@@ -18,23 +18,6 @@ from pipeline.runtime import configure_tensorflow
 
 MODEL_FILE = "model.keras"
 
-# Keys every Keras family reads, with their defaults.
-KERAS_DEFAULTS: dict = {
-    "activation": "relu",
-    "dropout": 0.0,
-    "l2": None,
-    "optimizer": "rmsprop",
-    "lr": 1e-3,
-    "momentum": 0.9,
-    "nesterov": True,
-    "batch_size": 512,
-    "lr_schedule": "none",
-    "lr_step_epochs": 5,
-    "lr_patience": 2,
-    "lr_decay": None,
-    "early_stopping": None,
-}
-
 
 def keras_module():
     """Configure TensorFlow once, then return the `keras` module."""

@@ -8,9 +8,8 @@ All use rmsprop with lr 1e-3; batch 512 for classification, 16 for regression.
 
 from __future__ import annotations
 
-from pipeline.models.hparams import hidden_units
+from pipeline.models.hparams import defaults, hidden_units
 from pipeline.models.keras_common import (
-    KERAS_DEFAULTS,
     KerasFamily,
     KerasModel,
     keras_module,
@@ -34,7 +33,7 @@ class KerasMLP(KerasFamily):
     def default_hparams(self, task: str) -> dict:
         """Chollet ch. 3 defaults for `task` plus the shared Keras keys (see module docstring)."""
         return {
-            **KERAS_DEFAULTS,
+            **defaults("keras_mlp"),
             "units": 16 if task == "binary" else 64,
             "depth": 2,
             "batch_size": 16 if task == "regression" else 512,

@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from pipeline.models import numpy_layers as L
 from pipeline.models.base import ModelFamily, TrainedModel, dense_chunks, evaluate_predictions
-from pipeline.models.hparams import hidden_units, resolve
+from pipeline.models.hparams import defaults, hidden_units, resolve
 from pipeline.models.loop import EpochLoop
 
 PARAMS_FILE = "params.npz"
@@ -193,24 +193,8 @@ class NumpyMLP(ModelFamily):
     model_class = NumpyMLPModel
 
     def default_hparams(self, task: str) -> dict:
-        """Defaults of the module docstring."""
-        return {
-            "units": [200, 100],
-            "depth": 2,
-            "use_batchnorm": True,
-            "dropout": 0.0,
-            "l2": 0.0,
-            "optimizer": "adam",
-            "lr": 1e-3,
-            "momentum": 0.9,
-            "nesterov": True,
-            "batch_size": 200,
-            "lr_decay": 0.95,
-            "lr_schedule": "none",
-            "lr_step_epochs": 5,
-            "lr_patience": 2,
-            "early_stopping": None,
-        }
+        """Defaults of the module docstring (`hparams.DEFAULTS["numpy_mlp"]`)."""
+        return defaults("numpy_mlp")
 
     def train(self, hparams, X_train, y_train, X_val, y_val, *, task, n_classes, epochs, seed=0, on_epoch=None):
         """Train with minibatch updates; see `ModelFamily.train`."""

@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 
 from pipeline.config import ParamRange
+from pipeline.models.hparams import HPARAMS
 
 EDGE_FRACTION = 0.02
 
@@ -123,12 +124,25 @@ def _narrow_numeric(name, r: ParamRange, values, best_value, pad, widen_at_edge)
     # a bound clipped to the original range keeps its exact value (10**log10(x) may differ from x)
     low = r.low if lo == lo_t else _inv(lo, r.log)
     high = r.high if hi == hi_t else _inv(hi, r.log)
+    low, high = _clip_to_domain(name, low, high)
     if r.int:
         low, high = math.floor(low), math.ceil(high)
         if low >= high:
             high = low + 1
     out = ParamRange(low=low, high=high, log=r.log, int=r.int)
     return out, f"{name}: [{r.low:g}, {r.high:g}] -> [{out.low:g}, {out.high:g}]{note}"
+
+
+def _clip_to_domain(name: str, low: float, high: float) -> tuple[float, float]:
+    """Keep a widened range inside the hyperparameter's domain (e.g. `dropout` below 1)."""
+    spec = HPARAMS.get(name)
+    if spec is None or not spec.numeric:
+        return low, high
+    if spec.high is not None and high >= spec.high:
+        high = math.nextafter(spec.high, -math.inf) if spec.high_open else spec.high
+    if spec.low is not None and low <= spec.low:
+        low = math.nextafter(spec.low, math.inf) if spec.low_open else spec.low
+    return low, high
 
 
 def space_to_dict(space: Mapping[str, ParamRange]) -> dict[str, dict]:
