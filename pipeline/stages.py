@@ -6,13 +6,17 @@ imports (TensorFlow through the models) happen inside the stages that train.
 
 from __future__ import annotations
 
+import glob
+import os
 import shutil
+import socket
 import sys
 import tempfile
 from pathlib import Path
 
 from pipeline import paths, tracking
 from pipeline.config import Params
+from pipeline.errors import MissingInputError
 from pipeline.tasks import task_metric
 
 
@@ -28,8 +32,44 @@ def _replace_dir(tmp: Path, dest: Path) -> None:
 
 
 def _staging(dest: Path) -> Path:
+    """A new hidden folder next to `dest` to write it in: `.<name>.tmp-<pid>-<random>` (see `_clean_staging`)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
+    return Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-{os.getpid()}-"))
+
+
+def _clean_staging(dest: Path) -> None:
+    """Remove what an interrupted writer of `dest` left: staging folders of ended processes, a cut swap.
+
+    A staging folder whose process still runs (a concurrent stage) is kept. If a kill fell between
+    the two renames of `_replace_dir`, the complete old output is put back.
+    """
+    from pipeline.search.storage import worker_alive  # noqa: PLC0415
+
+    prefix = f".{dest.name}.tmp-"
+    for tmp in dest.parent.glob(glob.escape(prefix) + "*"):
+        pid = tmp.name[len(prefix) :].split("-")[0]
+        if pid.isdigit() and (int(pid) == os.getpid() or worker_alive({"host": socket.gethostname(), "pid": int(pid)})):
+            continue
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+    old = dest.with_name(f".{dest.name}.old")
+    if old.is_dir() and not dest.exists():
+        old.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _recover(mlc, experiment: str, stage: str, *outputs: Path) -> None:
+    """Before a stage starts: close the MLflow runs an interrupted predecessor left RUNNING, clean its outputs."""
+    found = mlc.get_experiment_by_name(experiment)
+    if found is not None:
+        closed = tracking.close_orphan_runs(mlc, found.experiment_id, by=stage)
+        if closed:
+            print(f"{experiment}: {len(closed)} run(s) left RUNNING by an interrupted process marked FAILED",
+                  file=sys.stderr)  # fmt: skip
+    for out in outputs:
+        _clean_staging(out)
 
 
 def fetch(params: Params, dataset: str) -> dict:
@@ -53,9 +93,10 @@ def preprocess(params: Params, dataset: str) -> Path:
     """Turn raw data into model-ready features in `data/processed/<dataset>`."""
     from pipeline import features, serving  # noqa: PLC0415
 
+    dest = paths.processed_dir(dataset)
+    _clean_staging(dest)
     raw = _load_raw(params, dataset)
     data = features.preprocess(raw, params.dataset(dataset).preprocess.model_dump())
-    dest = paths.processed_dir(dataset)
     tmp = _staging(dest)
     try:
         data.save(tmp, input_hashes={"raw_manifest": paths.file_sha256(paths.raw_dir(dataset) / "manifest.json")})
@@ -75,11 +116,13 @@ def search(params: Params, params_path: str, benchmark: str, **kwargs) -> dict:
 
 
 def _best(benchmark: str) -> dict:
-    result = paths.read_json(paths.search_result(benchmark))
+    """The best trial of the benchmark's search (`results/search/<benchmark>.json`)."""
+    where = paths.search_result(benchmark)
+    result = paths.read_json(where)
     if not result.get("best"):
-        raise RuntimeError(
-            f"{paths.search_result(benchmark)}: no completed trial in any round; widen the ranges or add trials"
-        )
+        why = f" ({result['failure']})" if result.get("failure") else ""
+        raise MissingInputError(f"{where}: the search has no completed trial{why}; fix the cause and rerun "
+                                f"`tunebench search --benchmark {benchmark}`")  # fmt: skip
     return result["best"]
 
 
@@ -94,7 +137,12 @@ def train_best(params: Params, benchmark: str) -> dict:
 
     bench = params.benchmark(benchmark)
     best = _best(benchmark)
+    tracking.check_reachable(params.tracking_uri())
     data = ProcessedData.load(paths.processed_dir(bench.dataset))
+    dest = paths.model_dir(benchmark)
+    mlc = tracking.client(params.tracking_uri())
+    experiment = tracking.experiment_name(benchmark, bench.dataset, bench.model)
+    _recover(mlc, experiment, "train_best", dest)
     family = get_family(bench.model)
     hparams = {**family.default_hparams(data.task), **bench.hparams, **best["params"]}
     epochs = bench.final_epochs or int(best.get("epoch") or bench.rounds[-1].epochs)
@@ -105,12 +153,10 @@ def train_best(params: Params, benchmark: str) -> dict:
     trained = family.train(hparams, x, y, None, None, task=data.task, n_classes=data.n_classes, epochs=epochs,
                            seed=bench.seed)  # fmt: skip
 
-    mlc = tracking.client(params.tracking_uri())
-    exp = tracking.ensure_experiment(mlc, tracking.experiment_name(benchmark, bench.dataset, bench.model))
+    exp = tracking.ensure_experiment(mlc, experiment)
     run_id = tracking.start_run(mlc, exp, "train_best", tags={
         "kind": "train_best", "benchmark": benchmark, "source_study": best["study"],
         "source_trial": best["trial"], "source_run_id": best.get("run_id"), "git_commit": tracking.git_commit()})
-    dest = paths.model_dir(benchmark)
     tmp = _staging(dest)
     try:
         tracking.log_params(mlc, run_id, {**hparams, "epochs": epochs, "n_train": len(y)})
@@ -126,8 +172,8 @@ def train_best(params: Params, benchmark: str) -> dict:
         info = {"run_id": run_id, "model_source": f"{mlc.get_run(run_id).info.artifact_uri}/model",
                 "hparams": hparams, "epochs": epochs, "source": best}  # fmt: skip
         paths.write_json_atomic(tmp / "info.json", info)
+        mlc.set_terminated(run_id, "FINISHED")  # before the swap: a model in place never names an unfinished run
         _replace_dir(tmp, dest)
-        mlc.set_terminated(run_id, "FINISHED")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         mlc.set_terminated(run_id, "FAILED")
@@ -144,11 +190,14 @@ def evaluate(params: Params, benchmark: str) -> dict:
     bench = params.benchmark(benchmark)
     data = ProcessedData.load(paths.processed_dir(bench.dataset))
     info = paths.read_json(paths.model_dir(benchmark) / "info.json")
+    tracking.check_reachable(params.tracking_uri())
     model = TrainedModel.load(paths.model_dir(benchmark) / "mlflow_model" / "artifacts" / "model")
     baseline = get_family("majority").train({}, data.X_train, data.y_train, None, None, task=data.task,
                                             n_classes=data.n_classes, epochs=1)  # fmt: skip
     metric, direction = task_metric(data.task)
     out_dir = paths.plots_dir(benchmark)
+    mlc = tracking.client(params.tracking_uri())
+    _recover(mlc, tracking.experiment_name(benchmark, bench.dataset, bench.model), "evaluate", out_dir)
     tmp = _staging(out_dir)
     try:
         report = evaluation.evaluate(model, baseline, data, tmp)
@@ -157,7 +206,6 @@ def evaluate(params: Params, benchmark: str) -> dict:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    mlc = tracking.client(params.tracking_uri())
     tracking.log_metrics(mlc, info["run_id"], {f"test_{k}": v for k, v in report["test"].items()})
     tracking.log_figure_files(mlc, info["run_id"], sorted(out_dir.iterdir()), "evaluation")
     paths.write_json_atomic(paths.metrics_file(benchmark), report)
@@ -178,8 +226,10 @@ def promote(params: Params, benchmark: str, *, force: bool = False, dry_run: boo
 
     metrics = paths.read_json(paths.metrics_file(benchmark))
     info = paths.read_json(paths.model_dir(benchmark) / "info.json")
-    if info["run_id"] != metrics.get("run_id"):
-        raise RuntimeError(f"{paths.metrics_file(benchmark)} evaluates another model; rerun `tunebench evaluate`")
+    if info.get("run_id") is None or info["run_id"] != metrics.get("run_id"):
+        raise MissingInputError(f"{paths.metrics_file(benchmark)} evaluates another model than "
+                                f"{paths.model_dir(benchmark)}; rerun `tunebench evaluate --benchmark {benchmark}`")
+    tracking.check_reachable(params.tracking_uri())
     metric = metrics["metric"]
     bench = params.benchmark(benchmark)
     manifest = paths.processed_dir(bench.dataset) / "manifest.json"
@@ -187,6 +237,8 @@ def promote(params: Params, benchmark: str, *, force: bool = False, dry_run: boo
             "study": info["source"]["study"], "trial": info["source"]["trial"], "git_commit": tracking.git_commit(),
             "benchmark": benchmark}  # fmt: skip
     mlc = tracking.client(params.tracking_uri())
+    if not dry_run:
+        _recover(mlc, tracking.experiment_name(benchmark, bench.dataset, bench.model), "promote")
     decision = registry.promote(
         mlc, registered_name(params, benchmark), model_uri=info["model_source"], run_id=info["run_id"],
         metric=metric, direction=metrics["direction"], value=float(metrics["test"][metric]), tags=tags,
@@ -194,8 +246,10 @@ def promote(params: Params, benchmark: str, *, force: bool = False, dry_run: boo
     )  # fmt: skip
     out = asdict(decision) | {"dry_run": dry_run}
     print(f"{decision.model_name}: {'PROMOTE' if decision.promote else 'keep champion'} - {decision.reason}"
-          + (" (dry run: nothing changed)" if dry_run else f"; new version {decision.version}"), file=sys.stderr)
-    if not dry_run:
+          + (" (dry run: nothing changed)" if dry_run else
+             f"; version {decision.version} is {'champion' if decision.promote else 'challenger'}"),
+          file=sys.stderr)  # fmt: skip
+    if not dry_run:  # last (see `registry`): a rerun after a kill before here completes these
         tracking.set_tags(mlc, info["run_id"], {"promotion": decision.reason, "registered_version": decision.version})
         paths.write_json_atomic(paths.promotion_file(benchmark), out)
     return out

@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 import numpy as np
@@ -45,55 +45,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipeline import paths
+from pipeline.redaction import redact, split_credentials  # noqa: F401 - part of this module's API
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limits on a param and a tag value
 MAX_TAG_LENGTH = 8000
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}  # any other trial state ends its run FAILED
 _BATCH = 900  # metrics per `log_batch` (MLflow takes at most 1000 entries, tags included)
 
-# `scheme://userinfo@`: the userinfo may hold an unescaped `@` (greedy up to the host) or, after
-# `user:`, an unescaped `/`; both are hidden whole.
-_USERINFO = re.compile(r"(?<=://)(?:[^\s/?#\"'<>,]*|[^\s/?#@:\"'<>,]+:[^\s@\"'<>]*)@")
-# Secrets passed as `key=value` in a query string or a libpq DSN (`?password=`, `&sig=`, `token=`).
-_SECRET_FIELD = re.compile(
-    r"(?i)(^|[?&;\s])((?:[\w.-]*[_.-])?(?:pass|password|passwd|pwd|token|secret|api[_-]?key|access[_-]?key"
-    r"|signature|sig|credential|auth)=)[^&;\s#\"']*"
-)
 _TEXT_SUFFIXES = {".csv", ".json", ".txt", ".md", ".yaml", ".yml", ".html", ".log"}
-
-
-def redact(text: str) -> str:
-    """Hide credentials in a URI or in any text holding URIs.
-
-    `postgresql://user:pw@host/db` -> `postgresql://***@host/db`; `https://token@host` ->
-    `https://***@host`; `?password=pw`, `&sig=...`, `token=...` -> `?password=***`, ...
-
-    Args:
-        `text`: a URI, an error message, a log line.
-
-    Returns:
-        `text` with every userinfo part and secret-looking `key=value` replaced by `***`.
-    """
-    if "://" in text:
-        text = _USERINFO.sub("***@", text)
-    if "=" in text:
-        text = _SECRET_FIELD.sub(r"\1\2***", text)
-    return text
-
-
-def split_credentials(uri: str) -> tuple[str, str | None, str | None]:
-    """Split `scheme://user:password@host/...` into the URI without them, the user and the password.
-
-    Returns:
-        `(uri_without_userinfo, user, password)`; user and password are percent-decoded, None when absent.
-    """
-    parts = urlsplit(uri)
-    if "@" not in parts.netloc:
-        return uri, None, None
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user, colon, password = userinfo.partition(":")
-    clean = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-    return clean, unquote(user) or None, unquote(password) if colon else None
 
 
 def client(uri: str) -> MlflowClient:
@@ -122,6 +81,75 @@ def client(uri: str) -> MlflowClient:
     if uri.startswith("sqlite:"):
         _tune_sqlite(mlc)
     return mlc
+
+
+_DB_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433}
+
+
+def check_reachable(uri: str, timeout: float = 10.0) -> None:
+    """Fail fast, before any run or study is made, when the tracking store at `uri` cannot be used.
+
+    `http(s)`: the server must answer a request (any HTTP status) within `timeout` seconds;
+    `postgresql`/`mysql`/`mssql`: its host must accept a TCP connection within `timeout`;
+    `sqlite` and local folders: the database file, or the nearest existing folder above it,
+    must be writable. Other schemes (`databricks`, ...) are left to MLflow.
+
+    Raises:
+        TrackingError: naming the (redacted) URI, why, and what to do.
+    """
+    import socket  # noqa: PLC0415
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    from pipeline.errors import TrackingError  # noqa: PLC0415
+
+    where = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") == uri else "`tracking.uri` in params.yaml"
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower().partition("+")[0]
+    try:
+        if scheme in ("http", "https"):
+            try:
+                url = f"{split_credentials(uri)[0].rstrip('/')}/health"
+                urllib.request.urlopen(url, timeout=timeout).close()  # noqa: S310 - http(s) only
+            except urllib.error.HTTPError as exc:  # it answered, unless a proxy or gateway answered for it
+                if exc.code in (502, 503, 504):
+                    raise OSError(f"HTTP {exc.code} {exc.reason}") from None
+            return
+        if scheme in _DB_PORTS:
+            address = (parts.hostname or "localhost", parts.port or _DB_PORTS[scheme])
+            socket.create_connection(address, timeout=timeout).close()
+            return
+        path = _local_store_path(uri)
+        if path is None:
+            return
+        folder = _unwritable(path)
+        if folder is None:
+            return
+        reason = f"{folder} is not writable"
+    except (OSError, ValueError) as exc:  # URLError, refused, timed out, no such host, a bad port
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        reason = f"{reason} (waited at most {timeout:.0f} s)"
+    raise TrackingError(f"MLflow tracking store {redact(uri)} (from {where}) cannot be used: {redact(str(reason))}; "
+                        f"start the server or point {where} at a reachable, writable store")  # fmt: skip
+
+
+def _local_store_path(uri: str) -> Path | None:
+    """The file or folder of a `sqlite:///` or local file store URI; None for in-memory or other stores."""
+    if uri.startswith("sqlite:"):
+        path = uri.removeprefix("sqlite:").removeprefix("//").partition("?")[0][1:]  # sqlite:///rel, sqlite:////abs
+        return None if path in ("", ":memory:") else Path(path)
+    if uri.startswith("file:"):
+        return Path(url2pathname(urlsplit(uri).path))
+    return Path(uri) if "://" not in uri else None
+
+
+def _unwritable(path: Path) -> Path | None:
+    """The file or folder that stops a store at `path` from being written (MLflow makes missing folders), or None."""
+    probe = path.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    targets = [probe, probe.parent] if probe.is_file() else [probe]
+    return next((t for t in targets if not os.access(t, os.W_OK)), None)
 
 
 def absolute_sqlite_uri(uri: str) -> str:
@@ -247,7 +275,7 @@ def start_run(
 
 
 def _create_run(mlc: MlflowClient, experiment_id: str, name: str, *, parent_id: str | None, tags: Mapping | None):
-    all_tags = {"mlflow.runName": name, **(tags or {})}
+    all_tags = {"mlflow.runName": name, **(tags or {}), **owner_tags()}
     if parent_id:
         all_tags["mlflow.parentRunId"] = parent_id
     return mlc.create_run(experiment_id, run_name=name, tags={t.key: t.value for t in _tags(all_tags)})
@@ -630,3 +658,69 @@ def log_figure_files(mlc: MlflowClient, run_id: str, files: list[Path], artifact
                     mlc.log_artifact(run_id, str(Path(tmp) / f.name), artifact_path)
                 continue
         mlc.log_artifact(run_id, str(f), artifact_path)
+
+
+# --- runs of interrupted processes ------------------------------------------------------------------
+# Every run we create carries the host, pid and start time of its process (`owner_tags`); a stage
+# that starts closes the runs whose process is gone (`close_orphan_runs`), as `search.storage`
+# does for the Optuna trials of a dead worker (and with the same `worker_id` / `worker_alive`).
+
+OWNER_TAGS = ("tunebench.host", "tunebench.pid", "tunebench.started")
+
+
+def owner_tags() -> dict[str, str]:
+    """Tags naming this process (host, pid, start time), set on every run `start_run` creates."""
+    from pipeline.search.storage import worker_id  # noqa: PLC0415
+
+    w = worker_id()
+    return dict(zip(OWNER_TAGS, (str(w["host"]), str(w["pid"]), "" if w["started"] is None else str(w["started"]))))
+
+
+def _owner(tags: Mapping[str, str]) -> dict | None:
+    """A run's owner tags as a `worker_id()` dict, or None for a run without them."""
+    try:
+        started = tags.get(OWNER_TAGS[2]) or None
+        return {"host": tags[OWNER_TAGS[0]], "pid": int(tags[OWNER_TAGS[1]]),
+                "started": float(started) if started else None}  # fmt: skip
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def reopen_run(mlc: MlflowClient, run_id: str) -> None:
+    """Set a finished or interrupted run RUNNING again, owned by this process (a resumed study round)."""
+    mlc.update_run(run_id, status="RUNNING")
+    set_tags(mlc, run_id, owner_tags())
+
+
+def close_orphan_runs(mlc: MlflowClient, experiment_id: str, *, by: str) -> list[str]:
+    """Mark FAILED the runs of an experiment left RUNNING by a process of this host that has ended.
+
+    Runs of live processes (concurrent stages or search workers), of other hosts (their process
+    cannot be checked from here: an RDB search's heartbeats handle those) and runs without owner
+    tags are left alone. A closed run gets tags `interrupted` and `error` saying why (and `state`
+    FAIL for a trial's run).
+
+    Args:
+        `by`: the stage closing them, named in the tag.
+
+    Returns:
+        The ids of the runs closed.
+    """
+    from pipeline.search.storage import worker_alive, worker_id  # noqa: PLC0415
+
+    me, closed, token = worker_id(), [], None
+    while True:
+        page = mlc.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=500, page_token=token)
+        for run in page:
+            owner = _owner(run.data.tags)
+            if owner is None or owner["host"] != me["host"] or owner == me or worker_alive(owner):
+                continue
+            why = (f"interrupted: its process (pid {owner['pid']} on {owner['host']}) ended while it ran; "
+                   f"closed by `tunebench {by}`")  # fmt: skip
+            tags = {"interrupted": why, "error": why, **({"state": "FAIL"} if "trial_number" in run.data.tags else {})}
+            set_tags(mlc, run.info.run_id, tags)
+            mlc.set_terminated(run.info.run_id, status="FAILED", end_time=_now_ms())
+            closed.append(run.info.run_id)
+        token = page.token
+        if not token:
+            return closed

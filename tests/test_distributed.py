@@ -28,6 +28,7 @@ psycopg2 driver (`test_plain_postgresql_url_opens`).
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -39,7 +40,7 @@ import pytest
 import yaml
 
 from servers import mlflow_server, pg_unavailable, postgres_server  # tests/servers.py
-from tests.conftest import missing
+from conftest import missing
 
 pytestmark = pytest.mark.slow
 
@@ -293,7 +294,9 @@ def test_workers_share_each_round_budget_exactly(workers_run, storage_url, proje
         _assert_budget_met_exactly(study, budget, max_surplus=1)
         pids = {t.user_attrs["worker"]["pid"] for t in _ran(study)}
         assert len(pids) == 2, f"{study.study_name}: trials ran in processes {pids}, expected 2 workers"
-    assert not (project / "studies").exists(), "a journal file was written although --storage named PostgreSQL"
+    assert not list(project.glob("studies/*/*.journal")), "a journal file was written although --storage is PostgreSQL"
+    note = (project / "studies" / WORKERS_BENCH / "storage.json").read_text()  # the folder DVC expects
+    assert '"kind": "postgresql"' in note and [s.study_name for s in studies] == json.loads(note)["studies"]
     assert not (project / "mlflow.db").exists(), "MLFLOW_TRACKING_URI was ignored: runs went to ./mlflow.db"
 
 

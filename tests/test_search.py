@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from pipeline import paths, stages, tracking
 from pipeline.__main__ import main
 from pipeline.config import ParamRange, load_params, parse_params
+from pipeline.errors import MissingInputError
 from pipeline.models.keras_common import keras_module
 from pipeline.search import runner, storage
 from pipeline.search.runner import budget_used, run_search, study_name
@@ -507,5 +508,5 @@ def test_time_budget_stops_a_round_early_and_still_writes_the_result(proj, capsy
 def test_a_later_round_alone_needs_the_earlier_one(proj):
     key = "digits_numpy_mlp"
     proj.bench(key)["rounds"].append({"name": "fine", "n_trials": 1, "epochs": 1})
-    with pytest.raises(RuntimeError, match="round 1 of digits_numpy_mlp .* has not run"):
+    with pytest.raises(MissingInputError, match="round 1 of digits_numpy_mlp .* has not run"):
         proj.search(key, only_round=2)

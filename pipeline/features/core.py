@@ -20,7 +20,7 @@ leak of word ranks into fold validation rows).
 
 from __future__ import annotations
 
-import hashlib
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,22 +251,31 @@ class ProcessedData:
         storage.write_npz(d / "labels.npz", labels)
         names = ["features.npz", "labels.npz"]
         names += [f"transformer/{n}" for n in self.transformer.save(d / "transformer")]
-        files = {n: _sha256(d / n) for n in names}
+        files = {n: storage.sha256(d / n) for n in names}
         hashes = input_hashes if input_hashes is not None else self.input_hashes
         storage.write_json(d / "manifest.json", self.manifest(files, hashes))
         return d / "manifest.json"
 
     @classmethod
     def load(cls, directory: str | Path) -> ProcessedData:
-        """Read data written by `save` (no pickle).
+        """Read data written by `save` (no pickle), after checking every file against the manifest's SHA-256.
 
         Raises:
-            ValueError: for an unknown format version.
+            MissingInputError: a file is missing, truncated or changed, or of another format version.
         """
         d = Path(directory)
-        man = storage.read_json(d / "manifest.json")
-        if man.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{d}: unsupported processed-data format {man.get('format_version')!r}")
+        man = storage.read_manifest(d, FORMAT_VERSION)
+        try:
+            return cls._from_files(d, man)
+        except (KeyError, IndexError, TypeError, ValueError, zipfile.BadZipFile) as exc:
+            from pipeline import paths  # noqa: PLC0415
+            from pipeline.errors import MissingInputError  # noqa: PLC0415
+
+            raise MissingInputError(f"{d} is corrupt ({type(exc).__name__}: {exc}); "
+                                    f"rerun `{paths.producer(d / 'manifest.json')}`") from exc  # fmt: skip
+
+    @classmethod
+    def _from_files(cls, d: Path, man: dict) -> ProcessedData:
         feats = storage.read_npz(d / "features.npz")
         labels = storage.read_npz(d / "labels.npz")
         folds = None
@@ -289,15 +298,6 @@ class ProcessedData:
             params=man["params"],
             input_hashes=man["input_hashes"],
         )
-
-
-def _sha256(path: Path) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # -- the stage core -----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import zipfile
@@ -53,6 +54,43 @@ def write_json(path: Path, obj: Any) -> None:
 def read_json(path: Path) -> Any:
     """Read a JSON file written by `write_json`."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def sha256(path: Path) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(directory: Path, format_version: int) -> dict:
+    """Read `manifest.json` of a processed-data folder and verify every file it lists against its SHA-256.
+
+    Raises:
+        MissingInputError: the manifest or a listed file is missing, or a file was truncated or changed
+            (the message names the file and the `tunebench preprocess` command that rebuilds it).
+    """
+    from pipeline import paths  # noqa: PLC0415
+    from pipeline.errors import MissingInputError  # noqa: PLC0415
+
+    where = Path(directory) / "manifest.json"
+    man = paths.read_json(where)
+    redo = f"rerun `{paths.producer(where)}`"
+    if man.get("format_version") != format_version:
+        raise MissingInputError(f"{where}: processed-data format {man.get('format_version')!r} is not the "
+                                f"format {format_version} this version reads; {redo}")  # fmt: skip
+    files = man.get("files")
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise MissingInputError(f"{where} is corrupt (no SHA-256 list under `files`); {redo}")
+    for name, digest in sorted(files.items()):
+        f = Path(directory) / name
+        if not f.is_file():
+            raise MissingInputError(f"{f} is missing (listed in {where}); {redo}")
+        if sha256(f) != digest:
+            raise MissingInputError(f"{f} is corrupt (its SHA-256 differs from the one in {where}); {redo}")
+    return man
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

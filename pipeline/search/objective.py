@@ -106,8 +106,9 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
         _finish_partial(run, trial, histories, kfold, "PRUNED", f"diverged: {exc}")
         raise optuna.TrialPruned(f"diverged: {exc}") from exc
     except Exception as exc:
-        trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:2000])
-        _finish_partial(run, trial, histories, kfold, "FAIL", f"{type(exc).__name__}: {exc}")
+        reason = tracking.redact(f"{type(exc).__name__}: {exc}")
+        trial.set_user_attr("fail_reason", reason[:2000])
+        _finish_partial(run, trial, histories, kfold, "FAIL", reason)
         raise
 
     history = _mean_history(histories) if kfold else histories[0]

@@ -26,24 +26,29 @@ more than that. `--workers N` runs N such processes side by side.
 from __future__ import annotations
 
 import gc
+import logging
 import multiprocessing as mp
 import multiprocessing.connection
 import os
+import re
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from collections import Counter
 from typing import Any
 
 import optuna
 
 from pipeline import paths, tracking
 from pipeline.config import Params, ParamRange, RoundConfig, fingerprint
+from pipeline.errors import MissingInputError, SearchFailedError
 from pipeline.search.objective import TrialContext, run_trial
 from pipeline.search.spaces import narrow, space_to_dict, top_trials
 from pipeline.search.storage import (
     WORKER_ATTR,
+    describe,
     fail_interrupted,
     is_interrupted,
     is_journal,
@@ -60,8 +65,33 @@ FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, op
 RELEASE_MEMORY = True  # clear the Keras session and collect garbage after every trial (off only to measure)
 SETUP_WAIT_S = 120.0  # how long a launcher waits for the creator of a round's study to set the round up
 OWNER_ATTR = "created_by"  # study user attr: the worker that created the study and sets the round up
+DISCARDED_PREFIX = "discarded."  # study user attr `discarded.<number>`: a failed attempt's trial, budget freed
 SURPLUS_ATTR = "surplus"  # trial user attr: asked after the budget was claimed elsewhere; stopped at once
 TRIALS_PER_PROCESS = 50  # Keras families: trials per worker process before a fresh one (see trials_per_process)
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """`text` on one line (whitespace runs collapsed), cut at `limit` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+class _OneLineTrialFailures(logging.Filter):
+    """Optuna's report of a failed trial as one line, without the traceback.
+
+    The traceback is kept where it can be read later: the trial's MLflow run (artifact
+    `error.txt`) and the trial's `fail_reason` user attr hold the error.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if " failed with value None" in message:  # Optuna's second line about the same failure
+            return False
+        record.msg, record.args, record.exc_info, record.exc_text = one_line(message), (), None, None
+        return True
+
+
+logging.getLogger("optuna.study._optimize").addFilter(_OneLineTrialFailures())
 
 
 def study_name(params: Params, key: str, k: int) -> str:
@@ -83,7 +113,28 @@ def study_name(params: Params, key: str, k: int) -> str:
 
 def _counts(attrs: dict, t: optuna.trial.FrozenTrial) -> bool:
     """Whether trial `t` counts against the budget (`attrs`: the study's user attrs)."""
-    return t.state in FINISHED and not is_interrupted(attrs, t) and SURPLUS_ATTR not in t.user_attrs
+    return (t.state in FINISHED and not is_interrupted(attrs, t) and SURPLUS_ATTR not in t.user_attrs
+            and f"{DISCARDED_PREFIX}{t.number}" not in attrs)  # fmt: skip
+
+
+def _discard_failed_attempt(study: optuna.Study) -> int:
+    """Let a rerun retry a round that ended without a completed trial (the search failed there).
+
+    Its finished trials stop counting against the budget (study user attr `discarded.<number>`),
+    so the rerun, once the cause is fixed, runs the whole budget again. Only while no trial
+    runs: other launchers still working on the round keep their trials.
+
+    Returns:
+        How many trials were discarded.
+    """
+    trials = study.get_trials(deepcopy=False)
+    if no_completed_trial(study) is None or any(t.state == optuna.trial.TrialState.RUNNING for t in trials):
+        return 0
+    attrs = study.user_attrs
+    stale = [t for t in trials if _counts(attrs, t)]
+    for t in stale:
+        study.set_user_attr(f"{DISCARDED_PREFIX}{t.number}", "the round had no completed trial; retried on rerun")
+    return len(stale)
 
 
 def _claims(attrs: dict, t: optuna.trial.FrozenTrial) -> bool:
@@ -209,7 +260,14 @@ def optimize(study: optuna.Study, ctx: TrialContext, *, n_trials: int | None, ti
             trial.set_user_attr("pruned_reason", "surplus: the budget was already claimed by other workers")
             study.stop()
             raise optuna.TrialPruned("surplus: the budget was already claimed by other workers")
-        return run_trial(trial, ctx)
+        try:
+            return run_trial(trial, ctx)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:  # failed before `run_trial` could record why (bad hyperparameters, tracking...)
+            if "fail_reason" not in trial.user_attrs:
+                trial.set_user_attr("fail_reason", tracking.redact(f"{type(exc).__name__}: {exc}")[:2000])
+            raise
 
     release = _ReleaseMemory() if RELEASE_MEMORY else None
     try:
@@ -299,8 +357,16 @@ def run_round(params: Params, params_path: str, key: str, k: int, space: dict[st
     if interrupted:
         print(f"{name}: {interrupted} trial(s) interrupted earlier marked FAIL and queued again; resuming",
               file=sys.stderr)  # fmt: skip
+    discarded = _discard_failed_attempt(study)
+    if discarded:
+        print(f"{name}: no trial of the {discarded} run earlier completed; running the round's budget again",
+              file=sys.stderr)  # fmt: skip
     mlc = tracking.client(params.tracking_uri())
     experiment_id = tracking.ensure_experiment(mlc, tracking.experiment_name(key, bench.dataset, bench.model))
+    closed = tracking.close_orphan_runs(mlc, experiment_id, by="search")
+    if closed:
+        print(f"{name}: {len(closed)} MLflow run(s) left RUNNING by an interrupted process marked FAILED",
+              file=sys.stderr)  # fmt: skip
     if "space" in study.user_attrs and study.user_attrs["space"] != space_to_dict(space):
         space = {n: ParamRange(**v) for n, v in study.user_attrs["space"].items()}
         notes = [*study.user_attrs.get("narrowing_notes", []), "resumed with the ranges this study started with"]
@@ -321,7 +387,7 @@ def run_round(params: Params, params_path: str, key: str, k: int, space: dict[st
                     study.enqueue_trial(inside, user_attrs={"enqueued_from": f"{prev.study_name}#{t.number}"})
         study.set_user_attr("mlflow_parent_run_id", parent)
     else:
-        mlc.update_run(parent, status="RUNNING")
+        tracking.reopen_run(mlc, parent)
     remaining = budget - claimed(study)
     if remaining > 0:
         job = _Job(params_path, key, k, space_to_dict(space), storage_url, parent, experiment_id, budget)
@@ -386,7 +452,7 @@ def _run_workers(job: _Job, study: optuna.Study, remaining: int, timeout: float 
     study's budget is claimed, so launchers sharing a study (other machines) run it once.
 
     Raises:
-        RuntimeError: a worker process failed (the study stays resumable).
+        SearchFailedError: a worker process failed (the study stays resumable); its error is in the message.
     """
     own_threads = int(os.environ.get("TUNEBENCH_THREADS", "1"))
     if workers <= 1 and (not per_process or remaining <= per_process):
@@ -400,6 +466,7 @@ def _run_workers(job: _Job, study: optuna.Study, remaining: int, timeout: float 
     left = dict(enumerate(quotas))
     running: dict[int, tuple[Any, int]] = {}
     bad: list[int] = []
+    errors = ctx.SimpleQueue()
     while True:
         for slot, quota in left.items():
             if quota <= 0 or slot in running or bad:
@@ -409,7 +476,8 @@ def _run_workers(job: _Job, study: optuna.Study, remaining: int, timeout: float 
                 left[slot] = 0
                 continue
             n = min(quota, per)
-            proc = ctx.Process(target=_worker, args=(job, n, rest, slot), name=f"tunebench-worker-{slot}")
+            proc = ctx.Process(target=_worker_process, args=(job, n, rest, slot, errors),
+                               name=f"tunebench-worker-{slot}")  # fmt: skip
             proc.start()
             running[slot] = (proc, n)
         if not running:
@@ -426,7 +494,26 @@ def _run_workers(job: _Job, study: optuna.Study, remaining: int, timeout: float 
             else:
                 left[slot] -= n
     if bad:
-        raise RuntimeError(f"{len(bad)} search worker(s) exited with codes {bad}; rerun to resume the study")
+        why = [errors.get() for _ in range(len(bad)) if not errors.empty()]
+        why += [f"killed by signal {-c}" + (" (out of memory?)" if c == -9 else "") for c in bad if c < 0]
+        raise SearchFailedError(
+            f"{study.study_name}: {len(bad)} search worker process(es) failed: {'; '.join(why) or f'exit codes {bad}'}"
+            "; the study is kept: fix the cause and rerun the same command to resume"
+        )
+
+
+def _worker_process(job: _Job, n_trials: int, timeout: float | None, slot: int, errors) -> None:
+    """The body of a spawned worker: `_worker`, its failure sent to the parent as one line (no traceback)."""
+    try:
+        _worker(job, n_trials, timeout, slot)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the search with it
+        from pipeline.errors import TunebenchError  # noqa: PLC0415
+
+        text = str(exc) if isinstance(exc, TunebenchError) else f"{type(exc).__name__}: {exc}"
+        errors.put(f"worker {slot}: {one_line(tracking.redact(text))}")
+        sys.exit(1)
 
 
 def _summarize_round(mlc, parent: str, study: optuna.Study, space: dict, notes: list[str], budget: int) -> None:
@@ -447,7 +534,11 @@ def _summarize_round(mlc, parent: str, study: optuna.Study, space: dict, notes: 
     tracking.log_metrics(mlc, parent, metrics)
     tracking.set_tags(mlc, parent, tags)
     with tempfile.TemporaryDirectory() as tmp:
-        files = write_study_plots(study, Path(tmp), list(space))
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # no "There are no complete trials." per plot
+        try:
+            files = write_study_plots(study, Path(tmp), list(space))
+        finally:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
         df = study.trials_dataframe()
         df.to_csv(Path(tmp) / "trials.csv", index=False)
         paths.write_json_atomic(Path(tmp) / "ranges.json", {"ranges": space_to_dict(space), "notes": notes})
@@ -461,12 +552,26 @@ def run_search(params: Params, params_path: str, key: str, *, only_round: int | 
                storage_url: str | None = None) -> dict:  # fmt: skip
     """Run (or resume) every round of benchmark `key` and write its search result.
 
+    Before anything is created, the tracking store must be reachable, the storage open and the
+    processed data intact. `studies/<key>/storage.json` says where the studies live (any storage;
+    no credentials), so the folder DVC expects always exists. A round without a completed trial
+    fails the search unless an earlier round has one (then it is warned about: the overall best
+    stays the earlier round's).
+
     Returns:
         The result written to `results/search/<key>.json`.
+
+    Raises:
+        SearchFailedError: no completed trial (the message gives the most common reason and its count).
+        TrackingError, StorageError, MissingInputError: before any study or run is created.
     """
     bench = params.benchmark(key)
-    _, direction = task_metric(_load_data(bench.dataset).task)
     storage_url = storage_url or params.storage_url()
+    tracking.check_reachable(params.tracking_uri())
+    open_storage(storage_url, key, tracking_uri=params.tracking_uri())  # a bad URL or dead server fails here
+    _, direction = task_metric(_load_data(bench.dataset).task)
+    names = [study_name(params, key, k) for k in range(len(bench.rounds))]
+    paths.write_json_atomic(paths.study_dir(key) / "storage.json", {**describe(storage_url, key), "studies": names})
     workers = workers or params.search.workers
     rounds_out: list[dict] = []
     prev: optuna.Study | None = None
@@ -488,10 +593,51 @@ def run_search(params: Params, params_path: str, key: str, *, only_round: int | 
             notes = study.user_attrs.get("narrowing_notes", notes)
         rounds_out.append(_round_result(study, rnd, space, notes))
         prev = study
+        failure = no_completed_trial(study)
+        if failure is not None:
+            failure = f"{key}: no completed trial in round {k + 1} ({rnd.name}): {failure}"
+            if _overall_best(rounds_out, direction) is None:
+                result = {"benchmark": key, "dataset": bench.dataset, "model": bench.model, "direction": direction,
+                          "rounds": rounds_out, "best": None, "failure": failure}  # fmt: skip
+                paths.write_json_atomic(paths.search_result(key), result)
+                raise SearchFailedError(f"{failure}; fix the cause and rerun `tunebench search --benchmark {key}`")
+            print(f"warning: {failure}; the best stays that of an earlier round", file=sys.stderr)
     result = {"benchmark": key, "dataset": bench.dataset, "model": bench.model, "direction": direction,
               "rounds": rounds_out, "best": _overall_best(rounds_out, direction)}  # fmt: skip
     paths.write_json_atomic(paths.search_result(key), result)
     return result
+
+
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")
+
+
+def no_completed_trial(study: optuna.Study) -> str | None:
+    """None when `study` has a completed trial; else how its trials ended and their most common reason.
+
+    E.g. `6 of 6 trials failed; most common reason (6 trials): ValueError: unknown optimizer 'adamm'`.
+    Surplus trials (stopped before sampling) do not count.
+    """
+    attrs = study.user_attrs
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED and SURPLUS_ATTR not in t.user_attrs
+              and f"{DISCARDED_PREFIX}{t.number}" not in attrs]  # fmt: skip
+    if any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
+        return None
+    if not trials:
+        return "no trial finished (the time or trial budget ran out first)"
+
+    def reason(t: optuna.trial.FrozenTrial) -> str:
+        if is_interrupted(attrs, t):
+            return "interrupted (its worker stopped)"
+        why = t.user_attrs.get("fail_reason") or t.user_attrs.get("pruned_reason")
+        return one_line(why, 300) if why else f"{t.state.name.lower()} (no reason recorded)"
+
+    reasons = [reason(t) for t in trials]
+    (kind, n), = Counter(_NUMBER.sub("#", r) for r in reasons).most_common(1)  # alike but for the numbers
+    why = next(r for r in reasons if _NUMBER.sub("#", r) == kind)
+    failed = sum(t.state == optuna.trial.TrialState.FAIL for t in trials)
+    pruned = len(trials) - failed
+    ended = " and ".join(x for x in (f"{failed} failed" if failed else "", f"{pruned} pruned" if pruned else "") if x)
+    return f"{len(trials)} trial(s) ended, {ended}; most common reason ({n} of {len(trials)}): {why}"
 
 
 def _load_existing(params: Params, key: str, k: int, storage_url: str | None) -> optuna.Study:
@@ -500,7 +646,7 @@ def _load_existing(params: Params, key: str, k: int, storage_url: str | None) ->
     try:
         return optuna.load_study(study_name=name, storage=open_storage(storage_url, key))
     except KeyError:
-        raise RuntimeError(
+        raise MissingInputError(
             f"round {k + 1} of {key} ({name}) has not run with this configuration; "
             f"run `tunebench search --benchmark {key}` (or `--round {k + 1}`) first"
         ) from None

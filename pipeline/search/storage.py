@@ -25,6 +25,8 @@ import optuna
 
 from pipeline import paths
 from pipeline.config import RoundConfig
+from pipeline.redaction import redact
+from pipeline.errors import StorageError
 
 HEARTBEAT_INTERVAL = 30  # seconds between a running trial's heartbeats (RDB storages)
 GRACE_PERIOD = 120  # seconds without a heartbeat before a RUNNING trial counts as crashed
@@ -52,14 +54,67 @@ def open_storage(url: str | None, benchmark: str, *, tracking_uri: str | None = 
 
     if is_journal(url):
         path = Path(url.removeprefix("journal:")) if url else paths.journal_file(benchmark)
+        if url is not None and not url.removeprefix("journal:"):
+            raise _bad_url(url, "no path after `journal:`")
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(
-            sqlalchemy_url(url), heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
-            heartbeat_stale_trial_callback=InterruptedTrial(tracking_uri), engine_kwargs={"pool_pre_ping": True},
-        )  # fmt: skip
+    import sqlalchemy.exc  # noqa: PLC0415
+
+    full = sqlalchemy_url(url)
+    engine_kwargs = {"pool_pre_ping": True, "connect_args": _connect_args(url)}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                full, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
+                heartbeat_stale_trial_callback=InterruptedTrial(tracking_uri), engine_kwargs=engine_kwargs,
+            )  # fmt: skip
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
+        raise _bad_url(url, _first_line(exc)) from None
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        check = "that the file's folder exists and is writable" if full.startswith("sqlite") else \
+            "that the database server is running and reachable"  # fmt: skip
+        raise StorageError(
+            f"cannot open the Optuna storage {redact(url)}: {redact(_first_line(getattr(exc, 'orig', None) or exc))}; "
+            f"check {check}, and the URL ({_source(url)})"
+        ) from None
+
+
+CONNECT_TIMEOUT = 10  # seconds a database server gets to accept a connection
+
+
+def _connect_args(url: str) -> dict:
+    """Driver arguments that bound how long connecting to a database server may take."""
+    scheme = url.partition("://")[0].partition("+")[0]
+    if scheme in ("postgresql", "postgres", "mysql", "mariadb") and "connect_timeout" not in url:
+        return {"connect_timeout": CONNECT_TIMEOUT}
+    return {}
+
+
+def _first_line(exc: BaseException | str) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _source(url: str) -> str:
+    """Where a storage URL came from, for error messages."""
+    return "TUNEBENCH_STORAGE" if os.environ.get("TUNEBENCH_STORAGE") == url else "--storage or `search.storage`"
+
+
+def _bad_url(url: str, why: str) -> StorageError:
+    return StorageError(
+        f"Optuna storage URL {redact(url)!r} ({_source(url)}) cannot be used: {redact(why)}; use `journal:<path>`, "
+        "`sqlite:///<path>` or `postgresql://<user>@<host>:<port>/<db>` (password in TUNEBENCH_STORAGE, never in "
+        "params.yaml), or leave it unset for the journal file in studies/<benchmark>/"
+    )
+
+
+def describe(url: str | None, benchmark: str) -> dict:
+    """What `studies/<benchmark>/storage.json` says about where the studies live (no credentials)."""
+    if is_journal(url):
+        path = Path(url.removeprefix("journal:")) if url else paths.journal_file(benchmark)
+        return {"kind": "journal", "file": str(path)}
+    return {"kind": url.partition("://")[0].partition("+")[0], "url": redact(url)}
 
 
 def sqlalchemy_url(url: str) -> str:
