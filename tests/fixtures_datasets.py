@@ -35,7 +35,7 @@ class Route:
     """One served file and how the server misbehaves with it."""
 
     data: bytes
-    mode: str = "ok"  # ok | truncate | drop-once | stall | html | sniff-html | status-<code>
+    mode: str = "ok"  # ok | truncate | drop-once | stall | slow | hangup | html | sniff-html | status-<code>
     hits: int = 0
 
 
@@ -75,6 +75,9 @@ def _handler(server: FileServer):
                 return
             route.hits += 1
             data, mode = route.data, route.mode
+            if mode == "hangup":  # close the connection without answering
+                self.close_connection = True
+                return
             if mode.startswith("status-"):
                 self.send_error(int(mode.split("-")[1]))
                 return
@@ -92,6 +95,14 @@ def _handler(server: FileServer):
             if start:
                 status = 206
                 headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+            if mode == "slow":  # the first half, then the rest after 30 s
+                self._send(status, body[: len(body) // 2], headers, close=False)
+                time.sleep(30)
+                try:
+                    self.wfile.write(body[len(body) // 2 :])
+                except OSError:  # the client went away meanwhile
+                    pass
+                return
             if mode == "stall":  # headers, then silence: the client's timeout must fire
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))
@@ -103,14 +114,14 @@ def _handler(server: FileServer):
                 body = body[: len(body) // 2]  # announce everything, send half, hang up
             self._send(status, body, headers)
 
-        def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        def _send(self, status: int, body: bytes, headers: dict[str, str], close: bool = True) -> None:
             self.send_response(status)
             for k, v in headers.items():
                 self.send_header(k, v)
             self.end_headers()
             self.wfile.write(body)
             self.wfile.flush()
-            self.close_connection = True
+            self.close_connection = close
 
     return Handler
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import missing
+from conftest import missing
 from sklearn.datasets import load_digits
 from fixtures_datasets import (
     Evil,
@@ -33,8 +33,6 @@ from fixtures_datasets import (
     npz_bytes,
     reuters_like,
     sha256,
-    start_server,
-    stop_server,
 )
 
 import pipeline.datasets as ds
@@ -56,13 +54,6 @@ from pipeline.datasets.spec import KINDS, TASKS
 def _private_keras_home(tmp_path, monkeypatch):
     """Never read the real ~/.keras: each test gets an empty Keras cache folder."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
-
-
-@pytest.fixture
-def server():
-    s = start_server()
-    yield s
-    stop_server(s)
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +274,9 @@ def test_server_down_gives_one_clear_message(tmp_path):
         f"mirror {keras_cache / 'cifar-10-python.tar.gz'}: not found",
         f"mirror {keras_cache / 'cifar-10-batches-py-target_archive'}: not found",
         "connection failed",
-        "Fix: rerun `tunebench fetch` with network access; or copy cifar-10-python.tar.gz",
+        "Fix: check the network connection (proxy, firewall), or wait if the server is down, and rerun "
+        "`tunebench fetch --dataset cifar10`; "
+        "or copy cifar-10-python.tar.gz",
         f"into {dest}/ (or a mirror folder: {keras_cache})",
     ):
         assert part in msg
@@ -592,7 +585,7 @@ def test_packaged_sklearn_datasets(tmp_path, name, shape, task, n_classes):
     assert raw.y_train.dtype == (np.float64 if task == "regression" else np.int64)
     manifest["files"][0]["sha256"] = "0" * 64
     (dest / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(HashMismatchError, match="rerun `tunebench fetch`"):
+    with pytest.raises(HashMismatchError, match=f"rerun `tunebench fetch --dataset {name}`"):
         ds.load(name, dest)
 
 

@@ -70,6 +70,7 @@ def test_registry_aliases_follow_the_rule(tmp_path, monkeypatch):
         d = registry.promote(mlc, "toy-model", model_uri=uri, run_id=run_id, metric="accuracy",
                              direction="maximize", value=value, tags={"study": "s"})  # fmt: skip
         history.append((d.version, d.promote))
+        run3, uri3 = run_id, uri
         assert d.version in {str(v) for v in mlc.get_registered_model("toy-model").aliases.values()}
     assert history == [("1", True), ("2", True), ("3", False)]
     assert str(registry.champion(mlc, "toy-model").version) == "2"
@@ -82,7 +83,24 @@ def test_registry_aliases_follow_the_rule(tmp_path, monkeypatch):
     assert len(mlc.search_model_versions("name='toy-model'")) == 3
     audit = json.loads(mlc.get_registered_model("toy-model").tags["alias_history"])
     assert [a["champion"] for a in audit] == [True, True, False]
+    # the same run again: its version is reused and keeps its decision; --force moves champion to it
+    again = registry.promote(mlc, "toy-model", model_uri=uri3, run_id=run3, metric="accuracy", direction="maximize",
+                             value=0.72, tags={})  # fmt: skip
+    assert (again.version, again.promote) == ("3", False)
+    forced = registry.promote(mlc, "toy-model", model_uri=uri3, run_id=run3, metric="accuracy",
+                              direction="maximize", value=0.72, tags={}, force=True)  # fmt: skip
+    assert (forced.version, forced.promote, forced.reason) == ("3", True, "forced")
+    assert len(mlc.search_model_versions("name='toy-model'")) == 3
+    audit = json.loads(mlc.get_registered_model("toy-model").tags["alias_history"])
+    assert [(a["version"], a["champion"]) for a in audit] == [("1", True), ("2", True), ("3", False), ("3", True)]
+    mlc.set_registered_model_alias("toy-model", "champion", "2")  # as if a promote was killed mid-way
+    registry.promote(mlc, "toy-model", model_uri=uri3, run_id=run3, metric="accuracy", direction="maximize",
+                     value=0.72, tags={})  # fmt: skip
+    audit = json.loads(mlc.get_registered_model("toy-model").tags["alias_history"])
+    assert [(a["version"], a["champion"], a.get("moved", True)) for a in audit] == [
+        ("1", True, True), ("2", True, True), ("3", False, True), ("3", False, False)]
     rows = registry.list_models(mlc)
     assert {r["version"]: r["aliases"] for r in rows}["2"] == ["champion"]
+    assert {r["version"]: r["aliases"] for r in rows}["3"] == ["challenger"]
     loaded = mlflow.pyfunc.load_model("models:/toy-model@champion")
     assert list(loaded.predict([[1.0, 2.0]])) == [[1.0, 2.0]]

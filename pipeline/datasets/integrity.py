@@ -56,12 +56,18 @@ def pinned_digest(path: Path, spec: FileSpec) -> str:
 
 
 def quarantine(path: Path, dest: Path, name: str) -> Path:
-    """Move a bad file to `dest/.quarantine/<name>.corrupt-<UTC timestamp>` and return the new path."""
+    """Move a bad file to `dest/.quarantine/<name>.corrupt-<first 16 hex of its SHA-256>`; return that path.
+
+    One copy per content: a copy with the same bytes already there is kept and `path` is deleted
+    (a source that keeps serving the same wrong file fills no disk).
+    """
     qdir = dest / QUARANTINE
     qdir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    target = qdir / f"{name}.corrupt-{stamp}"
-    shutil.move(str(path), target)
+    target = qdir / f"{name}.corrupt-{file_digest(path)[:16]}"
+    if target.is_file():
+        Path(path).unlink()
+    else:
+        shutil.move(str(path), target)
     return target
 
 

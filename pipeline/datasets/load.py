@@ -42,13 +42,13 @@ def load_spec(spec: DatasetSpec, dest: Path, **options: Any) -> RawData:
     dest = Path(dest)
     manifest = read_manifest(dest)
     if manifest is None or manifest.get("dataset") != spec.name:
-        raise FetchError(f"{spec.name} is not fetched into {dest} (no matching manifest.json); "
-                         f"run `tunebench fetch` for {spec.name} first")  # fmt: skip
+        raise FetchError(f"dataset {spec.name!r} is not fetched yet ({dest / 'manifest.json'} is missing or "
+                         f"names another dataset): run `tunebench fetch --dataset {spec.name}` first")  # fmt: skip
     try:
         fs = spec.fileset(str(manifest.get("fileset")))
     except KeyError as exc:
-        raise FetchError(f"{dest}/manifest.json names file set {manifest.get('fileset')!r}, "
-                         f"unknown to {spec.name}; run `tunebench fetch` again") from exc  # fmt: skip
+        raise FetchError(f"{dest}/manifest.json names file set {manifest.get('fileset')!r}, unknown to "
+                         f"{spec.name}; run `tunebench fetch --dataset {spec.name}` again") from exc  # fmt: skip
     if fs.packaged:
         if options:
             raise ValueError(f"{spec.name} takes no options, got {sorted(options)}")
@@ -59,14 +59,14 @@ def load_spec(spec: DatasetSpec, dest: Path, **options: Any) -> RawData:
         e = entries.get(f.name)
         path = dest / f.name
         if e is None or e.get("pin") != f.pin() or not path.is_file():
-            raise FetchError(f"{spec.name}: {path} is missing or was fetched with another pin; "
-                             f"run `tunebench fetch` for {spec.name} again")  # fmt: skip
+            raise FetchError(f"dataset {spec.name!r}: {path} is missing or was fetched with another pin; "
+                             f"run `tunebench fetch --dataset {spec.name}` again")  # fmt: skip
         actual = file_digest(path)
         if actual != e.get("sha256"):
             moved = quarantine(path, dest, f.name)
             raise HashMismatchError(
                 f"{spec.name}: {path} has SHA-256 {actual}, the manifest recorded {e.get('sha256')}; "
-                f"moved to {moved}; run `tunebench fetch` for {spec.name} again",
+                f"moved to {moved}; run `tunebench fetch --dataset {spec.name}` again",
                 file=f.name, expected=str(e.get("sha256")), actual=actual, source=str(path),
                 quarantined=str(moved),
             )  # fmt: skip

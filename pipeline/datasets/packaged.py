@@ -64,7 +64,8 @@ def load_packaged(spec: DatasetSpec, fs: FileSet, manifest: dict[str, Any]) -> R
     if actual != expected:
         raise HashMismatchError(
             f"{spec.name}: the arrays of {fs.packaged} ({packaged_version(fs)}) have SHA-256 {actual}, "
-            f"the manifest recorded {expected}; rerun `tunebench fetch` to accept the installed version",
+            f"the manifest recorded {expected}; rerun `tunebench fetch --dataset {spec.name}` to accept the "
+            "installed version",
             file=fs.packaged, expected=str(expected), actual=actual, source=packaged_version(fs),
         )  # fmt: skip
     y = b.target.astype(np.float64 if spec.task == "regression" else np.int64)
