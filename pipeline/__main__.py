@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from pipeline.config import Params, load_params  # noqa: E402
-from pipeline.errors import ConfigError, TunebenchError  # noqa: E402
+from pipeline.errors import ConfigError, TunebenchError, terminate_as_interrupt  # noqa: E402
 
 
 def _targets(params: Params, args, by: str) -> list[str]:
@@ -88,25 +88,25 @@ def cmd_studies(params: Params, args) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = args.storage or params.storage_url()
-    keys = _targets(params, args, "benchmark")
-    seen: set[str] = set()
-    print(f"{'study':<48} {'complete':>8} {'pruned':>7} {'fail':>5} {'running':>7}  best")
-    for key in keys:
+    ts = optuna.trial.TrialState
+    rows: dict[str, str] = {}  # study name -> its line; storages are opened before anything is printed
+    for key in _targets(params, args, "benchmark"):
         if url is None and not paths.journal_file(key).exists():
             continue
         storage = open_storage(url, key)
         for s in optuna.get_all_study_summaries(storage, include_best_trial=True):
-            if s.study_name in seen or not s.study_name.startswith(f"{key}."):
+            if s.study_name in rows or not s.study_name.startswith(f"{key}."):
                 continue
-            seen.add(s.study_name)
             trials = optuna.load_study(study_name=s.study_name, storage=storage).get_trials(deepcopy=False)
-            count = {st: sum(t.state == st for t in trials) for st in optuna.trial.TrialState}
+            count = {st: sum(t.state == st for t in trials) for st in ts}
             best = f"{s.best_trial.value:.4g}" if s.best_trial else "-"
-            ts = optuna.trial.TrialState
-            print(f"{s.study_name:<48} {count[ts.COMPLETE]:>8} {count[ts.PRUNED]:>7} {count[ts.FAIL]:>5} "
-                  f"{count[ts.RUNNING]:>7}  {best}")  # fmt: skip
-    if not seen:
+            rows[s.study_name] = (f"{s.study_name:<48} {count[ts.COMPLETE]:>8} {count[ts.PRUNED]:>7} "
+                                  f"{count[ts.FAIL]:>5} {count[ts.RUNNING]:>7}  {best}")  # fmt: skip
+    if not rows:
         print("(no studies yet: run `tunebench search` or `dvc repro`)")
+        return 0
+    print(f"{'study':<48} {'complete':>8} {'pruned':>7} {'fail':>5} {'running':>7}  best")
+    print("\n".join(rows.values()))
     return 0
 
 
@@ -134,6 +134,7 @@ def cmd_promote(params: Params, args) -> int:
 def cmd_models(params: Params, args) -> int:
     from pipeline import registry, tracking  # noqa: PLC0415
 
+    tracking.check_reachable(params.tracking_uri())
     rows = registry.list_models(tracking.client(params.tracking_uri()))
     if not rows:
         print("(no registered models yet: run `dvc repro` or `tunebench promote`)")
@@ -259,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or os.environ.get("TUNEBENCH_DEBUG", "") not in ("", "0")
     try:
         params = load_params(args.params)
-        return args.fn(params, args)
+        with terminate_as_interrupt():  # SIGTERM cleans up like Ctrl-C: no half-written output is kept
+            return args.fn(params, args)
     except (Exception, KeyboardInterrupt) as err:
         if debug:
             traceback.print_exc()

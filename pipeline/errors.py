@@ -8,6 +8,11 @@ failure at run time. `--debug` (or `TUNEBENCH_DEBUG=1`) shows the traceback.
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class TunebenchError(Exception):
     """A failure the user can fix; the message says what and how. Exit code 1."""
@@ -35,3 +40,24 @@ class TrackingError(TunebenchError):
 
 class SearchFailedError(TunebenchError):
     """A search ended with no completed trial; the message gives the most common failure reason."""
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within this block SIGTERM raises `KeyboardInterrupt` as Ctrl-C does, so clean-up code runs.
+
+    Only in the main thread, and only where SIGTERM has its default action (a host program's own
+    handler is left alone).
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def interrupt(signum, _frame):
+        raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -75,6 +75,16 @@ def project(tmp_path_factory) -> tuple[Path, dict]:
     return dest, {"env": env, "first": proc}
 
 
+@pytest.fixture
+def server():
+    """A loopback HTTP server for download tests (see `fixtures_datasets.start_server`)."""
+    from fixtures_datasets import start_server, stop_server
+
+    s = start_server()
+    yield s
+    stop_server(s)
+
+
 def missing(reason: str) -> None:
     """A test's system dependency is absent: fail under CI (which installs it), skip elsewhere."""
     if os.environ.get("CI"):

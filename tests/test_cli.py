@@ -87,3 +87,11 @@ def test_every_failure_maps_to_one_line(err, code, words):
     line, exit_code = _error_line(err)
     assert exit_code == code
     assert words in line
+
+
+def test_studies_with_a_bad_storage_prints_only_the_error(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = main(["studies", "--params", str(ROOT / "params.yaml"), "--storage", "foo://bar"])
+    out, err = capsys.readouterr()
+    assert code in (1, 2) and out == ""
+    assert "foo://bar" in _one_error_line(err)

@@ -15,7 +15,7 @@ import os
 import pytest
 import yaml
 
-from tests.conftest import sh
+from conftest import sh
 
 pytestmark = pytest.mark.slow
 

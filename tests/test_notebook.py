@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import ROOT
+from conftest import ROOT
 
 pytestmark = pytest.mark.slow
 

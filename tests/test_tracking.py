@@ -20,7 +20,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from tests.conftest import digits_search_params
+from conftest import digits_search_params
 import yaml
 from mlflow.tracking import MlflowClient
 from PIL import Image

@@ -25,7 +25,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import digits_search_params, missing
+from conftest import digits_search_params, missing
 import yaml
 
 from pipeline import stages, tracking
