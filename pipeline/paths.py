@@ -1,18 +1,23 @@
 """Every path the pipeline reads or writes, built in one place.
 
 All paths are relative to the project root (the working directory of
-`dvc repro` and of the CLI); `dvc.yaml` names the same folders.
+`dvc repro` and of the CLI); `dvc.yaml` names the same folders. A file that one
+stage writes and another reads is named here (`model_info`, `raw_example`, ...);
+the files inside a format's own folder (`features.npz`, a model's `meta.json`)
+belong to the module of that format. Reading and writing them: `pipeline.io`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from pipeline.errors import ConfigError
+
+# The I/O helpers lived here; `pipeline.io` is their home. Kept for callers not switched yet
+# (pipeline/search/runner.py, tests/test_run_failures.py): drop once they import `pipeline.io`.
+from pipeline.io import file_sha256, read_json, write_json_atomic  # noqa: F401
 
 ROOT = Path(".")
 DATA = ROOT / "data"
@@ -24,6 +29,16 @@ PLOTS = ROOT / "plots"
 PROMOTIONS = ROOT / "promotions"
 REPORTS = ROOT / "reports"
 MLARTIFACTS = ROOT / "mlartifacts"
+
+LEADERBOARD_CSV = REPORTS / "leaderboard.csv"
+LEADERBOARD_MD = REPORTS / "leaderboard.md"
+
+# Names of files and folders inside the stage outputs (written in a staging folder first, see `pipeline.io`).
+MANIFEST = "manifest.json"  # data/raw/<d>/ and data/processed/<d>/: what the folder holds, with hashes
+RAW_EXAMPLE = "raw_meta.json"  # data/processed/<d>/: the raw input's kind, shape and example rows (serving)
+MODEL_INFO = "info.json"  # models/<b>/: the run, the logged model, the hyperparameters
+SERVED_MODEL = "mlflow_model"  # models/<b>/: the MLflow pyfunc model folder
+MODEL_ARTIFACT, TRANSFORMER_ARTIFACT = "model", "transformer"  # the served model's artifacts (its `artifacts/`)
 
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -63,6 +78,21 @@ def processed_dir(dataset: str) -> Path:
     return _named(DATA / "processed" / dataset, dataset, "datasets")
 
 
+def raw_manifest(dataset: str) -> Path:
+    """The record of one dataset's verified raw files."""
+    return raw_dir(dataset) / MANIFEST
+
+
+def processed_manifest(dataset: str) -> Path:
+    """The record of one dataset's features (shapes, parameters, file hashes)."""
+    return processed_dir(dataset) / MANIFEST
+
+
+def raw_example(dataset: str) -> Path:
+    """The raw input description of one dataset (the served model's input example)."""
+    return processed_dir(dataset) / RAW_EXAMPLE
+
+
 def study_dir(benchmark: str) -> Path:
     """The Optuna journal storage of one benchmark's studies."""
     return _named(STUDIES / benchmark, benchmark, "benchmarks")
@@ -83,6 +113,21 @@ def model_dir(benchmark: str) -> Path:
     return _named(MODELS / benchmark, benchmark, "benchmarks")
 
 
+def model_info(benchmark: str) -> Path:
+    """Run id, logged-model URI, hyperparameters and source trial of the retrained model."""
+    return model_dir(benchmark) / MODEL_INFO
+
+
+def served_model(benchmark: str) -> Path:
+    """The retrained model as an MLflow pyfunc model folder (raw input in, predictions out)."""
+    return model_dir(benchmark) / SERVED_MODEL
+
+
+def trained_model(benchmark: str) -> Path:
+    """The trained model inside the served model (`TrainedModel.load` reads it)."""
+    return served_model(benchmark) / "artifacts" / MODEL_ARTIFACT
+
+
 def metrics_file(benchmark: str) -> Path:
     """Test metrics of one benchmark, read by `dvc metrics show`."""
     return _named(METRICS / f"{benchmark}.json", benchmark, "benchmarks")
@@ -96,20 +141,6 @@ def plots_dir(benchmark: str) -> Path:
 def promotion_file(benchmark: str) -> Path:
     """The promotion decision of one benchmark."""
     return _named(PROMOTIONS / f"{benchmark}.json", benchmark, "benchmarks")
-
-
-def write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON to `path` through a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True, default=str)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # (folders under the project root, sub-command and option) of each stage's outputs, for `producer`
@@ -132,32 +163,3 @@ def producer(path: Path) -> str:
                 name = name.removesuffix(".json") if i + n == len(parts) - 1 else name
                 return f"tunebench {command} {name}"
     return "dvc repro"
-
-
-def read_json(path: Path) -> dict:
-    """Read a JSON file written by an earlier stage.
-
-    Raises:
-        MissingInputError: the file is missing or not valid JSON; the message names the command that rewrites it.
-    """
-    from pipeline.errors import MissingInputError  # noqa: PLC0415
-
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MissingInputError(f"{path} is missing: run `{producer(path)}` first (or `dvc repro`)") from None
-    except ValueError as exc:  # not UTF-8, or not JSON
-        raise MissingInputError(f"{path} is corrupt (not valid JSON: {exc}); rerun `{producer(path)}`") from None
-    if not isinstance(data, dict):
-        raise MissingInputError(f"{path} is corrupt (not a JSON object); rerun `{producer(path)}`")
-    return data
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, or `missing` if it does not exist."""
-    import hashlib  # noqa: PLC0415
-
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except FileNotFoundError:
-        return "missing"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import paths
+from pipeline import io, paths
 from pipeline.config import Params
 from pipeline.reference import reference_for
 
@@ -18,8 +18,8 @@ def leaderboard(params: Params) -> pd.DataFrame:
         mfile = paths.metrics_file(key)
         if not mfile.exists():
             continue
-        m = paths.read_json(mfile)
-        search = paths.read_json(paths.search_result(key)) if paths.search_result(key).exists() else {}
+        m = io.read_json(mfile)
+        search = io.read_json(paths.search_result(key)) if paths.search_result(key).exists() else {}
         ref = reference_for(bench.dataset) or {}
         metric = m["metric"]
         counts = [r.get("counts", {}) for r in search.get("rounds", [])]
@@ -32,7 +32,7 @@ def leaderboard(params: Params) -> pd.DataFrame:
             "trials": sum(sum(c.values()) for c in counts),
             "pruned": sum(c.get("pruned", 0) for c in counts),
             "best_params": (search.get("best") or {}).get("params"),
-            "champion": paths.read_json(promo).get("promote") if promo.exists() else None,
+            "champion": io.read_json(promo).get("promote") if promo.exists() else None,
         })  # fmt: skip
     df = pd.DataFrame(rows)
     if not df.empty:
@@ -45,9 +45,7 @@ def leaderboard(params: Params) -> pd.DataFrame:
 def write_report(params: Params) -> Path:
     """Write `reports/leaderboard.csv` and `reports/leaderboard.md`; return the Markdown path."""
     df = leaderboard(params)
-    paths.REPORTS.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path = paths.REPORTS / "leaderboard.csv", paths.REPORTS / "leaderboard.md"
-    df.to_csv(csv_path, index=False)
+    io.write_text_atomic(paths.LEADERBOARD_CSV, df.to_csv(index=False))
     lines = ["# tunebench leaderboard", "",
              "Test-split results of each benchmark's retrained best model, the trivial baseline "
              "(majority class / mean) and the reference result where the book reports one.", ""]  # fmt: skip
@@ -62,7 +60,5 @@ def write_report(params: Params) -> Path:
                            for k, v in (r["best_params"] or {}).items())  # fmt: skip
             lines.append(f"| {r['benchmark']} | {r['model']} | {r['metric']} ({r['direction'][:3]}) | "
                          f"{r['test']:.4f} | {r['baseline']:.4f} | {ref} | {r['trials']} ({r['pruned']}) | {bp} |")
-    tmp = md_path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(md_path)
-    return md_path
+    io.write_text_atomic(paths.LEADERBOARD_MD, "\n".join(lines) + "\n")
+    return paths.LEADERBOARD_MD

@@ -10,13 +10,14 @@ pickle) travel as artifacts of the MLflow model.
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-RAW_META = "raw_meta.json"
+from pipeline import paths
 
 
 def raw_example(raw, n: int = 3) -> dict[str, Any]:
@@ -57,13 +58,21 @@ def to_raw(frame: Any, meta: dict):
     return arr.reshape(len(arr), *meta["shape"]) if meta["shape"] else arr
 
 
-def save_pyfunc(dest: Path, *, model_dir: Path, transformer_dir: Path, meta: dict) -> None:
-    """Write a self-contained MLflow pyfunc model folder at `dest`."""
+def save_pyfunc(dest: Path, *, model, transformer, meta: dict) -> None:
+    """Write a self-contained MLflow pyfunc model folder at `dest`.
+
+    Args:
+        `model`: the `TrainedModel`; `transformer`: the fitted `Transformer` of its features;
+        `meta`: the raw input description (`raw_example`), the signature's input example.
+    """
     import mlflow.pyfunc  # noqa: PLC0415
 
-    meta_file = dest.parent / f".{dest.name}.{RAW_META}"
-    meta_file.write_text(json.dumps(meta))
-    try:
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.artifacts-") as work:
+        model_dir, transformer_dir = Path(work) / paths.MODEL_ARTIFACT, Path(work) / paths.TRANSFORMER_ARTIFACT
+        model.save(model_dir)
+        transformer.save(transformer_dir)
+        meta_file = Path(work) / paths.RAW_EXAMPLE
+        meta_file.write_text(json.dumps(meta))
         mlflow.pyfunc.save_model(
             str(dest),
             python_model=str(Path(__file__).with_name("serving_entry.py")),  # models from code: no pickle
@@ -72,8 +81,6 @@ def save_pyfunc(dest: Path, *, model_dir: Path, transformer_dir: Path, meta: dic
             pip_requirements=_requirements(),
             code_paths=[str(Path(__file__).parent)],
         )
-    finally:
-        meta_file.unlink(missing_ok=True)
 
 
 def _requirements() -> list[str]:

@@ -6,58 +6,13 @@ imports (TensorFlow through the models) happen inside the stages that train.
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import socket
 import sys
-import tempfile
 from pathlib import Path
 
-from pipeline import paths, tracking
+from pipeline import io, paths, tracking
 from pipeline.config import Params
 from pipeline.errors import MissingInputError
 from pipeline.tasks import task_metric
-
-
-def _replace_dir(tmp: Path, dest: Path) -> None:
-    """Move a fully written folder into place (the old one goes only after the new one is complete)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    old = dest.with_name(f".{dest.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dest.exists():
-        dest.rename(old)
-    tmp.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _staging(dest: Path) -> Path:
-    """A new hidden folder next to `dest` to write it in: `.<name>.tmp-<pid>-<random>` (see `_clean_staging`)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-{os.getpid()}-"))
-
-
-def _clean_staging(dest: Path) -> None:
-    """Remove what an interrupted writer of `dest` left: staging folders of ended processes, a cut swap.
-
-    A staging folder whose process still runs (a concurrent stage) is kept. If a kill fell between
-    the two renames of `_replace_dir`, the complete old output is put back.
-    """
-    from pipeline.search.storage import worker_alive  # noqa: PLC0415
-
-    prefix = f".{dest.name}.tmp-"
-    for tmp in dest.parent.glob(glob.escape(prefix) + "*"):
-        pid = tmp.name[len(prefix) :].split("-")[0]
-        if pid.isdigit() and (int(pid) == os.getpid() or worker_alive({"host": socket.gethostname(), "pid": int(pid)})):
-            continue
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
-    old = dest.with_name(f".{dest.name}.old")
-    if old.is_dir() and not dest.exists():
-        old.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _recover(mlc, experiment: str, stage: str, *outputs: Path) -> None:
@@ -69,7 +24,7 @@ def _recover(mlc, experiment: str, stage: str, *outputs: Path) -> None:
             print(f"{experiment}: {len(closed)} run(s) left RUNNING by an interrupted process marked FAILED",
                   file=sys.stderr)  # fmt: skip
     for out in outputs:
-        _clean_staging(out)
+        io.clean_staging(out)
 
 
 def fetch(params: Params, dataset: str) -> dict:
@@ -94,17 +49,12 @@ def preprocess(params: Params, dataset: str) -> Path:
     from pipeline import features, serving  # noqa: PLC0415
 
     dest = paths.processed_dir(dataset)
-    _clean_staging(dest)
+    io.clean_staging(dest)
     raw = _load_raw(params, dataset)
     data = features.preprocess(raw, params.dataset(dataset).preprocess.model_dump())
-    tmp = _staging(dest)
-    try:
-        data.save(tmp, input_hashes={"raw_manifest": paths.file_sha256(paths.raw_dir(dataset) / "manifest.json")})
-        paths.write_json_atomic(tmp / serving.RAW_META, serving.raw_example(raw))
-        _replace_dir(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with io.staged_dir(dest) as tmp:
+        data.save(tmp, input_hashes={"raw_manifest": io.file_sha256(paths.raw_manifest(dataset))})
+        io.write_json_atomic(tmp / paths.RAW_EXAMPLE, serving.raw_example(raw))
     return dest
 
 
@@ -118,7 +68,7 @@ def search(params: Params, params_path: str, benchmark: str, **kwargs) -> dict:
 def _best(benchmark: str) -> dict:
     """The best trial of the benchmark's search (`results/search/<benchmark>.json`)."""
     where = paths.search_result(benchmark)
-    result = paths.read_json(where)
+    result = io.read_json(where)
     if not result.get("best"):
         why = f" ({result['failure']})" if result.get("failure") else ""
         raise MissingInputError(f"{where}: the search has no completed trial{why}; fix the cause and rerun "
@@ -157,25 +107,19 @@ def train_best(params: Params, benchmark: str) -> dict:
     run_id = tracking.start_run(mlc, exp, "train_best", tags={
         "kind": "train_best", "benchmark": benchmark, "source_study": best["study"],
         "source_trial": best["trial"], "source_run_id": best.get("run_id"), "git_commit": tracking.git_commit()})
-    tmp = _staging(dest)
     try:
-        tracking.log_params(mlc, run_id, {**hparams, "epochs": epochs, "n_train": len(y)})
-        for epoch in range(min(len(v) for v in trained.history.values())):
-            tracking.log_metrics(mlc, run_id, {k: v[epoch] for k, v in trained.history.items()}, step=epoch)
-        with tempfile.TemporaryDirectory() as work:
-            trained.save(Path(work) / "model")
-            data.transformer.save(Path(work) / "transformer")
-            meta = paths.read_json(paths.processed_dir(bench.dataset) / serving.RAW_META)
-            serving.save_pyfunc(tmp / "mlflow_model", model_dir=Path(work) / "model",
-                                transformer_dir=Path(work) / "transformer", meta=meta)  # fmt: skip
-        mlc.log_artifacts(run_id, str(tmp / "mlflow_model"), "model")
-        info = {"run_id": run_id, "model_source": f"{mlc.get_run(run_id).info.artifact_uri}/model",
-                "hparams": hparams, "epochs": epochs, "source": best}  # fmt: skip
-        paths.write_json_atomic(tmp / "info.json", info)
-        mlc.set_terminated(run_id, "FINISHED")  # before the swap: a model in place never names an unfinished run
-        _replace_dir(tmp, dest)
+        with io.staged_dir(dest) as tmp:
+            tracking.log_params(mlc, run_id, {**hparams, "epochs": epochs, "n_train": len(y)})
+            for epoch in range(min(len(v) for v in trained.history.values())):
+                tracking.log_metrics(mlc, run_id, {k: v[epoch] for k, v in trained.history.items()}, step=epoch)
+            serving.save_pyfunc(tmp / paths.SERVED_MODEL, model=trained, transformer=data.transformer,
+                                meta=io.read_json(paths.raw_example(bench.dataset)))  # fmt: skip
+            mlc.log_artifacts(run_id, str(tmp / paths.SERVED_MODEL), "model")
+            info = {"run_id": run_id, "model_source": f"{mlc.get_run(run_id).info.artifact_uri}/model",
+                    "hparams": hparams, "epochs": epochs, "source": best}  # fmt: skip
+            io.write_json_atomic(tmp / paths.MODEL_INFO, info)
+            mlc.set_terminated(run_id, "FINISHED")  # before the swap: a model in place never names an unfinished run
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
         mlc.set_terminated(run_id, "FAILED")
         raise
     return info
@@ -189,26 +133,21 @@ def evaluate(params: Params, benchmark: str) -> dict:
 
     bench = params.benchmark(benchmark)
     data = ProcessedData.load(paths.processed_dir(bench.dataset))
-    info = paths.read_json(paths.model_dir(benchmark) / "info.json")
+    info = io.read_json(paths.model_info(benchmark))
     tracking.check_reachable(params.tracking_uri())
-    model = TrainedModel.load(paths.model_dir(benchmark) / "mlflow_model" / "artifacts" / "model")
+    model = TrainedModel.load(paths.trained_model(benchmark))
     baseline = get_family("majority").train({}, data.X_train, data.y_train, None, None, task=data.task,
                                             n_classes=data.n_classes, epochs=1)  # fmt: skip
     metric, direction = task_metric(data.task)
     out_dir = paths.plots_dir(benchmark)
     mlc = tracking.client(params.tracking_uri())
     _recover(mlc, tracking.experiment_name(benchmark, bench.dataset, bench.model), "evaluate", out_dir)
-    tmp = _staging(out_dir)
-    try:
+    with io.staged_dir(out_dir) as tmp:
         report = evaluation.evaluate(model, baseline, data, tmp)
         report.update({"benchmark": benchmark, "metric": metric, "direction": direction, "run_id": info["run_id"]})
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     tracking.log_metrics(mlc, info["run_id"], {f"test_{k}": v for k, v in report["test"].items()})
     tracking.log_figure_files(mlc, info["run_id"], sorted(out_dir.iterdir()), "evaluation")
-    paths.write_json_atomic(paths.metrics_file(benchmark), report)
+    io.write_json_atomic(paths.metrics_file(benchmark), report)
     return report
 
 
@@ -224,16 +163,15 @@ def promote(params: Params, benchmark: str, *, force: bool = False, dry_run: boo
 
     from pipeline import registry  # noqa: PLC0415
 
-    metrics = paths.read_json(paths.metrics_file(benchmark))
-    info = paths.read_json(paths.model_dir(benchmark) / "info.json")
+    metrics = io.read_json(paths.metrics_file(benchmark))
+    info = io.read_json(paths.model_info(benchmark))
     if info.get("run_id") is None or info["run_id"] != metrics.get("run_id"):
         raise MissingInputError(f"{paths.metrics_file(benchmark)} evaluates another model than "
                                 f"{paths.model_dir(benchmark)}; rerun `tunebench evaluate --benchmark {benchmark}`")
     tracking.check_reachable(params.tracking_uri())
     metric = metrics["metric"]
     bench = params.benchmark(benchmark)
-    manifest = paths.processed_dir(bench.dataset) / "manifest.json"
-    tags = {"dataset_manifest_hash": paths.file_sha256(manifest), "params": info["hparams"],
+    tags = {"dataset_manifest_hash": io.file_sha256(paths.processed_manifest(bench.dataset)), "params": info["hparams"],
             "study": info["source"]["study"], "trial": info["source"]["trial"], "git_commit": tracking.git_commit(),
             "benchmark": benchmark}  # fmt: skip
     mlc = tracking.client(params.tracking_uri())
@@ -251,7 +189,7 @@ def promote(params: Params, benchmark: str, *, force: bool = False, dry_run: boo
           file=sys.stderr)  # fmt: skip
     if not dry_run:  # last (see `registry`): a rerun after a kill before here completes these
         tracking.set_tags(mlc, info["run_id"], {"promotion": decision.reason, "registered_version": decision.version})
-        paths.write_json_atomic(paths.promotion_file(benchmark), out)
+        io.write_json_atomic(paths.promotion_file(benchmark), out)
     return out
 
 

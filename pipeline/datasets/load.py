@@ -7,7 +7,9 @@ from typing import Any
 
 from .catalog import get_spec
 from .errors import FetchError, HashMismatchError
-from .integrity import file_digest, quarantine
+from pipeline.io import file_digest
+
+from .integrity import quarantine
 from .manifest import read_manifest
 from .packaged import load_packaged
 from .readers import READERS

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-MANIFEST = "manifest.json"
+from pipeline.io import write_json_atomic
+from pipeline.paths import MANIFEST
 
 
 def write_manifest(dest: Path, manifest: dict[str, Any]) -> Path:
-    """Write `dest/manifest.json` through a temporary file and an atomic rename."""
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=dest)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=2, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, dest / MANIFEST)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write `dest/manifest.json` atomically (keys in the order given: people read it)."""
+    write_json_atomic(dest / MANIFEST, manifest, sort_keys=False)
     return dest / MANIFEST
 
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
+from pipeline import io, paths
 from pipeline.features import splits, storage
 from pipeline.features.transformer import Transformer, vocab_size_from_meta
 
@@ -251,10 +252,10 @@ class ProcessedData:
         storage.write_npz(d / "labels.npz", labels)
         names = ["features.npz", "labels.npz"]
         names += [f"transformer/{n}" for n in self.transformer.save(d / "transformer")]
-        files = {n: storage.sha256(d / n) for n in names}
+        files = {n: io.file_digest(d / n) for n in names}
         hashes = input_hashes if input_hashes is not None else self.input_hashes
-        storage.write_json(d / "manifest.json", self.manifest(files, hashes))
-        return d / "manifest.json"
+        io.write_json_atomic(d / paths.MANIFEST, self.manifest(files, hashes), strict=True)
+        return d / paths.MANIFEST
 
     @classmethod
     def load(cls, directory: str | Path) -> ProcessedData:
@@ -268,11 +269,10 @@ class ProcessedData:
         try:
             return cls._from_files(d, man)
         except (KeyError, IndexError, TypeError, ValueError, zipfile.BadZipFile) as exc:
-            from pipeline import paths  # noqa: PLC0415
             from pipeline.errors import MissingInputError  # noqa: PLC0415
 
             raise MissingInputError(f"{d} is corrupt ({type(exc).__name__}: {exc}); "
-                                    f"rerun `{paths.producer(d / 'manifest.json')}`") from exc  # fmt: skip
+                                    f"rerun `{paths.producer(d / paths.MANIFEST)}`") from exc  # fmt: skip
 
     @classmethod
     def _from_files(cls, d: Path, man: dict) -> ProcessedData:

@@ -1,68 +1,17 @@
-"""Atomic, byte-deterministic writers for the feature store (npz and json, never pickle)."""
+"""Byte-deterministic files of the feature store (npz and json, never pickle), written through `pipeline.io`."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import zipfile
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 import scipy.sparse as sp
+
+from pipeline import io
 
 # A fixed timestamp for every zip entry: np.savez stamps the current time, which
 # makes two saves of the same arrays differ byte for byte.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-
-
-def _tmp_path(path: Path) -> Path:
-    """Return the temporary sibling of `path` used before the atomic rename."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and `os.replace`.
-
-    Args:
-        `path`: destination file; its folder must exist.
-        `data`: the bytes to write.
-    """
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write `obj` as sorted, indented JSON atomically (deterministic bytes).
-
-    Args:
-        `path`: destination file.
-        `obj`: JSON-serialisable object (tuples become lists).
-    """
-    text = json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def read_json(path: Path) -> Any:
-    """Read a JSON file written by `write_json`."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def sha256(path: Path) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_manifest(directory: Path, format_version: int) -> dict:
@@ -75,8 +24,8 @@ def read_manifest(directory: Path, format_version: int) -> dict:
     from pipeline import paths  # noqa: PLC0415
     from pipeline.errors import MissingInputError  # noqa: PLC0415
 
-    where = Path(directory) / "manifest.json"
-    man = paths.read_json(where)
+    where = Path(directory) / paths.MANIFEST
+    man = io.read_json(where)
     redo = f"rerun `{paths.producer(where)}`"
     if man.get("format_version") != format_version:
         raise MissingInputError(f"{where}: processed-data format {man.get('format_version')!r} is not the "
@@ -88,7 +37,7 @@ def read_manifest(directory: Path, format_version: int) -> dict:
         f = Path(directory) / name
         if not f.is_file():
             raise MissingInputError(f"{f} is missing (listed in {where}); {redo}")
-        if sha256(f) != digest:
+        if io.file_digest(f) != digest:
             raise MissingInputError(f"{f} is corrupt (its SHA-256 differs from the one in {where}); {redo}")
     return man
 
@@ -106,23 +55,16 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     Raises:
         ValueError: for an object-dtype array.
     """
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as fh:
-            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-                for name in sorted(arrays):
-                    arr = np.asarray(arrays[name])
-                    if arr.dtype == object:
-                        raise ValueError(f"array {name!r} has dtype object; refusing to pickle it")
-                    info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
-                    info.external_attr = 0o644 << 16
-                    with zf.open(info, "w", force_zip64=True) as entry:
-                        np.lib.format.write_array(entry, arr, allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with io.atomic_file(path) as fh:
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name in sorted(arrays):
+                arr = np.asarray(arrays[name])
+                if arr.dtype == object:
+                    raise ValueError(f"array {name!r} has dtype object; refusing to pickle it")
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
+                info.external_attr = 0o644 << 16
+                with zf.open(info, "w", force_zip64=True) as entry:
+                    np.lib.format.write_array(entry, arr, allow_pickle=False)
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
