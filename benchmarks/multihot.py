@@ -111,12 +111,12 @@ def train_worker(path: str, rows: int, num_words: int, epochs: int, batch: int) 
     Returns:
         Figures: RSS before the data, peak RSS, preprocessing seconds, epoch seconds.
     """
-    from pipeline.runtime import configure_tensorflow  # noqa: PLC0415
+    from pipeline.models.runtime import configure_tensorflow  # noqa: PLC0415
 
     configure_tensorflow()
     import keras  # noqa: PLC0415
 
-    from pipeline.batches import make_dataset  # noqa: PLC0415
+    from pipeline.models.batches import make_dataset  # noqa: PLC0415
     from pipeline.features import multi_hot  # noqa: PLC0415
 
     model = _build_model(num_words)
@@ -165,10 +165,10 @@ def throughput_worker(rows: int, num_words: int, rounds: int, batch: int) -> dic
     Returns:
         Per-path epoch times and the median per-round throughput ratio CSR / dense.
     """
-    from pipeline.runtime import configure_tensorflow  # noqa: PLC0415
+    from pipeline.models.runtime import configure_tensorflow  # noqa: PLC0415
 
     configure_tensorflow()
-    from pipeline.batches import make_dataset  # noqa: PLC0415
+    from pipeline.models.batches import make_dataset  # noqa: PLC0415
     from pipeline.features import multi_hot  # noqa: PLC0415
 
     seqs, labels = imdb_like_sequences(rows, num_words)
@@ -372,7 +372,7 @@ def _report(args, runs: dict) -> dict:
         "notes": [
             "each path runs in its own subprocess; data_peak = peak RSS (ru_maxrss) minus the RSS after "
             "importing TensorFlow and building the model; total = whole-process peak RSS",
-            "dense = float32 array through the same tf.data pipeline (pipeline.batches); "
+            "dense = float32 array through the same tf.data pipeline (pipeline.models.batches); "
             "dense_numpy_fit = the float32 array passed to model.fit directly",
             "throughput (the goal) = median over rounds of the paired ratio dense epoch time / CSR epoch "
             "time, one process alternating one epoch of each (tracing epoch excluded); the unpaired "

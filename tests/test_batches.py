@@ -1,4 +1,4 @@
-"""pipeline.batches: CSR (densified per batch) and dense inputs give the same batches, in seeded order."""
+"""pipeline.models.batches: CSR (densified per batch) and dense inputs give the same batches, in seeded order."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from pipeline import batches
-from pipeline.batches import make_dataset
+from pipeline.models import batches
+from pipeline.models.batches import make_dataset
 
 
 def _csr(n=203, d=40, seed=0):

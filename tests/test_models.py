@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
 
 from pipeline.models import DivergedError, TrainedModel, get_family
-from pipeline.models.keras_common import _dataset, make_optimizer
+from pipeline.models.keras_common import make_optimizer
 
 N_TRAIN, N_VAL = 300, 200
 
@@ -261,14 +261,3 @@ def test_unknown_hyperparameter_is_rejected(data):
     assert model.hparams == {"l2": 10.0, "max_iter": 1000}
     meta = json.dumps(model.hparams)
     assert "dropout" not in meta
-
-
-def test_fallback_dataset_matches_for_dense_and_csr(data):
-    d = data["multihot"]
-    X, y = d["X_train"][:50], d["y_train"][:50]
-    dense = list(_dataset(X.toarray(), y, 16, shuffle=True, seed=3))
-    sparse = list(_dataset(X, y, 16, shuffle=True, seed=3))
-    assert [len(yb) for _, yb in sparse] == [16, 16, 16, 2]
-    for (xd, yd), (xs, ys) in zip(dense, sparse, strict=True):
-        np.testing.assert_array_equal(xd.numpy(), xs.numpy())
-        np.testing.assert_array_equal(yd.numpy(), ys.numpy())

@@ -22,7 +22,7 @@ Documented choices:
   `X_train_base` so `iter_folds` refits the scaler / PCA inside each fold.
 - storage is npz + JSON, atomic per file and byte-identical on re-save.
 
-Nothing here imports TensorFlow; `pipeline.batches` feeds these arrays to Keras.
+Nothing here imports TensorFlow; `pipeline.models.batches` feeds these arrays to Keras.
 """
 
 from pipeline.features.core import (

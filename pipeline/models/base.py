@@ -11,13 +11,13 @@ from __future__ import annotations
 import importlib
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 
+from pipeline.models.arrays import as_labels
 from pipeline.models.hparams import FAMILIES
 from pipeline.tasks import task_metric
 
@@ -216,13 +216,12 @@ def evaluate_predictions(task: str, pred: np.ndarray, y) -> dict[str, float]:
     Returns:
         `loss` (log loss, or mse) and `accuracy` (binary threshold: p > 0.5), or `mae` and `mse`.
     """
-    y = np.asarray(y)
     if task == "regression":
-        err = np.asarray(pred, dtype=np.float64).ravel() - y.astype(np.float64)
+        err = np.asarray(pred, dtype=np.float64).ravel() - as_labels(task, y, targets=np.float64)
         mse = float(np.mean(err**2))
         return {"loss": mse, "mae": float(np.mean(np.abs(err))), "mse": mse}
     p = np.clip(np.asarray(pred, dtype=np.float64), EPSILON, 1 - EPSILON)
-    labels = y.astype(np.int64)
+    labels = as_labels(task, y)
     if task == "binary":
         loss = -np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))
         acc = np.mean((p > 0.5) == (labels == 1))
@@ -231,13 +230,6 @@ def evaluate_predictions(task: str, pred: np.ndarray, y) -> dict[str, float]:
         loss = -np.mean(np.log(p[np.arange(len(labels)), labels]))
         acc = np.mean(np.argmax(p, axis=1) == labels)
     return {"loss": float(loss), "accuracy": float(acc)}
-
-
-def dense_chunks(X, size: int = 4096) -> Iterator[np.ndarray]:
-    """Yield consecutive row blocks of `X` as dense float32 arrays (CSR densified block by block)."""
-    for start in range(0, X.shape[0], size):
-        block = X[start : start + size]
-        yield np.asarray(block.toarray() if sp.issparse(block) else block, dtype=np.float32)
 
 
 def check_finite(epoch: int, logs: dict[str, float]) -> None:

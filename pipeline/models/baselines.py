@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import expit, softmax
 
+from pipeline.models.arrays import as_labels
 from pipeline.models.base import ModelFamily, TrainedModel
 from pipeline.models.hparams import defaults, resolve
 from pipeline.models.loop import EpochLoop
@@ -93,7 +94,7 @@ class Linear(ModelFamily):
             classes = np.zeros(0, dtype=np.int64)
         else:
             est = LogisticRegression(C=1.0 / float(l2) if l2 else 1.0, max_iter=int(hp["max_iter"]), random_state=seed)
-            est.fit(X_train, np.asarray(y_train, dtype=np.int64))
+            est.fit(X_train, as_labels(task, y_train))
             classes = est.classes_.astype(np.int64)
         model = LinearModel(
             coef=np.atleast_2d(est.coef_).astype(np.float64),
@@ -142,10 +143,10 @@ class Majority(ModelFamily):
     def train(self, hparams, X_train, y_train, X_val, y_val, *, task, n_classes, epochs, seed=0, on_epoch=None):
         """Count classes (or average targets) of `y_train`; see `ModelFamily.train`."""
         hp = resolve({}, hparams)
-        y = np.asarray(y_train)
+        y = as_labels(task, y_train, targets=np.float64)
         if task == "regression":
-            value = [float(y.astype(np.float64).mean())]
+            value = [float(y.mean())]
         else:
-            value = np.bincount(y.astype(np.int64), minlength=_n_outputs(task, n_classes)) / len(y)
+            value = np.bincount(y, minlength=_n_outputs(task, n_classes)) / len(y)
         model = MajorityModel(value=value, hparams=hp, history={}, best_epoch=1, task=task, n_classes=n_classes)
         return _one_epoch(model, X_train, y_train, X_val, y_val, on_epoch)

@@ -17,14 +17,8 @@ momentum 0.9, Nesterov, batch 100, no dropout (the notes train 10 epochs; their 
 
 from __future__ import annotations
 
-from pipeline.models.hparams import defaults, hidden_units, resolve
-from pipeline.models.keras_common import (
-    KerasFamily,
-    KerasModel,
-    keras_module,
-    kernel_regularizer,
-    output_head,
-)
+from pipeline.models.hparams import defaults, resolve
+from pipeline.models.keras_common import KerasFamily, KerasModel, dense_head, keras_module, kernel_regularizer
 
 PRESETS: dict[str, dict] = {
     "notes": {
@@ -109,10 +103,4 @@ class KerasCNN(KerasFamily):
                 x = layers.MaxPooling2D(2)(x)
                 height, width = height // 2, width // 2
         x = layers.Flatten()(x)
-        for units in hidden_units(hp):
-            x = layers.Dense(units, activation=act, kernel_regularizer=reg)(x)
-            if hp.get("dropout"):
-                x = layers.Dropout(float(hp["dropout"]))(x)
-        units, activation, _, _ = output_head(task, n_classes)
-        outputs = layers.Dense(units, activation=activation)(x)
-        return keras.Model(inputs, outputs, name="keras_cnn")
+        return keras.Model(inputs, dense_head(x, hp, task, n_classes), name="keras_cnn")

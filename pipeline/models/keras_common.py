@@ -1,7 +1,8 @@
 """Training, prediction and saving shared by the Keras families (`keras_mlp`, `keras_cnn`).
 
 TensorFlow is imported only inside functions, through `keras_module()`, which first
-applies `pipeline.runtime.configure_tensorflow()`.
+applies `pipeline.models.runtime.configure_tensorflow()`; `pipeline.models.batches`
+feeds the arrays to `fit`.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
-from pipeline.models.base import ModelFamily, TrainedModel, dense_chunks
-from pipeline.models.hparams import resolve
+from pipeline.models.arrays import as_labels, dense_chunks
+from pipeline.models.base import ModelFamily, TrainedModel
+from pipeline.models.batches import make_dataset
+from pipeline.models.hparams import hidden_units, resolve
 from pipeline.models.loop import EpochLoop
-from pipeline.runtime import configure_tensorflow
+from pipeline.models.runtime import configure_tensorflow
 
 MODEL_FILE = "model.keras"
 
@@ -65,40 +67,16 @@ def kernel_regularizer(hp: dict):
     return keras_module().regularizers.L2(float(hp["l2"])) if hp.get("l2") else None
 
 
-def make_dataset(X, y, batch_size: int, *, shuffle: bool, seed: int):
-    """Return a batched `tf.data.Dataset` of `(X, y)`; uses `pipeline.batches` when present."""
-    try:
-        from pipeline.batches import make_dataset as shared  # noqa: PLC0415 - TensorFlow
-    except ModuleNotFoundError as exc:
-        if exc.name != "pipeline.batches":
-            raise
-        shared = _dataset
-    return shared(X, y, batch_size, shuffle=shuffle, seed=seed)
-
-
-def _dataset(X, y, batch_size: int, *, shuffle: bool, seed: int):
-    """Fallback input pipeline: dense arrays as they are, CSR kept sparse and densified per batch."""
-    configure_tensorflow()
-    import tensorflow as tf  # noqa: PLC0415 - deliberately lazy
-
-    if sp.issparse(X):
-        coo = X.tocoo()
-        indices = np.stack([coo.row, coo.col], axis=1).astype(np.int64)
-        X = tf.sparse.reorder(tf.SparseTensor(indices, coo.data.astype(np.float32), coo.shape))
-    else:
-        X = np.asarray(X, dtype=np.float32)
-    ds = tf.data.Dataset.from_tensor_slices((X, y))
-    if shuffle:
-        ds = ds.shuffle(int(y.shape[0]), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(int(batch_size))
-    if isinstance(X, tf.SparseTensor):
-        ds = ds.map(lambda xb, yb: (tf.sparse.to_dense(xb), yb))
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def labels_for(task: str, y) -> np.ndarray:
-    """Cast labels to what the task's Keras loss expects (int32 classes, float32 otherwise)."""
-    return np.asarray(y, dtype=np.int32 if task == "multiclass" else np.float32)
+def dense_head(x, hp: dict, task: str, n_classes: int | None):
+    """Add the dense layers of `hp` (`units`, `depth`, `activation`, `l2`, each followed by `dropout`) and the
+    task's output layer on top of the Keras tensor `x`; return the output tensor."""
+    layers = keras_module().layers
+    for width in hidden_units(hp):
+        x = layers.Dense(width, activation=hp["activation"], kernel_regularizer=kernel_regularizer(hp))(x)
+        if hp.get("dropout"):
+            x = layers.Dropout(float(hp["dropout"]))(x)
+    units, activation, _, _ = output_head(task, n_classes)
+    return layers.Dense(units, activation=activation)(x)
 
 
 class KerasModel(TrainedModel):
@@ -165,10 +143,12 @@ class KerasFamily(ModelFamily):
             model.stop_training = loop.stop
 
         bs = int(hp["batch_size"])
-        train_ds = make_dataset(X_train, labels_for(task, y_train), bs, shuffle=True, seed=seed)
-        val_ds = (
-            make_dataset(prepare(X_val), labels_for(task, y_val), bs, shuffle=False, seed=seed) if has_val else None
-        )
+        label_dtype = np.int32 if task == "multiclass" else np.float32  # what the task's Keras loss expects
+        train_ds = make_dataset(X_train, as_labels(task, y_train, classes=label_dtype), bs, shuffle=True, seed=seed)
+        val_ds = None
+        if has_val:
+            y_val = as_labels(task, y_val, classes=label_dtype)
+            val_ds = make_dataset(prepare(X_val), y_val, bs, shuffle=False, seed=seed)
         model.fit(
             train_ds,
             validation_data=val_ds,

@@ -8,14 +8,8 @@ All use rmsprop with lr 1e-3; batch 512 for classification, 16 for regression.
 
 from __future__ import annotations
 
-from pipeline.models.hparams import defaults, hidden_units
-from pipeline.models.keras_common import (
-    KerasFamily,
-    KerasModel,
-    keras_module,
-    kernel_regularizer,
-    output_head,
-)
+from pipeline.models.hparams import defaults
+from pipeline.models.keras_common import KerasFamily, KerasModel, dense_head, keras_module
 
 
 class KerasMLPModel(KerasModel):
@@ -51,12 +45,5 @@ class KerasMLP(KerasFamily):
             A `keras.Model`.
         """
         keras = keras_module()
-        layers = keras.layers
-        x = inputs = keras.Input(shape=input_shape)
-        for width in hidden_units(hp):
-            x = layers.Dense(width, activation=hp["activation"], kernel_regularizer=kernel_regularizer(hp))(x)
-            if hp.get("dropout"):
-                x = layers.Dropout(float(hp["dropout"]))(x)
-        units, activation, _, _ = output_head(task, n_classes)
-        outputs = layers.Dense(units, activation=activation)(x)
-        return keras.Model(inputs, outputs, name="keras_mlp")
+        inputs = keras.Input(shape=input_shape)
+        return keras.Model(inputs, dense_head(inputs, hp, task, n_classes), name="keras_mlp")

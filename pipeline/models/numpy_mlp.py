@@ -20,10 +20,10 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
 from pipeline.models import numpy_layers as L
-from pipeline.models.base import ModelFamily, TrainedModel, dense_chunks, evaluate_predictions
+from pipeline.models.arrays import as_labels, dense, dense_chunks
+from pipeline.models.base import ModelFamily, TrainedModel, evaluate_predictions
 from pipeline.models.hparams import defaults, hidden_units, resolve
 from pipeline.models.loop import EpochLoop
 
@@ -141,12 +141,6 @@ class Optimizer:
                 self.state[key] = (v,)
 
 
-def _rows(X, idx: np.ndarray, dtype) -> np.ndarray:
-    """Return rows `idx` of `X` as a dense array of `dtype` (CSR densified)."""
-    block = X[idx]
-    return np.asarray(block.toarray() if sp.issparse(block) else block, dtype=dtype)
-
-
 class NumpyMLPModel(TrainedModel):
     """A trained `numpy_mlp`; saved as `params.npz` (parameters, running statistics) + `meta.json`."""
 
@@ -205,7 +199,7 @@ class NumpyMLP(ModelFamily):
         net = Network.create(
             dims, task=task, use_batchnorm=hp["use_batchnorm"], dropout=hp["dropout"], l2=hp["l2"], rng=rng
         )
-        y_train = np.asarray(y_train, dtype=np.float32 if task == "regression" else np.int64)
+        y_train = as_labels(task, y_train)
         if task == "regression":  # start from the mean target, so the first steps fit the shape, not the offset
             net.params[f"b{net.n_layers}"][:] = y_train.mean()
         has_val = X_val is not None
@@ -238,7 +232,7 @@ class NumpyMLP(ModelFamily):
         order = rng.permutation(n)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            xb, yb = _rows(X, idx, np.float32), y[idx]
+            xb, yb = dense(X[idx]), y[idx]
             loss, grads, scores = net.loss(xb, yb, train=True, rng=rng)
             optimizer.step(net.params, grads, lr)
             total_loss += float(loss) * len(idx)

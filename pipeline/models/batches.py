@@ -6,7 +6,7 @@ the pipeline (a ragged gather of the batch's rows, then one `SparseToDense`),
 in parallel with training and prefetched. Dense arrays are gathered by the
 same shuffled index batches, so both inputs give the same batches in the
 same order for a given seed. TensorFlow is imported lazily, after
-`pipeline.runtime.configure_tensorflow()`.
+`pipeline.models.runtime.configure_tensorflow()`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
-from pipeline.runtime import configure_tensorflow
+from pipeline.models.runtime import configure_tensorflow
 
 if TYPE_CHECKING:
     import tensorflow as tf
