@@ -84,6 +84,7 @@ def train_best(params: Params, benchmark: str) -> dict:
     from pipeline import serving  # noqa: PLC0415
     from pipeline.features import ProcessedData  # noqa: PLC0415
     from pipeline.models import get_family  # noqa: PLC0415
+    from pipeline.models.hparams import resolve_hparams  # noqa: PLC0415
 
     bench = params.benchmark(benchmark)
     best = _best(benchmark)
@@ -94,7 +95,7 @@ def train_best(params: Params, benchmark: str) -> dict:
     experiment = tracking.experiment_name(benchmark, bench.dataset, bench.model)
     _recover(mlc, experiment, "train_best", dest)
     family = get_family(bench.model)
-    hparams = {**family.default_hparams(data.task), **bench.hparams, **best["params"]}
+    hparams = resolve_hparams(bench.model, data.task, bench.hparams, best["params"])
     epochs = bench.final_epochs or int(best.get("epoch") or bench.rounds[-1].epochs)
     x, y = data.X_train, data.y_train
     if data.X_val is not None:

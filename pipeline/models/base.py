@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pipeline.models.arrays import as_labels
-from pipeline.models.hparams import FAMILIES
+from pipeline.models.hparams import FAMILIES, defaults, resolve
 from pipeline.tasks import task_metric
 
 # family name -> (module, ModelFamily subclass); modules are imported on demand so that
@@ -75,8 +75,12 @@ class ModelFamily:
     model_class: ClassVar[type[TrainedModel]]  # what `train` returns and `TrainedModel.load` builds
 
     def default_hparams(self, task: str) -> dict:
-        """Return the documented default hyperparameters for `task` (every key the family reads)."""
-        raise NotImplementedError
+        """Return the default hyperparameters for `task`, every key the family reads (`hparams.defaults`)."""
+        return defaults(self.name, task)
+
+    def resolve_hparams(self, task: str, hparams: dict | None) -> dict:
+        """The values `train` uses: `hparams` merged into `default_hparams(task)` (see `hparams.resolve`)."""
+        return resolve(self.default_hparams(task), hparams)
 
     def train(
         self,

@@ -13,7 +13,6 @@ from scipy.special import expit, softmax
 
 from pipeline.models.arrays import as_labels
 from pipeline.models.base import ModelFamily, TrainedModel
-from pipeline.models.hparams import defaults, resolve
 from pipeline.models.loop import EpochLoop
 
 COEF_FILE = "coefficients.npz"
@@ -79,15 +78,11 @@ class Linear(ModelFamily):
     name = "linear"
     model_class = LinearModel
 
-    def default_hparams(self, task: str) -> dict:
-        """`{"l2": None, "max_iter": 1000}` (`hparams.DEFAULTS["linear"]`)."""
-        return defaults("linear")
-
     def train(self, hparams, X_train, y_train, X_val, y_val, *, task, n_classes, epochs, seed=0, on_epoch=None):
         """Fit once on `X_train` (dense or CSR); see `ModelFamily.train`."""
         from sklearn.linear_model import LogisticRegression, Ridge  # noqa: PLC0415 - import cost
 
-        hp = resolve(self.default_hparams(task), hparams)
+        hp = self.resolve_hparams(task, hparams)
         l2 = hp["l2"]
         if task == "regression":
             est = Ridge(alpha=float(l2) if l2 else 1.0, random_state=seed).fit(X_train, y_train)
@@ -136,13 +131,9 @@ class Majority(ModelFamily):
     name = "majority"
     model_class = MajorityModel
 
-    def default_hparams(self, task: str) -> dict:
-        """`{}`: nothing to tune."""
-        return {}
-
     def train(self, hparams, X_train, y_train, X_val, y_val, *, task, n_classes, epochs, seed=0, on_epoch=None):
         """Count classes (or average targets) of `y_train`; see `ModelFamily.train`."""
-        hp = resolve({}, hparams)
+        hp = self.resolve_hparams(task, hparams)
         y = as_labels(task, y_train, targets=np.float64)
         if task == "regression":
             value = [float(y.mean())]

@@ -2,10 +2,13 @@
 
 `HPARAMS` declares each name once (type, domain, meaning); `DEFAULTS` gives each family's
 defaults, whose keys are exactly the hyperparameters that family reads (`reads(family)`);
-`FAMILIES` is the one list of model families. `pipeline.config` checks `hparams` and
-`space` of every benchmark against these tables when `params.yaml` is loaded, and
-`resolve` checks values passed to `ModelFamily.train` directly. This module imports
-nothing heavy (no NumPy, no TensorFlow). None (`null`) always means "the family's default".
+`TASK_DEFAULTS` the values that differ by task; `FAMILIES` is the one list of model families.
+`pipeline.config` checks `hparams` and `space` of every benchmark against these tables when
+`params.yaml` is loaded; `resolve_hparams` gives the values one training run uses (defaults,
+then the benchmark's fixed values, then a trial's sampled ones; the search, `train_best` and
+everything that logs hyperparameters call it), and `resolve` checks values passed to
+`ModelFamily.train` directly. This module imports nothing heavy (no NumPy, no TensorFlow).
+None (`null`) always means "the family's default".
 
 Keys (families that read them):
     `lr` learning rate (keras_*, numpy_mlp); `l2` L2 penalty on kernels (keras: `l2*sum(W^2)`,
@@ -183,12 +186,18 @@ DEFAULTS: dict[str, dict] = {
     "majority": {},
 }
 
+# family -> task -> the defaults that differ for that task (keras_mlp: the networks of Chollet, ch. 3).
+TASK_DEFAULTS: dict[str, dict[str, dict]] = {
+    "keras_mlp": {"binary": {"units": 16}, "regression": {"batch_size": 16}},
+}
+
 FAMILIES: tuple[str, ...] = tuple(DEFAULTS)
 
 
-def defaults(family: str) -> dict:
-    """A fresh copy of `family`'s task-independent defaults (see `DEFAULTS`)."""
-    return {k: list(v) if isinstance(v, list) else v for k, v in DEFAULTS[family].items()}
+def defaults(family: str, task: str | None = None) -> dict:
+    """A fresh copy of `family`'s defaults: `DEFAULTS`, with `TASK_DEFAULTS` of `task` when given."""
+    values = {**DEFAULTS[family], **TASK_DEFAULTS.get(family, {}).get(task, {})}
+    return {k: list(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
 def reads(family: str) -> tuple[str, ...]:
@@ -230,6 +239,28 @@ def resolve(defaults: dict, hparams: dict | None) -> dict:
         out["units"] = [int(u) for u in out["units"]]
         out["depth"] = len(out["units"])
     return out
+
+
+def resolve_hparams(family_name: str, task: str, fixed: dict, sampled: dict | None = None) -> dict:
+    """The hyperparameters one training run of `family_name` uses for `task`.
+
+    The family's defaults for the task, then `fixed` (a benchmark's `hparams`), then `sampled`
+    (a trial's values, or the best trial's); None keeps the default (see `resolve`).
+
+    Raises:
+        ValueError: an unknown family or task, a key the family does not read, or a value outside its domain.
+    """
+    from pipeline.tasks import TASKS  # noqa: PLC0415 - light
+
+    if family_name not in DEFAULTS:
+        raise ValueError(f"unknown model family {family_name!r}; expected one of {', '.join(FAMILIES)}")
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    requested = {**fixed, **(sampled or {})}
+    foreign = sorted(set(requested) & set(HPARAMS) - set(DEFAULTS[family_name]))
+    if foreign:
+        raise ValueError(f"{family_name} does not read {', '.join(foreign)}; it reads {', '.join(reads(family_name))}")
+    return resolve(defaults(family_name, task), requested)
 
 
 def hidden_units(hp: dict) -> list[int]:

@@ -17,7 +17,7 @@ momentum 0.9, Nesterov, batch 100, no dropout (the notes train 10 epochs; their 
 
 from __future__ import annotations
 
-from pipeline.models.hparams import defaults, resolve
+from pipeline.models.hparams import resolve
 from pipeline.models.keras_common import KerasFamily, KerasModel, dense_head, keras_module, kernel_regularizer
 
 PRESETS: dict[str, dict] = {
@@ -53,10 +53,6 @@ class KerasCNN(KerasFamily):
 
     name = "keras_cnn"
     model_class = KerasCNNModel
-
-    def default_hparams(self, task: str) -> dict:
-        """Defaults of the module docstring plus the shared Keras keys (`hparams.DEFAULTS["keras_cnn"]`)."""
-        return defaults("keras_cnn")
 
     def resolve_hparams(self, task: str, hparams: dict | None) -> dict:
         """Defaults, then the named `preset`, then the explicit `hparams`.

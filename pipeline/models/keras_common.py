@@ -14,7 +14,7 @@ import numpy as np
 from pipeline.models.arrays import as_labels, dense_chunks
 from pipeline.models.base import ModelFamily, TrainedModel
 from pipeline.models.batches import make_dataset
-from pipeline.models.hparams import hidden_units, resolve
+from pipeline.models.hparams import hidden_units
 from pipeline.models.loop import EpochLoop
 from pipeline.models.runtime import configure_tensorflow
 
@@ -108,10 +108,6 @@ class KerasFamily(ModelFamily):
     """Shared training loop of the Keras families; subclasses define defaults and `build_model`."""
 
     model_class = KerasModel
-
-    def resolve_hparams(self, task: str, hparams: dict | None) -> dict:
-        """Merge `hparams` into `default_hparams(task)` (see `pipeline.models.hparams.resolve`)."""
-        return resolve(self.default_hparams(task), hparams)
 
     def build_model(self, hp: dict, input_shape: tuple, task: str, n_classes: int | None):
         """Return the uncompiled `keras.Model` for resolved hyperparameters `hp`."""

@@ -8,7 +8,6 @@ All use rmsprop with lr 1e-3; batch 512 for classification, 16 for regression.
 
 from __future__ import annotations
 
-from pipeline.models.hparams import defaults
 from pipeline.models.keras_common import KerasFamily, KerasModel, dense_head, keras_module
 
 
@@ -23,15 +22,6 @@ class KerasMLP(KerasFamily):
 
     name = "keras_mlp"
     model_class = KerasMLPModel
-
-    def default_hparams(self, task: str) -> dict:
-        """Chollet ch. 3 defaults for `task` plus the shared Keras keys (see module docstring)."""
-        return {
-            **defaults("keras_mlp"),
-            "units": 16 if task == "binary" else 64,
-            "depth": 2,
-            "batch_size": 16 if task == "regression" else 512,
-        }
 
     def build_model(self, hp: dict, input_shape: tuple, task: str, n_classes: int | None):
         """Build the uncompiled MLP.

@@ -24,7 +24,7 @@ import numpy as np
 from pipeline.models import numpy_layers as L
 from pipeline.models.arrays import as_labels, dense, dense_chunks
 from pipeline.models.base import ModelFamily, TrainedModel, evaluate_predictions
-from pipeline.models.hparams import defaults, hidden_units, resolve
+from pipeline.models.hparams import hidden_units
 from pipeline.models.loop import EpochLoop
 
 PARAMS_FILE = "params.npz"
@@ -186,13 +186,9 @@ class NumpyMLP(ModelFamily):
     name = "numpy_mlp"
     model_class = NumpyMLPModel
 
-    def default_hparams(self, task: str) -> dict:
-        """Defaults of the module docstring (`hparams.DEFAULTS["numpy_mlp"]`)."""
-        return defaults("numpy_mlp")
-
     def train(self, hparams, X_train, y_train, X_val, y_val, *, task, n_classes, epochs, seed=0, on_epoch=None):
         """Train with minibatch updates; see `ModelFamily.train`."""
-        hp = resolve(self.default_hparams(task), hparams)
+        hp = self.resolve_hparams(task, hparams)
         rng = np.random.default_rng(seed)
         n_out = 1 if task == "regression" else 2 if task == "binary" else int(n_classes)
         dims = [X_train.shape[1], *hidden_units(hp), n_out]
