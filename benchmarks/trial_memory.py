@@ -45,7 +45,6 @@ KEY = "digits_keras_mlp"
 def project_params(tmp: Path, trials: int, epochs: int) -> dict:
     """A one-benchmark `params.yaml`: digits with PCA, keras_mlp, one round of `trials` trials."""
     return {
-        "profile": "trial-memory",
         "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}", "log_models": True},
         "search": {"sampler": "random", "seed": 0, "workers": 1, "storage": None},
         "datasets": {"digits": {"source": "builtin", "preprocess": {

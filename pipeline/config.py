@@ -391,7 +391,6 @@ class PromoteConfig(_Strict):
 class Params(_Strict):
     """The whole `params.yaml`."""
 
-    profile: str = "default"
     mirrors: list[str] = []
     tracking: TrackingConfig = TrackingConfig()
     search: SearchConfig = SearchConfig()

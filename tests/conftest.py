@@ -34,7 +34,6 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 900
 def tiny_profile(params: dict) -> dict:
     """Shrink the shipped default: 2 trials a round, 1-3 epochs, small data."""
     params = json.loads(json.dumps(params))
-    params["profile"] = "tiny"
     params["datasets"]["rt_polarity"]["preprocess"]["max_rows"] = 1500
     params["datasets"]["rt_polarity"]["preprocess"]["num_words"] = 2000
     params["datasets"]["boston_housing"]["preprocess"]["kfold"] = 2
@@ -92,10 +91,9 @@ def missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-def digits_search_params(*, profile: str, seed: int, hparams: dict, lr: tuple[float, float], rounds: list) -> dict:
+def digits_search_params(*, seed: int, hparams: dict, lr: tuple[float, float], rounds: list) -> dict:
     """A tiny params.yaml: digits (PCA, 600 rows) searched by `digits_keras_mlp` over lr and L2."""
     return {
-        "profile": profile,
         "tracking": {"uri": "sqlite:///mlflow.db", "log_models": True},
         "search": {"sampler": "random", "seed": seed, "workers": 1, "storage": None},
         "promote": {"min_improvement": 0.0},

@@ -158,7 +158,7 @@ CASES = [
     Case(
         "yaml-python-tag",
         "line",
-        sub("profile: default", "profile: !!python/object/apply:os.system [true]"),
+        sub("mirrors: []", "mirrors: !!python/object/apply:os.system [true]"),
         text=True,
         also=("not valid YAML",),
     ),
@@ -329,6 +329,7 @@ CASES = [
     Case("final-epochs-0", f"{DL}.final_epochs", put(f"{DL}.final_epochs", 0)),
     Case("benchmark-seed-text", f"{DL}.seed", put(f"{DL}.seed", "x")),
     Case("unknown-section", "typo_section", put("typo_section", {}), also=("unknown key",)),
+    Case("profile-removed", "profile", put("profile", "default"), also=("unknown key",)),
     Case("datasets-empty", "datasets", put("datasets", {})),
     Case("benchmarks-missing", "benchmarks", drop("benchmarks")),
     Case("datasets-list", "datasets", put("datasets", ["digits"])),
@@ -535,7 +536,7 @@ def test_shipped_and_test_profiles_validate(tmp_path, shipped_params, capsys):
     profiles = {
         "shipped": shipped_params,
         "tiny": tiny_profile(shipped_params),
-        "digits_search": digits_search_params(profile="t", seed=0, hparams={"units": 16, "depth": 1, "batch_size": 64},
+        "digits_search": digits_search_params(seed=0, hparams={"units": 16, "depth": 1, "batch_size": 64},
                                               lr=(1e-3, 1e-1), rounds=[{"name": "r1", "n_trials": 2, "epochs": 1}]),
     }  # fmt: skip
     for name, data in profiles.items():

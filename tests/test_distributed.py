@@ -79,7 +79,6 @@ def storage_url(servers) -> str:
 def _tiny_params() -> dict:
     """The shipped params.yaml cut down to `digits` and two copies of its NumPy benchmark."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["profile"] = "distributed-test"
     params["tracking"]["uri"] = "sqlite:///mlflow.db"  # MLFLOW_TRACKING_URI must override it
     params["search"].update(storage=None, workers=1)  # --storage / TUNEBENCH_STORAGE and --workers override
     params["datasets"] = {"digits": params["datasets"]["digits"]}

@@ -30,7 +30,6 @@ from conftest import missing
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "digits_numpy_mlp"
 PARAMS = {
-    "profile": "test",
     "tracking": {"uri": "sqlite:///mlflow.db", "log_models": False},
     "search": {"sampler": "random", "seed": 0, "workers": 1, "storage": None},
     "promote": {"min_improvement": 0.0},

@@ -17,8 +17,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pipeline.tasks import TASKS
+
 from .errors import UnknownDatasetError
-from .spec import TASKS, Archive, DatasetSpec, FileSet, FileSpec
+from .spec import Archive, DatasetSpec, FileSet, FileSpec
 
 KERAS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"

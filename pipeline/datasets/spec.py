@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-TASKS = ("binary", "multiclass", "regression")
-KINDS = ("sequences", "text", "tabular", "images")
+KINDS = ("sequences", "text", "tabular", "images")  # raw kinds (what `pipeline.features` turns into features)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ Nothing here imports TensorFlow; `pipeline.models.batches` feeds these arrays to
 
 from pipeline.features.core import (
     DEFAULTS,
-    KINDS,
+    SOURCES,
     ProcessedData,
     holdout_or_folds,
     iter_folds,
@@ -42,10 +42,10 @@ from pipeline.features.transformer import Transformer
 __all__ = [
     "DEFAULTS",
     "INDEX_FROM",
-    "KINDS",
     "OOV",
     "PAD",
     "PCA",
+    "SOURCES",
     "START",
     "MeanImage",
     "ProcessedData",

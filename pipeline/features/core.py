@@ -32,12 +32,14 @@ import scipy.sparse as sp
 from pipeline import io, paths
 from pipeline.features import splits, storage
 from pipeline.features.transformer import Transformer, vocab_size_from_meta
+from pipeline.tasks import TASKS
 
 if TYPE_CHECKING:
     from pipeline.datasets import RawData
 
 FORMAT_VERSION = 1
-KINDS = {
+# preprocessing kind -> the raw kinds (`pipeline.datasets.spec.KINDS`) it accepts
+SOURCES = {
     "multi_hot": ("sequences", "text"),
     "standardize": ("tabular", "images"),
     "pca": ("tabular", "images"),
@@ -96,14 +98,14 @@ def resolve_config(cfg: dict, task: str, source: str) -> dict:
     if unknown:
         raise ValueError(f"preprocess config: unknown key(s) {unknown}; known: {sorted(DEFAULTS)} + kind")
     kind = cfg.get("kind")
-    _require(kind in KINDS, "kind", kind, " | ".join(KINDS))
+    _require(kind in SOURCES, "kind", kind, " | ".join(SOURCES))
     _require(
-        source in KINDS[kind],
+        source in SOURCES[kind],
         "kind",
         kind,
-        f"a kind for {source!r} data ({' | '.join(k for k in KINDS if source in KINDS[k])})",
+        f"a kind for {source!r} data ({' | '.join(k for k in SOURCES if source in SOURCES[k])})",
     )
-    _require(task in ("binary", "multiclass", "regression"), "task", task, "binary | multiclass | regression")
+    _require(task in TASKS, "task", task, " | ".join(TASKS))
     p = {**DEFAULTS, **{k: v for k, v in cfg.items() if v is not None}, "kind": kind}
     _require(_is_int(p["num_words"]) and p["num_words"] > 3, "num_words", p["num_words"], "an int > 3")
     for key in ("whiten", "scale", "mean_subtraction", "channels_last"):
@@ -186,7 +188,6 @@ class ProcessedData:
 
     task: str
     n_classes: int | None
-    input_shape: tuple[int, ...]
     X_train: Matrix
     y_train: np.ndarray
     X_val: Matrix | None
@@ -199,6 +200,11 @@ class ProcessedData:
     X_train_base: Matrix | None = None
     params: dict = field(default_factory=dict)
     input_hashes: dict | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Per-sample shape of the features (`Transformer.output_shape`)."""
+        return self.transformer.output_shape()
 
     def manifest(self, files: dict[str, str], input_hashes: dict | None) -> dict:
         """Return the manifest: shapes, dtypes, nnz, parameters, file hashes, input hashes."""
@@ -215,7 +221,6 @@ class ProcessedData:
             "name": self.name,
             "task": self.task,
             "n_classes": self.n_classes,
-            "input_shape": list(self.input_shape),
             "params": self.params,
             "features": matrices,
             "labels": labels,
@@ -284,7 +289,6 @@ class ProcessedData:
         return cls(
             task=man["task"],
             n_classes=man["n_classes"],
-            input_shape=tuple(man["input_shape"]),
             X_train=storage.arrays_to_matrix("X_train", feats),
             y_train=labels["y_train"],
             X_val=storage.arrays_to_matrix("X_val", feats),
@@ -371,7 +375,6 @@ def preprocess(raw: RawData, cfg: dict) -> ProcessedData:
     return ProcessedData(
         task=raw.task,
         n_classes=n_classes,
-        input_shape=transformer.output_shape(),
         X_train=X_train,
         y_train=y_train,
         X_val=X_val,

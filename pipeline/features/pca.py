@@ -177,10 +177,6 @@ class PCA:
             setattr(obj, key, arrays[key])
         return obj
 
-    def clone(self) -> PCA:
-        """Return an unfitted copy with the same parameters."""
-        return PCA(self.n_components, self.whiten, self.seed)
-
     def curve(self) -> dict:
         """Return the explained-variance curve (per component and cumulative) and the kept `k`."""
         ratio = self.explained_variance_ratio

@@ -92,10 +92,6 @@ class Standardizer:
         """Return the JSON parameters (none for this step)."""
         return {}
 
-    def clone(self) -> Standardizer:
-        """Return an unfitted copy with the same parameters."""
-        return Standardizer()
-
 
 class MeanImage:
     """Subtract the mean training image (per pixel and channel)."""
@@ -134,7 +130,3 @@ class MeanImage:
     def params(self) -> dict:
         """Return the JSON parameters (none for this step)."""
         return {}
-
-    def clone(self) -> MeanImage:
-        """Return an unfitted copy."""
-        return MeanImage()
