@@ -1,0 +1,135 @@
+"""The whole `params.yaml` (`Params`) and its small sections: tracking, search, promote."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from pipeline.config.base import Name, Problems, Strict
+from pipeline.config.benchmarks import SAMPLERS, BenchmarkConfig
+from pipeline.config.datasets import DatasetConfig
+from pipeline.config.urls import has_password, storage_url_problem, tracking_uri_problem
+from pipeline.errors import ConfigError
+from pipeline.redaction import redact
+
+
+class SearchConfig(Strict):
+    """Settings shared by every study."""
+
+    sampler: Literal[SAMPLERS] = "tpe"  # type: ignore[valid-type]
+    seed: int = 0
+    workers: int = Field(1, ge=1)
+    storage: str | None = None
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if why := storage_url_problem(v):
+            raise ValueError(why)
+        if has_password(v):
+            raise ValueError(
+                "a password must not be written in params.yaml (it would reach dvc.lock and git): "
+                "set search.storage: null and export TUNEBENCH_STORAGE=<the URL> instead"
+            )
+        return v
+
+
+class TrackingConfig(Strict):
+    """Where MLflow writes; `MLFLOW_TRACKING_URI` overrides `uri`."""
+
+    uri: str = "sqlite:///mlflow.db"
+    log_models: bool = True
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str) -> str:
+        if why := tracking_uri_problem(v):
+            raise ValueError(why)
+        if has_password(v):
+            raise ValueError(
+                "a password must not be written in params.yaml: export MLFLOW_TRACKING_URI=<the URI> "
+                "(or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD for a server) instead"
+            )
+        return v
+
+
+class PromoteConfig(Strict):
+    """The promotion rule of the model registry."""
+
+    min_improvement: float = Field(0.0, ge=0)
+
+
+class Params(Strict):
+    """The whole `params.yaml`."""
+
+    mirrors: list[str] = []
+    tracking: TrackingConfig = TrackingConfig()
+    search: SearchConfig = SearchConfig()
+    promote: PromoteConfig = PromoteConfig()
+    datasets: dict[Name, DatasetConfig] = Field(min_length=1)
+    benchmarks: dict[Name, BenchmarkConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> Params:
+        from pipeline.datasets import names as builtin_names  # noqa: PLC0415 - light module
+
+        known = set(builtin_names())
+        problems = []
+        for name, ds in self.datasets.items():
+            if ds.source == "builtin" and name not in known:
+                problems.append((
+                    ("datasets", name), name,
+                    f"unknown dataset; built-in datasets are {', '.join(sorted(known))}, "
+                    "or declare `source: {url|path, sha256, format, task}`",
+                ))  # fmt: skip
+        for key, bench in self.benchmarks.items():
+            if bench.dataset not in self.datasets:
+                problems.append((
+                    ("benchmarks", key, "dataset"), bench.dataset,
+                    f"not a dataset of this file; add it under `datasets` (have: {', '.join(self.datasets)})",
+                ))  # fmt: skip
+        if problems:
+            raise Problems(problems)
+        return self
+
+    def benchmark(self, key: str) -> BenchmarkConfig:
+        """Return one benchmark or raise `ConfigError` listing the known ones."""
+        if key not in self.benchmarks:
+            raise ConfigError(
+                f"params.yaml: benchmarks: bad value {key!r}: unknown benchmark; known: {', '.join(self.benchmarks)}"
+            )
+        return self.benchmarks[key]
+
+    def dataset(self, key: str) -> DatasetConfig:
+        """Return one dataset or raise `ConfigError` listing the known ones."""
+        if key not in self.datasets:
+            raise ConfigError(
+                f"params.yaml: datasets: bad value {key!r}: unknown dataset; known: {', '.join(self.datasets)}"
+            )
+        return self.datasets[key]
+
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI: `MLFLOW_TRACKING_URI` if set, else `tracking.uri`.
+
+        Raises:
+            ConfigError: `MLFLOW_TRACKING_URI` has a form MLflow does not accept.
+        """
+        env = os.environ.get("MLFLOW_TRACKING_URI")
+        if env and (why := tracking_uri_problem(env)):
+            raise ConfigError(f"MLFLOW_TRACKING_URI (environment): bad value {redact(env)!r}: {why}")
+        return env or self.tracking.uri
+
+    def storage_url(self) -> str | None:
+        """The Optuna storage URL: `TUNEBENCH_STORAGE` if set, else `search.storage` (None: journal file).
+
+        Raises:
+            ConfigError: `TUNEBENCH_STORAGE` is not a storage URL (see `storage_url_problem`).
+        """
+        env = os.environ.get("TUNEBENCH_STORAGE")
+        if env and (why := storage_url_problem(env)):
+            raise ConfigError(f"TUNEBENCH_STORAGE (environment): bad value {redact(env)!r}: {why}")
+        return env or self.search.storage
