@@ -13,6 +13,10 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# Test files live in folders mirroring the package; they import the shared helpers here
+# (`from conftest import ...`, `fixtures_datasets`, `servers`) from this folder.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 

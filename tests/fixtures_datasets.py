@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 HTML_PAGE = b"<!DOCTYPE html>\n<html><head><title>Error</title></head><body>Quota exceeded</body></html>\n"
 
@@ -244,3 +245,23 @@ class Evil:
 
     def __reduce__(self):
         return (print, ("this must never run",))
+
+
+# -- params.yaml of one custom dataset (fetch errors, crash safety) -------------------------------------------
+def write_params(dest: Path, source: dict | str, dataset: str = "mine") -> Path:
+    """A minimal params.yaml with one dataset (`source`: a custom declaration or `builtin`) and one benchmark."""
+    dest.mkdir(parents=True, exist_ok=True)
+    params = {
+        "tracking": {"uri": "sqlite:///mlflow.db"},
+        "datasets": {dataset: {"source": source, "preprocess": {"kind": "standardize", "max_rows": 300}}},
+        "benchmarks": {f"{dataset}_linear": {
+            "dataset": dataset, "model": "linear", "space": {"l2": {"low": 1.0e-3, "high": 1.0, "log": True}},
+            "rounds": [{"name": "a", "n_trials": 1, "epochs": 1, "pruner": "none"}]}},
+    }  # fmt: skip
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return dest
+
+
+def custom(url: str, data: bytes, **kw) -> dict:
+    """A custom `keras-npz` source declaration for `data` served at `url` (extra keys: `kw`)."""
+    return {"url": url, "sha256": sha256(data), "format": "keras-npz", "task": "multiclass", **kw}

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-from fixtures_datasets import npz_bytes, sha256, start_server, stop_server
+from fixtures_datasets import custom, npz_bytes, sha256, start_server, stop_server, write_params
 from mlflow.tracking import MlflowClient
 from sklearn.datasets import load_digits
 
 from conftest import run_cli
-from test_fetch_errors import custom, write_params
 
 pytestmark = pytest.mark.slow
 KEY, NAME = "digits_linear", "digits-linear"

@@ -8,8 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
-from fixtures_datasets import dead_url, npz_bytes, sha256
+from fixtures_datasets import custom, dead_url, npz_bytes, sha256, write_params
 from sklearn.datasets import load_digits
 
 from conftest import run_cli
@@ -19,24 +18,6 @@ from conftest import run_cli
 def payload() -> bytes:
     b = load_digits()
     return npz_bytes(x_train=b.data[:300], y_train=b.target[:300], x_test=b.data[300:400], y_test=b.target[300:400])
-
-
-def write_params(dest: Path, source: dict | str, dataset: str = "mine") -> Path:
-    """A minimal params.yaml with one dataset (`source`: a custom declaration or `builtin`) and one benchmark."""
-    dest.mkdir(parents=True, exist_ok=True)
-    params = {
-        "tracking": {"uri": "sqlite:///mlflow.db"},
-        "datasets": {dataset: {"source": source, "preprocess": {"kind": "standardize", "max_rows": 300}}},
-        "benchmarks": {f"{dataset}_linear": {
-            "dataset": dataset, "model": "linear", "space": {"l2": {"low": 1.0e-3, "high": 1.0, "log": True}},
-            "rounds": [{"name": "a", "n_trials": 1, "epochs": 1, "pruner": "none"}]}},
-    }  # fmt: skip
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return dest
-
-
-def custom(url: str, data: bytes, **kw) -> dict:
-    return {"url": url, "sha256": sha256(data), "format": "keras-npz", "task": "multiclass", **kw}
 
 
 def error_line(proc) -> str:
