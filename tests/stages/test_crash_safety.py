@@ -25,11 +25,11 @@ from fixtures_datasets import custom, npz_bytes, sha256, start_server, stop_serv
 from mlflow.tracking import MlflowClient
 from sklearn.datasets import load_digits
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.slow
 KEY, NAME = "digits_linear", "digits-linear"
-ROOT = Path(__file__).resolve().parents[1]
+
 DRIVER = """import importlib, os, signal, sys
 
 module, attr, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
