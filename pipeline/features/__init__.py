@@ -1,6 +1,6 @@
 """Model-ready features: multi-hot, standardization, PCA, images, splits and K-fold.
 
-Public API (see `core` for the order of work and the K-fold choice):
+Public API (see `core` for the order of work and the K-fold choice, `processed` for the files):
 
 - `preprocess(raw, cfg) -> ProcessedData`
 - `ProcessedData` (`save(dir)`, `load(dir)`), `Transformer` (`transform_raw`, `save`, `load`)
@@ -25,16 +25,9 @@ Documented choices:
 Nothing here imports TensorFlow; `pipeline.models.batches` feeds these arrays to Keras.
 """
 
-from pipeline.features.core import (
-    DEFAULTS,
-    SOURCES,
-    ProcessedData,
-    holdout_or_folds,
-    iter_folds,
-    preprocess,
-    resolve_config,
-)
+from pipeline.features.core import DEFAULTS, SOURCES, preprocess, resolve_config
 from pipeline.features.pca import PCA
+from pipeline.features.processed import ProcessedData, holdout_or_folds, iter_folds
 from pipeline.features.scaling import MeanImage, Standardizer, check_finite
 from pipeline.features.text import INDEX_FROM, OOV, PAD, START, Vocabulary, multi_hot, tokenize
 from pipeline.features.transformer import Transformer
