@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -13,6 +14,15 @@ from pipeline.config.datasets import DatasetConfig
 from pipeline.config.urls import has_password, storage_url_problem, tracking_uri_problem
 from pipeline.errors import ConfigError
 from pipeline.redaction import redact
+
+
+def _url(value: str, problem: Callable[[str], str | None], instead: str) -> str:
+    """`value` when `problem` finds nothing wrong and it holds no password (else `instead` says what to do)."""
+    if why := problem(value):
+        raise ValueError(why)
+    if has_password(value):
+        raise ValueError(f"a password must not be written in params.yaml{instead}")
+    return value
 
 
 class SearchConfig(Strict):
@@ -28,14 +38,8 @@ class SearchConfig(Strict):
     def _storage(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        if why := storage_url_problem(v):
-            raise ValueError(why)
-        if has_password(v):
-            raise ValueError(
-                "a password must not be written in params.yaml (it would reach dvc.lock and git): "
-                "set search.storage: null and export TUNEBENCH_STORAGE=<the URL> instead"
-            )
-        return v
+        return _url(v, storage_url_problem, " (it would reach dvc.lock and git): "
+                    "set search.storage: null and export TUNEBENCH_STORAGE=<the URL> instead")  # fmt: skip
 
 
 class TrackingConfig(Strict):
@@ -47,14 +51,8 @@ class TrackingConfig(Strict):
     @field_validator("uri")
     @classmethod
     def _uri(cls, v: str) -> str:
-        if why := tracking_uri_problem(v):
-            raise ValueError(why)
-        if has_password(v):
-            raise ValueError(
-                "a password must not be written in params.yaml: export MLFLOW_TRACKING_URI=<the URI> "
-                "(or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD for a server) instead"
-            )
-        return v
+        return _url(v, tracking_uri_problem, ": export MLFLOW_TRACKING_URI=<the URI> "
+                    "(or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD for a server) instead")  # fmt: skip
 
 
 class PromoteConfig(Strict):
