@@ -39,7 +39,6 @@ TS = optuna.trial.TrialState
 LR = {"low": 1.0e-4, "high": 1.0e-1, "log": True}
 
 BASE: dict = {
-    "profile": "test",
     "tracking": {"uri": "sqlite:///mlflow.db", "log_models": False},
     "search": {"sampler": "random", "seed": 0, "workers": 1, "storage": None},
     "promote": {"min_improvement": 0.0},
