@@ -48,8 +48,10 @@ def keras_model_saved_as(model, saved: Path):
 
     `save_model` of mlflow 3.17.2 (given a signature, `save_exported_model=False`) uses the model
     only as `model.save(<dest>/data/model.keras)`, an implementation detail: the object returned
-    hard-links `saved` there instead of serializing the model a second time (20-80 ms a trial
-    measured); any other attribute comes from `model`. MLflow has no public way to log a `.keras`
-    file already written (`tests/test_compat.py` fails if `save_model`'s parameters change).
+    hard-links `saved` there instead of serializing the model a second time; any other attribute
+    comes from `model`. Passing the model itself (the public way) cost about 60 ms more a trial for
+    the default benchmarks' models (about 4 % of a coarse-round trial, against a 5 % budget for all
+    of tracking: `benchmarks/tracking_overhead.py`). MLflow has no public way to log a `.keras` file
+    already written (`tests/test_compat.py` fails if `save_model`'s parameters change).
     """
     return _LinkedKerasFile(model, saved)
