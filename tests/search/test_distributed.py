@@ -44,7 +44,7 @@ from conftest import missing
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORKERS_BENCH = "digits_numpy_mlp"  # searched by one launcher with --workers 2
 HOSTS_BENCH = "digits_numpy_mlp_two_hosts"  # searched by two launchers at once
 BUDGETS = (6, 4)  # trials of round 1 (coarse) and round 2 (fine)

@@ -27,7 +27,7 @@ import yaml
 from servers import free_port, pg_unavailable, postgres_server  # tests/servers.py
 from conftest import missing
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KEY = "digits_numpy_mlp"
 PARAMS = {
     "profile": "test",
