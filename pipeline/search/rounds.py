@@ -180,8 +180,7 @@ def _summarize_round(mlc, parent: str, study: optuna.Study, space: dict[str, Par
     """Log the round's outcome to its parent run: best, counts, trials table, Optuna plots."""
     from pipeline.search.plots import write_study_plots  # noqa: PLC0415
 
-    trials = study.get_trials(deepcopy=False)
-    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in optuna.trial.TrialState}
+    counts = _state_counts(study)
     metrics = {f"n_{k}": v for k, v in counts.items()} | {"budget": budget, "budget_used": budget_used(study)}
     tags: dict[str, Any] = {"narrowing_notes": "\n".join(notes)[:5000]}
     try:
@@ -280,11 +279,10 @@ def _load_existing(params: Params, key: str, k: int, storage_url: str | None) ->
 
 def _round_result(study: optuna.Study, rnd: RoundConfig, space: dict[str, ParamRange], notes: list[str]) -> dict:
     """One round of the search result: its study, ranges, notes, counts and best trial."""
-    trials = study.get_trials(deepcopy=False)
     out: dict[str, Any] = {
         "study": study.study_name, "round": rnd.name, "epochs": rnd.epochs, "ranges": space_to_dict(space),
         "notes": notes, "parent_run_id": study.user_attrs.get("mlflow_parent_run_id"),
-        "counts": {s.name.lower(): sum(t.state == s for t in trials) for s in optuna.trial.TrialState},
+        "counts": _state_counts(study),
     }  # fmt: skip
     try:
         b = study.best_trial
@@ -294,6 +292,12 @@ def _round_result(study: optuna.Study, rnd: RoundConfig, space: dict[str, ParamR
     except ValueError:
         out["best"] = None
     return out
+
+
+def _state_counts(study: optuna.Study) -> dict[str, int]:
+    """How many trials of `study` are in each state (`complete`, `pruned`, `fail`, `running`, `waiting`)."""
+    trials = study.get_trials(deepcopy=False)
+    return {s.name.lower(): sum(t.state == s for t in trials) for s in optuna.trial.TrialState}
 
 
 def _overall_best(rounds: list[dict]) -> dict | None:
