@@ -193,6 +193,8 @@ class _History:
 class _InstantFamily:
     """A model family whose epochs are instant: accuracy climbs, the loss falls; or it raises `error`."""
 
+    name = "numpy_mlp"  # whose defaults `resolve_hparams` starts from
+
     def __init__(self, error: Exception | None = None):
         self.error = error
 
