@@ -6,12 +6,14 @@ in `pipeline.config.SAMPLERS` / `PRUNERS` (what `params.yaml` may name).
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 
 import optuna
 
 from pipeline import compat
 from pipeline.config import ParamRange, RoundConfig
+from pipeline.errors import ConfigError
 
 
 def grid_points(space: Mapping[str, ParamRange], points: int = 4) -> dict[str, list]:
@@ -44,6 +46,11 @@ def make_sampler(name: str, seed: int, space: Mapping[str, ParamRange] | None = 
     elif name == "cmaes":
         sampler = s.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     elif name == "gp":
+        if importlib.util.find_spec("torch") is None:
+            raise ConfigError(
+                "sampler `gp` (search.sampler or a round's sampler) needs PyTorch, which Optuna's GPSampler uses "
+                "and tunebench does not install: `pip install torch`, or choose tpe, random, grid or cmaes"
+            )
         sampler = s.GPSampler(seed=seed)
     elif name == "grid":
         sampler = s.GridSampler(grid_points(space or {}), seed=seed)

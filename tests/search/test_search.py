@@ -347,7 +347,7 @@ def test_two_launchers_on_one_journal_share_each_budget_and_parent_and_draw_apar
     assert {r.info.run_id for r in rounds} == parents and len(parents) == 2, "one parent run per round"
 
 
-@pytest.mark.parametrize("name", ["random", "tpe"])
+@pytest.mark.parametrize("name", ["random", "tpe", "cmaes"])
 def test_draws_depend_on_the_trial_number_not_on_the_process(name):
     space = {"lr": ParamRange(low=1e-5, high=1e-1, log=True), "l2": ParamRange(low=1e-7, high=1e-2, log=True)}
 
@@ -512,3 +512,20 @@ def test_a_later_round_alone_needs_the_earlier_one(proj):
     proj.bench(key)["rounds"].append({"name": "fine", "n_trials": 1, "epochs": 1})
     with pytest.raises(MissingInputError, match="round 1 of digits_numpy_mlp .* has not run"):
         proj.search(key, only_round=2)
+
+
+def test_every_sampler_of_the_schema_is_made_or_refused_with_its_fix():
+    import importlib.util
+
+    from pipeline.config import SAMPLERS
+    from pipeline.errors import ConfigError
+
+    space = {"lr": ParamRange(low=1e-5, high=1e-1, log=True)}
+    for name in SAMPLERS:
+        if name == "gp" and importlib.util.find_spec("torch") is None:
+            with pytest.raises(ConfigError, match="needs PyTorch.*pip install torch"):
+                make_sampler(name, 0, space)
+            continue
+        study = optuna.create_study(sampler=make_sampler(name, 0, space))
+        study.optimize(lambda t: suggest(t, space)["lr"], n_trials=3)
+        assert len(study.trials) == 3 and all(t.state == TS.COMPLETE for t in study.trials), name
