@@ -81,12 +81,15 @@ class _NullRun:
 
 @contextmanager
 def _variant(name: str, seen: dict):
-    """Patch the tracking layer for one variant; a tracked run's `timings` land in `seen["timings"]`."""
-    real_run, real_params, real_format = tracking.TrialRun, tracking.log_params, tracking.TrialRun.model_format
+    """Patch the tracking layer for one variant; a tracked run's `timings` land in `seen["timings"]`.
+
+    A tracked variant's name is the `model_format` its trial runs get.
+    """
+    real_run, real_params = tracking.TrialRun, tracking.log_params
 
     class Spy(real_run):
         def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
+            super().__init__(*args, **kwargs, model_format=name)
             seen["timings"] = self.timings
 
     def timed_params(*args, **kwargs):
@@ -98,12 +101,10 @@ def _variant(name: str, seen: dict):
         if name == "untracked":
             tracking.TrialRun, tracking.log_params = _NullRun, lambda *a, **k: None
         else:
-            real_run.model_format = name
             tracking.TrialRun, tracking.log_params = Spy, timed_params
         yield
     finally:
         tracking.TrialRun, tracking.log_params = real_run, real_params
-        real_run.model_format = real_format
 
 
 def _synthetic_multi_hot(seed: int = 0) -> SimpleNamespace:
@@ -328,12 +329,13 @@ def main(argv: list[str] | None = None) -> int:
         "worst_ratio": worst,
         "keras_flavor_within_goal": within,
         "decision": (
-            f"completed Keras trials log the MLflow Keras flavor (TrialRun.model_format = 'keras'): the whole "
+            f"completed Keras trials log the MLflow Keras flavor (TrialRun's default model_format 'keras'): the whole "
             f"default search spends {worst['whole_search']['keras']:.1%} of its trial time in tracking (goal "
             f"< {GOAL:.0%}), the flavor itself at most {worst['keras_flavor_extra']:.1%}"
             if within
             else f"tracking with the Keras flavor takes {worst['whole_search']['keras']:.1%} of trial time here "
-            f"(goal < {GOAL:.0%}): set TrialRun.model_format = 'folder' if that holds on the target machine"
+            f"(goal < {GOAL:.0%}): pass model_format='folder' to TrialRun (search/objective.py) if that holds on "
+            f"the target machine"
         ),
         "benchmarks": results,
         "machine": {

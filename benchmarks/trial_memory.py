@@ -14,9 +14,9 @@ is a fresh `run_search` in its own subprocess and project folder:
   before each fit and after each trial plus `gc.collect()` (the search before
   worker recycling; `TUNEBENCH_TRIALS_PER_PROCESS=0`);
 - `baseline`: the same with both disabled (`keras.backend.clear_session` a
-  no-op, `runner.RELEASE_MEMORY = False`);
+  no-op, `run_search(..., release_memory=False)`);
 - `recycled`: the search as shipped: Keras trials in spawned worker processes
-  of at most `runner.TRIALS_PER_PROCESS` trials (`--per-process` overrides).
+  of at most `workers.TRIALS_PER_PROCESS` trials (`--per-process` overrides).
 
 Reported per mode: RSS growth of the training process between trial
 `--every` and the last trial (MB), peak RSS of the largest process and of the
@@ -63,14 +63,13 @@ def child(mode: str, workdir: Path, trials: int) -> None:
     """Run the whole search in `workdir` (the body of one mode's subprocess)."""
     os.chdir(workdir)
     from pipeline.config import load_params  # noqa: PLC0415
-    from pipeline.search import runner  # noqa: PLC0415
+    from pipeline.search.rounds import run_search  # noqa: PLC0415
 
     if mode == "baseline":
         from pipeline.models.keras_common import keras_module  # noqa: PLC0415
 
         keras_module().backend.clear_session = lambda *a, **k: None
-        runner.RELEASE_MEMORY = False
-    runner.run_search(load_params("params.yaml"), "params.yaml", KEY, n_trials=trials)
+    run_search(load_params("params.yaml"), KEY, n_trials=trials, release_memory=mode != "baseline")
 
 
 def prepare(workdir: Path, trials: int, epochs: int) -> None:
@@ -108,7 +107,8 @@ def measure(mode: str, root: Path, trials: int, every: int, epochs: int, per_pro
     import psutil  # noqa: PLC0415
 
     from pipeline.config import load_params  # noqa: PLC0415
-    from pipeline.search.runner import TRIALS_PER_PROCESS, study_name  # noqa: PLC0415
+    from pipeline.search.rounds import study_name  # noqa: PLC0415
+    from pipeline.search.workers import TRIALS_PER_PROCESS  # noqa: PLC0415
 
     workdir = root / mode
     prepare(workdir, trials, epochs)

@@ -8,6 +8,132 @@ what to revisit.
 
 from __future__ import annotations
 
-# --- Optuna (checked against optuna 5.x) -------------------------------------------------------
+import os
+import shutil
+from pathlib import Path
 
-# --- MLflow (checked against mlflow 3.x) -------------------------------------------------------
+# --- Optuna (checked against optuna 5.0.0) -----------------------------------------------------
+# tests/test_compat.py (Optuna part) fails when one of these internals changes.
+
+OPTUNA_CHECKED = "5.0.0"
+OPTIMIZE_LOGGER = "optuna.study._optimize"  # the logger of `Study.optimize` (reports failed trials)
+FAILED_VALUE_LINE = " failed with value None"  # the second message Optuna logs about one failed trial
+
+
+def storage_of(study):
+    """The storage behind `study` (`Study._storage`: there is no public accessor). optuna 5.0.0."""
+    return study._storage
+
+
+def trial_id(trial) -> int:
+    """The storage's id of a `Trial` or `FrozenTrial` (`_trial_id`; only the number is public). optuna 5.0.0."""
+    return trial._trial_id
+
+
+def fail_trial(study, trial, user_attrs: dict) -> bool:
+    """Set `user_attrs` on a RUNNING `trial` of `study` (asked by another process), then its state to FAIL.
+
+    `Study.tell` only finishes trials this process asked; the storage finishes any. optuna 5.0.0.
+
+    Returns:
+        False when the storage did not change the state (another process got there first).
+
+    Raises:
+        optuna.exceptions.UpdateFinishedTrialError: the trial finished meanwhile.
+    """
+    import optuna  # noqa: PLC0415
+
+    storage, tid = storage_of(study), trial_id(trial)
+    for key, value in user_attrs.items():
+        storage.set_trial_user_attr(tid, key, value)
+    return storage.set_trial_state_values(tid, optuna.trial.TrialState.FAIL)
+
+
+def sampler_random_states(sampler, depth: int = 0) -> list:
+    """The NumPy random states of `sampler` and of the samplers it holds (TPE's start-up sampler...).
+
+    Read from the sampler's attributes: `LazyRandomState` (`optuna.samplers._lazy_random_state`)
+    or plain `RandomState` values, and nested samplers up to 3 deep. optuna 5.0.0.
+    """
+    import numpy as np  # noqa: PLC0415
+    import optuna  # noqa: PLC0415
+    from optuna.samplers._lazy_random_state import LazyRandomState  # noqa: PLC0415
+
+    found = []
+    for value in vars(sampler).values():
+        if isinstance(value, LazyRandomState):
+            found.append(value.rng)
+        elif isinstance(value, np.random.RandomState):
+            found.append(value)
+        elif isinstance(value, optuna.samplers.BaseSampler) and depth < 3:
+            found += sampler_random_states(value, depth + 1)
+    return found
+
+
+def before_each_trial(sampler, hook):
+    """Make `sampler` call `hook(study, trial)` before its own `before_trial`, for every trial.
+
+    Replaces the bound method on the instance: `Trial.__init__` calls `study.sampler.before_trial`
+    (an attribute lookup) for each new trial. optuna 5.0.0.
+
+    Returns:
+        The same sampler.
+    """
+    original = sampler.before_trial
+
+    def before_trial(study, trial) -> None:
+        hook(study, trial)
+        original(study, trial)
+
+    sampler.before_trial = before_trial
+    return sampler
+
+
+def optimize_logger():
+    """The logger through which `Study.optimize` reports a failed trial (two warnings a trial). optuna 5.0.0."""
+    import logging  # noqa: PLC0415
+
+    return logging.getLogger(OPTIMIZE_LOGGER)
+
+
+# --- MLflow (checked against mlflow 3.17.2) ----------------------------------------------------
+
+
+def sqlalchemy_engine(mlc):
+    """The SQLAlchemy engine of an `MlflowClient`'s tracking store, or None for a store without one (REST, files).
+
+    Private: `MlflowClient._tracking_client.store.engine` (mlflow 3.17.2); no public API hands it out.
+    """
+    store = getattr(getattr(mlc, "_tracking_client", None), "store", None)
+    return getattr(store, "engine", None)
+
+
+class _LinkedKerasFile:
+    """Stands in for a `keras.Model` given to `mlflow.keras.save_model`; `save(path)` links a file saved before."""
+
+    def __init__(self, model, saved: Path):
+        self._model, self._saved = model, Path(saved)
+
+    def save(self, filepath, **kwargs) -> None:
+        """Hard-link (or copy, across file systems) the `.keras` file saved before to `filepath`."""
+        try:
+            os.link(self._saved, filepath)
+        except OSError:
+            shutil.copyfile(self._saved, filepath)
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+
+def keras_model_saved_as(model, saved: Path):
+    """What to give `mlflow.keras.save_model` for Keras `model` whose `.keras` file `saved` was just written.
+
+    `save_model` of mlflow 3.17.2 (given a signature, `save_exported_model=False`) uses the model
+    only as `model.save(<dest>/data/model.keras)`, an implementation detail: the object returned
+    hard-links `saved` there instead of serializing the model a second time; any other attribute
+    comes from `model`. Passing the model itself (the public way) cost about 60 ms more a trial for
+    the default benchmarks' models (about 4 % of a coarse-round trial, against a 5 % budget for all
+    of tracking: `benchmarks/tracking_overhead.py`). MLflow has no public way to log a `.keras` file
+    already written (`tests/test_compat.py` fails if `save_model`'s parameters change).
+    """
+    return _LinkedKerasFile(model, saved)

@@ -1,5 +1,8 @@
 """Optuna search: coarse-to-fine rounds over log-uniform ranges with pruning.
 
-`spaces` samples and narrows ranges, `objective` scores one trial, `storage`
-opens studies, `runner` drives the rounds of one benchmark.
+`rounds` drives the rounds of one benchmark and writes its result (`runner.run_search` is the
+stages' entry point); `workers` runs a round's trials in this or spawned processes within the
+shared `budget`; `objective` scores one trial; `spaces` samples and narrows ranges; `samplers`
+makes samplers and pruners; `storage` opens studies and handles trials cut off by a crash;
+`plots` draws a study.
 """

@@ -17,6 +17,8 @@ import numpy as np
 import optuna
 
 from pipeline import tracking
+from pipeline.models.hparams import resolve_hparams
+from pipeline.redaction import redact
 from pipeline.search.spaces import suggest
 from pipeline.tasks import task_metric
 
@@ -25,10 +27,10 @@ from pipeline.tasks import task_metric
 class TrialContext:
     """Everything a trial needs besides the Optuna trial itself."""
 
-    family: Any
-    data: Any
-    space: dict
-    fixed: dict
+    family: Any  # a `ModelFamily`
+    data: Any  # a `ProcessedData`
+    space: dict  # name -> `ParamRange`
+    fixed: dict  # the benchmark's fixed hyperparameters
     epochs: int
     seed: int
     mlc: Any
@@ -61,7 +63,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
     from pipeline.models import DivergedError  # noqa: PLC0415
 
     metric, direction = task_metric(ctx.data.task)
-    hparams = {**ctx.family.default_hparams(ctx.data.task), **ctx.fixed, **suggest(trial, ctx.space)}
+    hparams = resolve_hparams(ctx.family.name, ctx.data.task, ctx.fixed, suggest(trial, ctx.space))
     run = tracking.TrialRun(ctx.mlc, ctx.experiment_id, ctx.parent_run_id, trial, ctx.tags)
     tracking.log_params(ctx.mlc, run.run_id, {**hparams, "epochs": ctx.epochs})
     splits = list(holdout_or_folds(ctx.data))
@@ -106,7 +108,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
         _finish_partial(run, trial, histories, kfold, "PRUNED", f"diverged: {exc}")
         raise optuna.TrialPruned(f"diverged: {exc}") from exc
     except Exception as exc:
-        reason = tracking.redact(f"{type(exc).__name__}: {exc}")
+        reason = redact(f"{type(exc).__name__}: {exc}")
         trial.set_user_attr("fail_reason", reason[:2000])
         _finish_partial(run, trial, histories, kfold, "FAIL", reason)
         raise

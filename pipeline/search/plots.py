@@ -9,9 +9,11 @@ import optuna
 
 
 def write_study_plots(study: optuna.Study, out: Path, params: list[str]) -> list[Path]:
-    """Write optimization history, parameter importances, slice and the lr-vs-l2 contour.
+    """Write optimization history, parameter importances, slice, and the contour of the first two dimensions.
 
-    A plot that the study cannot support yet (too few completed trials) is skipped.
+    `params`: the dimensions of the round's space, in order (the shipped spaces start with
+    `lr` and `l2`: their contour is `contour_lr_l2`). A plot that the study cannot support
+    yet (too few completed trials) is skipped.
 
     Returns:
         The files written.
@@ -24,15 +26,14 @@ def write_study_plots(study: optuna.Study, out: Path, params: list[str]) -> list
     from optuna.visualization import matplotlib as vmpl  # noqa: PLC0415
 
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
-    plots = {"optimization_history": {}, "slice": {"params": params or None}}
+    plots = [("optimization_history", "optimization_history", {}), ("slice", "slice", {"params": params or None})]
     if len(complete) >= 2 and params:
-        plots["param_importances"] = {}
-    pair = [p for p in ("lr", "l2") if p in params]
-    if len(pair) == 2 and len(complete) >= 2:
-        plots["contour_lr_l2"] = {"params": pair}
+        plots.append(("param_importances", "param_importances", {}))
+    if len(params) >= 2 and len(complete) >= 2:
+        pair = params[:2]
+        plots.append((f"contour_{pair[0]}_{pair[1]}", "contour", {"params": pair}))
     written: list[Path] = []
-    for name, kwargs in plots.items():
-        fn = name.split("_lr_")[0]
+    for name, fn, kwargs in plots:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -1,6 +1,7 @@
 """Search spaces: sampling a trial's hyperparameters and narrowing ranges between rounds.
 
-A space maps a hyperparameter name to a `ParamRange`. Narrowing works in the
+A space maps a hyperparameter name to a `ParamRange`, from `params.yaml` to
+`suggest` (`space_to_dict` / `space_from_dict` only where it is stored). Narrowing works in the
 space the range is sampled in (log10 for log ranges): the next round covers
 the values of the best trials of this round, padded by a fraction of the
 original width, clipped to the original range. A log range whose best trial
@@ -146,5 +147,10 @@ def _clip_to_domain(name: str, low: float, high: float) -> tuple[float, float]:
 
 
 def space_to_dict(space: Mapping[str, ParamRange]) -> dict[str, dict]:
-    """JSON-ready form of a space (for results files and MLflow)."""
+    """JSON-ready form of a space: the one way out to results files, MLflow and the study's user attrs."""
     return {k: v.model_dump(exclude_defaults=True) for k, v in space.items()}
+
+
+def space_from_dict(raw: Mapping[str, Mapping]) -> dict[str, ParamRange]:
+    """The space a `space_to_dict` form describes (read back from a study's user attrs)."""
+    return {k: ParamRange(**v) for k, v in raw.items()}

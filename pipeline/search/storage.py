@@ -1,4 +1,4 @@
-"""Opening Optuna storages, samplers and pruners, and handling trials cut off by a crash.
+"""Opening Optuna storages, and handling trials cut off by a crash (samplers and pruners: `samplers`).
 
 The default storage is a journal file per benchmark (safe for several local
 worker processes); any SQLAlchemy URL (PostgreSQL for many machines) or a
@@ -23,8 +23,7 @@ from pathlib import Path
 
 import optuna
 
-from pipeline import paths
-from pipeline.config import RoundConfig
+from pipeline import compat, paths
 from pipeline.redaction import redact
 from pipeline.errors import StorageError
 
@@ -221,108 +220,10 @@ def fail_interrupted(study: optuna.Study, *, journal: bool, tracking_uri: str | 
         if worker_alive(t.user_attrs.get(WORKER_ATTR)):
             continue
         try:
-            study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-            if not study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL):
+            if not compat.fail_trial(study, t, {"interrupted": True}):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # finished meanwhile (or failed by another resuming process)
         on_interrupted(study, t)
         n += 1
     return n
-
-
-def grid_points(space, points: int = 4) -> dict[str, list]:
-    """A grid over `space`: `points` values per numeric range (log-spaced for log ranges)."""
-    import numpy as np  # noqa: PLC0415
-
-    grid = {}
-    for name, r in space.items():
-        if not r.is_numeric:
-            grid[name] = list(r.choices)
-            continue
-        vals = np.geomspace(r.low, r.high, points) if r.log else np.linspace(r.low, r.high, points)
-        grid[name] = sorted({int(round(v)) for v in vals}) if r.int else [float(v) for v in vals]
-    return grid
-
-
-def make_sampler(name: str, seed: int, space=None) -> optuna.samplers.BaseSampler:
-    """A seeded sampler: tpe, random, grid (4 points a range), cmaes or gp.
-
-    Its random state is reseeded before every trial from `seed` and the trial's number
-    (`per_trial_seed`), so what a trial draws does not depend on which process asks: parallel
-    workers, launchers on other machines and resumed or recycled processes never replay one
-    another's draws, and a rerun of the same study draws the same.
-    """
-    s = optuna.samplers
-    if name == "tpe":
-        sampler = s.TPESampler(seed=seed, multivariate=True, n_startup_trials=5)
-    elif name == "random":
-        sampler = s.RandomSampler(seed=seed)
-    elif name == "cmaes":
-        sampler = s.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    elif name == "gp":
-        sampler = s.GPSampler(seed=seed)
-    elif name == "grid":
-        sampler = s.GridSampler(grid_points(space or {}), seed=seed)
-    else:
-        raise ValueError(f"unknown sampler {name!r}")
-    return per_trial_seed(sampler, seed)
-
-
-def _random_states(obj, depth: int = 0) -> list:
-    """The NumPy random states of a sampler and of the samplers inside it (TPE's start-up sampler...)."""
-    import numpy as np  # noqa: PLC0415
-
-    from optuna.samplers._lazy_random_state import LazyRandomState  # noqa: PLC0415
-
-    found = []
-    for value in vars(obj).values():
-        if isinstance(value, LazyRandomState):
-            found.append(value.rng)
-        elif isinstance(value, np.random.RandomState):
-            found.append(value)
-        elif isinstance(value, optuna.samplers.BaseSampler) and depth < 3:
-            found += _random_states(value, depth + 1)
-    return found
-
-
-def per_trial_seed(sampler: optuna.samplers.BaseSampler, seed: int) -> optuna.samplers.BaseSampler:
-    """Make `sampler` reseed its random states from `(seed, trial number)` before each trial.
-
-    Returns:
-        The same sampler (its `before_trial` wrapped).
-    """
-    import numpy as np  # noqa: PLC0415
-
-    states = _random_states(sampler)
-    original = sampler.before_trial
-
-    def before_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        base = int(np.random.SeedSequence([seed & 0xFFFFFFFF, trial.number]).generate_state(1)[0])
-        for i, state in enumerate(states):
-            state.seed((base + i) & 0xFFFFFFFF)
-        original(study, trial)
-
-    sampler.before_trial = before_trial
-    return sampler
-
-
-def make_pruner(rnd: RoundConfig, steps: int | None = None) -> optuna.pruners.BasePruner:
-    """The round's pruner.
-
-    Args:
-        `rnd`: the round (its `pruner` and `epochs`).
-        `steps`: pruning steps of one trial: the epochs (default), or the folds of a K-fold objective.
-    """
-    p = optuna.pruners
-    steps = steps or rnd.epochs
-    warmup = max(1, steps // 4)
-    if rnd.pruner == "median":
-        return p.MedianPruner(n_startup_trials=2, n_warmup_steps=warmup)
-    if rnd.pruner == "percentile":
-        return p.PercentilePruner(33.0, n_startup_trials=2, n_warmup_steps=warmup)
-    if rnd.pruner == "successive_halving":
-        return p.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-    if rnd.pruner == "hyperband":
-        return p.HyperbandPruner(min_resource=1, max_resource=steps, reduction_factor=3)
-    return p.NopPruner()

@@ -27,7 +27,7 @@ import yaml
 from servers import free_port, pg_unavailable, postgres_server  # tests/servers.py
 from conftest import missing
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KEY = "digits_numpy_mlp"
 PARAMS = {
     "tracking": {"uri": "sqlite:///mlflow.db", "log_models": False},
@@ -315,17 +315,21 @@ def test_a_later_round_without_a_completed_trial_warns_and_keeps_the_earlier_bes
 
 
 def test_a_failing_worker_process_fails_the_search_with_its_error(tmp_path, monkeypatch):
+    from pipeline.config import parse_params
     from pipeline.errors import SearchFailedError
-    from pipeline.search import runner
     from pipeline.search.storage import open_storage
+    from pipeline.search.workers import RoundJob, run_workers
 
     monkeypatch.chdir(tmp_path)
     storage = open_storage(f"journal:{tmp_path / 'j.journal'}", KEY)
     study = optuna.create_study(study_name="s", storage=storage)
-    job = runner._Job(params_path=str(tmp_path / "gone.yaml"), key=KEY, k=0, space={}, budget=2,
-                      storage_url=f"journal:{tmp_path / 'j.journal'}", parent_run_id="x", experiment_id="0")
-    with pytest.raises(SearchFailedError, match=r"2 search worker process\(es\) failed: worker \d: .*gone\.yaml"):
-        runner._run_workers(job, study, 2, None, 2, 0)
+    bench = parse_params(PARAMS).benchmark(KEY)
+    job = RoundJob(key=KEY, study="s", storage_url=f"journal:{tmp_path / 'j.journal'}", bench=bench,
+                   rnd=bench.rounds[0], sampler="random", sampler_seed=0, space=dict(bench.space),
+                   data_dir=tmp_path / "gone", tracking_uri="sqlite:///mlflow.db", log_models=False,
+                   experiment_id="0", parent_run_id="x", tags={}, budget=2)  # fmt: skip
+    with pytest.raises(SearchFailedError, match=r"2 search worker process\(es\) failed: worker \d: .*gone"):
+        run_workers(job, study, 2, None, 2, 0)
 
 
 # ---------------------------------------------------------------- database storage under DVC

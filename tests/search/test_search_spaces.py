@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.config import ParamRange, RoundConfig
 from pipeline.search.spaces import narrow, suggest, top_trials
-from pipeline.search.storage import make_pruner
+from pipeline.search.samplers import make_pruner
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

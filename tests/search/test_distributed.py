@@ -18,7 +18,7 @@ that the database password never reaches MLflow or the console, and
 `tunebench studies`.
 
 A trial asked by one worker just after another claimed the last place of the
-budget is stopped at once, PRUNED with user attr `surplus` (runner); it counts
+budget is stopped at once, PRUNED with user attr `surplus` (`pipeline.search.budget`); it counts
 nowhere and has no MLflow run, and the checks treat it so.
 
 A bare `postgresql://` URL (as users write it) must open with the installed
@@ -44,7 +44,7 @@ from conftest import missing
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORKERS_BENCH = "digits_numpy_mlp"  # searched by one launcher with --workers 2
 HOSTS_BENCH = "digits_numpy_mlp_two_hosts"  # searched by two launchers at once
 BUDGETS = (6, 4)  # trials of round 1 (coarse) and round 2 (fine)
@@ -173,11 +173,11 @@ def _storage(url: str):
 
 
 def _rounds(storage_url: str, project: Path, key: str) -> list:
-    """The round studies of benchmark `key` in PostgreSQL, in round order (each named as the runner names it)."""
+    """The round studies of benchmark `key` in PostgreSQL, in round order (named by `rounds.study_name`)."""
     import optuna
 
     from pipeline.config import load_params
-    from pipeline.search.runner import study_name
+    from pipeline.search.rounds import study_name
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _storage(storage_url)
@@ -190,9 +190,9 @@ def _rounds(storage_url: str, project: Path, key: str) -> list:
 
 def _surplus(t) -> bool:
     """A trial stopped before it ran because the budget was already claimed elsewhere (it counts nowhere)."""
-    from pipeline.search import runner
+    from pipeline.search.budget import SURPLUS_ATTR
 
-    return bool(t.user_attrs.get(getattr(runner, "SURPLUS_ATTR", "surplus")))
+    return bool(t.user_attrs.get(SURPLUS_ATTR))
 
 
 def _finished(study) -> list:
@@ -208,10 +208,10 @@ def _ran(study) -> list:
 
 
 def _assert_budget_met_exactly(study, budget: int, max_surplus: int) -> None:
-    """`budget` trials ran and finished, the runner counts exactly those, and few surplus stops."""
+    """`budget` trials ran and finished, `budget_used` counts exactly those, and few surplus stops."""
     import optuna
 
-    from pipeline.search.runner import budget_used
+    from pipeline.search.budget import budget_used
 
     ran = [t for t in _finished(study) if not _surplus(t)]
     assert len(ran) == budget, f"{study.study_name}: {len(ran)} trials ran, budget {budget}"

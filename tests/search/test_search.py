@@ -24,15 +24,17 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from pipeline import paths, stages, tracking
+from pipeline import compat, paths, stages, tracking
 from pipeline.__main__ import main
 from pipeline.config import ParamRange, load_params, parse_params
 from pipeline.errors import MissingInputError
 from pipeline.models.keras_common import keras_module
-from pipeline.search import runner, storage
-from pipeline.search.runner import budget_used, run_search, study_name
+from pipeline.search import storage, workers
+from pipeline.search.budget import FINISHED, budget_used, claimed
+from pipeline.search.rounds import run_search, study_name
 from pipeline.search.spaces import suggest
-from pipeline.search.storage import make_sampler, open_storage
+from pipeline.search.samplers import make_sampler
+from pipeline.search.storage import open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 TS = optuna.trial.TrialState
@@ -102,7 +104,7 @@ class Project:
         return load_params(self.root / "params.yaml")
 
     def search(self, key: str, **kwargs) -> dict:
-        return run_search(self.write(), "params.yaml", key, **kwargs)
+        return run_search(self.write(), key, **kwargs)
 
     def name(self, key: str, k: int = 0) -> str:
         return study_name(parse_params(self.raw), key, k)
@@ -247,7 +249,7 @@ def test_crashed_running_trial_is_failed_not_counted_and_retried_while_live_ones
     live_proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         live = study.ask(dist)
-        study._storage.set_trial_user_attr(live._trial_id, storage.WORKER_ATTR, {
+        compat.storage_of(study).set_trial_user_attr(compat.trial_id(live), storage.WORKER_ATTR, {
             "host": storage.worker_id()["host"], "pid": live_proc.pid, "started": storage._process_start(live_proc.pid)
         })  # fmt: skip
         proj.search(key)
@@ -261,7 +263,7 @@ def test_crashed_running_trial_is_failed_not_counted_and_retried_while_live_ones
         run = mlc.get_run(crashed_run)
         assert run.info.status == "FAILED" and run.data.tags["reason"].startswith("interrupted")
         # the live trial will count once it finishes: 2 finished here + 1 running elsewhere = the budget
-        assert budget_used(proj.study(key)) == 2 and runner.claimed(proj.study(key)) == 3 and len(trials) == 4
+        assert budget_used(proj.study(key)) == 2 and claimed(proj.study(key)) == 3 and len(trials) == 4
     finally:
         live_proc.kill()
         live_proc.wait()
@@ -283,7 +285,7 @@ def test_rdb_heartbeat_fails_a_stale_trial_and_retries_it(proj, monkeypatch):
     proj.bench(key)["rounds"][0]["n_trials"] = 2
     study = proj.create_study(key, "maximize", url=url)
     stale = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)})
-    study._storage.record_heartbeat(stale._trial_id)  # a worker that beat once, then died
+    compat.storage_of(study).record_heartbeat(compat.trial_id(stale))  # a worker that beat once, then died
     time.sleep(2.5)
     proj.search(key, storage_url=url)
 
@@ -303,7 +305,7 @@ def test_two_workers_share_one_study_without_duplicates_in_recycled_processes(pr
     study = proj.study(key)
     trials = study.get_trials()
     assert sorted(t.number for t in trials) == list(range(6))
-    assert all(t.state in runner.FINISHED for t in trials) and budget_used(study) == 6
+    assert all(t.state in FINISHED for t in trials) and budget_used(study) == 6
     pids = [t.user_attrs["worker"]["pid"] for t in trials]
     assert len(set(pids)) >= 3 and os.getpid() not in pids, "spawned processes, 2 at a time"
     assert max(pids.count(p) for p in set(pids)) <= 2, "no process runs more than TUNEBENCH_TRIALS_PER_PROCESS"
@@ -333,7 +335,7 @@ def test_two_launchers_on_one_journal_share_each_budget_and_parent_and_draw_apar
         trials = study.get_trials()
         assert budget_used(study) == budget, [(t.number, t.state, t.user_attrs.get("worker")) for t in trials]
         real = [t for t in trials if "surplus" not in t.user_attrs]
-        assert len(real) == budget and all(t.state in runner.FINISHED for t in trials)
+        assert len(real) == budget and all(t.state in FINISHED for t in trials)
         assert all(not t.params and t.state == TS.PRUNED for t in trials if "surplus" in t.user_attrs)
         assert len({tuple(sorted(t.params.items())) for t in real}) == budget, "no configuration drawn twice"
         parent = study.user_attrs["mlflow_parent_run_id"]
@@ -344,7 +346,7 @@ def test_two_launchers_on_one_journal_share_each_budget_and_parent_and_draw_apar
     assert {r.info.run_id for r in rounds} == parents and len(parents) == 2, "one parent run per round"
 
 
-@pytest.mark.parametrize("name", ["random", "tpe"])
+@pytest.mark.parametrize("name", ["random", "tpe", "cmaes"])
 def test_draws_depend_on_the_trial_number_not_on_the_process(name):
     space = {"lr": ParamRange(low=1e-5, high=1e-1, log=True), "l2": ParamRange(low=1e-7, high=1e-2, log=True)}
 
@@ -377,11 +379,11 @@ def test_postgresql_urls_name_the_installed_driver(monkeypatch):
 
 def test_trials_per_process_recycles_keras_workers_only(monkeypatch):
     monkeypatch.delenv("TUNEBENCH_TRIALS_PER_PROCESS", raising=False)
-    assert runner.trials_per_process("keras_mlp") == runner.TRIALS_PER_PROCESS > 0
-    assert runner.trials_per_process("keras_cnn") == runner.TRIALS_PER_PROCESS
-    assert runner.trials_per_process("numpy_mlp") == 0
+    assert workers.trials_per_process("keras_mlp") == workers.TRIALS_PER_PROCESS > 0
+    assert workers.trials_per_process("keras_cnn") == workers.TRIALS_PER_PROCESS
+    assert workers.trials_per_process("numpy_mlp") == 0
     monkeypatch.setenv("TUNEBENCH_TRIALS_PER_PROCESS", "0")
-    assert runner.trials_per_process("keras_mlp") == 0
+    assert workers.trials_per_process("keras_mlp") == 0
 
 
 def test_budget_used_counts_finished_trials_but_not_interrupted_ones():
@@ -509,3 +511,20 @@ def test_a_later_round_alone_needs_the_earlier_one(proj):
     proj.bench(key)["rounds"].append({"name": "fine", "n_trials": 1, "epochs": 1})
     with pytest.raises(MissingInputError, match="round 1 of digits_numpy_mlp .* has not run"):
         proj.search(key, only_round=2)
+
+
+def test_every_sampler_of_the_schema_is_made_or_refused_with_its_fix():
+    import importlib.util
+
+    from pipeline.config import SAMPLERS
+    from pipeline.errors import ConfigError
+
+    space = {"lr": ParamRange(low=1e-5, high=1e-1, log=True)}
+    for name in SAMPLERS:
+        if name == "gp" and importlib.util.find_spec("torch") is None:
+            with pytest.raises(ConfigError, match="needs PyTorch.*pip install torch"):
+                make_sampler(name, 0, space)
+            continue
+        study = optuna.create_study(sampler=make_sampler(name, 0, space))
+        study.optimize(lambda t: suggest(t, space)["lr"], n_trials=3)
+        assert len(study.trials) == 3 and all(t.state == TS.COMPLETE for t in study.trials), name

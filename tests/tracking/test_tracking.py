@@ -26,6 +26,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from pipeline import stages, tracking
+from pipeline.tracking import trial_run
 from pipeline.config import load_params, parse_params
 from pipeline.models import TrainedModel, get_family
 from pipeline.paths import journal_file
@@ -192,6 +193,8 @@ class _History:
 class _InstantFamily:
     """A model family whose epochs are instant: accuracy climbs, the loss falls; or it raises `error`."""
 
+    name = "numpy_mlp"  # whose defaults `resolve_hparams` starts from
+
     def __init__(self, error: Exception | None = None):
         self.error = error
 
@@ -291,7 +294,7 @@ def test_a_model_that_cannot_be_saved_leaves_the_trial_finished_with_a_tracking_
 @pytest.mark.parametrize("in_place", [True, False], ids=["local-store-in-place", "uploaded-from-temp"])
 def test_numpy_model_is_logged_as_a_folder_that_trained_model_loads(store, tmp_path, monkeypatch, in_place):
     if not in_place:  # what a remote artifact store gets: a temporary folder uploaded in one call
-        monkeypatch.setattr(tracking, "local_artifact_dir", lambda uri: None)
+        monkeypatch.setattr(trial_run, "local_artifact_dir", lambda uri: None)
     rng = np.random.default_rng(1)
     x, y = rng.random((40, 6), np.float32), rng.integers(0, 3, 40)
     model = get_family("numpy_mlp").train({"units": [8], "batch_size": 16}, x, y, x[:10], y[:10], task="multiclass",
@@ -309,13 +312,12 @@ def test_numpy_model_is_logged_as_a_folder_that_trained_model_loads(store, tmp_p
     assert set(run.timings) >= {"start", "epochs", "curves", "model", "log", "finish"}
 
 
-def test_epoch_metrics_reach_the_store_every_flush_period_and_all_at_the_end(store, monkeypatch):
+def test_epoch_metrics_reach_the_store_every_flush_period_and_all_at_the_end(store):
     trial = optuna.create_study().ask()
-    run = tracking.TrialRun(store.mlc, store.exp, store.parent, trial, {})
-    monkeypatch.setattr(tracking.TrialRun, "flush_seconds", 0.0)  # live: every epoch goes out at once
+    run = tracking.TrialRun(store.mlc, store.exp, store.parent, trial, {}, flush_seconds=0.0)  # live: at once
     run.log_epoch(0, {"loss": 1.0, "val_loss": float("nan")})  # NaN is skipped, not logged
     assert _steps(store.mlc, run.run_id, "loss") == [0] and _steps(store.mlc, run.run_id, "val_loss") == []
-    monkeypatch.setattr(tracking.TrialRun, "flush_seconds", 3600.0)  # buffered: all at the end
+    run.flush_seconds = 3600.0  # buffered: all at the end
     for epoch in range(1, 1901):  # more than one `log_batch` can take
         run.log_epoch(epoch, {"loss": 1.0 / (epoch + 1)})
     assert _steps(store.mlc, run.run_id, "loss") == [0]

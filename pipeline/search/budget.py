@@ -1,0 +1,117 @@
+"""A round's trial budget, shared by every process working on its study.
+
+The budget counts finished trials (COMPLETE, PRUNED, FAIL) except those cut off by a crash
+(`interrupted`, see `storage`), whose configurations are retried instead. It is shared by
+every process working on the study, local workers and launchers on other machines alike:
+each stops once finished plus running trials reach it (`claimed`, `StopAtBudget`), and
+trial numbers settle a tie (a trial asked after the budget is claimed is `surplus`, see
+`workers.optimize`). A round that ended without a completed trial has its trials
+`discarded`, so a rerun retries the whole budget.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import optuna
+
+from pipeline.search.storage import is_interrupted
+
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+DISCARDED_PREFIX = "discarded."  # study user attr `discarded.<number>`: a failed attempt's trial, budget freed
+SURPLUS_ATTR = "surplus"  # trial user attr: asked after the budget was claimed elsewhere; stopped at once
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """`text` on one line (whitespace runs collapsed), cut at `limit` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _ended(attrs: dict, t: optuna.trial.FrozenTrial) -> bool:
+    """Whether `t` finished and ran (not surplus, not discarded); `attrs`: the study's user attrs."""
+    return t.state in FINISHED and SURPLUS_ATTR not in t.user_attrs and f"{DISCARDED_PREFIX}{t.number}" not in attrs
+
+
+def _counts(attrs: dict, t: optuna.trial.FrozenTrial) -> bool:
+    """Whether trial `t` counts against the budget (`attrs`: the study's user attrs)."""
+    return _ended(attrs, t) and not is_interrupted(attrs, t)
+
+
+def _claims(attrs: dict, t: optuna.trial.FrozenTrial) -> bool:
+    """Whether `t` counts against the budget or will once finished (it runs now)."""
+    return _counts(attrs, t) or (t.state == optuna.trial.TrialState.RUNNING and SURPLUS_ATTR not in t.user_attrs)
+
+
+def claimed(study: optuna.Study, before: int | None = None) -> int:
+    """Trials counted against the budget plus those running now; only numbers below `before` if given."""
+    attrs = study.user_attrs
+    trials = study.get_trials(deepcopy=False)
+    return sum(1 for t in trials if (before is None or t.number < before) and _claims(attrs, t))
+
+
+def budget_used(study: optuna.Study) -> int:
+    """Trials that count against the budget: finished ones, less those cut off by a crash and surplus ones."""
+    attrs = study.user_attrs
+    return sum(1 for t in study.get_trials(deepcopy=False) if _counts(attrs, t))
+
+
+class StopAtBudget:
+    """Trial callback: stop this worker once the study's budget is claimed (by any process, anywhere)."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if claimed(study) >= self.budget:
+            study.stop()
+
+
+def discard_failed_attempt(study: optuna.Study) -> int:
+    """Let a rerun retry a round that ended without a completed trial (the search failed there).
+
+    Its finished trials stop counting against the budget (study user attr `discarded.<number>`),
+    so the rerun, once the cause is fixed, runs the whole budget again. Only while no trial
+    runs: other launchers still working on the round keep their trials.
+
+    Returns:
+        How many trials were discarded.
+    """
+    trials = study.get_trials(deepcopy=False)
+    if no_completed_trial(study) is None or any(t.state == optuna.trial.TrialState.RUNNING for t in trials):
+        return 0
+    attrs = study.user_attrs
+    stale = [t for t in trials if _counts(attrs, t)]
+    for t in stale:
+        study.set_user_attr(f"{DISCARDED_PREFIX}{t.number}", "the round had no completed trial; retried on rerun")
+    return len(stale)
+
+
+def no_completed_trial(study: optuna.Study) -> str | None:
+    """None when `study` has a completed trial; else how its trials ended and their most common reason.
+
+    E.g. `6 of 6 trials failed; most common reason (6 trials): ValueError: unknown optimizer 'adamm'`.
+    Surplus trials (stopped before sampling) do not count.
+    """
+    attrs = study.user_attrs
+    trials = [t for t in study.get_trials(deepcopy=False) if _ended(attrs, t)]
+    if any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
+        return None
+    if not trials:
+        return "no trial finished (the time or trial budget ran out first)"
+
+    def reason(t: optuna.trial.FrozenTrial) -> str:
+        if is_interrupted(attrs, t):
+            return "interrupted (its worker stopped)"
+        why = t.user_attrs.get("fail_reason") or t.user_attrs.get("pruned_reason")
+        return one_line(why, 300) if why else f"{t.state.name.lower()} (no reason recorded)"
+
+    reasons = [reason(t) for t in trials]
+    ((kind, n),) = Counter(_NUMBER.sub("#", r) for r in reasons).most_common(1)  # alike but for the numbers
+    why = next(r for r in reasons if _NUMBER.sub("#", r) == kind)
+    failed = sum(t.state == optuna.trial.TrialState.FAIL for t in trials)
+    pruned = len(trials) - failed
+    ended = " and ".join(x for x in (f"{failed} failed" if failed else "", f"{pruned} pruned" if pruned else "") if x)
+    return f"{len(trials)} trial(s) ended, {ended}; most common reason ({n} of {len(trials)}): {why}"

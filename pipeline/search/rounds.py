@@ -1,0 +1,319 @@
+"""Drive the coarse-to-fine rounds of one benchmark and write its search result.
+
+Each round is its own Optuna study (`<benchmark>.<k>-<round>.<hash>`, the hash covering
+everything that defines the round, so a changed configuration starts fresh studies while an
+interrupted run resumes its own; a round's own budget, `n_trials` and `timeout`, is left out,
+so raising it extends the study). Round k+1's ranges are narrowed from round k's best trials,
+and round k's best configurations are enqueued first. The ranges of every round are saved in
+the search result and logged to the round's MLflow parent run.
+
+The creator of a round's study sets the round up (MLflow parent run, enqueued best trials); a
+launcher that finds the study just created waits for that, and a later round waits for the
+trials still running in the previous one before narrowing from it. The trials themselves run
+in `workers`, within the budget of `budget`.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from pipeline import paths, tracking
+from pipeline.config import ParamRange, Params, RoundConfig, fingerprint
+from pipeline.errors import MissingInputError, SearchFailedError
+from pipeline.search.budget import budget_used, claimed, discard_failed_attempt, no_completed_trial
+from pipeline.search.spaces import narrow, space_from_dict, space_to_dict, top_trials
+from pipeline.search.storage import describe, fail_interrupted, is_journal, open_storage, worker_alive, worker_id
+from pipeline.search.workers import RoundJob, run_workers, trials_per_process
+from pipeline.tasks import task_metric
+
+SETUP_WAIT_S = 120.0  # how long a launcher waits for the creator of a round's study to set the round up
+OWNER_ATTR = "created_by"  # study user attr: the worker that created the study and sets the round up
+
+
+def study_name(params: Params, key: str, k: int) -> str:
+    """The name of round `k` (0-based) of benchmark `key`: `<key>.<k+1>-<round name>.<hash>`.
+
+    The hash covers what defines the round's trials: the dataset's preprocessing, the model,
+    fixed hyperparameters, the space, every earlier round (their results shape this round's
+    ranges), this round without its budget (`n_trials`, `timeout`), seeds and the sampler.
+    Tracking, workers and storage settings do not change it.
+    """
+    bench = params.benchmark(key)
+    this = bench.rounds[k].model_dump(exclude={"n_trials", "timeout"})
+    fp = fingerprint(
+        params.dataset(bench.dataset).preprocess, bench.model, bench.hparams, bench.space,
+        bench.rounds[:k], this, bench.seed, params.search.sampler, params.search.seed,
+    )  # fmt: skip
+    return f"{key}.{k + 1}-{bench.rounds[k].name}.{fp}"
+
+
+def _trial_tags(params: Params, key: str, k: int, name: str) -> dict[str, Any]:
+    """MLflow tags of the round's parent run and of every trial's run."""
+    bench = params.benchmark(key)
+    digest = paths.file_sha256(paths.processed_dir(bench.dataset) / "manifest.json")
+    return {
+        "study_name": name, "round": k + 1, "round_name": bench.rounds[k].name, "benchmark": key,
+        "dataset": bench.dataset, "model": bench.model, "dataset_manifest_hash": digest,
+        "git_commit": tracking.git_commit(),
+    }  # fmt: skip
+
+
+def run_round(params: Params, key: str, k: int, space: dict[str, ParamRange], *, prev: optuna.Study | None,
+              n_trials: int | None, timeout: float | None, workers: int, storage_url: str | None, notes: list[str],
+              direction: str, release_memory: bool = True) -> optuna.Study:  # fmt: skip
+    """Create or resume round `k`'s study, run its remaining budget, and log its parent run.
+
+    `release_memory`: clear the Keras session and collect garbage after every trial (off only to measure).
+    """
+    bench = params.benchmark(key)
+    rnd = bench.rounds[k]
+    storage = open_storage(storage_url, key, tracking_uri=params.tracking_uri())
+    name = study_name(params, key, k)
+    try:  # creating a study is atomic in every storage: its creator sets the round up (parent run, enqueues)
+        study = optuna.create_study(study_name=name, storage=storage, direction=direction)
+        study.set_user_attr(OWNER_ATTR, worker_id())
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=storage)
+        _wait_for_setup(study)
+    interrupted = fail_interrupted(study, journal=is_journal(storage_url), tracking_uri=params.tracking_uri())
+    if interrupted:
+        print(f"{name}: {interrupted} trial(s) interrupted earlier marked FAIL and queued again; resuming",
+              file=sys.stderr)  # fmt: skip
+    discarded = discard_failed_attempt(study)
+    if discarded:
+        print(f"{name}: no trial of the {discarded} run earlier completed; running the round's budget again",
+              file=sys.stderr)  # fmt: skip
+    mlc = tracking.client(params.tracking_uri())
+    experiment_id = tracking.ensure_experiment(mlc, tracking.experiment_name(key, bench.dataset, bench.model))
+    closed = tracking.close_orphan_runs(mlc, experiment_id, by="search")
+    if closed:
+        print(f"{name}: {len(closed)} MLflow run(s) left RUNNING by an interrupted process marked FAILED",
+              file=sys.stderr)  # fmt: skip
+    if "space" in study.user_attrs and study.user_attrs["space"] != space_to_dict(space):
+        space = space_from_dict(study.user_attrs["space"])
+        notes = [*study.user_attrs.get("narrowing_notes", []), "resumed with the ranges this study started with"]
+    budget = n_trials if n_trials is not None else rnd.n_trials
+    tags = _trial_tags(params, key, k, name)
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    if parent is None:  # set the round up; the parent run id goes last: launchers waiting for it find the rest
+        parent = tracking.start_run(mlc, experiment_id, name, tags=tags | {"kind": "study_round"})
+        study.set_user_attr("space", space_to_dict(space))
+        study.set_user_attr("narrowing_notes", notes)
+        tracking.log_params(mlc, parent, {f"range.{n}": v for n, v in space_to_dict(space).items()}
+                            | {"epochs": rnd.epochs, "n_trials": budget, "pruner": rnd.pruner})  # fmt: skip
+        enqueued = any("enqueued_from" in t.user_attrs for t in study.get_trials(deepcopy=False))
+        if prev is not None and rnd.enqueue_best and not enqueued:
+            for t in top_trials(prev.get_trials(deepcopy=False), direction, 1.0)[: rnd.enqueue_best]:
+                inside = {n: v for n, v in t.params.items() if n in space and _inside(space[n], v)}
+                if len(inside) == len(space):
+                    study.enqueue_trial(inside, user_attrs={"enqueued_from": f"{prev.study_name}#{t.number}"})
+        study.set_user_attr("mlflow_parent_run_id", parent)
+    else:
+        tracking.reopen_run(mlc, parent)
+    remaining = budget - claimed(study)
+    if remaining > 0:
+        job = RoundJob(
+            key=key, study=name, storage_url=storage_url, bench=bench, rnd=rnd,
+            sampler=rnd.sampler or params.search.sampler, sampler_seed=params.search.seed + 1000 * k, space=space,
+            data_dir=paths.processed_dir(bench.dataset), tracking_uri=params.tracking_uri(),
+            log_models=params.tracking.log_models, experiment_id=experiment_id, parent_run_id=parent, tags=tags,
+            budget=budget, release_memory=release_memory,
+        )  # fmt: skip
+        run_workers(job, study, remaining, timeout or rnd.timeout, workers, trials_per_process(bench.model))
+    else:
+        print(f"{name}: budget of {budget} trials already met; nothing to run", file=sys.stderr)
+    _summarize_round(mlc, parent, study, space, notes, budget)
+    return study
+
+
+def _wait_for_setup(study: optuna.Study, limit: float = SETUP_WAIT_S) -> None:
+    """Wait while another launcher that just created this round's study sets it up.
+
+    Returns at once when the round is set up, was created without an owner (by hand, to
+    enqueue trials), or its owner is a dead process of this host; else after `limit` seconds.
+    """
+    t0 = time.monotonic()
+    while True:
+        attrs = study.user_attrs
+        owner = attrs.get(OWNER_ATTR)
+        if "mlflow_parent_run_id" in attrs or owner is None:
+            return
+        if owner.get("host") == worker_id()["host"] and not worker_alive(owner):
+            return
+        if time.monotonic() - t0 > limit:
+            print(f"{study.study_name}: its creator did not set it up in {limit:.0f} s; setting it up here",
+                  file=sys.stderr)  # fmt: skip
+            return
+        time.sleep(0.5)
+
+
+def wait_round_finished(study: optuna.Study, storage_url: str | None, tracking_uri: str | None,
+                        limit: float = 3600.0) -> None:  # fmt: skip
+    """Wait until no trial of `study` runs any more (other launchers' last trials), before narrowing from it.
+
+    Trials of crashed workers are failed on the way (`fail_interrupted`; with RDB storages once
+    their heartbeat is older than the grace period). Gives up after `limit` seconds.
+    """
+    t0 = time.monotonic()
+    running = optuna.trial.TrialState.RUNNING
+    while study.get_trials(deepcopy=False, states=(running,)):
+        if time.monotonic() - t0 > limit:
+            print(f"{study.study_name}: trials still running after {limit:.0f} s; narrowing without them",
+                  file=sys.stderr)  # fmt: skip
+            return
+        fail_interrupted(study, journal=is_journal(storage_url), tracking_uri=tracking_uri)
+        time.sleep(1.0)
+
+
+def _inside(r: ParamRange, v) -> bool:
+    return v in r.choices if not r.is_numeric else r.low <= v <= r.high
+
+
+def _summarize_round(mlc, parent: str, study: optuna.Study, space: dict[str, ParamRange], notes: list[str],
+                     budget: int) -> None:  # fmt: skip
+    """Log the round's outcome to its parent run: best, counts, trials table, Optuna plots."""
+    from pipeline.search.plots import write_study_plots  # noqa: PLC0415
+
+    counts = _state_counts(study)
+    metrics = {f"n_{k}": v for k, v in counts.items()} | {"budget": budget, "budget_used": budget_used(study)}
+    tags: dict[str, Any] = {"narrowing_notes": "\n".join(notes)[:5000]}
+    try:
+        best = study.best_trial
+        metrics["best_value"] = best.value
+        tags.update({"best_trial": best.number, "best_params": repr(best.params)})
+        tracking.log_params(mlc, parent, {f"best.{k}": v for k, v in best.params.items()})
+    except (ValueError, Exception) as exc:  # no completed trial, or params already logged on resume
+        tags["best_note"] = str(exc)[:500]
+    tracking.log_metrics(mlc, parent, metrics)
+    tracking.set_tags(mlc, parent, tags)
+    with tempfile.TemporaryDirectory() as tmp:
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # no "There are no complete trials." per plot
+        try:
+            files = write_study_plots(study, Path(tmp), list(space))
+        finally:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+        df = study.trials_dataframe()
+        df.to_csv(Path(tmp) / "trials.csv", index=False)
+        paths.write_json_atomic(Path(tmp) / "ranges.json", {"ranges": space_to_dict(space), "notes": notes})
+        tracking.log_figure_files(mlc, parent, [*files, Path(tmp) / "trials.csv", Path(tmp) / "ranges.json"])
+    status = "FINISHED" if counts.get("complete") else "FAILED"
+    mlc.set_terminated(parent, status=status)
+
+
+def run_search(params: Params, key: str, *, only_round: int | None = None, n_trials: int | None = None,
+               timeout: float | None = None, workers: int | None = None, storage_url: str | None = None,
+               release_memory: bool = True) -> dict:  # fmt: skip
+    """Run (or resume) every round of benchmark `key` and write its search result.
+
+    Before anything is created, the tracking store must be reachable, the storage open and the
+    processed data intact. `studies/<key>/storage.json` says where the studies live (any storage;
+    no credentials), so the folder DVC expects always exists. A round without a completed trial
+    fails the search unless an earlier round has one (then it is warned about: the overall best
+    stays the earlier round's). `release_memory` off keeps what trials leave behind (only to measure it).
+
+    Returns:
+        The result written to `results/search/<key>.json`.
+
+    Raises:
+        SearchFailedError: no completed trial (the message gives the most common reason and its count).
+        TrackingError, StorageError, MissingInputError: before any study or run is created.
+    """
+    from pipeline.features import ProcessedData  # noqa: PLC0415
+
+    bench = params.benchmark(key)
+    storage_url = storage_url or params.storage_url()
+    tracking.check_reachable(params.tracking_uri())
+    open_storage(storage_url, key, tracking_uri=params.tracking_uri())  # a bad URL or dead server fails here
+    _, direction = task_metric(ProcessedData.load(paths.processed_dir(bench.dataset)).task)
+    names = [study_name(params, key, k) for k in range(len(bench.rounds))]
+    paths.write_json_atomic(paths.study_dir(key) / "storage.json", {**describe(storage_url, key), "studies": names})
+    workers = workers or params.search.workers
+    rounds_out: list[dict] = []
+    prev: optuna.Study | None = None
+    space = dict(bench.space)
+    for k, rnd in enumerate(bench.rounds):
+        notes = ["ranges from params.yaml"]
+        if prev is not None:
+            if only_round is None or only_round == k + 1:
+                wait_round_finished(prev, storage_url, params.tracking_uri())
+            space, notes = narrow(space, prev.get_trials(deepcopy=False), direction, top_quantile=rnd.top_quantile,
+                                  pad=rnd.pad, widen_at_edge=rnd.widen_at_edge)  # fmt: skip
+        if only_round is None or only_round == k + 1:
+            study = run_round(params, key, k, space, prev=prev, n_trials=n_trials, timeout=timeout, workers=workers,
+                              storage_url=storage_url, notes=notes, direction=direction,
+                              release_memory=release_memory)  # fmt: skip
+        else:
+            study = _load_existing(params, key, k, storage_url)
+        if "space" in study.user_attrs:  # the ranges the study really used (stable across resumes)
+            space = space_from_dict(study.user_attrs["space"])
+            notes = study.user_attrs.get("narrowing_notes", notes)
+        rounds_out.append(_round_result(study, rnd, space, notes))
+        prev = study
+        failure = no_completed_trial(study)
+        if failure is not None:
+            failure = f"{key}: no completed trial in round {k + 1} ({rnd.name}): {failure}"
+            if _overall_best(rounds_out) is None:
+                _write_result(params, key, direction, rounds_out, failure=failure)
+                raise SearchFailedError(f"{failure}; fix the cause and rerun `tunebench search --benchmark {key}`")
+            print(f"warning: {failure}; the best stays that of an earlier round", file=sys.stderr)
+    return _write_result(params, key, direction, rounds_out)
+
+
+def _load_existing(params: Params, key: str, k: int, storage_url: str | None) -> optuna.Study:
+    """Load round `k`'s study for a run of a later round only (`--round`)."""
+    name = study_name(params, key, k)
+    try:
+        return optuna.load_study(study_name=name, storage=open_storage(storage_url, key))
+    except KeyError:
+        raise MissingInputError(
+            f"round {k + 1} of {key} ({name}) has not run with this configuration; "
+            f"run `tunebench search --benchmark {key}` (or `--round {k + 1}`) first"
+        ) from None
+
+
+def _round_result(study: optuna.Study, rnd: RoundConfig, space: dict[str, ParamRange], notes: list[str]) -> dict:
+    """One round of the search result: its study, ranges, notes, counts and best trial."""
+    out: dict[str, Any] = {
+        "study": study.study_name, "round": rnd.name, "epochs": rnd.epochs, "ranges": space_to_dict(space),
+        "notes": notes, "parent_run_id": study.user_attrs.get("mlflow_parent_run_id"),
+        "counts": _state_counts(study),
+    }  # fmt: skip
+    try:
+        b = study.best_trial
+        out["best"] = {"value": b.value, "params": b.params, "trial": b.number,
+                       "epoch": b.user_attrs.get("best_epoch", rnd.epochs),
+                       "run_id": b.user_attrs.get("mlflow_run_id")}  # fmt: skip
+    except ValueError:
+        out["best"] = None
+    return out
+
+
+def _state_counts(study: optuna.Study) -> dict[str, int]:
+    """How many trials of `study` are in each state (`complete`, `pruned`, `fail`, `running`, `waiting`)."""
+    trials = study.get_trials(deepcopy=False)
+    return {s.name.lower(): sum(t.state == s for t in trials) for s in optuna.trial.TrialState}
+
+
+def _overall_best(rounds: list[dict]) -> dict | None:
+    """The last round's best (it trained longest); earlier rounds only if the last has none."""
+    for r in reversed(rounds):
+        if r["best"] is not None:
+            return {**r["best"], "study": r["study"], "round": r["round"]}
+    return None
+
+
+def _write_result(params: Params, key: str, direction: str, rounds: list[dict], failure: str | None = None) -> dict:
+    """Write `results/search/<key>.json` (with the `failure` when no round has a completed trial)."""
+    bench = params.benchmark(key)
+    result: dict[str, Any] = {"benchmark": key, "dataset": bench.dataset, "model": bench.model, "direction": direction,
+                              "rounds": rounds, "best": _overall_best(rounds)}  # fmt: skip
+    if failure is not None:
+        result["failure"] = failure
+    paths.write_json_atomic(paths.search_result(key), result)
+    return result

@@ -1,0 +1,98 @@
+"""Samplers and pruners: what draws a trial's hyperparameters and what stops a poor trial early.
+
+A new sampler or pruner is one branch of `make_sampler` or `make_pruner` here, plus its name
+in `pipeline.config.SAMPLERS` / `PRUNERS` (what `params.yaml` may name).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping
+
+import optuna
+
+from pipeline import compat
+from pipeline.config import ParamRange, RoundConfig
+from pipeline.errors import ConfigError
+
+
+def grid_points(space: Mapping[str, ParamRange], points: int = 4) -> dict[str, list]:
+    """A grid over `space`: `points` values per numeric range (log-spaced for log ranges)."""
+    import numpy as np  # noqa: PLC0415
+
+    grid = {}
+    for name, r in space.items():
+        if not r.is_numeric:
+            grid[name] = list(r.choices)
+            continue
+        vals = np.geomspace(r.low, r.high, points) if r.log else np.linspace(r.low, r.high, points)
+        grid[name] = sorted({int(round(v)) for v in vals}) if r.int else [float(v) for v in vals]
+    return grid
+
+
+def make_sampler(name: str, seed: int, space: Mapping[str, ParamRange] | None = None) -> optuna.samplers.BaseSampler:
+    """A seeded sampler: tpe, random, grid (4 points a range), cmaes or gp.
+
+    Its random state is reseeded before every trial from `seed` and the trial's number
+    (`per_trial_seed`), so what a trial draws does not depend on which process asks: parallel
+    workers, launchers on other machines and resumed or recycled processes never replay one
+    another's draws, and a rerun of the same study draws the same.
+    """
+    s = optuna.samplers
+    if name == "tpe":
+        sampler = s.TPESampler(seed=seed, multivariate=True, n_startup_trials=5)
+    elif name == "random":
+        sampler = s.RandomSampler(seed=seed)
+    elif name == "cmaes":
+        sampler = s.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    elif name == "gp":
+        if importlib.util.find_spec("torch") is None:
+            raise ConfigError(
+                "sampler `gp` (search.sampler or a round's sampler) needs PyTorch, which Optuna's GPSampler uses "
+                "and tunebench does not install: `pip install torch`, or choose tpe, random, grid or cmaes"
+            )
+        sampler = s.GPSampler(seed=seed)
+    elif name == "grid":
+        sampler = s.GridSampler(grid_points(space or {}), seed=seed)
+    else:
+        raise ValueError(f"unknown sampler {name!r}")
+    return per_trial_seed(sampler, seed)
+
+
+def per_trial_seed(sampler: optuna.samplers.BaseSampler, seed: int) -> optuna.samplers.BaseSampler:
+    """Make `sampler` reseed its random states from `(seed, trial number)` before each trial.
+
+    Returns:
+        The same sampler.
+    """
+    import numpy as np  # noqa: PLC0415
+
+    states = compat.sampler_random_states(sampler)
+
+    def reseed(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        base = int(np.random.SeedSequence([seed & 0xFFFFFFFF, trial.number]).generate_state(1)[0])
+        for i, state in enumerate(states):
+            state.seed((base + i) & 0xFFFFFFFF)
+
+    return compat.before_each_trial(sampler, reseed)
+
+
+def make_pruner(rnd: RoundConfig, steps: int | None = None) -> optuna.pruners.BasePruner:
+    """The round's pruner.
+
+    Args:
+        `rnd`: the round (its `pruner` and `epochs`).
+        `steps`: pruning steps of one trial: the epochs (default), or the folds of a K-fold objective.
+    """
+    p = optuna.pruners
+    steps = steps or rnd.epochs
+    warmup = max(1, steps // 4)
+    if rnd.pruner == "median":
+        return p.MedianPruner(n_startup_trials=2, n_warmup_steps=warmup)
+    if rnd.pruner == "percentile":
+        return p.PercentilePruner(33.0, n_startup_trials=2, n_warmup_steps=warmup)
+    if rnd.pruner == "successive_halving":
+        return p.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if rnd.pruner == "hyperband":
+        return p.HyperbandPruner(min_resource=1, max_resource=steps, reduction_factor=3)
+    return p.NopPruner()

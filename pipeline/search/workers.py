@@ -1,0 +1,291 @@
+"""The processes that run a round's trials: worker pool, recycling, memory release, progress.
+
+A round's trials run in this process, or in `workers` spawned processes sharing the study,
+each given the typed round and the processed-data folder (`RoundJob`), never re-reading
+`params.yaml`. After every trial the Keras session is cleared and garbage collected. That
+does not stop TensorFlow from keeping ~5 MB of every model built in a process
+(`benchmarks/trial_memory.py` measures it), so Keras trials run in spawned worker processes
+of at most `TRIALS_PER_PROCESS` trials each when a round has more than that.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import multiprocessing as mp
+import multiprocessing.connection
+import os
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from pipeline import compat, tracking
+from pipeline.config import BenchmarkConfig, ParamRange, RoundConfig
+from pipeline.errors import SearchFailedError, TunebenchError
+from pipeline.redaction import redact
+from pipeline.search.budget import SURPLUS_ATTR, StopAtBudget, budget_used, claimed, one_line
+from pipeline.search.objective import TrialContext, run_trial
+from pipeline.search.samplers import make_pruner, make_sampler
+from pipeline.search.storage import WORKER_ATTR, open_storage, worker_id
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar reports trials instead
+TRIALS_PER_PROCESS = 50  # Keras families: trials per worker process before a fresh one (see trials_per_process)
+
+
+class _OneLineTrialFailures(logging.Filter):
+    """Optuna's report of a failed trial as one line, without the traceback.
+
+    The traceback is kept where it can be read later: the trial's MLflow run (artifact
+    `error.txt`) and the trial's `fail_reason` user attr hold the error.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if compat.FAILED_VALUE_LINE in message:  # Optuna's second line about the same failure
+            return False
+        record.msg, record.args, record.exc_info, record.exc_text = one_line(message), (), None, None
+        return True
+
+
+compat.optimize_logger().addFilter(_OneLineTrialFailures())
+
+
+@dataclass(frozen=True)
+class RoundJob:
+    """What every worker process of one round needs (picklable: it is the spawned processes' argument).
+
+    `data_dir` is the data handle: the benchmark's processed-data folder, loaded by each worker.
+    """
+
+    key: str  # the benchmark (names its default journal file)
+    study: str  # the round's study name
+    storage_url: str | None
+    bench: BenchmarkConfig
+    rnd: RoundConfig
+    sampler: str
+    sampler_seed: int
+    space: dict[str, ParamRange]
+    data_dir: Path
+    tracking_uri: str
+    log_models: bool
+    experiment_id: str
+    parent_run_id: str
+    tags: dict[str, Any]
+    budget: int
+    threads: int = 1
+    release_memory: bool = True  # clear the Keras session and collect garbage after every trial (off only to measure)
+
+
+def trials_per_process(model: str) -> int:
+    """How many trials one worker process runs before a fresh one takes over (0: no limit).
+
+    TensorFlow keeps about 5 MB of every model built in a process, `clear_session` or not
+    (tensorflow#36465; measured by `benchmarks/trial_memory.py`), so the Keras families run
+    at most `TRIALS_PER_PROCESS` trials a process; other families never need a fresh one.
+    `TUNEBENCH_TRIALS_PER_PROCESS` overrides it (0 turns it off).
+    """
+    env = os.environ.get("TUNEBENCH_TRIALS_PER_PROCESS")
+    if env not in (None, ""):
+        return max(0, int(env))
+    return TRIALS_PER_PROCESS if model.startswith("keras_") else 0
+
+
+def run_worker(job: RoundJob, n_trials: int, timeout: float | None, slot: int) -> None:
+    """Run `n_trials` of the round in this process (also the body of every spawned worker).
+
+    The sampler draws from a seed and each trial's number (`samplers.per_trial_seed`), so
+    parallel workers, launchers and every resumed or recycled process sample new points.
+    """
+    os.environ["TUNEBENCH_THREADS"] = str(job.threads)
+    from pipeline.features import ProcessedData  # noqa: PLC0415
+    from pipeline.models import get_family  # noqa: PLC0415
+
+    storage = open_storage(job.storage_url, job.key, tracking_uri=job.tracking_uri)
+    data = ProcessedData.load(job.data_dir)
+    study = optuna.load_study(
+        study_name=job.study, storage=storage, sampler=make_sampler(job.sampler, job.sampler_seed, job.space),
+        pruner=make_pruner(job.rnd, steps=len(data.folds) if data.folds else job.rnd.epochs),
+    )  # fmt: skip
+    ctx = TrialContext(
+        family=get_family(job.bench.model), data=data, space=job.space, fixed=job.bench.hparams,
+        epochs=job.rnd.epochs, seed=job.bench.seed, mlc=tracking.client(job.tracking_uri),
+        experiment_id=job.experiment_id, parent_run_id=job.parent_run_id, tags=job.tags, log_models=job.log_models,
+    )  # fmt: skip
+    if claimed(study) >= job.budget:  # other workers or launchers took the rest meanwhile
+        return
+    bar = _ProgressBar(study, job.budget) if slot == 0 else None
+    try:
+        optimize(study, ctx, n_trials=n_trials, timeout=timeout, budget=job.budget, release_memory=job.release_memory,
+                 callbacks=[StopAtBudget(job.budget), *([bar] if bar else [])])  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.bar.close()
+
+
+def optimize(study: optuna.Study, ctx: TrialContext, *, n_trials: int | None, timeout: float | None,
+             budget: int | None = None, callbacks: list | None = None,
+             release_memory: bool = True) -> None:  # fmt: skip
+    """Run trials of `study` in this process: the loop of every worker.
+
+    Each trial first records its worker (so a later resume can tell it from a crashed one);
+    after each, the Keras session is cleared and garbage collected (unless `release_memory`
+    is off, to measure what it saves). Stops after `n_trials`, once `timeout` seconds have
+    passed (the running trial finishes), or once the study's `budget` is claimed by any
+    process. Trial numbers decide who gets the last places: a trial asked while trials of
+    lower numbers already claim the whole budget (two launchers finishing at the same
+    moment) stops at once, PRUNED with user attr `surplus`, before it samples or trains; it
+    counts nowhere.
+    """
+    me = worker_id()
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER_ATTR, me)
+        if budget is not None and claimed(study, before=trial.number) >= budget:
+            trial.set_user_attr(SURPLUS_ATTR, True)
+            trial.set_user_attr("pruned_reason", "surplus: the budget was already claimed by other workers")
+            study.stop()
+            raise optuna.TrialPruned("surplus: the budget was already claimed by other workers")
+        try:
+            return run_trial(trial, ctx)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:  # failed before `run_trial` could record why (bad hyperparameters, tracking...)
+            if "fail_reason" not in trial.user_attrs:
+                trial.set_user_attr("fail_reason", redact(f"{type(exc).__name__}: {exc}")[:2000])
+            raise
+
+    release = _ReleaseMemory() if release_memory else None
+    try:
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(Exception,),
+                       callbacks=[*([release] if release else []), *(callbacks or [])])  # fmt: skip
+    finally:
+        if release is not None and release.frozen:
+            gc.unfreeze()
+
+
+class _ReleaseMemory:
+    """Trial callback: clear the Keras session (if Keras is loaded) and collect garbage.
+
+    What survives that collection stays for good (TensorFlow, MLflow, the data, and the
+    ~9,000 objects of graph state TensorFlow keeps from every model): it is moved out of the
+    collector's sight (`gc.freeze`), so each collection only walks what the next trial makes.
+    A full collection with TensorFlow loaded took 0.25 s and grew with every trial; frozen,
+    0.01 s (a trial pays two: here and in the Keras family's `clear_session`).
+    """
+
+    def __init__(self) -> None:
+        self.frozen = False
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        release_memory()
+        gc.freeze()
+        self.frozen = True
+
+
+def release_memory() -> None:
+    """Drop what a finished trial left behind: the Keras session (if Keras is loaded) and garbage."""
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "backend"):
+        keras.backend.clear_session()  # also runs gc.collect()
+    else:
+        gc.collect()
+
+
+class _ProgressBar:
+    """A live line for the round: trials counted against the budget, pruned, failed, best so far."""
+
+    def __init__(self, study: optuna.Study, budget: int):
+        from tqdm import tqdm  # noqa: PLC0415
+
+        self.bar = tqdm(total=budget, initial=budget_used(study), desc=study.study_name, unit="trial",
+                        file=sys.stderr, leave=True)  # fmt: skip
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        try:
+            best = f"{study.best_value:.4g}"
+        except ValueError:
+            best = "-"
+        self.bar.n = budget_used(study)  # every worker's trials, not only this process's
+        self.bar.set_postfix(
+            complete=states.count(optuna.trial.TrialState.COMPLETE),
+            pruned=states.count(optuna.trial.TrialState.PRUNED),
+            failed=states.count(optuna.trial.TrialState.FAIL), best=best,
+        )  # fmt: skip
+
+
+def run_workers(job: RoundJob, study: optuna.Study, remaining: int, timeout: float | None, workers: int,
+                per_process: int) -> None:  # fmt: skip
+    """Run `remaining` trials: in this process, or in spawned worker processes.
+
+    `workers` processes share the study, each with its share of the trials; a worker slot
+    runs its share in consecutive fresh processes of at most `per_process` trials (0: one
+    process). With one worker and no limit reached, the trials run here. A `timeout` (seconds)
+    covers the whole round: no new process starts after it. Every worker also stops once the
+    study's budget is claimed, so launchers sharing a study (other machines) run it once.
+
+    Raises:
+        SearchFailedError: a worker process failed (the study stays resumable); its error is in the message.
+    """
+    own_threads = int(os.environ.get("TUNEBENCH_THREADS", "1"))
+    if workers <= 1 and (not per_process or remaining <= per_process):
+        run_worker(replace(job, threads=own_threads), remaining, timeout, 0)
+        return
+    job = replace(job, threads=own_threads if workers <= 1 else max(1, (os.cpu_count() or 1) // workers))
+    quotas = [remaining // workers + (i < remaining % workers) for i in range(workers)]
+    per = per_process or max(quotas)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ctx = mp.get_context("spawn")
+    left = dict(enumerate(quotas))
+    running: dict[int, tuple[Any, int]] = {}
+    bad: list[int] = []
+    errors = ctx.SimpleQueue()
+    while True:
+        for slot, quota in left.items():
+            if quota <= 0 or slot in running or bad:
+                continue
+            rest = None if deadline is None else deadline - time.monotonic()
+            if (rest is not None and rest <= 0) or claimed(study) >= job.budget:
+                left[slot] = 0
+                continue
+            n = min(quota, per)
+            proc = ctx.Process(target=_worker_process, args=(job, n, rest, slot, errors),
+                               name=f"tunebench-worker-{slot}")  # fmt: skip
+            proc.start()
+            running[slot] = (proc, n)
+        if not running:
+            break
+        mp.connection.wait([p.sentinel for p, _ in running.values()])
+        for slot, (proc, n) in list(running.items()):
+            if proc.exitcode is None:
+                continue
+            proc.join()
+            del running[slot]
+            if proc.exitcode != 0:
+                bad.append(proc.exitcode)
+                left[slot] = 0
+            else:
+                left[slot] -= n
+    if bad:
+        why = [errors.get() for _ in range(len(bad)) if not errors.empty()]
+        why += [f"killed by signal {-c}" + (" (out of memory?)" if c == -9 else "") for c in bad if c < 0]
+        raise SearchFailedError(
+            f"{study.study_name}: {len(bad)} search worker process(es) failed: {'; '.join(why) or f'exit codes {bad}'}"
+            "; the study is kept: fix the cause and rerun the same command to resume"
+        )
+
+
+def _worker_process(job: RoundJob, n_trials: int, timeout: float | None, slot: int, errors) -> None:
+    """The body of a spawned worker: `run_worker`, its failure sent to the parent as one line (no traceback)."""
+    try:
+        run_worker(job, n_trials, timeout, slot)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the search with it
+        text = str(exc) if isinstance(exc, TunebenchError) else f"{type(exc).__name__}: {exc}"
+        errors.put(f"worker {slot}: {one_line(redact(text))}")
+        sys.exit(1)

@@ -1,0 +1,72 @@
+"""MLflow tracking: one experiment per benchmark, a parent run per study round, a child run per trial.
+
+One module per job; callers use the names re-exported here (`from pipeline import tracking`,
+`tracking.client(...)`):
+
+- `store`: the client of a tracking store (`client`, SQLite tuning, relative SQLite URIs),
+  the preflight `check_reachable`, the `mlflow ui` command line (`ui_command`).
+- `runs`: experiments and runs (`ensure_experiment`, `start_run`, `reopen_run`), params,
+  metrics and tags in batches, uploaded files, and `close_orphan_runs` for the runs of a
+  process that died.
+- `trial_run`: `TrialRun`, the child run of one Optuna trial (per-epoch metrics, end status).
+- `charts`: the learning-curve PNG of a trial (Pillow).
+- `model_logging`: a trial's model as the `TrainedModel` folder plus the MLflow Keras flavor.
+
+Credentials never reach MLflow's own output, our logs, params or tags: every value logged goes
+through `pipeline.redaction.redact` (re-exported here as `redact`), which stays outside this
+package because configuration and storage code below the tracking layer use it without MLflow.
+Private MLflow APIs are used only through `pipeline.compat`.
+"""
+
+from __future__ import annotations
+
+from pipeline.redaction import redact, split_credentials
+from pipeline.tracking.charts import plot_learning_curves, smooth_curve
+from pipeline.tracking.model_logging import save_trial_model
+from pipeline.tracking.runs import (
+    MAX_PARAM_LENGTH,
+    MAX_TAG_LENGTH,
+    OWNER_TAGS,
+    close_orphan_runs,
+    ensure_experiment,
+    experiment_name,
+    git_commit,
+    log_figure_files,
+    log_metrics,
+    log_params,
+    owner_tags,
+    reopen_run,
+    set_tags,
+    start_run,
+)
+from pipeline.tracking.store import absolute_sqlite_uri, check_reachable, client, local_artifact_dir, ui_command
+from pipeline.tracking.trial_run import STATUS, TrialRun
+
+__all__ = [
+    "MAX_PARAM_LENGTH",
+    "MAX_TAG_LENGTH",
+    "OWNER_TAGS",
+    "STATUS",
+    "TrialRun",
+    "absolute_sqlite_uri",
+    "check_reachable",
+    "client",
+    "close_orphan_runs",
+    "ensure_experiment",
+    "experiment_name",
+    "git_commit",
+    "local_artifact_dir",
+    "log_figure_files",
+    "log_metrics",
+    "log_params",
+    "owner_tags",
+    "plot_learning_curves",
+    "redact",
+    "reopen_run",
+    "save_trial_model",
+    "set_tags",
+    "smooth_curve",
+    "start_run",
+    "split_credentials",
+    "ui_command",
+]

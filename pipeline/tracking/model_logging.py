@@ -1,0 +1,94 @@
+"""A trial's model as an MLflow artifact: the `TrainedModel` folder, and the Keras flavor for Keras models.
+
+Completed trials log their model as one folder that is both a `TrainedModel.save` folder
+(`TrainedModel.load` reads it) and, for the Keras families, an MLflow model of the Keras flavor
+with a signature and an input example (`mlflow.keras.load_model` / `mlflow.pyfunc.load_model`
+read `runs:/<run_id>/model`), written by MLflow's public `mlflow.keras.save_model`.
+
+Nothing here knows a model family: a model is Keras when its `model` attribute is a
+`keras.Model` (checked without importing Keras), its file is the `.keras` file its own `save`
+wrote, and its `prepare` brings feature rows to the model's input layout.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import compat
+
+
+def _keras_model(model):
+    """The `keras.Model` inside a `TrainedModel` of a Keras family, else None (without importing Keras)."""
+    keras = sys.modules.get("keras")
+    inner = getattr(model, "model", None)
+    return inner if keras is not None and isinstance(inner, keras.Model) else None
+
+
+@functools.cache
+def _keras_requirements() -> tuple[str, ...]:
+    """Pinned requirements of a Keras-flavor model: keras (MLflow's default) and the TensorFlow backend."""
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    import mlflow.keras  # noqa: PLC0415
+
+    reqs = list(mlflow.keras.get_default_pip_requirements())
+    for dist in ("tensorflow-cpu", "tensorflow"):
+        try:
+            reqs.append(f"{dist}=={version(dist)}")
+            break
+        except PackageNotFoundError:
+            continue
+    return tuple(reqs)
+
+
+def _dense_rows(x, n: int) -> np.ndarray:
+    rows = x[:n]
+    return np.asarray(rows.toarray() if hasattr(rows, "toarray") else rows, dtype=np.float32)
+
+
+def save_trial_model(model, dest: Path, input_example=None, *, keras_flavor: bool = True) -> str:
+    """Save a trial's `TrainedModel` into `dest`, as an MLflow Keras-flavor model too when it is Keras.
+
+    `dest` gets `TrainedModel.save`'s files (`meta.json`, the family's files: `TrainedModel.load`
+    reads them) and, for a Keras model with `keras_flavor`, `mlflow.keras.save_model`'s files
+    (`MLmodel` with the `keras` and `python_function` flavors, `data/model.keras` (a hard link to
+    the family's `.keras` file: `compat.keras_model_saved_as`), a tensor signature,
+    `input_example.json`, pinned requirements: no requirement inference).
+
+    Args:
+        `input_example`: a few feature rows (array or CSR) the model takes; the first row is kept.
+            Without it, a zero row of the input shape stands in.
+
+    Returns:
+        `keras` when the MLflow flavor was written, else `tunebench` (the folder alone).
+    """
+    dest = Path(dest)
+    model.save(dest)  # makes `dest`: `save_model` with an input example needs it to exist (mlflow#16183)
+    km = _keras_model(model) if keras_flavor else None
+    if km is None:
+        return "tunebench"
+    import mlflow.keras  # noqa: PLC0415
+    from mlflow.models import ModelSignature  # noqa: PLC0415
+    from mlflow.types import Schema, TensorSpec  # noqa: PLC0415
+
+    in_shape, out_shape = tuple(km.inputs[0].shape[1:]), tuple(km.outputs[0].shape[1:])
+    example = (
+        np.asarray(type(model).prepare(_dense_rows(input_example, 1)), dtype=np.float32)
+        if input_example is not None
+        else np.zeros((1, *in_shape), dtype=np.float32)
+    )
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *in_shape))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *out_shape))]),
+    )
+    saved = sorted(dest.glob("*.keras"))  # the file the family's `save` just wrote
+    mlflow.keras.save_model(
+        compat.keras_model_saved_as(km, saved[0]) if len(saved) == 1 else km, str(dest), signature=signature,
+        input_example=example, pip_requirements=list(_keras_requirements()),
+        metadata={"tunebench_family": getattr(model, "family", "")},
+    )  # fmt: skip
+    return "keras"
