@@ -268,11 +268,3 @@ def hidden_units(hp: dict) -> list[int]:
     units = hp["units"]
     widths = list(units) if isinstance(units, list | tuple) else [int(units)] * int(hp.get("depth", 1))
     return [int(w) for w in widths]
-
-
-# merged with the models branch
-def resolve_hparams(family_name: str, task: str, fixed: dict, sampled: dict | None = None) -> dict:
-    """Hyperparameters of a trial or a retrained model: the family's defaults for `task`, `fixed`, then `sampled`."""
-    from pipeline.models import get_family  # noqa: PLC0415 - NumPy only when needed
-
-    return {**get_family(family_name).default_hparams(task), **fixed, **(sampled or {})}
