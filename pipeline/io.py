@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from pipeline.processes import worker_alive
+
 CHUNK = 1 << 20  # bytes read at a time when hashing
 
 
@@ -156,7 +158,6 @@ def clean_staging(dest: Path) -> None:
     A temporary of a process that still runs (a concurrent stage) is kept. If a kill fell between
     the two renames of a folder swap, the complete old output is put back.
     """
-    from pipeline.search.storage import worker_alive  # noqa: PLC0415
 
     prefix = f".{dest.name}.tmp-"
     for tmp in dest.parent.glob(glob.escape(prefix) + "*"):

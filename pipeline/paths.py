@@ -15,9 +15,6 @@ from pathlib import Path
 
 from pipeline.errors import ConfigError
 
-# The I/O helpers lived here; `pipeline.io` is their home. Kept for callers not switched yet
-# (pipeline/search/runner.py, tests/test_run_failures.py): drop once they import `pipeline.io`.
-from pipeline.io import file_sha256, read_json, write_json_atomic  # noqa: F401
 
 ROOT = Path(".")
 DATA = ROOT / "data"
@@ -96,6 +93,11 @@ def raw_example(dataset: str) -> Path:
 def study_dir(benchmark: str) -> Path:
     """The Optuna journal storage of one benchmark's studies."""
     return _named(STUDIES / benchmark, benchmark, "benchmarks")
+
+
+def storage_note(benchmark: str) -> Path:
+    """Where one benchmark's studies live (storage kind, redacted URL, study names): the search stage's output."""
+    return study_dir(benchmark) / "storage.json"
 
 
 def journal_file(benchmark: str) -> Path:

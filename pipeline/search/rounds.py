@@ -23,12 +23,13 @@ from typing import Any
 
 import optuna
 
-from pipeline import paths, tracking
+from pipeline import io, paths, tracking
 from pipeline.config import ParamRange, Params, RoundConfig, fingerprint
 from pipeline.errors import MissingInputError, SearchFailedError
 from pipeline.search.budget import budget_used, claimed, discard_failed_attempt, no_completed_trial
 from pipeline.search.spaces import narrow, space_from_dict, space_to_dict, top_trials
-from pipeline.search.storage import describe, fail_interrupted, is_journal, open_storage, worker_alive, worker_id
+from pipeline.processes import worker_alive, worker_id
+from pipeline.search.storage import describe, fail_interrupted, is_journal, open_storage
 from pipeline.search.workers import RoundJob, run_workers, trials_per_process
 from pipeline.tasks import task_metric
 
@@ -56,7 +57,7 @@ def study_name(params: Params, key: str, k: int) -> str:
 def _trial_tags(params: Params, key: str, k: int, name: str) -> dict[str, Any]:
     """MLflow tags of the round's parent run and of every trial's run."""
     bench = params.benchmark(key)
-    digest = paths.file_sha256(paths.processed_dir(bench.dataset) / "manifest.json")
+    digest = io.file_sha256(paths.processed_manifest(bench.dataset))
     return {
         "study_name": name, "round": k + 1, "round_name": bench.rounds[k].name, "benchmark": key,
         "dataset": bench.dataset, "model": bench.model, "dataset_manifest_hash": digest,
@@ -200,7 +201,7 @@ def _summarize_round(mlc, parent: str, study: optuna.Study, space: dict[str, Par
             optuna.logging.set_verbosity(optuna.logging.WARNING)
         df = study.trials_dataframe()
         df.to_csv(Path(tmp) / "trials.csv", index=False)
-        paths.write_json_atomic(Path(tmp) / "ranges.json", {"ranges": space_to_dict(space), "notes": notes})
+        io.write_json_atomic(Path(tmp) / "ranges.json", {"ranges": space_to_dict(space), "notes": notes})
         tracking.log_figure_files(mlc, parent, [*files, Path(tmp) / "trials.csv", Path(tmp) / "ranges.json"])
     status = "FINISHED" if counts.get("complete") else "FAILED"
     mlc.set_terminated(parent, status=status)
@@ -232,7 +233,7 @@ def run_search(params: Params, key: str, *, only_round: int | None = None, n_tri
     open_storage(storage_url, key, tracking_uri=params.tracking_uri())  # a bad URL or dead server fails here
     _, direction = task_metric(ProcessedData.load(paths.processed_dir(bench.dataset)).task)
     names = [study_name(params, key, k) for k in range(len(bench.rounds))]
-    paths.write_json_atomic(paths.study_dir(key) / "storage.json", {**describe(storage_url, key), "studies": names})
+    io.write_json_atomic(paths.storage_note(key), {**describe(storage_url, key), "studies": names})
     workers = workers or params.search.workers
     rounds_out: list[dict] = []
     prev: optuna.Study | None = None
@@ -315,5 +316,5 @@ def _write_result(params: Params, key: str, direction: str, rounds: list[dict], 
                               "rounds": rounds, "best": _overall_best(rounds)}  # fmt: skip
     if failure is not None:
         result["failure"] = failure
-    paths.write_json_atomic(paths.search_result(key), result)
+    io.write_json_atomic(paths.search_result(key), result)
     return result

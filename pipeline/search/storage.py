@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import copy
 import os
-import socket
 import warnings
 from pathlib import Path
 
 import optuna
 
 from pipeline import compat, paths
+from pipeline.processes import worker_alive
 from pipeline.redaction import redact
 from pipeline.errors import StorageError
 
@@ -131,36 +131,6 @@ def sqlalchemy_url(url: str) -> str:
     if scheme == "postgresql" and has["psycopg"]:
         return url  # SQLAlchemy's own default works
     return f"postgresql+{'psycopg2' if has['psycopg2'] else 'psycopg'}://{rest}"
-
-
-def worker_id() -> dict:
-    """This process as a trial's `worker` user attr: host, pid and start time (pids get reused)."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "started": _process_start(os.getpid())}
-
-
-def _process_start(pid: int) -> float | None:
-    try:
-        import psutil  # noqa: PLC0415 - optional (installed with dvc)
-
-        return round(psutil.Process(pid).create_time(), 2)
-    except Exception:  # noqa: BLE001 - no psutil, or no such process
-        return None
-
-
-def worker_alive(worker: dict | None) -> bool:
-    """True when `worker` (a `worker_id()`) is a live process on this host other than this one."""
-    if not worker or worker.get("host") != socket.gethostname() or worker.get("pid") == os.getpid():
-        return False
-    try:
-        os.kill(int(worker["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, owned by someone else
-    except (OSError, ValueError, TypeError):
-        return False
-    started = worker.get("started")
-    return started is None or _process_start(int(worker["pid"])) in (None, started)
 
 
 def is_interrupted(study_attrs: dict, trial: optuna.trial.FrozenTrial) -> bool:

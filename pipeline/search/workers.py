@@ -30,7 +30,8 @@ from pipeline.redaction import redact
 from pipeline.search.budget import SURPLUS_ATTR, StopAtBudget, budget_used, claimed, one_line
 from pipeline.search.objective import TrialContext, run_trial
 from pipeline.search.samplers import make_pruner, make_sampler
-from pipeline.search.storage import WORKER_ATTR, open_storage, worker_id
+from pipeline.processes import worker_id
+from pipeline.search.storage import WORKER_ATTR, open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar reports trials instead
 TRIALS_PER_PROCESS = 50  # Keras families: trials per worker process before a fresh one (see trials_per_process)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import compat
+from pipeline.models.arrays import dense
 
 
 def _keras_model(model):
@@ -43,11 +44,6 @@ def _keras_requirements() -> tuple[str, ...]:
         except PackageNotFoundError:
             continue
     return tuple(reqs)
-
-
-def _dense_rows(x, n: int) -> np.ndarray:
-    rows = x[:n]
-    return np.asarray(rows.toarray() if hasattr(rows, "toarray") else rows, dtype=np.float32)
 
 
 def save_trial_model(model, dest: Path, input_example=None, *, keras_flavor: bool = True) -> str:
@@ -77,7 +73,7 @@ def save_trial_model(model, dest: Path, input_example=None, *, keras_flavor: boo
 
     in_shape, out_shape = tuple(km.inputs[0].shape[1:]), tuple(km.outputs[0].shape[1:])
     example = (
-        np.asarray(type(model).prepare(_dense_rows(input_example, 1)), dtype=np.float32)
+        np.asarray(type(model).prepare(dense(input_example[:1])), dtype=np.float32)
         if input_example is not None
         else np.zeros((1, *in_shape), dtype=np.float32)
     )

@@ -21,6 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipeline import paths
+from pipeline.processes import worker_alive, worker_id
 from pipeline.redaction import redact
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limits on a param and a tag value
@@ -139,7 +140,6 @@ OWNER_TAGS = ("tunebench.host", "tunebench.pid", "tunebench.started")
 
 def owner_tags() -> dict[str, str]:
     """Tags naming this process (host, pid, start time), set on every run `start_run` creates."""
-    from pipeline.search.storage import worker_id  # noqa: PLC0415
 
     w = worker_id()
     return dict(zip(OWNER_TAGS, (str(w["host"]), str(w["pid"]), "" if w["started"] is None else str(w["started"]))))
@@ -175,7 +175,6 @@ def close_orphan_runs(mlc: MlflowClient, experiment_id: str, *, by: str) -> list
     Returns:
         The ids of the runs closed.
     """
-    from pipeline.search.storage import worker_alive, worker_id  # noqa: PLC0415
 
     me, closed, token = worker_id(), [], None
     while True:

@@ -24,7 +24,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from pipeline import compat, paths, stages, tracking
+from pipeline import compat, paths, processes, stages, tracking
 from pipeline.__main__ import main
 from pipeline.config import ParamRange, load_params, parse_params
 from pipeline.errors import MissingInputError
@@ -249,9 +249,9 @@ def test_crashed_running_trial_is_failed_not_counted_and_retried_while_live_ones
     live_proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         live = study.ask(dist)
-        compat.storage_of(study).set_trial_user_attr(compat.trial_id(live), storage.WORKER_ATTR, {
-            "host": storage.worker_id()["host"], "pid": live_proc.pid, "started": storage._process_start(live_proc.pid)
-        })  # fmt: skip
+        owner = {"host": processes.worker_id()["host"], "pid": live_proc.pid,
+                 "started": processes.process_start(live_proc.pid)}  # fmt: skip
+        compat.storage_of(study).set_trial_user_attr(compat.trial_id(live), storage.WORKER_ATTR, owner)
         proj.search(key)
         trials = {t.number: t for t in proj.study(key).get_trials()}
         assert trials[crashed.number].state == TS.FAIL and trials[crashed.number].user_attrs["interrupted"]
