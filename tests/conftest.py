@@ -20,6 +20,16 @@ if str(Path(__file__).parent) not in sys.path:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+@pytest.fixture(autouse=True)
+def _own_mlflow_uris(monkeypatch):
+    """Each test starts without MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI and leaks none: MLflow's
+    `set_tracking_uri` / `set_registry_uri` export them, which would point later CLI subprocesses
+    at an earlier test's store."""
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.setenv(var, "")  # recorded, so the value before the test comes back afterwards
+        monkeypatch.delenv(var)
+
+
 @pytest.fixture
 def shipped_params() -> dict:
     """The shipped params.yaml as plain data (a fresh copy per test)."""
@@ -70,6 +80,7 @@ def project(tmp_path_factory) -> tuple[Path, dict]:
            "TF_CPP_MIN_LOG_LEVEL": "3", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}  # fmt: skip
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)
     env.pop("TUNEBENCH_STORAGE", None)
     sh(["git", "init", "-q"], dest, env)
     sh(["git", "add", "-A"], dest, env)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -62,12 +63,20 @@ def open_storage(url: str | None, benchmark: str, *, tracking_uri: str | None = 
     full = sqlalchemy_url(url)
     engine_kwargs = {"pool_pre_ping": True, "connect_args": _connect_args(url)}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                full, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
-                heartbeat_stale_trial_callback=InterruptedTrial(tracking_uri), engine_kwargs=engine_kwargs,
-            )  # fmt: skip
+        for attempt in range(SCHEMA_RACE_RETRIES + 1):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return RDBStorage(
+                        full, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
+                        heartbeat_stale_trial_callback=InterruptedTrial(tracking_uri), engine_kwargs=engine_kwargs,
+                    )  # fmt: skip
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                # launchers that start together on a new database race to create Optuna's tables: the
+                # loser's CREATE fails on what the winner just made, and opening again finds them
+                if attempt == SCHEMA_RACE_RETRIES:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
         raise _bad_url(url, _first_line(exc)) from None
     except sqlalchemy.exc.SQLAlchemyError as exc:
@@ -80,6 +89,7 @@ def open_storage(url: str | None, benchmark: str, *, tracking_uri: str | None = 
 
 
 CONNECT_TIMEOUT = 10  # seconds a database server gets to accept a connection
+SCHEMA_RACE_RETRIES = 4  # reopenings after losing the race to create the tables of a new database
 
 
 def _connect_args(url: str) -> dict:

@@ -249,7 +249,8 @@ def _read_only(proj: Path, command: list[str]) -> list[str]:
     if os.geteuid() != 0:
         subprocess.run(["chmod", "-R", "a-w", str(proj)], check=True)
         return command
-    script = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0" && exec "$@"'
+    # `cd` again after mounting: a working directory taken before the mount still sees the writable folder
+    script = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0" && cd "$0" && exec "$@"'
     probe = shutil.which("unshare") and subprocess.run(["unshare", "-m", "sh", "-c", script, str(proj), "true"],
                                                        capture_output=True, text=True)  # fmt: skip
     if not probe or probe.returncode != 0:

@@ -51,7 +51,7 @@ def test_rest_predictions_equal_in_process(project, tmp_path):
     expected = np.asarray(mlflow.pyfunc.load_model(model_uri).predict(frame), dtype=float).reshape(-1)
 
     port = _free_port()
-    env = {**state["env"], "MLFLOW_TRACKING_URI": uri}
+    env = {**state["env"], "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri}
     log = open(tmp_path / "serve.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
