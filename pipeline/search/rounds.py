@@ -34,6 +34,7 @@ from pipeline.search.workers import RoundJob, run_workers, trials_per_process
 from pipeline.tasks import task_metric
 
 SETUP_WAIT_S = 120.0  # how long a launcher waits for the creator of a round's study to set the round up
+OWNERLESS_WAIT_S = 10.0  # how long a launcher waits for the creator of a new study to name itself (OWNER_ATTR)
 OWNER_ATTR = "created_by"  # study user attr: the worker that created the study and sets the round up
 
 
@@ -136,15 +137,21 @@ def run_round(params: Params, key: str, k: int, space: dict[str, ParamRange], *,
 def _wait_for_setup(study: optuna.Study, limit: float = SETUP_WAIT_S) -> None:
     """Wait while another launcher that just created this round's study sets it up.
 
-    Returns at once when the round is set up, was created without an owner (by hand, to
-    enqueue trials), or its owner is a dead process of this host; else after `limit` seconds.
+    Returns at once when the round is set up or its owner is a dead process of this host; after
+    `OWNERLESS_WAIT_S` when no owner has named itself (a study created by hand, to enqueue
+    trials); else after `limit` seconds.
     """
     t0 = time.monotonic()
     while True:
         attrs = study.user_attrs
         owner = attrs.get(OWNER_ATTR)
-        if "mlflow_parent_run_id" in attrs or owner is None:
+        if "mlflow_parent_run_id" in attrs:
             return
+        if owner is None:  # just created (its creator names itself a moment later), or created by hand
+            if time.monotonic() - t0 > OWNERLESS_WAIT_S:
+                return
+            time.sleep(0.2)
+            continue
         if owner.get("host") == worker_id()["host"] and not worker_alive(owner):
             return
         if time.monotonic() - t0 > limit:
