@@ -211,3 +211,22 @@ def test_environment_urls_are_checked(shipped_params, monkeypatch):
         params.tracking_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert params.tracking_uri() == "http://127.0.0.1:5000"
+
+
+def test_every_stage_depends_on_the_code_that_shapes_its_outputs():
+    """Each DVC stage lists the stage shell (CLI config, paths, atomic I/O, stages.py) and its core's code,
+    and every code dependency exists, so changing that code reruns the stage."""
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    shell = {"pipeline/config", "pipeline/io.py", "pipeline/paths.py", "pipeline/stages.py"}
+    core = {"fetch": {"pipeline/datasets"}, "preprocess": {"pipeline/datasets", "pipeline/features"},
+            "search": {"pipeline/search", "pipeline/models", "pipeline/features", "pipeline/tracking"},
+            "train_best": {"pipeline/models", "pipeline/features", "pipeline/serving.py", "pipeline/tracking"},
+            "evaluate": {"pipeline/evaluation.py", "pipeline/models", "pipeline/features"},
+            "promote": {"pipeline/registry.py", "pipeline/tracking"}, "report": {"pipeline/report.py"}}  # fmt: skip
+    for name, stage in dvc["stages"].items():
+        deps = set((stage.get("do") or stage)["deps"])
+        expected = core[name] | (shell if name != "report" else shell - {"pipeline/config"})
+        assert expected <= deps, f"stage {name} misses {sorted(expected - deps)}"
+        for dep in deps:
+            if dep.startswith("pipeline"):
+                assert (ROOT / dep).exists(), f"stage {name}: {dep} does not exist"
