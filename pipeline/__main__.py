@@ -134,8 +134,7 @@ def cmd_promote(params: Params, args) -> int:
 def cmd_models(params: Params, args) -> int:
     from pipeline import registry, tracking  # noqa: PLC0415
 
-    tracking.check_reachable(params.tracking_uri())
-    rows = registry.list_models(tracking.client(params.tracking_uri()))
+    rows = registry.list_models(tracking.connect(params.tracking_uri()))
     if not rows:
         print("(no registered models yet: run `dvc repro` or `tunebench promote`)")
     for r in rows:

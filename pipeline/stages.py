@@ -88,10 +88,9 @@ def train_best(params: Params, benchmark: str) -> dict:
 
     bench = params.benchmark(benchmark)
     best = _best(benchmark)
-    tracking.check_reachable(params.tracking_uri())
+    mlc = tracking.connect(params.tracking_uri())
     data = ProcessedData.load(paths.processed_dir(bench.dataset))
     dest = paths.model_dir(benchmark)
-    mlc = tracking.client(params.tracking_uri())
     experiment = tracking.experiment_name(benchmark, bench.dataset, bench.model)
     _recover(mlc, experiment, "train_best", dest)
     family = get_family(bench.model)
@@ -135,13 +134,12 @@ def evaluate(params: Params, benchmark: str) -> dict:
     bench = params.benchmark(benchmark)
     data = ProcessedData.load(paths.processed_dir(bench.dataset))
     info = io.read_json(paths.model_info(benchmark))
-    tracking.check_reachable(params.tracking_uri())
+    mlc = tracking.connect(params.tracking_uri())
     model = TrainedModel.load(paths.trained_model(benchmark))
     baseline = get_family("majority").train({}, data.X_train, data.y_train, None, None, task=data.task,
                                             n_classes=data.n_classes, epochs=1)  # fmt: skip
     metric, direction = task_metric(data.task)
     out_dir = paths.plots_dir(benchmark)
-    mlc = tracking.client(params.tracking_uri())
     _recover(mlc, tracking.experiment_name(benchmark, bench.dataset, bench.model), "evaluate", out_dir)
     with io.staged_dir(out_dir) as tmp:
         report = evaluation.evaluate(model, baseline, data, tmp)
@@ -169,13 +167,12 @@ def promote(params: Params, benchmark: str, *, force: bool = False, dry_run: boo
     if info.get("run_id") is None or info["run_id"] != metrics.get("run_id"):
         raise MissingInputError(f"{paths.metrics_file(benchmark)} evaluates another model than "
                                 f"{paths.model_dir(benchmark)}; rerun `tunebench evaluate --benchmark {benchmark}`")
-    tracking.check_reachable(params.tracking_uri())
+    mlc = tracking.connect(params.tracking_uri())
     metric = metrics["metric"]
     bench = params.benchmark(benchmark)
     tags = {"dataset_manifest_hash": io.file_sha256(paths.processed_manifest(bench.dataset)), "params": info["hparams"],
             "study": info["source"]["study"], "trial": info["source"]["trial"], "git_commit": tracking.git_commit(),
             "benchmark": benchmark}  # fmt: skip
-    mlc = tracking.client(params.tracking_uri())
     if not dry_run:
         _recover(mlc, tracking.experiment_name(benchmark, bench.dataset, bench.model), "promote")
     decision = registry.promote(

@@ -4,7 +4,7 @@ One module per job; callers use the names re-exported here (`from pipeline impor
 `tracking.client(...)`):
 
 - `store`: the client of a tracking store (`client`, SQLite tuning, relative SQLite URIs),
-  the preflight `check_reachable`, the `mlflow ui` command line (`ui_command`).
+  the preflight `check_reachable` (`connect`: preflight, then client), the `mlflow ui` command line (`ui_command`).
 - `runs`: experiments and runs (`ensure_experiment`, `start_run`, `reopen_run`), params,
   metrics and tags in batches, uploaded files, and `close_orphan_runs` for the runs of a
   process that died.
@@ -39,7 +39,14 @@ from pipeline.tracking.runs import (
     set_tags,
     start_run,
 )
-from pipeline.tracking.store import absolute_sqlite_uri, check_reachable, client, local_artifact_dir, ui_command
+from pipeline.tracking.store import (
+    absolute_sqlite_uri,
+    check_reachable,
+    client,
+    connect,
+    local_artifact_dir,
+    ui_command,
+)
 from pipeline.tracking.trial_run import STATUS, TrialRun
 
 __all__ = [
@@ -51,6 +58,7 @@ __all__ = [
     "absolute_sqlite_uri",
     "check_reachable",
     "client",
+    "connect",
     "close_orphan_runs",
     "ensure_experiment",
     "experiment_name",

@@ -51,6 +51,12 @@ def client(uri: str) -> MlflowClient:
 _DB_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433}
 
 
+def connect(uri: str) -> MlflowClient:
+    """`check_reachable(uri)`, then `client(uri)`: what a command that is about to create runs opens."""
+    check_reachable(uri)
+    return client(uri)
+
+
 def check_reachable(uri: str, timeout: float = 10.0) -> None:
     """Fail fast, before any run or study is made, when the tracking store at `uri` cannot be used.
 
