@@ -1,8 +1,10 @@
 """Test-split evaluation: the task metric and loss, against the trivial baseline, with plots.
 
-Classification writes a confusion matrix (PNG, and CSV rows for
-`dvc plots` with the confusion template) and a per-class report (CSV);
-regression writes predicted-vs-actual rows and a residual plot.
+Classification writes a confusion matrix (PNG with class names, and CSV rows of class names for
+`dvc plots` with the confusion template) and a per-class report (CSV); regression writes
+predicted-vs-actual rows (`dvc plots`' scatter) and a residual plot. Both write the learning curve
+of the retrained model (`learning_curve.csv`: epoch from 1, loss and the task metric on its
+training data). `pipeline.dvc_plots` declares how `dvc plots` draws each file.
 """
 
 from __future__ import annotations
@@ -29,8 +31,15 @@ def predicted_labels(pred: np.ndarray, task: str) -> np.ndarray:
     return (pred >= 0.5).astype(int) if task == "binary" else np.asarray(pred).argmax(axis=1)
 
 
-def evaluate(model, baseline, data, out: Path) -> dict:
+CONFUSION, PREDICTIONS, LEARNING_CURVE = "confusion.csv", "predictions.csv", "learning_curve.csv"
+CONFUSION_PNG, RESIDUALS_PNG = "confusion_matrix.png", "residuals.png"
+
+
+def evaluate(model, baseline, data, out: Path, class_names: list[str] | None = None) -> dict:
     """Score `model` and `baseline` on the test split; write plots and tables to `out`.
+
+    Args:
+        `class_names`: the name of each class index (classification); the index itself where missing.
 
     Returns:
         `{"test": {...}, "baseline": {...}, "n_test": int}` with the task metric and loss.
@@ -43,37 +52,57 @@ def evaluate(model, baseline, data, out: Path) -> dict:
     if data.task == "regression":
         _regression_plots(y, pred.reshape(-1), out)
     else:
-        _classification_plots(y, predicted_labels(pred, data.task), data.n_classes or 2, out)
+        n_classes = data.n_classes or 2
+        names = [str(n) for n in (class_names or [])][:n_classes]
+        names += [str(i) for i in range(len(names), n_classes)]
+        _classification_plots(y, predicted_labels(pred, data.task), names, out)
+    write_learning_curve(model.history, out / LEARNING_CURVE)
     return {"test": test, "baseline": base, "n_test": int(len(y))}
 
 
-def _classification_plots(y: np.ndarray, labels: np.ndarray, n_classes: int, out: Path) -> None:
+def write_learning_curve(history: dict[str, list[float]], path: Path) -> None:
+    """Write the per-epoch history as rows (`epoch` from 1, one column per logged value) for `dvc plots`."""
+    n = min((len(v) for v in history.values()), default=0)
+    rows = {"epoch": list(range(1, n + 1))} | {k: [float(x) for x in v[:n]] for k, v in sorted(history.items())}
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def _classification_plots(y: np.ndarray, labels: np.ndarray, names: list[str], out: Path) -> None:
     from sklearn.metrics import classification_report, confusion_matrix  # noqa: PLC0415
 
-    pd.DataFrame({"actual": y.astype(int), "predicted": labels.astype(int)}).to_csv(
-        out / "confusion.csv", index=False
+    n_classes = len(names)
+    named = np.asarray(names, dtype=object)
+    pd.DataFrame({"actual": named[y.astype(int)], "predicted": named[labels.astype(int)]}).to_csv(
+        out / CONFUSION, index=False
     )
-    rep = classification_report(y, labels, labels=list(range(n_classes)), output_dict=True, zero_division=0)
+    rep = classification_report(y, labels, labels=list(range(n_classes)), target_names=names, output_dict=True,
+                                zero_division=0)  # fmt: skip
     pd.DataFrame(rep).transpose().to_csv(out / "per_class_report.csv")
     cm = confusion_matrix(y, labels, labels=list(range(n_classes)))
     plt = _plt()
-    size = min(12, 3 + 0.3 * n_classes)
+    size = min(12, 3.5 + 0.35 * n_classes)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(cm, cmap="Blues")
+    ax.grid(False)
     if n_classes <= 20:
         for i in range(n_classes):
             for j in range(n_classes):
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8)
+                dark = cm[i, j] > cm.max() / 2
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8, color="white" if dark else "black")
+    ticks = list(range(n_classes))  # one tick per class, at its integer position, named
+    rotate = 45 if max(len(n) for n in names) > 3 else 0
+    ax.set_xticks(ticks, labels=names, rotation=rotate, ha="right" if rotate else "center")
+    ax.set_yticks(ticks, labels=names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
     ax.set_title("confusion matrix (test)")
     fig.tight_layout()
-    fig.savefig(out / "confusion_matrix.png", dpi=80)
+    fig.savefig(out / CONFUSION_PNG, dpi=80)
     plt.close(fig)
 
 
 def _regression_plots(y: np.ndarray, pred: np.ndarray, out: Path) -> None:
-    pd.DataFrame({"actual": y, "predicted": pred, "residual": y - pred}).to_csv(out / "predictions.csv", index=False)
+    pd.DataFrame({"actual": y, "predicted": pred, "residual": y - pred}).to_csv(out / PREDICTIONS, index=False)
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     axes[0].scatter(y, pred, s=10)
@@ -87,5 +116,5 @@ def _regression_plots(y: np.ndarray, pred: np.ndarray, out: Path) -> None:
     axes[1].set_ylabel("residual")
     fig.suptitle("test predictions")
     fig.tight_layout()
-    fig.savefig(out / "residuals.png", dpi=80)
+    fig.savefig(out / RESIDUALS_PNG, dpi=80)
     plt.close(fig)

@@ -12,25 +12,25 @@ from pipeline.reference import reference_for
 
 
 def leaderboard(params: Params) -> pd.DataFrame:
-    """One row per benchmark with a metrics file: test metric, baseline floor, reference, search summary."""
+    """One row per benchmark with a metrics file: test metric, baseline floor, reference, search effort and best."""
     rows = []
     for key, bench in params.benchmarks.items():
         mfile = paths.metrics_file(key)
         if not mfile.exists():
             continue
         m = io.read_json(mfile)
+        meaning = io.read_json(paths.evaluation_file(key))
         search = io.read_json(paths.search_result(key)) if paths.search_result(key).exists() else {}
         ref = reference_for(bench.dataset) or {}
-        metric = m["metric"]
-        counts = [r.get("counts", {}) for r in search.get("rounds", [])]
+        metric = meaning["metric"]
         promo = paths.promotion_file(key)
         rows.append({
             "benchmark": key, "dataset": bench.dataset, "model": bench.model, "metric": metric,
             "test": m["test"][metric], "test_loss": m["test"].get("loss"), "baseline": m["baseline"][metric],
             "reference": ref.get("value") if ref.get("metric") == metric else None,
-            "reference_model": ref.get("model"), "direction": m["direction"],
-            "trials": sum(sum(c.values()) for c in counts),
-            "pruned": sum(c.get("pruned", 0) for c in counts),
+            "reference_model": ref.get("model"), "direction": meaning["direction"],
+            "trials": m["search"]["trials"], "pruned": m["search"]["pruned"],
+            "epochs": m["search"]["epochs"], "search_wall_s": m["search"]["wall_s"],
             "best_params": (search.get("best") or {}).get("params"),
             "champion": io.read_json(promo).get("promote") if promo.exists() else None,
         })  # fmt: skip

@@ -125,29 +125,49 @@ def train_best(params: Params, benchmark: str) -> dict:
     return info
 
 
+def _class_names(params: Params, dataset: str) -> list[str] | None:
+    """The class names the dataset's catalog entry declares (None: the class indices are the names)."""
+    from pipeline import datasets  # noqa: PLC0415
+
+    cfg = params.dataset(dataset)
+    custom = None if cfg.source == "builtin" else cfg.source.model_dump()
+    return datasets.get_spec(dataset, custom).meta.get("label_names")
+
+
 def evaluate(params: Params, benchmark: str) -> dict:
-    """Evaluate the retrained model once on the untouched test split; write metrics and plots."""
-    from pipeline import evaluation  # noqa: PLC0415
+    """Evaluate the retrained model once on the untouched test split; write metrics, plots and what they mean.
+
+    `metrics/<b>.json` holds only numbers people compare across experiments (test and baseline
+    scores, the search's trials, pruned trials, epochs and wall time); the metric's name, its
+    direction and the run evaluated go to `results/evaluation/<b>.json`.
+    """
+    from pipeline import evaluation, search_summary  # noqa: PLC0415
     from pipeline.features import ProcessedData  # noqa: PLC0415
     from pipeline.models import TrainedModel, get_family  # noqa: PLC0415
 
     bench = params.benchmark(benchmark)
     data = ProcessedData.load(paths.processed_dir(bench.dataset))
     info = io.read_json(paths.model_info(benchmark))
+    result = io.read_json(paths.search_result(benchmark))
     mlc = tracking.connect(params.tracking_uri())
     model = TrainedModel.load(paths.trained_model(benchmark))
     baseline = get_family("majority").train({}, data.X_train, data.y_train, None, None, task=data.task,
                                             n_classes=data.n_classes, epochs=1)  # fmt: skip
     metric, direction = task_metric(data.task)
+    trials = search_summary.trial_rows(params.storage_url(), benchmark, result, kfold=data.folds is not None)
     out_dir = paths.plots_dir(benchmark)
     _recover(mlc, tracking.experiment_name(benchmark, bench.dataset, bench.model), "evaluate", out_dir)
     with io.staged_dir(out_dir) as tmp:
-        report = evaluation.evaluate(model, baseline, data, tmp)
-        report.update({"benchmark": benchmark, "metric": metric, "direction": direction, "run_id": info["run_id"]})
+        report = evaluation.evaluate(model, baseline, data, tmp, class_names=_class_names(params, bench.dataset))
+        search_summary.write_history(trials, result, tmp)
+    numbers = {"test": report["test"], "baseline": report["baseline"], "search": search_summary.effort(trials)}
+    meaning = {"benchmark": benchmark, "dataset": bench.dataset, "model": bench.model, "metric": metric,
+               "direction": direction, "run_id": info["run_id"], "n_test": report["n_test"]}  # fmt: skip
     tracking.log_metrics(mlc, info["run_id"], {f"test_{k}": v for k, v in report["test"].items()})
-    tracking.log_figure_files(mlc, info["run_id"], sorted(out_dir.iterdir()), "evaluation")
-    io.write_json_atomic(paths.metrics_file(benchmark), report)
-    return report
+    tracking.log_figure_files(mlc, info["run_id"], sorted(p for p in out_dir.iterdir() if p.is_file()), "evaluation")
+    io.write_json_atomic(paths.evaluation_file(benchmark), meaning)
+    io.write_json_atomic(paths.metrics_file(benchmark), numbers)
+    return numbers | meaning
 
 
 def registered_name(params: Params, benchmark: str) -> str:
@@ -162,13 +182,14 @@ def promote(params: Params, benchmark: str, *, force: bool = False, dry_run: boo
 
     from pipeline import registry  # noqa: PLC0415
 
+    evaluated = io.read_json(paths.evaluation_file(benchmark))
     metrics = io.read_json(paths.metrics_file(benchmark))
     info = io.read_json(paths.model_info(benchmark))
-    if info.get("run_id") is None or info["run_id"] != metrics.get("run_id"):
-        raise MissingInputError(f"{paths.metrics_file(benchmark)} evaluates another model than "
-                                f"{paths.model_dir(benchmark)}; rerun `tunebench evaluate --benchmark {benchmark}`")
+    if info.get("run_id") is None or info["run_id"] != evaluated.get("run_id"):
+        raise MissingInputError(f"{paths.evaluation_file(benchmark)} evaluates another model than "
+                                f"{paths.model_dir(benchmark)}; rerun `tunebench evaluate --benchmark {benchmark}`")  # fmt: skip
     mlc = tracking.connect(params.tracking_uri())
-    metric = metrics["metric"]
+    metric = evaluated["metric"]
     bench = params.benchmark(benchmark)
     tags = {"dataset_manifest_hash": io.file_sha256(paths.processed_manifest(bench.dataset)), "params": info["hparams"],
             "study": info["source"]["study"], "trial": info["source"]["trial"], "git_commit": tracking.git_commit(),
@@ -177,7 +198,7 @@ def promote(params: Params, benchmark: str, *, force: bool = False, dry_run: boo
         _recover(mlc, tracking.experiment_name(benchmark, bench.dataset, bench.model), "promote")
     decision = registry.promote(
         mlc, registered_name(params, benchmark), model_uri=info["model_source"], run_id=info["run_id"],
-        metric=metric, direction=metrics["direction"], value=float(metrics["test"][metric]), tags=tags,
+        metric=metric, direction=evaluated["direction"], value=float(metrics["test"][metric]), tags=tags,
         min_improvement=params.promote.min_improvement, force=force, dry_run=dry_run,
     )  # fmt: skip
     out = asdict(decision) | {"dry_run": dry_run}

@@ -169,8 +169,8 @@ def test_read_json_names_a_missing_or_malformed_file_and_its_stage(tmp_path):
 
 
 def test_promote_refuses_metrics_of_another_model(proj):
-    metrics = json.loads((proj / "metrics" / f"{KEY}.json").read_text())
-    (proj / "metrics" / f"{KEY}.json").write_text(json.dumps(metrics | {"run_id": "0" * 32}))
+    evaluated = proj / "results" / "evaluation" / f"{KEY}.json"
+    evaluated.write_text(json.dumps(json.loads(evaluated.read_text()) | {"run_id": "0" * 32}))
     line = one_error(cli("promote", cwd=proj))
     assert "evaluates another model" in line and f"tunebench evaluate --benchmark {KEY}" in line
 
