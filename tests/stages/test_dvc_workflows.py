@@ -13,8 +13,10 @@
 
 from __future__ import annotations
 
+import csv
 import filecmp
 import hashlib
+import io
 import json
 import shutil
 import subprocess
@@ -217,8 +219,12 @@ def test_experiments_show_metrics_for_workspace_head_and_each_experiment(committ
     params = json.loads(sh(["dvc", "params", "diff", "HEAD", "more-trials", "--json"], dest, env).stdout)
     changed = params["params.yaml"]
     assert list(changed) == [f"benchmarks.{KEY}.rounds"] or f"benchmarks.{KEY}.rounds.0.n_trials" in changed, changed
-    shown = sh(["dvc", "exp", "show", "--no-pager"], dest, env).stdout
-    assert "more-trials" in shown and "!" not in shown.split("more-trials")[0].splitlines()[-1]
+    table = list(csv.DictReader(io.StringIO(sh(["dvc", "exp", "show", "--csv"], dest, env).stdout)))
+    trials = f"metrics/{KEY}.json:search.trials"
+    by_row = {r["Experiment"] or r["rev"]: r for r in table}
+    assert [by_row[n][trials] for n in ("workspace", "more-trials")] == ["5", "5"], table
+    head = next(r for r in table if r["typ"] == "baseline" and r["rev"] != "workspace")
+    assert head[trials] == "4" and "!" not in head.values() and "!" not in by_row["more-trials"].values(), head
 
 
 def test_plots_show_renders_every_benchmark_offline_in_chromium(committed):

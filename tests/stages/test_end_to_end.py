@@ -32,7 +32,8 @@ def test_stage_outputs_exist(project):
         assert len(result["rounds"]) == 2 and result["best"] is not None
         assert (dest / "models" / key / "mlflow_model" / "MLmodel").is_file()
         metrics = json.loads((dest / "metrics" / f"{key}.json").read_text())
-        assert metrics["metric"] in metrics["test"]
+        evaluated = json.loads((dest / "results/evaluation" / f"{key}.json").read_text())
+        assert evaluated["metric"] in metrics["test"] and evaluated["benchmark"] == key
         assert json.loads((dest / "promotions" / f"{key}.json").read_text())["version"]
     board = (dest / "reports/leaderboard.md").read_text()
     for key in params["benchmarks"]:
