@@ -6,7 +6,8 @@ cannot be written once in dvc.yaml; it is generated here instead, for every benc
 * classification: the confusion matrix (`confusion` template, class names) and its PNG;
   regression: predicted against actual (`scatter`) and the residuals PNG;
 * the learning curve of the retrained model (`linear`: loss and the task metric over epochs);
-* the search history (`scatter`: trial number against validation score, one colour per round).
+* the search history (`scatter`: trial number against validation score, one marker shape per round;
+  DVC keeps colours for revisions, so `dvc plots diff` compares them).
 
 `python -m pipeline.dvc_plots` rewrites the section after a change to params.yaml's benchmarks;
 `--check` exits 1 when dvc.yaml is out of date (the tests run it).
@@ -58,7 +59,7 @@ def plot_declarations(params: Params) -> list:
             "template": "linear", "x": "epoch", "y": {f"{d}/{evaluation.LEARNING_CURVE}": ["loss", metric]},
             "x_label": "epoch", "y_label": f"loss, {metric} (training data)"}})  # fmt: skip
         rounds = {f"{d}/{round_file(k, r.name)}": "value" for k, r in enumerate(bench.rounds, start=1)}
-        out.append({f"{key}: search history (one colour per round)": {
+        out.append({f"{key}: search history (one marker per round)": {
             "template": "scatter", "x": "trial", "y": rounds,
             "x_label": "trial (in the order the rounds ran)",
             "y_label": f"val_{metric} (completed trials)"}})  # fmt: skip

@@ -2,7 +2,7 @@
 
 `effort` gives the numbers of `metrics/<b>.json`'s `search` (trials, pruned, epochs trained, wall
 time); `write_history` writes one table per round under `plots/<b>/search/` (trial number, value),
-which `dvc plots` draws as the coarse-to-fine history, one colour per round. Trials that never
+which `dvc plots` draws as the coarse-to-fine history, one marker shape per round. Trials that never
 counted (surplus, discarded, cut off by a crash) are left out, as in the budget.
 """
 
@@ -13,6 +13,8 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
+from pipeline import paths
+from pipeline.errors import MissingInputError
 from pipeline.search.budget import _counts as counts_in_budget
 from pipeline.search.storage import open_storage
 
@@ -30,11 +32,20 @@ def trial_rows(storage_url: str | None, benchmark: str, result: dict, *, kfold: 
     Args:
         `result`: the search result (`results/search/<b>.json`), which names each round's study.
         `kfold`: the data has folds, so each reported step is a whole fold of the round's epochs.
+
+    Raises:
+        MissingInputError: a study the result names is gone from the storage.
     """
     storage = open_storage(storage_url, benchmark)
     rows: list[dict] = []
     for k, rnd in enumerate(result.get("rounds", []), start=1):
-        study = optuna.load_study(study_name=rnd["study"], storage=storage)
+        try:
+            study = optuna.load_study(study_name=rnd["study"], storage=storage)
+        except KeyError:
+            raise MissingInputError(
+                f"{paths.search_result(benchmark)} names study {rnd['study']}, which its storage does not hold; "
+                f"rerun `tunebench search --benchmark {benchmark}`"
+            ) from None
         attrs = study.user_attrs
         for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
             if not counts_in_budget(attrs, t):
