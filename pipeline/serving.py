@@ -94,6 +94,8 @@ def to_answer(pred: np.ndarray, meta: dict):
     pred = np.asarray(pred)
     if meta.get("task") not in ("binary", "multiclass"):
         return pred
+    if pred.ndim == 2 and pred.shape[1] == 1:  # binary as a column: P(class 1)
+        pred = pred[:, 0]
     probs = np.stack([1.0 - pred, pred], axis=1) if pred.ndim == 1 else pred
     index = probs.argmax(axis=1)
     names = meta.get("labels")

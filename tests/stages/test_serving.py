@@ -19,8 +19,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.slow
-
 BOSTON = ["CRIM", "ZN", "INDUS", "CHAS", "NOX", "RM", "AGE", "DIS", "RAD", "TAX", "PTRATIO", "B", "LSTAT"]
 
 
@@ -96,6 +94,7 @@ def _setup(project, dataset):
     return dest, env, meta, example_frame(meta)
 
 
+@pytest.mark.slow
 def test_classification_champion_answers_label_and_probability(project, tmp_path):
     import mlflow.pyfunc
 
@@ -115,6 +114,7 @@ def test_classification_champion_answers_label_and_probability(project, tmp_path
         np.testing.assert_allclose(got["probability"], expected["probability"], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_multiclass_champion_labels_are_class_names(project):
     import mlflow.pyfunc
 
@@ -124,6 +124,7 @@ def test_multiclass_champion_labels_are_class_names(project):
     assert set(got["label"]) <= set(meta["labels"]) and got["probability"].between(0.1, 1.0).all()
 
 
+@pytest.mark.slow
 def test_regression_champion_takes_the_datasets_column_names(project, tmp_path):
     import mlflow.pyfunc
 
@@ -144,3 +145,25 @@ def test_regression_champion_takes_the_datasets_column_names(project, tmp_path):
         assert got.shape == expected.shape == (len(meta["rows"]),)
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert positional[0] == 400 and "CRIM" in positional[1]["message"], positional
+
+
+def test_frames_in_and_answers_out():
+    """Columns are matched by name (missing ones named); classes come back as a label and its probability."""
+    from pipeline.serving import example_frame, to_answer, to_raw
+
+    meta = {"kind": "tabular", "task": "regression", "shape": [3], "columns": ["a", "b", "c"], "rows": [[1, 2, 3]]}
+    assert list(example_frame(meta).columns) == ["a", "b", "c"]
+    frame = pd.DataFrame({"c": [3.0], "a": [1.0], "b": [2.0]})
+    np.testing.assert_array_equal(to_raw(frame, meta), [[1.0, 2.0, 3.0]])
+    with pytest.raises(ValueError, match=r"missing feature column\(s\) \['b'\]"):
+        to_raw(frame.drop(columns="b"), meta)
+    old = {"kind": "tabular", "shape": [3], "rows": [[1, 2, 3]]}  # saved before names and tasks were recorded
+    assert list(example_frame(old).columns) == ["x0", "x1", "x2"]
+    np.testing.assert_array_equal(to_raw(example_frame(old), old), [[1.0, 2.0, 3.0]])
+    np.testing.assert_array_equal(to_answer(np.array([0.25]), old), [0.25])
+
+    binary = to_answer(np.array([0.2, 0.9]), {"task": "binary", "labels": ["rotten", "fresh"]})
+    assert list(binary["label"]) == ["rotten", "fresh"]
+    np.testing.assert_allclose(binary["probability"], [0.8, 0.9])
+    multi = to_answer(np.array([[0.1, 0.7, 0.2]]), {"task": "multiclass", "labels": None})
+    assert multi.to_dict("records") == [{"label": 1, "probability": 0.7}]
