@@ -1,4 +1,5 @@
-"""The `tunebench` command line: one sub-command per DVC stage, plus `ui`, `studies`, `models`, `validate`.
+"""The `tunebench` command line: one sub-command per DVC stage, plus `ui`, `studies`, `models`, `summary`,
+`validate`.
 
 Start-up imports nothing heavy: TensorFlow is imported only by sub-commands
 that train. Exit codes: 0 success, 1 a failure at run time, 2 bad
@@ -149,6 +150,13 @@ def cmd_report(params: Params, args) -> int:
     return 0
 
 
+def cmd_summary(params: Params, args) -> int:
+    from pipeline import report  # noqa: PLC0415
+
+    print(report.summary_table(params))
+    return 0
+
+
 def cmd_ui(params: Params, args) -> int:
     from pipeline import tracking  # noqa: PLC0415
 
@@ -221,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--dry-run", action="store_true", help="print the decision, change nothing")
     add("models", cmd_models, "list registered models, versions, aliases and metrics")
     add("report", cmd_report, "write the leaderboard")
+    add("summary", cmd_summary, "print per benchmark: test metric, baseline, whether the champion moved")
     ui = add("ui", cmd_ui, "serve the MLflow UI over the pipeline's store")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)

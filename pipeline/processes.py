@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import UTC, datetime
 
 
 def worker_id() -> dict:
@@ -16,7 +17,13 @@ def worker_id() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid(), "started": process_start(os.getpid())}
 
 
-def process_start(pid: int) -> float | None:
+def process_start(pid: int) -> str | None:
+    """When process `pid` started, as an ISO 8601 UTC string (to 10 ms), or None when unknown."""
+    t = _create_time(pid)
+    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
+
+
+def _create_time(pid: int) -> float | None:
     try:
         import psutil  # noqa: PLC0415 - optional (installed with dvc)
 
@@ -38,4 +45,15 @@ def worker_alive(worker: dict | None) -> bool:
     except (OSError, ValueError, TypeError):
         return False
     started = worker.get("started")
-    return started is None or process_start(int(worker["pid"])) in (None, started)
+    return started is None or _same_start(started, int(worker["pid"]))
+
+
+def _same_start(recorded: str | float, pid: int) -> bool:
+    """Whether `pid` started at `recorded`: an ISO string, or epoch seconds as earlier versions recorded."""
+    t = _create_time(pid)
+    if t is None:
+        return True
+    try:
+        return float(recorded) == t  # an older record: epoch seconds (a number, or its text in an MLflow tag)
+    except (TypeError, ValueError):
+        return recorded == process_start(pid)

@@ -62,3 +62,35 @@ def write_report(params: Params) -> Path:
                          f"{r['test']:.4f} | {r['baseline']:.4f} | {ref} | {r['trials']} ({r['pruned']}) | {bp} |")
     io.write_text_atomic(paths.LEADERBOARD_MD, "\n".join(lines) + "\n")
     return paths.LEADERBOARD_MD
+
+
+def summary_table(params: Params) -> str:
+    """The end-of-job table (`tunebench summary`): per benchmark its test metric, the baseline and
+    what happened to the registry's `champion` (moved to the new version, or kept)."""
+    df = leaderboard(params)
+    if df.empty:
+        return "No benchmark has been evaluated yet (run `dvc repro`)."
+    rows = [("benchmark", "metric", "test", "baseline", "champion")]
+    for r in df.to_dict("records"):
+        promo = paths.promotion_file(r["benchmark"])
+        champion = _champion_note(io.read_json(promo)) if promo.exists() else "- (not promoted yet)"
+        rows.append((r["benchmark"], f"{r['metric']} ({r['direction'][:3]})", f"{r['test']:.4f}",
+                     f"{r['baseline']:.4f}", champion))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join([*(c.rjust(w) if i in (2, 3) else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))),
+                        row[4]]).rstrip()
+             for row in rows]  # fmt: skip
+    return "\n".join([*lines, f"(full leaderboard: {paths.LEADERBOARD_MD}; runs: `tunebench ui`)"])
+
+
+def _champion_note(p: dict) -> str:
+    """`moved to v3 (was v2: 0.7750)`, `kept v2 (0.7750); v3 is challenger`, `v1 (first)`."""
+    value = f"{p['champion_value']:.4f}" if p.get("champion_value") is not None else None
+    if not p.get("promote"):
+        return f"kept v{p['champion_version']}{f' ({value})' if value else ''}; v{p['version']} is challenger"
+    if p.get("champion_version") is None:
+        return f"v{p['version']} (first)"
+    if str(p["champion_version"]) == str(p["version"]):
+        return f"v{p['version']} (unchanged)"
+    was = f"v{p['champion_version']}{f': {value}' if value else ''}{', forced' if p.get('reason') == 'forced' else ''}"
+    return f"moved to v{p['version']} (was {was})"

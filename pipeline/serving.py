@@ -2,8 +2,10 @@
 
 A served model receives what a user has, not the pipeline's matrices: review
 texts (`text` column) or token-index sequences (`tokens` column) for text
-datasets, feature rows for tables, flattened pixels for images. The fitted
-`Transformer` (saved without pickle) and the trained model (saved without
+datasets, feature rows under the dataset's own column names for tables (Boston's
+`CRIM` ... `LSTAT`), flattened pixels for images. It answers with a `label` and
+its `probability` for classification, the predicted value for regression. The
+fitted `Transformer` (saved without pickle) and the trained model (saved without
 pickle) travel as artifacts of the MLflow model.
 """
 
@@ -21,15 +23,31 @@ from pipeline import paths
 
 
 def raw_example(raw, n: int = 3) -> dict[str, Any]:
-    """A JSON-ready description of the raw input and `n` example rows (the signature's input example)."""
+    """A JSON-ready description of the raw input and `n` example rows (the signature's input example).
+
+    Besides `kind`, `shape` and `rows`: the `task`, the class names (`labels`, classification) and the
+    column names of tabular data (`columns`, when the dataset names its features).
+    """
     x = raw.x_test if raw.x_test is not None else raw.x_train
     rows = [x[i] for i in range(min(n, len(x)))]
+    out: dict[str, Any] = {"kind": raw.kind, "task": raw.task}
+    if raw.task != "regression" and raw.n_classes:
+        names = raw.meta.get("label_names")
+        out["labels"] = [str(v) for v in names] if names and len(names) == raw.n_classes else None
     if raw.kind == "text":
-        return {"kind": "text", "shape": None, "rows": [str(r) for r in rows]}
+        return out | {"shape": None, "rows": [str(r) for r in rows]}
     if raw.kind == "sequences":
-        return {"kind": "sequences", "shape": None, "rows": [[int(v) for v in r] for r in rows]}
+        return out | {"shape": None, "rows": [[int(v) for v in r] for r in rows]}
     arr = np.asarray(rows)
-    return {"kind": raw.kind, "shape": list(arr.shape[1:]), "rows": arr.reshape(len(rows), -1).tolist()}
+    names = raw.meta.get("feature_names")
+    if raw.kind == "tabular" and names and len(names) == int(np.prod(arr.shape[1:])):
+        out["columns"] = [str(v) for v in names]
+    return out | {"shape": list(arr.shape[1:]), "rows": arr.reshape(len(rows), -1).tolist()}
+
+
+def _columns(meta: dict, width: int) -> list[str]:
+    """The feature columns a client sends: the dataset's names, else `x0` ... (models saved before names)."""
+    return meta.get("columns") or [f"x{i}" for i in range(width)]
 
 
 def example_frame(meta: dict) -> pd.DataFrame:
@@ -39,11 +57,17 @@ def example_frame(meta: dict) -> pd.DataFrame:
     if meta["kind"] == "sequences":
         return pd.DataFrame({"tokens": [" ".join(map(str, r)) for r in meta["rows"]]})
     arr = np.asarray(meta["rows"], dtype=np.float64)
-    return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+    return pd.DataFrame(arr, columns=_columns(meta, arr.shape[1]))
 
 
 def to_raw(frame: Any, meta: dict):
-    """Turn a client's DataFrame (or array / list) back into the raw form the transformer expects."""
+    """Turn a client's DataFrame (or array / list) back into the raw form the transformer expects.
+
+    Tabular columns are taken by name (in any order) when the model knows its columns.
+
+    Raises:
+        ValueError: a named feature column is missing (the message lists them).
+    """
     kind = meta["kind"]
     if kind == "text":
         col = frame["text"] if isinstance(frame, pd.DataFrame) else frame
@@ -54,8 +78,29 @@ def to_raw(frame: Any, meta: dict):
         out = np.empty(len(seqs), dtype=object)
         out[:] = seqs
         return out
+    if isinstance(frame, pd.DataFrame) and meta.get("columns"):
+        missing = [c for c in meta["columns"] if c not in frame.columns]
+        if missing:
+            raise ValueError(f"missing feature column(s) {missing}; send {meta['columns']}")
+        frame = frame[meta["columns"]]
     arr = np.asarray(frame.to_numpy() if isinstance(frame, pd.DataFrame) else frame, dtype=np.float64)
     return arr.reshape(len(arr), *meta["shape"]) if meta["shape"] else arr
+
+
+def to_answer(pred: np.ndarray, meta: dict):
+    """The model's output as a client reads it: for classification a DataFrame of `label` (the class
+    name, or its index when the dataset names none) and `probability` (of that label); for regression
+    (and models saved before the task was recorded) the predicted values."""
+    pred = np.asarray(pred)
+    if meta.get("task") not in ("binary", "multiclass"):
+        return pred
+    if pred.ndim == 2 and pred.shape[1] == 1:  # binary as a column: P(class 1)
+        pred = pred[:, 0]
+    probs = np.stack([1.0 - pred, pred], axis=1) if pred.ndim == 1 else pred
+    index = probs.argmax(axis=1)
+    names = meta.get("labels")
+    labels = [names[i] for i in index] if names else index.astype(np.int64)
+    return pd.DataFrame({"label": labels, "probability": probs[np.arange(len(index)), index].astype(np.float64)})
 
 
 def save_pyfunc(dest: Path, *, model, transformer, meta: dict) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ def run_round(params: Params, key: str, k: int, space: dict[str, ParamRange], *,
     name = study_name(params, key, k)
     try:  # creating a study is atomic in every storage: its creator sets the round up (parent run, enqueues)
         study = optuna.create_study(study_name=name, storage=storage, direction=direction)
+        _name_objective(study, bench.dataset)
         study.set_user_attr(OWNER_ATTR, worker_id())
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=storage)
@@ -132,6 +134,15 @@ def run_round(params: Params, key: str, k: int, space: dict[str, ParamRange], *,
         print(f"{name}: budget of {budget} trials already met; nothing to run", file=sys.stderr)
     _summarize_round(mlc, parent, study, space, notes, budget)
     return study
+
+
+def _name_objective(study: optuna.Study, dataset: str) -> None:
+    """Name the objective (`best_val_accuracy` / `best_val_mae`, the trial runs' MLflow metric) so
+    optuna-dashboard and `trials_dataframe` label it."""
+    metric, _ = task_metric(io.read_json(paths.processed_manifest(dataset))["task"])
+    with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5.0
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([f"best_val_{metric}"])
 
 
 def _wait_for_setup(study: optuna.Study, limit: float = SETUP_WAIT_S) -> None:

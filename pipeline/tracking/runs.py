@@ -150,7 +150,7 @@ def _owner(tags: Mapping[str, str]) -> dict | None:
     try:
         started = tags.get(OWNER_TAGS[2]) or None
         return {"host": tags[OWNER_TAGS[0]], "pid": int(tags[OWNER_TAGS[1]]),
-                "started": float(started) if started else None}  # fmt: skip
+                "started": started}  # fmt: skip
     except (KeyError, TypeError, ValueError):
         return None
 

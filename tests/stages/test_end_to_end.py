@@ -93,8 +93,8 @@ def test_champion_loads_and_predicts_raw_input(project):
         meta = json.loads((dest / "data/processed" / ds / "raw_meta.json").read_text())
         pred = model.predict(example_frame(meta))
         assert len(pred) == len(meta["rows"])
-        if ds == "rt_polarity":
-            assert ((pred >= 0) & (pred <= 1)).all()
+        if ds == "rt_polarity":  # a label with its probability (tests/stages/test_serving.py)
+            assert set(pred["label"]) <= {"rotten", "fresh"} and pred["probability"].between(0.5, 1).all()
 
 
 def test_second_repro_reruns_nothing_and_search_change_reruns_search_only(project):

@@ -1,19 +1,25 @@
-"""The champion served over REST by `mlflow models serve` predicts like the model in process."""
+"""Champions served over REST by the real `mlflow models serve` answer like the model in process.
+
+The classification champion (rt_polarity) answers a `label` with its `probability`; the regression
+champion (Boston) takes the dataset's own column names (`CRIM` ... `LSTAT`) by name, in any order.
+Both request forms the README shows (`dataframe_split`, `instances`) are sent.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import numpy as np
+import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.slow
+BOSTON = ["CRIM", "ZN", "INDUS", "CHAS", "NOX", "RM", "AGE", "DIS", "RAD", "TAX", "PTRATIO", "B", "LSTAT"]
 
 
 def _free_port() -> int:
@@ -36,42 +42,128 @@ def _wait_http(url: str, proc: subprocess.Popen, seconds: float = 180) -> None:
     raise TimeoutError(f"{url} not up after {seconds} s")
 
 
-def test_rest_predictions_equal_in_process(project, tmp_path):
-    import mlflow.pyfunc
+class Served:
+    """`mlflow models serve` of one registered model in the project folder; `ask` posts a JSON body."""
+
+    def __init__(self, dest, env, model_uri, log_path):
+        self.port = _free_port()
+        self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+             "-h", "127.0.0.1", "-p", str(self.port), "-w", "1"],
+            cwd=dest, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def __enter__(self):
+        try:
+            _wait_http(f"http://127.0.0.1:{self.port}/ping", self.proc)
+        except Exception:
+            self.__exit__()
+            raise
+        return self
+
+    def ask(self, body: dict) -> tuple[int, dict]:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/invocations", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def _setup(project, dataset):
+    import mlflow
 
     from pipeline.serving import example_frame
 
     dest, state = project
     uri = f"sqlite:///{dest / 'mlflow.db'}"
-    model_uri = "models:/rt_polarity-keras_mlp@champion"
-    meta = json.loads((dest / "data/processed/rt_polarity/raw_meta.json").read_text())
-    frame = example_frame(meta)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    meta = json.loads((dest / f"data/processed/{dataset}/raw_meta.json").read_text())
+    env = {**state["env"], "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri}
+    return dest, env, meta, example_frame(meta)
+
+
+@pytest.mark.slow
+def test_classification_champion_answers_label_and_probability(project, tmp_path):
+    import mlflow.pyfunc
+
+    dest, env, meta, frame = _setup(project, "rt_polarity")
+    model_uri = "models:/rt_polarity-keras_mlp@champion"
+    expected = mlflow.pyfunc.load_model(model_uri).predict(frame)
+    assert list(expected.columns) == ["label", "probability"]
+    assert set(expected["label"]) <= {"rotten", "fresh"} and expected["probability"].between(0.5, 1.0).all()
+
+    with Served(dest, env, model_uri, tmp_path / "serve.log") as server:
+        split = server.ask({"dataframe_split": frame.to_dict(orient="split")})
+        instances = server.ask({"instances": [{"text": t} for t in frame["text"]]})
+    for status, answer in (split, instances):
+        assert status == 200, answer
+        got = pd.DataFrame(answer["predictions"])
+        assert list(got["label"]) == list(expected["label"])
+        np.testing.assert_allclose(got["probability"], expected["probability"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_multiclass_champion_labels_are_class_names(project):
+    import mlflow.pyfunc
+
+    _, _, meta, frame = _setup(project, "digits")
+    assert meta["columns"][:2] == ["pixel_0_0", "pixel_0_1"] and meta["labels"] == [str(i) for i in range(10)]
+    got = mlflow.pyfunc.load_model("models:/digits-keras_mlp@champion").predict(frame)
+    assert set(got["label"]) <= set(meta["labels"]) and got["probability"].between(0.1, 1.0).all()
+
+
+@pytest.mark.slow
+def test_regression_champion_takes_the_datasets_column_names(project, tmp_path):
+    import mlflow.pyfunc
+
+    dest, env, meta, frame = _setup(project, "boston_housing")
+    assert meta["columns"] == BOSTON and list(frame.columns) == BOSTON
+    model_uri = "models:/boston_housing-keras_mlp@champion"
     expected = np.asarray(mlflow.pyfunc.load_model(model_uri).predict(frame), dtype=float).reshape(-1)
 
-    port = _free_port()
-    env = {**state["env"], "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri}
-    log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
-        cwd=dest, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/ping", proc)
-        body = json.dumps({"dataframe_split": frame.to_dict(orient="split")}).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            got = np.asarray(json.loads(resp.read())["predictions"], dtype=float).reshape(-1)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-    assert got.shape == expected.shape == (len(meta["rows"]),)
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-    assert os.path.getsize(tmp_path / "serve.log") > 0
+    shuffled = frame[BOSTON[::-1]]  # columns are matched by name, not position
+    with Served(dest, env, model_uri, tmp_path / "serve.log") as server:
+        split = server.ask({"dataframe_split": shuffled.to_dict(orient="split")})
+        instances = server.ask({"instances": frame.to_dict(orient="records")})
+        positional = server.ask({"dataframe_split": {"columns": [f"x{i}" for i in range(13)],
+                                                     "data": frame.to_numpy().tolist()}})  # fmt: skip
+    for status, answer in (split, instances):
+        assert status == 200, answer
+        got = np.asarray(answer["predictions"], dtype=float).reshape(-1)
+        assert got.shape == expected.shape == (len(meta["rows"]),)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert positional[0] == 400 and "CRIM" in positional[1]["message"], positional
+
+
+def test_frames_in_and_answers_out():
+    """Columns are matched by name (missing ones named); classes come back as a label and its probability."""
+    from pipeline.serving import example_frame, to_answer, to_raw
+
+    meta = {"kind": "tabular", "task": "regression", "shape": [3], "columns": ["a", "b", "c"], "rows": [[1, 2, 3]]}
+    assert list(example_frame(meta).columns) == ["a", "b", "c"]
+    frame = pd.DataFrame({"c": [3.0], "a": [1.0], "b": [2.0]})
+    np.testing.assert_array_equal(to_raw(frame, meta), [[1.0, 2.0, 3.0]])
+    with pytest.raises(ValueError, match=r"missing feature column\(s\) \['b'\]"):
+        to_raw(frame.drop(columns="b"), meta)
+    old = {"kind": "tabular", "shape": [3], "rows": [[1, 2, 3]]}  # saved before names and tasks were recorded
+    assert list(example_frame(old).columns) == ["x0", "x1", "x2"]
+    np.testing.assert_array_equal(to_raw(example_frame(old), old), [[1.0, 2.0, 3.0]])
+    np.testing.assert_array_equal(to_answer(np.array([0.25]), old), [0.25])
+
+    binary = to_answer(np.array([0.2, 0.9]), {"task": "binary", "labels": ["rotten", "fresh"]})
+    assert list(binary["label"]) == ["rotten", "fresh"]
+    np.testing.assert_allclose(binary["probability"], [0.8, 0.9])
+    multi = to_answer(np.array([[0.1, 0.7, 0.2]]), {"task": "multiclass", "labels": None})
+    assert multi.to_dict("records") == [{"label": 1, "probability": 0.7}]
