@@ -134,7 +134,7 @@ CASES = [
     Case(
         "duplicate-n_trials",
         f"{RT}.rounds.0.n_trials",
-        sub("{name: coarse, n_trials: 8,", "{name: coarse, n_trials: 5, n_trials: 50,"),
+        sub("- name: coarse\n      n_trials: 8\n", "- name: coarse\n      n_trials: 5\n      n_trials: 50\n"),
         text=True,
         also=("duplicate key",),
     ),
@@ -148,13 +148,13 @@ CASES = [
     Case(
         "duplicate-preprocess-seed",
         f"{PD}.seed",
-        sub("test_fraction: 0.2, seed: 42}\n\nbenchmarks", "test_fraction: 0.2, seed: 42, seed: 1}\n\nbenchmarks"),
+        sub("      seed: 42\n\nbenchmarks", "      seed: 42\n      seed: 1\n\nbenchmarks"),
         text=True,
     ),
     # --- YAML that does not parse --------------------------------------------------------------------
     Case("yaml-bad-indent", "line", sub("  workers: 1 ", "    workers: 1 "), text=True, also=("not valid YAML",)),
     Case("yaml-tab", "line", sub("  seed: 0\n", "\tseed: 0\n"), text=True, also=("not valid YAML",)),
-    Case("yaml-unclosed-flow", "line", sub("pruner: median}", "pruner: median"), text=True),
+    Case("yaml-unclosed-flow", "line", sub("{kind: standardize, kfold: 4, seed: 42}", "{kind: standardize, kfold: 4, seed: 42"), text=True),
     Case(
         "yaml-python-tag",
         "line",
