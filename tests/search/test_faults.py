@@ -9,8 +9,9 @@ round of 8 trials of 15 epochs: a few seconds a trial) is searched by the real C
 * the MLflow server restarts while a launcher of two workers runs a round;
 * every worker and the launcher are SIGKILLed mid-round; a rerun at once completes the round.
   Killed again, with the trials' worker moved to "another host" (as a launcher on a second
-  machine that died), a rerun waits for their heartbeat to go stale (grace period shortened to
-  a few seconds through `TUNEBENCH_GRACE_S`) and then reruns their configurations.
+  machine that died), a rerun finds the budget claimed by them and waits for their heartbeat to
+  go stale (grace period shortened to `GRACE_S` through `TUNEBENCH_GRACE_S`), then reruns their
+  configurations.
 
 After each: the search exits 0, the budget is met exactly, no trial is lost (every interrupted
 configuration was run again), no configuration was drawn twice, nothing is left RUNNING in the
@@ -40,6 +41,7 @@ BUDGET, EPOCHS = 8, 15
 BENCHES = ("faults_pg", "faults_mlflow", "faults_kill")
 CLI_TIMEOUT = 300
 OUTAGE, BACK = "unreachable, retrying for", "back after"
+GRACE_S = 30  # heartbeat grace period of the last rerun (longer than a launcher takes to start here)
 
 
 @pytest.fixture(scope="module")
@@ -260,9 +262,10 @@ def test_sigkill_of_every_worker_then_reruns(servers, project):
     for t in remote:
         worker = {**t.user_attrs[WORKER_ATTR], "host": "another-host.invalid"}
         compat.storage_of(study).set_trial_user_attr(compat.trial_id(t), WORKER_ATTR, worker)
-    last = Launcher(project, key, url, ml.uri, "kill2", TUNEBENCH_HEARTBEAT_S="1", TUNEBENCH_GRACE_S="6")
+    last = Launcher(project, key, url, ml.uri, "kill2", TUNEBENCH_HEARTBEAT_S="1", TUNEBENCH_GRACE_S=str(GRACE_S))
     out = last.wait()
     assert last.proc.returncode == 0, out[-5000:]
+    assert "waiting for" in out and "already met" not in out, "the launcher must wait for the silent trials, not stop"
     _assert_clean(out, outages=0)
     study = _study(url, key)
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
