@@ -319,7 +319,7 @@ def _dedupe(lines: list[str]) -> list[str]:
         if not sep or not head.startswith("worker "):
             head, text = "", line
         by_text.setdefault(text, []).append(head.removeprefix("worker "))
-    return [text if not slots[0] else f"worker{'s' if len(slots) > 1 else ''} {', '.join(slots)}: {text}"
+    return [text if not slots[0] else f"worker{'s' if len(slots) > 1 else ''} {', '.join(sorted(slots))}: {text}"
             for text, slots in by_text.items()]  # fmt: skip
 
 
