@@ -202,6 +202,19 @@ def _assert_clean(out: str, outages: int) -> None:
     assert len([x for x in lines if BACK in x]) == outages, out[-5000:]
 
 
+@pytest.mark.parametrize("value, why", [(-1, "greater than or equal to 0"), ("soon", "expected a number"),
+                                        (None, "expected a number")])  # fmt: skip
+def test_retry_s_is_checked_like_every_key(value, why):
+    from pipeline.config import parse_params
+    from pipeline.errors import ConfigError
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert parse_params(raw).search.retry_s == 120
+    raw["search"]["retry_s"] = value
+    with pytest.raises(ConfigError, match=rf"search\.retry_s: bad value .*{why}"):
+        parse_params(raw)
+
+
 def test_postgres_restart_mid_round_two_launchers(servers, project):
     pg, ml = servers
     url, key = _storage_url(pg), "faults_pg"
