@@ -211,7 +211,13 @@ class _ProgressBar:
     """A live line for the round: trials counted against the budget, pruned, failed, best so far."""
 
     def __init__(self, study: optuna.Study, budget: int):
+        import threading  # noqa: PLC0415
+
         from tqdm import tqdm  # noqa: PLC0415
+
+        # one bar a round: a thread lock will do. tqdm's default also makes a multiprocessing lock, which a
+        # SIGKILLed worker leaves behind ("resource_tracker: ... leaked semaphore objects" at the end)
+        tqdm.set_lock(threading.RLock())
 
         self.bar = tqdm(total=budget, initial=budget_used(study), desc=study.study_name, unit="trial",
                         file=sys.stderr, leave=True)  # fmt: skip

@@ -2,10 +2,11 @@
 
 One throwaway PostgreSQL cluster and one `mlflow server` serve the module (`tests/servers.py`,
 restarted in place on the same port and data). A tiny project (`digits`, the NumPy network, one
-round of 8 trials of 15 epochs: a few seconds a trial) is searched by the real CLI
+round of 8-12 trials of 15 epochs: a few seconds a trial) is searched by the real CLI
 (`python -m pipeline search --workers 2`), one benchmark per scenario:
 
-* PostgreSQL restarts while two launchers of two workers each run a round;
+* PostgreSQL restarts while two launchers of two workers each run a round, then one worker is
+  SIGKILLed mid-trial (its launcher fails the trial as interrupted and starts a fresh worker);
 * the MLflow server restarts while a launcher of two workers runs a round;
 * every worker and the launcher are SIGKILLed mid-round; a rerun at once completes the round.
   Killed again, with the trials' worker moved to "another host" (as a launcher on a second
@@ -37,8 +38,8 @@ from servers import mlflow_server, pg_unavailable, postgres_server  # tests/serv
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-BUDGET, EPOCHS = 8, 15
-BENCHES = ("faults_pg", "faults_mlflow", "faults_kill")
+EPOCHS = 15
+BUDGETS = {"faults_pg": 12, "faults_mlflow": 8, "faults_kill": 8}  # one round of this many trials each
 CLI_TIMEOUT = 300
 OUTAGE, BACK = "unreachable, retrying for", "back after"
 GRACE_S = 30  # heartbeat grace period of the last rerun (longer than a launcher takes to start here)
@@ -59,9 +60,8 @@ def project(servers, tmp_path_factory) -> Path:
     params["search"].update(storage=None, workers=1, retry_s=90)
     params["datasets"] = {"digits": params["datasets"]["digits"]}
     bench = params["benchmarks"]["digits_numpy_mlp"]
-    bench["rounds"] = [{**bench["rounds"][0], "n_trials": BUDGET, "epochs": EPOCHS, "pruner": "none"}]
-    bench["rounds"][0].pop("timeout", None)
-    params["benchmarks"] = {key: bench for key in BENCHES}
+    rnd = {k: v for k, v in bench["rounds"][0].items() if k != "timeout"} | {"epochs": EPOCHS, "pruner": "none"}
+    params["benchmarks"] = {key: {**bench, "rounds": [{**rnd, "n_trials": n}]} for key, n in BUDGETS.items()}
     proj = tmp_path_factory.mktemp("faults") / "proj"
     proj.mkdir()
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -154,7 +154,7 @@ def _check_round(url: str, ml_uri: str, key: str, *, killed: int = 0) -> None:
     attrs = study.user_attrs
     ts = optuna.trial.TrialState
     assert not [t.number for t in trials if not t.state.is_finished()], f"{key}: trials left unfinished"
-    assert budget_used(study) == BUDGET, f"{key}: {budget_used(study)} trials count, budget {BUDGET}"
+    assert budget_used(study) == BUDGETS[key], f"{key}: {budget_used(study)} trials count, budget {BUDGETS[key]}"
     cut = [t for t in trials if is_interrupted(attrs, t)]
     assert len(cut) >= killed, f"{key}: {len(cut)} interrupted trials, {killed} expected at least"
     retried = {t.system_attrs.get("failed_trial") for t in trials}
@@ -195,7 +195,7 @@ def _check_round(url: str, ml_uri: str, key: str, *, killed: int = 0) -> None:
 
 
 def _assert_clean(out: str, outages: int) -> None:
-    assert "Traceback" not in out, out[-5000:]
+    assert "Traceback" not in out and "leaked semaphore" not in out, out[-5000:]
     lines = out.splitlines()
     down = [x for x in lines if OUTAGE in x]
     assert len(down) == outages, f"{len(down)} outage lines, {outages} expected:\n{out[-5000:]}"
@@ -222,6 +222,7 @@ def test_postgres_restart_mid_round_two_launchers(servers, project):
     try:
         _wait_trials(url, key, finished=2, running=2)
         pg.restart(down_s=3)
+        victim = _kill_a_worker_mid_trial(url, key, launchers[0].proc.pid)
         outs = [launcher.wait() for launcher in launchers]
     finally:
         for launcher in launchers:
@@ -230,7 +231,27 @@ def test_postgres_restart_mid_round_two_launchers(servers, project):
         assert launcher.proc.returncode == 0, out[-5000:]
         assert "PostgreSQL at 127.0.0.1:" in out
         _assert_clean(out, outages=1)
-    _check_round(url, ml.uri, key)
+    assert "killed by signal 9" in outs[0]
+    study = _study(url, key)
+    assert study.trials[victim].state.name == "FAIL"
+    _check_round(url, ml.uri, key, killed=1)
+
+
+def _kill_a_worker_mid_trial(url: str, key: str, launcher_pid: int, timeout: float = 120) -> int:
+    """SIGKILL a worker process of `launcher_pid` while it trains a trial; returns the trial's number."""
+    import optuna
+    import psutil
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        workers = {c.pid for c in psutil.Process(launcher_pid).children()}
+        for t in _study(url, key).get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            pid = t.user_attrs.get("worker", {}).get("pid")
+            if pid in workers and t.params and t.user_attrs.get("mlflow_run_id"):
+                os.kill(pid, signal.SIGKILL)
+                return t.number
+        time.sleep(0.2)
+    raise AssertionError(f"{key}: no trial of a worker of launcher {launcher_pid} ran within {timeout} s")
 
 
 def test_mlflow_restart_mid_round(servers, project):
