@@ -49,6 +49,23 @@ def fail_trial(study, trial, user_attrs: dict) -> bool:
     return storage.set_trial_state_values(tid, optuna.trial.TrialState.FAIL)
 
 
+def heartbeat_base():
+    """Optuna's `BaseHeartbeat`, the class `is_heartbeat_enabled` and `fail_stale_trials` look for on a
+    storage (`optuna.storages._heartbeat`; not exported). A storage proxy that keeps heartbeats
+    must derive from it. optuna 5.0.0."""
+    from optuna.storages._heartbeat import BaseHeartbeat  # noqa: PLC0415
+
+    return BaseHeartbeat
+
+
+def cached_storage(rdb_storage):
+    """`rdb_storage` behind Optuna's trial cache, as `optuna.load_study` wraps an `RDBStorage` given to it
+    (`optuna.storages.get_storage`, "only for internal usage"; returns a `_CachedStorage`). optuna 5.0.0."""
+    import optuna  # noqa: PLC0415
+
+    return optuna.storages.get_storage(rdb_storage)
+
+
 def sampler_random_states(sampler, depth: int = 0) -> list:
     """The NumPy random states of `sampler` and of the samplers it holds (TPE's start-up sampler...).
 

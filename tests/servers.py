@@ -10,6 +10,12 @@ the cluster belongs to the `postgres` system user (commands go through
     with postgres_server() as pg:          # pg.url: postgresql://tunebench:<password>@127.0.0.1:<port>/tunebench
         with mlflow_server() as ml:        # ml.uri: http://127.0.0.1:<port>
             ...
+            pg.restart(down_s=3)           # same port and data folder: clients see an outage
+            ml.restart()
+
+Both objects have `stop()`, `start()` and `restart(down_s=0)` that stop and start the server in
+place (same port, same data), to test how clients ride out an outage; the context manager stops
+whatever runs at exit.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PG_USER = "postgres"  # the system user that owns the cluster when the tests run as root
@@ -127,6 +133,9 @@ class Postgres:
     socket_dir: Path
     data_dir: Path
     log_file: Path
+    _ctl: list[str] = field(default_factory=list, repr=False)  # pg_ctl -D <data> (as the cluster's owner)
+    _opts: str = field(default="", repr=False)  # the server options it was started with
+    _env: dict = field(default_factory=dict, repr=False)
 
     def log(self) -> str:
         """The server log so far (for failure messages)."""
@@ -134,6 +143,28 @@ class Postgres:
             return self.log_file.read_text(errors="replace")
         except OSError:
             return ""
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (`fast`: connections are cut, as at a restart; `immediate`: as at a crash)."""
+        _pg_ctl(self, ["-m", mode, "-w", "-t", "30", "stop"], "pg_ctl stop")
+
+    def start(self, timeout: float = 60) -> None:
+        """Start the stopped server again on the same port and data folder; return once the role can log in."""
+        _pg_ctl(self, ["-l", str(self.log_file), "-o", self._opts, "-w", "start"], "pg_ctl start")
+        _wait_tcp_login(self.url, timeout)
+
+    def restart(self, down_s: float = 0, mode: str = "fast") -> None:
+        """`stop(mode)`, `down_s` seconds of downtime, `start()`."""
+        self.stop(mode)
+        time.sleep(down_s)
+        self.start()
+
+
+def _pg_ctl(pg: Postgres, args: list[str], what: str) -> None:
+    proc = subprocess.run(_as_owner([*pg._ctl, *args]), env=pg._env, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed ({proc.returncode}): {proc.stdout[-2000:]}\n{proc.stderr[-2000:]}\n"
+                           f"--- server log ---\n{pg.log()[-3000:]}")  # fmt: skip
 
 
 def _as_owner(cmd: list[str]) -> list[str]:
@@ -196,7 +227,8 @@ def postgres_server(*, database: str = ROLE, user: str = ROLE, timeout: float = 
         url = f"postgresql://{user}:{password}@127.0.0.1:{port}/{database}"
         _wait_tcp_login(url, timeout)
         yield Postgres(url=url, host="127.0.0.1", port=port, user=user, password=password, database=database,
-                       socket_dir=sock, data_dir=data, log_file=log)  # fmt: skip
+                       socket_dir=sock, data_dir=data, log_file=log, _ctl=[str(bindir / "pg_ctl"), "-D", str(data)],
+                       _opts=opts, _env=env)  # fmt: skip
     finally:
         if started:
             stop = run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop"],
@@ -229,6 +261,9 @@ class MlflowServer:
     port: int
     root: Path
     log_file: Path
+    _cmd: list[str] = field(default_factory=list, repr=False)
+    _env: dict = field(default_factory=dict, repr=False)
+    _proc: subprocess.Popen | None = field(default=None, repr=False)
 
     def log(self) -> str:
         """The server's output so far (for failure messages)."""
@@ -236,6 +271,36 @@ class MlflowServer:
             return self.log_file.read_text(errors="replace")
         except OSError:
             return ""
+
+    def stop(self) -> None:
+        """Stop the server and its workers (SIGTERM, then SIGKILL); its store and artifacts stay."""
+        if self._proc is not None:
+            _stop_group(self._proc)
+            self._proc = None
+
+    def start(self, timeout: float = 180) -> None:
+        """Start the server again on the same port, store and artifacts; return once `/health` answers."""
+        if self._proc is not None:
+            raise RuntimeError("the MLflow server is running already")
+        with open(self.log_file, "ab") as out:
+            self._proc = subprocess.Popen(self._cmd, cwd=self.root, env=self._env, stdout=out,
+                                          stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc = self._proc
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(f"{self.uri}/health", timeout=5) as resp:
+                return resp.status == 200
+
+        try:
+            wait_for(healthy, timeout=timeout, what="MLflow server", interval=0.5, alive=lambda: proc.poll() is None)
+        except RuntimeError as err:
+            raise RuntimeError(f"{err}\n--- server log ---\n{self.log()[-4000:]}") from None
+
+    def restart(self, down_s: float = 0) -> None:
+        """`stop()`, `down_s` seconds of downtime, `start()`."""
+        self.stop()
+        time.sleep(down_s)
+        self.start()
 
 
 @contextlib.contextmanager
@@ -258,22 +323,12 @@ def mlflow_server(*, timeout: float = 180, workers: int = 1) -> Iterator[MlflowS
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    uri = f"http://127.0.0.1:{port}"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    server = MlflowServer(uri=f"http://127.0.0.1:{port}", port=port, root=root, log_file=log, _cmd=cmd, _env=env)
     try:
-
-        def healthy() -> bool:
-            with urllib.request.urlopen(f"{uri}/health", timeout=5) as resp:
-                return resp.status == 200
-
-        try:
-            wait_for(healthy, timeout=timeout, what="MLflow server", interval=0.5, alive=lambda: proc.poll() is None)
-        except RuntimeError as err:
-            raise RuntimeError(f"{err}\n--- server log ---\n{log.read_text(errors='replace')[-4000:]}") from None
-        yield MlflowServer(uri=uri, port=port, root=root, log_file=log)
+        server.start(timeout)
+        yield server
     finally:
-        _stop_group(proc)
+        server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -194,3 +194,24 @@ def test_a_failed_trial_is_reported_by_the_optimize_logger_in_two_messages():
     assert len(messages) == 2, messages
     assert "Trial 0 failed with parameters:" in messages[0] and "boom" in messages[0]
     assert compat.FAILED_VALUE_LINE in messages[1]
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_heartbeat_base_is_what_optuna_checks_for_heartbeats(tmp_path):
+    from optuna.storages._heartbeat import is_heartbeat_enabled  # noqa: PLC0415
+
+    rdb = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'o.db'}", heartbeat_interval=5)
+    assert isinstance(rdb, compat.heartbeat_base()), "RDBStorage no longer derives from _heartbeat.BaseHeartbeat"
+    assert is_heartbeat_enabled(rdb)
+    assert set(compat.heartbeat_base().__abstractmethods__) == {
+        "record_heartbeat", "_get_stale_trial_ids", "get_heartbeat_interval", "get_heartbeat_stale_trial_callback",
+    }, "BaseHeartbeat's abstract methods changed: revisit search/retrying_storage.py"  # fmt: skip
+
+
+def test_cached_storage_wraps_an_rdb_storage_as_load_study_does(tmp_path):
+    rdb = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'o.db'}")
+    cached = compat.cached_storage(rdb)
+    assert cached is not rdb and type(cached).__name__ == "_CachedStorage"
+    study = optuna.create_study(storage=rdb, study_name="s")
+    assert optuna.load_study(study_name="s", storage=rdb)._storage.__class__ is type(cached)
+    assert cached.get_study_id_from_name("s") == study._study_id

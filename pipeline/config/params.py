@@ -32,6 +32,7 @@ class SearchConfig(Strict):
     seed: int = 0
     workers: int = Field(1, ge=1)
     storage: str | None = None
+    retry_s: float = Field(120.0, ge=0, le=86400)  # seconds an outage of the database or MLflow server is ridden out
 
     @field_validator("storage")
     @classmethod

@@ -24,14 +24,15 @@ from typing import Any
 
 import optuna
 
-from pipeline import io, paths, tracking
+from pipeline import io, paths, retry, tracking
 from pipeline.config import ParamRange, Params, RoundConfig, fingerprint
 from pipeline.errors import MissingInputError, SearchFailedError
-from pipeline.search.budget import budget_used, claimed, discard_failed_attempt, no_completed_trial
+from pipeline.search.budget import budget_used, discard_failed_attempt, no_completed_trial
 from pipeline.search.spaces import narrow, space_from_dict, space_to_dict, top_trials
 from pipeline.processes import worker_alive, worker_id
 from pipeline.search.storage import describe, fail_interrupted, is_journal, open_storage
-from pipeline.search.workers import RoundJob, run_workers, trials_per_process
+from pipeline.search.resume import run_budget
+from pipeline.search.workers import RoundJob, trials_per_process
 from pipeline.tasks import task_metric
 
 SETUP_WAIT_S = 120.0  # how long a launcher waits for the creator of a round's study to set the round up
@@ -120,17 +121,14 @@ def run_round(params: Params, key: str, k: int, space: dict[str, ParamRange], *,
         study.set_user_attr("mlflow_parent_run_id", parent)
     else:
         tracking.reopen_run(mlc, parent)
-    remaining = budget - claimed(study)
-    if remaining > 0:
-        job = RoundJob(
-            key=key, study=name, storage_url=storage_url, bench=bench, rnd=rnd,
-            sampler=rnd.sampler or params.search.sampler, sampler_seed=params.search.seed + 1000 * k, space=space,
-            data_dir=paths.processed_dir(bench.dataset), tracking_uri=params.tracking_uri(),
-            log_models=params.tracking.log_models, experiment_id=experiment_id, parent_run_id=parent, tags=tags,
-            budget=budget, release_memory=release_memory,
-        )  # fmt: skip
-        run_workers(job, study, remaining, timeout or rnd.timeout, workers, trials_per_process(bench.model))
-    else:
+    job = RoundJob(
+        key=key, study=name, storage_url=storage_url, bench=bench, rnd=rnd,
+        sampler=rnd.sampler or params.search.sampler, sampler_seed=params.search.seed + 1000 * k, space=space,
+        data_dir=paths.processed_dir(bench.dataset), tracking_uri=params.tracking_uri(),
+        log_models=params.tracking.log_models, experiment_id=experiment_id, parent_run_id=parent, tags=tags,
+        budget=budget, release_memory=release_memory, retry_s=params.search.retry_s,
+    )  # fmt: skip
+    if not run_budget(job, study, timeout or rnd.timeout, workers, trials_per_process(bench.model)):
         print(f"{name}: budget of {budget} trials already met; nothing to run", file=sys.stderr)
     _summarize_round(mlc, parent, study, space, notes, budget)
     return study
@@ -248,7 +246,8 @@ def run_search(params: Params, key: str, *, only_round: int | None = None, n_tri
     bench = params.benchmark(key)
     storage_url = storage_url or params.storage_url()
     tracking.check_reachable(params.tracking_uri())
-    open_storage(storage_url, key, tracking_uri=params.tracking_uri())  # a bad URL or dead server fails here
+    open_storage(storage_url, key, tracking_uri=params.tracking_uri(), wait=False)  # a bad URL or dead server: fails
+    retry.configure(params.search.retry_s)  # from here on, storage and tracking outages are ridden out
     _, direction = task_metric(ProcessedData.load(paths.processed_dir(bench.dataset)).task)
     names = [study_name(params, key, k) for k in range(len(bench.rounds))]
     io.write_json_atomic(paths.storage_note(key), {**describe(storage_url, key), "studies": names})

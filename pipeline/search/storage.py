@@ -2,20 +2,24 @@
 
 The default storage is a journal file per benchmark (safe for several local
 worker processes); any SQLAlchemy URL (PostgreSQL for many machines) or a
-`journal:` path can be given instead. RDB storages run heartbeats: a trial
-whose worker stopped beating is failed by the next worker that starts a trial
-(Optuna's `fail_stale_trials`). Journal files have no heartbeats: a trial left
-RUNNING by a process that no longer lives is failed when the round resumes.
-Either way the cut-off trial is marked interrupted (user attr `interrupted`,
-or study user attr `interrupted.<number>` where the storage no longer lets a
-failed trial be annotated), does not count against the budget, its MLflow run
-is closed, and its parameters are enqueued once again (`RetryHeartbeatStaleTrialCallback`, the successor of Optuna's
+`journal:` path can be given instead. An RDB storage is opened behind
+`RetryingStorage`, which rides out database outages of up to `search.retry_s`
+seconds, and runs heartbeats. A RUNNING trial counts as cut off by a crash
+(`fail_interrupted`) when its worker is a process of this host that no longer
+lives (at once, any storage), when its heartbeat is older than the grace period
+(RDB: workers of other hosts), or when it never named its worker and started
+longer than the grace period ago. The cut-off trial is marked interrupted (user
+attr `interrupted`, or study user attr `interrupted.<number>` where the storage
+no longer lets a failed trial be annotated), does not count against the budget,
+its MLflow run is closed, and its parameters are enqueued once again
+(`RetryHeartbeatStaleTrialCallback`, the successor of Optuna's
 `RetryFailedTrialCallback`), so an interrupted configuration is retried, not lost.
 """
 
 from __future__ import annotations
 
 import copy
+import datetime
 import os
 import time
 import warnings
@@ -23,13 +27,14 @@ from pathlib import Path
 
 import optuna
 
-from pipeline import compat, paths
-from pipeline.processes import worker_alive
+from pipeline import compat, paths, retry
+from pipeline.processes import worker_alive, worker_id
 from pipeline.redaction import redact
 from pipeline.errors import StorageError
 
 HEARTBEAT_INTERVAL = 30  # seconds between a running trial's heartbeats (RDB storages)
-GRACE_PERIOD = 120  # seconds without a heartbeat before a RUNNING trial counts as crashed
+GRACE_PERIOD = 120  # seconds without a heartbeat before a RUNNING trial counts as crashed (at least: `grace_period`)
+GRACE_MARGIN = 30  # seconds the grace period keeps beyond a heartbeat interval plus an outage ridden out
 MAX_RETRY = 1  # an interrupted configuration is retried this often (a trial that kills its worker stops there)
 WORKER_ATTR = "worker"  # user attr: where the trial runs, so a resume tells live trials from dead ones
 INTERRUPTED_PREFIX = "interrupted."  # study user attr `interrupted.<trial number>`: cut off by a crash
@@ -41,13 +46,34 @@ def is_journal(url: str | None) -> bool:
     return url is None or url.startswith("journal:")
 
 
-def open_storage(url: str | None, benchmark: str, *, tracking_uri: str | None = None) -> optuna.storages.BaseStorage:
+def heartbeat_interval() -> int:
+    """Seconds between a running trial's heartbeats: `TUNEBENCH_HEARTBEAT_S`, else `HEARTBEAT_INTERVAL`."""
+    return max(1, int(float(os.environ.get("TUNEBENCH_HEARTBEAT_S") or HEARTBEAT_INTERVAL)))
+
+
+def grace_period() -> int:
+    """Seconds without a heartbeat (or worker) before a RUNNING trial of another host counts as crashed.
+
+    `TUNEBENCH_GRACE_S` if set; else `GRACE_PERIOD`, raised to a heartbeat interval plus `search.retry_s`
+    plus `GRACE_MARGIN`, so that a trial whose worker rode out a database outage is not taken for dead
+    (180 s by default).
+    """
+    env = os.environ.get("TUNEBENCH_GRACE_S")
+    if env:
+        return max(1, int(float(env)))
+    return int(max(GRACE_PERIOD, heartbeat_interval() + retry.retry_limit() + GRACE_MARGIN))
+
+
+def open_storage(url: str | None, benchmark: str, *, tracking_uri: str | None = None,
+                 wait: bool = True) -> optuna.storages.BaseStorage:  # fmt: skip
     """Open the storage at `url`, or the benchmark's default journal file when `url` is None.
 
     Args:
         `url`: None, `journal:<path>`, or an SQLAlchemy URL (`sqlite:///...`, `postgresql://...`).
         `benchmark`: names the default journal file.
         `tracking_uri`: where the MLflow runs of trials found stale by a heartbeat get closed (RDB only).
+        `wait`: ride out a database outage of up to `search.retry_s` while opening (False: the
+            preflight, which fails at once).
     """
     from optuna.storages import JournalStorage, RDBStorage  # noqa: PLC0415
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock  # noqa: PLC0415
@@ -60,17 +86,24 @@ def open_storage(url: str | None, benchmark: str, *, tracking_uri: str | None = 
         return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
     import sqlalchemy.exc  # noqa: PLC0415
 
+    from pipeline.search.retrying_storage import RetryingStorage, call, describe_server  # noqa: PLC0415
+
     full = sqlalchemy_url(url)
     engine_kwargs = {"pool_pre_ping": True, "connect_args": _connect_args(url)}
+    where = describe_server(url)
+
+    def rdb() -> RDBStorage:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                full, heartbeat_interval=heartbeat_interval(), grace_period=grace_period(),
+                heartbeat_stale_trial_callback=InterruptedTrial(tracking_uri), engine_kwargs=engine_kwargs,
+            )  # fmt: skip
+
     try:
         for attempt in range(SCHEMA_RACE_RETRIES + 1):
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    return RDBStorage(
-                        full, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
-                        heartbeat_stale_trial_callback=InterruptedTrial(tracking_uri), engine_kwargs=engine_kwargs,
-                    )  # fmt: skip
+                return RetryingStorage(compat.cached_storage(call(where, rdb) if wait else rdb()), where)
             except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
                 # launchers that start together on a new database race to create Optuna's tables: the
                 # loser's CREATE fails on what the winner just made, and opening again finds them
@@ -180,24 +213,46 @@ class InterruptedTrial:
                 pass
 
 
+def is_dead(trial: optuna.trial.FrozenTrial, *, journal: bool, grace: float | None = None) -> bool:
+    """Whether RUNNING `trial` was cut off: its worker is a process of this host that has ended; with no
+    worker named, it started more than `grace` seconds ago; journal files only: its worker is on
+    another host (no heartbeats there: such a trial is left alone). RDB heartbeats are checked apart."""
+    worker = trial.user_attrs.get(WORKER_ATTR)
+    if worker is None:
+        started = trial.datetime_start
+        age = (datetime.datetime.now() - started).total_seconds() if started else 0.0
+        return age > (grace_period() if grace is None else grace)
+    me = worker_id()
+    if worker.get("host") != me["host"] or worker == me:
+        return False
+    return not worker_alive(worker)
+
+
 def fail_interrupted(study: optuna.Study, *, journal: bool, tracking_uri: str | None = None) -> int:
     """Fail the trials a crashed run left RUNNING, mark them `interrupted` and retry their configuration.
 
-    With a journal file, a RUNNING trial counts as crashed unless its `worker` is still alive on
-    this host; with an RDB storage, Optuna's heartbeats decide (`fail_stale_trials`).
+    A RUNNING trial counts as crashed when `is_dead` says so (its worker, a process of this host,
+    has ended: at once) or, with an RDB storage, when its heartbeat is older than the grace period
+    (Optuna's `fail_stale_trials`, for workers of other hosts). Their MLflow runs are closed.
 
     Returns:
-        How many trials were failed here (0 for RDB storages, which report through the callback).
+        How many trials were failed here.
     """
+    running = optuna.trial.TrialState.RUNNING
+    n = 0
     if not journal:
+        before = {t.number for t in study.get_trials(deepcopy=False, states=(running,))}
+        if not before:
+            return 0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
-        return 0
+        attrs = study.user_attrs
+        n = sum(1 for t in study.get_trials(deepcopy=False)
+                if t.number in before and t.state != running and is_interrupted(attrs, t))  # fmt: skip
     on_interrupted = InterruptedTrial(tracking_uri)
-    n = 0
-    for t in study.get_trials(deepcopy=True, states=(optuna.trial.TrialState.RUNNING,)):
-        if worker_alive(t.user_attrs.get(WORKER_ATTR)):
+    for t in study.get_trials(deepcopy=True, states=(running,)):
+        if not is_dead(t, journal=journal):
             continue
         try:
             if not compat.fail_trial(study, t, {"interrupted": True}):

@@ -23,18 +23,20 @@ from typing import Any
 
 import optuna
 
-from pipeline import compat, tracking
+from pipeline import compat, retry, tracking
 from pipeline.config import BenchmarkConfig, ParamRange, RoundConfig
 from pipeline.errors import SearchFailedError, TunebenchError
 from pipeline.redaction import redact
-from pipeline.search.budget import SURPLUS_ATTR, StopAtBudget, budget_used, claimed, one_line
+from pipeline.search.budget import SURPLUS_ATTR, budget_used, claimed, one_line
 from pipeline.search.objective import TrialContext, run_trial
 from pipeline.search.samplers import make_pruner, make_sampler
 from pipeline.processes import worker_id
-from pipeline.search.storage import WORKER_ATTR, open_storage
+from pipeline.search.storage import WORKER_ATTR, fail_interrupted, is_journal, open_storage
+from pipeline.search.trial_loop import run_trials
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar reports trials instead
 TRIALS_PER_PROCESS = 50  # Keras families: trials per worker process before a fresh one (see trials_per_process)
+MAX_KILLED_WORKERS = 3  # worker processes killed by a signal that a round replaces before the search fails
 
 
 class _OneLineTrialFailures(logging.Filter):
@@ -79,6 +81,7 @@ class RoundJob:
     budget: int
     threads: int = 1
     release_memory: bool = True  # clear the Keras session and collect garbage after every trial (off only to measure)
+    retry_s: float = retry.DEFAULT_RETRY_S  # `search.retry_s`: how long storage and tracking outages are ridden out
 
 
 def trials_per_process(model: str) -> int:
@@ -102,6 +105,7 @@ def run_worker(job: RoundJob, n_trials: int, timeout: float | None, slot: int) -
     parallel workers, launchers and every resumed or recycled process sample new points.
     """
     os.environ["TUNEBENCH_THREADS"] = str(job.threads)
+    retry.configure(job.retry_s)
     from pipeline.features import ProcessedData  # noqa: PLC0415
     from pipeline.models import get_family  # noqa: PLC0415
 
@@ -119,18 +123,23 @@ def run_worker(job: RoundJob, n_trials: int, timeout: float | None, slot: int) -
     if claimed(study) >= job.budget:  # other workers or launchers took the rest meanwhile
         return
     bar = _ProgressBar(study, job.budget) if slot == 0 else None
+    journal = is_journal(job.storage_url)
+
+    def fail_dead_workers_trials() -> None:
+        fail_interrupted(study, journal=journal, tracking_uri=job.tracking_uri)
+
     try:
         optimize(study, ctx, n_trials=n_trials, timeout=timeout, budget=job.budget, release_memory=job.release_memory,
-                 callbacks=[StopAtBudget(job.budget), *([bar] if bar else [])])  # fmt: skip
+                 callbacks=[bar] if bar else [], before_trial=fail_dead_workers_trials)  # fmt: skip
     finally:
         if bar is not None:
             bar.bar.close()
 
 
 def optimize(study: optuna.Study, ctx: TrialContext, *, n_trials: int | None, timeout: float | None,
-             budget: int | None = None, callbacks: list | None = None,
-             release_memory: bool = True) -> None:  # fmt: skip
-    """Run trials of `study` in this process: the loop of every worker.
+             budget: int | None = None, callbacks: list | None = None, release_memory: bool = True,
+             before_trial=None) -> None:  # fmt: skip
+    """Run trials of `study` in this process: the loop of every worker (`trial_loop.run_trials`).
 
     Each trial first records its worker (so a later resume can tell it from a crashed one);
     after each, the Keras session is cleared and garbage collected (unless `release_memory`
@@ -139,7 +148,7 @@ def optimize(study: optuna.Study, ctx: TrialContext, *, n_trials: int | None, ti
     process. Trial numbers decide who gets the last places: a trial asked while trials of
     lower numbers already claim the whole budget (two launchers finishing at the same
     moment) stops at once, PRUNED with user attr `surplus`, before it samples or trains; it
-    counts nowhere.
+    counts nowhere. `before_trial` runs before each trial is asked.
     """
     me = worker_id()
 
@@ -148,21 +157,23 @@ def optimize(study: optuna.Study, ctx: TrialContext, *, n_trials: int | None, ti
         if budget is not None and claimed(study, before=trial.number) >= budget:
             trial.set_user_attr(SURPLUS_ATTR, True)
             trial.set_user_attr("pruned_reason", "surplus: the budget was already claimed by other workers")
-            study.stop()
             raise optuna.TrialPruned("surplus: the budget was already claimed by other workers")
         try:
             return run_trial(trial, ctx)
-        except optuna.TrialPruned:
-            raise
+        except (optuna.TrialPruned, TunebenchError):
+            raise  # an outage that did not end: the trial stays RUNNING, retried once its worker is found dead
         except Exception as exc:  # failed before `run_trial` could record why (bad hyperparameters, tracking...)
             if "fail_reason" not in trial.user_attrs:
                 trial.set_user_attr("fail_reason", redact(f"{type(exc).__name__}: {exc}")[:2000])
             raise
 
+    def stop(frozen: optuna.trial.FrozenTrial) -> bool:
+        return SURPLUS_ATTR in frozen.user_attrs or (budget is not None and claimed(study) >= budget)
+
     release = _ReleaseMemory() if release_memory else None
     try:
-        study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(Exception,),
-                       callbacks=[*([release] if release else []), *(callbacks or [])])  # fmt: skip
+        run_trials(study, objective, n_trials=n_trials, timeout=timeout, before_trial=before_trial, stop=stop,
+                   callbacks=[*([release] if release else []), *(callbacks or [])])  # fmt: skip
     finally:
         if release is not None and release.frozen:
             gc.unfreeze()
@@ -200,7 +211,13 @@ class _ProgressBar:
     """A live line for the round: trials counted against the budget, pruned, failed, best so far."""
 
     def __init__(self, study: optuna.Study, budget: int):
+        import threading  # noqa: PLC0415
+
         from tqdm import tqdm  # noqa: PLC0415
+
+        # one bar a round: a thread lock will do. tqdm's default also makes a multiprocessing lock, which a
+        # SIGKILLed worker leaves behind ("resource_tracker: ... leaked semaphore objects" at the end)
+        tqdm.set_lock(threading.RLock())
 
         self.bar = tqdm(total=budget, initial=budget_used(study), desc=study.study_name, unit="trial",
                         file=sys.stderr, leave=True)  # fmt: skip
@@ -220,7 +237,7 @@ class _ProgressBar:
 
 
 def run_workers(job: RoundJob, study: optuna.Study, remaining: int, timeout: float | None, workers: int,
-                per_process: int) -> None:  # fmt: skip
+                per_process: int, may_kill: int = MAX_KILLED_WORKERS) -> int:  # fmt: skip
     """Run `remaining` trials: in this process, or in spawned worker processes.
 
     `workers` processes share the study, each with its share of the trials; a worker slot
@@ -228,6 +245,12 @@ def run_workers(job: RoundJob, study: optuna.Study, remaining: int, timeout: flo
     process). With one worker and no limit reached, the trials run here. A `timeout` (seconds)
     covers the whole round: no new process starts after it. Every worker also stops once the
     study's budget is claimed, so launchers sharing a study (other machines) run it once.
+    A worker killed by a signal (SIGKILL, out of memory) has its trial failed as interrupted
+    (its configuration is retried) and a fresh process takes its slot, up to `may_kill` times.
+    Workers announce storage and tracking outages through this process's board (one line per outage).
+
+    Returns:
+        How many worker processes were killed by a signal and replaced.
 
     Raises:
         SearchFailedError: a worker process failed (the study stays resumable); its error is in the message.
@@ -235,15 +258,17 @@ def run_workers(job: RoundJob, study: optuna.Study, remaining: int, timeout: flo
     own_threads = int(os.environ.get("TUNEBENCH_THREADS", "1"))
     if workers <= 1 and (not per_process or remaining <= per_process):
         run_worker(replace(job, threads=own_threads), remaining, timeout, 0)
-        return
+        return 0
     job = replace(job, threads=own_threads if workers <= 1 else max(1, (os.cpu_count() or 1) // workers))
     quotas = [remaining // workers + (i < remaining % workers) for i in range(workers)]
     per = per_process or max(quotas)
     deadline = None if timeout is None else time.monotonic() + timeout
     ctx = mp.get_context("spawn")
+    board = retry.shared_board(ctx)
     left = dict(enumerate(quotas))
     running: dict[int, tuple[Any, int]] = {}
     bad: list[int] = []
+    killed = 0
     errors = ctx.SimpleQueue()
     while True:
         for slot, quota in left.items():
@@ -254,7 +279,7 @@ def run_workers(job: RoundJob, study: optuna.Study, remaining: int, timeout: flo
                 left[slot] = 0
                 continue
             n = min(quota, per)
-            proc = ctx.Process(target=_worker_process, args=(job, n, rest, slot, errors),
+            proc = ctx.Process(target=_worker_process, args=(job, n, rest, slot, errors, board.shared),
                                name=f"tunebench-worker-{slot}")  # fmt: skip
             proc.start()
             running[slot] = (proc, n)
@@ -266,22 +291,50 @@ def run_workers(job: RoundJob, study: optuna.Study, remaining: int, timeout: flo
                 continue
             proc.join()
             del running[slot]
-            if proc.exitcode != 0:
+            if proc.exitcode < 0 and killed < may_kill and not bad:
+                killed += 1
+                _replace_killed_worker(study, job, slot, proc.exitcode)
+            elif proc.exitcode != 0:
                 bad.append(proc.exitcode)
                 left[slot] = 0
             else:
                 left[slot] -= n
     if bad:
-        why = [errors.get() for _ in range(len(bad)) if not errors.empty()]
+        why = _dedupe([errors.get() for _ in range(len(bad)) if not errors.empty()])
         why += [f"killed by signal {-c}" + (" (out of memory?)" if c == -9 else "") for c in bad if c < 0]
         raise SearchFailedError(
             f"{study.study_name}: {len(bad)} search worker process(es) failed: {'; '.join(why) or f'exit codes {bad}'}"
             "; the study is kept: fix the cause and rerun the same command to resume"
         )
+    return killed
 
 
-def _worker_process(job: RoundJob, n_trials: int, timeout: float | None, slot: int, errors) -> None:
-    """The body of a spawned worker: `run_worker`, its failure sent to the parent as one line (no traceback)."""
+def _replace_killed_worker(study: optuna.Study, job: RoundJob, slot: int, exitcode: int) -> None:
+    """Fail the trial of a worker killed by a signal as interrupted (retried), before a fresh process takes over."""
+    oom = " (out of memory?)" if exitcode == -9 else ""
+    print(f"{study.study_name}: worker {slot} killed by signal {-exitcode}{oom}; its trial is failed as interrupted "
+          "and retried, and a fresh worker takes its place", file=sys.stderr)  # fmt: skip
+    fail_interrupted(study, journal=is_journal(job.storage_url), tracking_uri=job.tracking_uri)
+
+
+def _dedupe(lines: list[str]) -> list[str]:
+    """`worker 0: X`, `worker 1: X` -> `workers 0, 1: X` (several workers giving up on one outage)."""
+    by_text: dict[str, list[str]] = {}
+    for line in lines:
+        head, sep, text = line.partition(": ")
+        if not sep or not head.startswith("worker "):
+            head, text = "", line
+        by_text.setdefault(text, []).append(head.removeprefix("worker "))
+    return [text if not slots[0] else f"worker{'s' if len(slots) > 1 else ''} {', '.join(sorted(slots))}: {text}"
+            for text, slots in by_text.items()]  # fmt: skip
+
+
+def _worker_process(job: RoundJob, n_trials: int, timeout: float | None, slot: int, errors, board=None) -> None:
+    """The body of a spawned worker: `run_worker`, its failure sent to the parent as one line (no traceback).
+
+    `board`: the launcher's shared outage board (`pipeline.retry`), so an outage is announced once.
+    """
+    retry.configure(board=retry.Board(board) if board is not None else None)
     try:
         run_worker(job, n_trials, timeout, slot)
     except KeyboardInterrupt:

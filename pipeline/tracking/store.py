@@ -17,6 +17,7 @@ from urllib.request import url2pathname
 from mlflow.tracking import MlflowClient
 
 from pipeline import compat, paths
+from pipeline.tracking import retrying_client
 from pipeline.redaction import redact, split_credentials
 
 
@@ -28,7 +29,7 @@ def client(uri: str) -> MlflowClient:
     client gets the URI without them, so MLflow never prints them (it echoes a server URI in
     "View run ... at" lines, which are switched off here too: the progress bar reports trials).
     A relative SQLite URI is made absolute (`absolute_sqlite_uri`) and the store tuned
-    (`_tune_sqlite`).
+    (`_tune_sqlite`). A server's client rides out outages (`retrying_client.RetryingClient`).
     """
     import mlflow  # noqa: PLC0415
 
@@ -45,7 +46,7 @@ def client(uri: str) -> MlflowClient:
     mlc = MlflowClient(tracking_uri=uri, registry_uri=uri)
     if uri.startswith("sqlite:"):
         _tune_sqlite(mlc)
-    return mlc
+    return retrying_client.wrap(mlc, uri)
 
 
 _DB_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433}

@@ -23,6 +23,7 @@ from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
 from pipeline.redaction import redact
+from pipeline.tracking import retrying_client
 from pipeline.tracking.charts import plot_learning_curves
 from pipeline.tracking.model_logging import save_trial_model
 from pipeline.tracking.runs import create_run, metric_batch, now_ms, tag_batch
@@ -72,19 +73,32 @@ class TrialRun:
         """Record one epoch's metrics with `step=epoch` (0-based) and its own timestamp.
 
         They go to the store in one batch every `flush_seconds` and when the run ends: one store
-        write per epoch cost about 10 ms, 5-8 % of a trial whose epochs are short.
+        write per epoch cost about 10 ms, 5-8 % of a trial whose epochs are short. While the
+        tracking server is unreachable they are kept and sent with the next batch (training goes on).
         """
         t0 = time.perf_counter()
         self._pending += metric_batch(logs, epoch)
         if t0 - self._flushed_at >= self.flush_seconds:
-            self._flush()
+            self._flush(wait=False)
         self.timings["epochs"] += time.perf_counter() - t0
 
-    def _flush(self, metrics: list[Metric] = (), tags: list[RunTag] = ()) -> None:
-        """Write the pending epoch metrics (and `metrics`, `tags`) in as few batches as MLflow allows."""
+    def _flush(self, metrics: list[Metric] = (), tags: list[RunTag] = (), wait: bool = True) -> None:
+        """Write the pending epoch metrics (and `metrics`, `tags`) in as few batches as MLflow allows.
+
+        `wait` False: one try; through an outage the metrics stay pending (see `retrying_client`).
+        """
         batch, tags, self._pending = [*self._pending, *metrics], list(tags), []
         while batch or tags:
-            self.mlc.log_batch(self.run_id, metrics=batch[:_BATCH], tags=tags)
+            try:
+                (self.mlc if wait else getattr(self.mlc, "raw", self.mlc)).log_batch(
+                    self.run_id, metrics=batch[:_BATCH], tags=tags
+                )
+            except Exception as exc:
+                if wait or not retrying_client.is_transient(exc):
+                    raise
+                retrying_client.noticed(self.mlc)
+                self._pending = batch
+                break
             batch, tags = batch[_BATCH:], []
         self._flushed_at = time.perf_counter()
 

@@ -236,7 +236,8 @@ def test_resume_runs_exactly_the_remaining_budget(proj):
     assert json.loads(paths.search_result(key).read_text())["rounds"][0]["counts"]["complete"] == 5
 
 
-def test_crashed_running_trial_is_failed_not_counted_and_retried_while_live_ones_are_left(proj):
+def test_crashed_running_trial_is_failed_not_counted_and_retried_while_live_ones_are_left(proj, monkeypatch):
+    monkeypatch.setenv("TUNEBENCH_GRACE_S", "1")  # the crashed trial names no worker: dead once this old
     key = "digits_numpy_mlp"
     proj.bench(key)["rounds"][0]["n_trials"] = 3
     study = proj.create_study(key, "maximize")
@@ -278,8 +279,8 @@ def test_crashed_running_trial_is_failed_not_counted_and_retried_while_live_ones
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_rdb_heartbeat_fails_a_stale_trial_and_retries_it(proj, monkeypatch):
-    monkeypatch.setattr(storage, "HEARTBEAT_INTERVAL", 1)
-    monkeypatch.setattr(storage, "GRACE_PERIOD", 1)
+    monkeypatch.setenv("TUNEBENCH_HEARTBEAT_S", "1")
+    monkeypatch.setenv("TUNEBENCH_GRACE_S", "1")
     url = f"sqlite:///{proj.root / 'optuna.db'}"
     key = "digits_numpy_mlp"
     proj.bench(key)["rounds"][0]["n_trials"] = 2

@@ -1,0 +1,172 @@
+"""Riding out outages of the Optuna database and the MLflow server: bounded retries, one line per outage.
+
+`call` repeats a storage or tracking call that failed on a connection error, with backoff, for
+at most `retry_s` seconds (`search.retry_s`, 120 by default; `configure`). The first failure of
+an outage prints one line (`PostgreSQL at 127.0.0.1:5432 unreachable, retrying for 120 s`), its
+end another (`... back after 7 s`); a worker process shares the launcher's `Board`, so an
+outage seen by several workers is announced once. An outage longer than `retry_s` raises the
+caller's error class (`StorageError`, `TrackingError`) with a one-line message. Light: no Optuna,
+no MLflow (the callers say which errors are transient).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pipeline.errors import TunebenchError
+from pipeline.redaction import redact
+
+T = TypeVar("T")
+DEFAULT_RETRY_S = 120.0  # `search.retry_s`
+SERVICES = ("storage", "tracking")  # the kinds of outage a `Board` keeps apart
+FIRST_DELAY, MAX_DELAY = 0.5, 8.0  # seconds between attempts: doubled from the first up to the last
+
+
+class Board:
+    """When each kind of outage began (0: none), shared by a launcher and its worker processes.
+
+    `shared`: a `multiprocessing` Array of doubles (one per `SERVICES`) made by the launcher and
+    handed to its spawned workers (`shared_board`); None keeps the board in this process only.
+    """
+
+    def __init__(self, shared=None):
+        self.shared = shared
+        self._local = [0.0] * len(SERVICES)
+        self._lock = shared.get_lock() if shared is not None else threading.Lock()
+
+    def _slots(self):
+        return self.shared if self.shared is not None else self._local
+
+    @contextlib.contextmanager
+    def _locked(self):
+        """The board's lock, given up after a second: a worker killed while holding it must not stall the rest."""
+        got = self._lock.acquire(timeout=1.0)
+        try:
+            yield
+        finally:
+            if got:
+                self._lock.release()
+
+    def down(self, kind: str, where: str, retry_s: float) -> None:
+        """Announce an outage of `where` unless one of this kind is announced already."""
+        with self._locked():
+            slots = self._slots()
+            if slots[SERVICES.index(kind)] == 0.0:
+                slots[SERVICES.index(kind)] = time.time()
+                _say(f"{where} unreachable, retrying for {retry_s:.0f} s")
+
+    def up(self, kind: str, where: str) -> None:
+        """Announce the end of the outage of this kind, if it is still announced."""
+        if self._slots()[SERVICES.index(kind)] == 0.0:  # the common case, without the lock
+            return
+        with self._locked():
+            slots = self._slots()
+            began = slots[SERVICES.index(kind)]
+            if began:
+                slots[SERVICES.index(kind)] = 0.0
+                _say(f"{where} back after {max(0.0, time.time() - began):.0f} s")
+
+
+def _say(line: str) -> None:
+    print(redact(line), file=sys.stderr, flush=True)
+
+
+_settings: dict[str, Any] = {"retry_s": DEFAULT_RETRY_S, "board": None, "gave_up": set()}
+
+
+def configure(retry_s: float | None = None, board: Board | None = None) -> None:
+    """Set this process's retry limit (`search.retry_s`) and outage board (a worker: its launcher's)."""
+    if retry_s is not None:
+        _settings["retry_s"] = float(retry_s)
+    if board is not None:
+        _settings["board"] = board
+
+
+def retry_limit() -> float:
+    """Seconds a call is retried through an outage in this process."""
+    return _settings["retry_s"]
+
+
+def board() -> Board:
+    """This process's outage board (made here, process-local, if no launcher handed one over)."""
+    if _settings["board"] is None:
+        _settings["board"] = Board()
+    return _settings["board"]
+
+
+def shared_board(ctx) -> Board:
+    """This process's board, made shareable with the worker processes of `ctx` (a multiprocessing context)."""
+    current = board()
+    if current.shared is None:
+        current = Board(ctx.Array("d", len(SERVICES)))
+        _settings["board"] = current
+    return current
+
+
+def call(fn: Callable[..., T], *args, kind: str, where: str, transient: Callable[[BaseException], bool],
+         error: type[TunebenchError], retry_s: float | None = None, **kwargs) -> T:  # fmt: skip
+    """`fn(*args, **kwargs)`, repeated while it fails with a `transient` error, for at most `retry_s` seconds.
+
+    Args:
+        `kind`: `storage` or `tracking` (one announced outage per kind at a time).
+        `where`: the service in messages, e.g. `PostgreSQL at 127.0.0.1:5432` (no credentials).
+        `retry_s`: the limit (default: `retry_limit()`; 0 tries once). Once a call of this `kind` gave
+            up, later ones try once until one succeeds: a process that is ending because of an
+            outage does not wait through it again in each of its clean-up calls.
+
+    Raises:
+        `error`: the outage lasted longer than `retry_s`; its message is one line.
+        Any non-transient error of `fn`, as it is.
+    """
+    limit = 0.0 if kind in _settings["gave_up"] else retry_limit() if retry_s is None else retry_s
+    began: float | None = None
+    delay = FIRST_DELAY
+    while True:
+        try:
+            out = fn(*args, **kwargs)
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            now = time.monotonic()
+            if began is None:
+                began = now
+                if limit > 0:
+                    board().down(kind, where, limit)
+            if now - began >= limit:
+                _settings["gave_up"].add(kind)
+                raise error(f"{where} unreachable for {limit:.0f} s ({first_line(exc)}); what was done so far "
+                            "is kept: bring it back and rerun the same command to resume") from None  # fmt: skip
+            time.sleep(min(delay, max(0.05, limit - (now - began))))
+            delay = min(2 * delay, MAX_DELAY)
+            continue
+        board().up(kind, where)  # any call that gets through ends an announced outage
+        _settings["gave_up"].discard(kind)
+        return out
+
+
+def noticed(kind: str, where: str) -> None:
+    """Announce an outage that a caller rides out on its own (e.g. by keeping what it could not send)."""
+    board().down(kind, where, retry_limit())
+
+
+def first_line(exc: BaseException) -> str:
+    """The innermost cause's first line (`psycopg2.OperationalError: connection refused ...`), redacted."""
+    inner = exc
+    while inner.__cause__ is not None or (inner.__context__ is not None and not inner.__suppress_context__):
+        inner = inner.__cause__ or inner.__context__
+    lines = str(inner).strip().splitlines()
+    return redact(f"{type(inner).__name__}: {lines[0]}" if lines else type(inner).__name__)[:300]
+
+
+def chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and the exceptions it was raised from or while handling, outermost first."""
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
