@@ -154,7 +154,12 @@ CASES = [
     # --- YAML that does not parse --------------------------------------------------------------------
     Case("yaml-bad-indent", "line", sub("  workers: 1 ", "    workers: 1 "), text=True, also=("not valid YAML",)),
     Case("yaml-tab", "line", sub("  seed: 0\n", "\tseed: 0\n"), text=True, also=("not valid YAML",)),
-    Case("yaml-unclosed-flow", "line", sub("{kind: standardize, kfold: 4, seed: 42}", "{kind: standardize, kfold: 4, seed: 42"), text=True),
+    Case(
+        "yaml-unclosed-flow",
+        "line",
+        sub("{kind: standardize, kfold: 4, seed: 42}", "{kind: standardize, kfold: 4, seed: 42"),
+        text=True,
+    ),
     Case(
         "yaml-python-tag",
         "line",
