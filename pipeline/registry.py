@@ -110,14 +110,15 @@ def versions_of_run(mlc: MlflowClient, name: str, run_id: str) -> list:
     return sorted(found, key=lambda mv: int(mv.version))
 
 
-def _version_for_run(mlc: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict):
+def _version_for_run(mlc: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict,
+                     model_id: str | None = None):  # fmt: skip
     """The one version of `name` for `run_id`: the existing one (a stray of a killed promote too), else a new one."""
     for mv in versions_of_run(mlc, name, run_id):
         if _wait_ready(mlc, name, mv.version) == "READY":
             return mv
         mlc.delete_model_version(name, mv.version)  # a failed registration: register again
     _ensure_registered(mlc, name)
-    mv = mlc.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+    mv = mlc.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
     if _wait_ready(mlc, name, mv.version) != "READY":
         raise TrackingError(f"registering {model_uri} as {name} failed: "
                             f"{mlc.get_model_version(name, mv.version).status_message}")  # fmt: skip
@@ -141,6 +142,7 @@ def promote(
     min_improvement: float = 0.0,
     force: bool = False,
     dry_run: bool = False,
+    model_id: str | None = None,
 ) -> Decision:
     """Register `model_uri` (once per run) as a version of `name` and move the aliases if it wins.
 
@@ -151,6 +153,7 @@ def promote(
         `metric`, `direction`, `value`: the candidate's test metric (e.g. `accuracy`, `maximize`, 0.88).
         `tags`: version tags (dataset manifest hash, params, study, git commit).
         `dry_run`: decide and return without changing anything.
+        `model_id`: the MLflow 3 logged model of `model_uri` (`models:/<model_id>`): the version links to it.
     """
     current = champion(mlc, name)
     existing = versions_of_run(mlc, name, run_id)
@@ -168,7 +171,7 @@ def promote(
     if dry_run:
         return decision
     version_tags = {**{k: str(v)[:5000] for k, v in tags.items()}, f"test_{metric}": str(value)}
-    mv = _version_for_run(mlc, name, model_uri, run_id, version_tags)
+    mv = _version_for_run(mlc, name, model_uri, run_id, version_tags, model_id)
     decision.version = str(mv.version)
     mlc.set_model_version_tag(name, mv.version, DECISION_TAG, json.dumps(asdict(decision)))
     before = {k: str(v) for k, v in (mlc.get_registered_model(name).aliases or {}).items()}
