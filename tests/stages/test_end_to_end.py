@@ -54,7 +54,7 @@ def test_mlflow_runs_mirror_studies(project):
         for key, bench in params["benchmarks"].items():
             result = json.loads((dest / "results/search" / f"{key}.json").read_text())
             runs = mlc.search_runs(
-                [e.experiment_id for e in mlc.search_experiments() if e.name.startswith(bench["dataset"] + "/")]
+                [e.experiment_id for e in mlc.search_experiments() if e.name.startswith(bench["dataset"] + "-")]
             )
             parents = [r for r in runs if r.data.tags.get("kind") == "study_round"
                        and r.data.tags.get("benchmark") == key]  # fmt: skip
@@ -73,7 +73,7 @@ def test_mlflow_runs_mirror_studies(project):
                         assert child.info.status == "FINISHED"
                         hist = mlc.get_metric_history(child.info.run_id, "val_loss")
                         epochs = 1 if bench["model"] in ("linear", "majority") else rnd["epochs"]
-                        assert [m.step for m in hist] == list(range(epochs))
+                        assert [m.step for m in hist] == list(range(1, epochs + 1))  # epochs from 1
     finally:
         os.chdir(cwd)
 
