@@ -78,12 +78,13 @@ def test_mlflow_runs_mirror_studies(project):
         os.chdir(cwd)
 
 
-def test_champion_loads_and_predicts_raw_input(project):
+def test_champion_loads_and_predicts_raw_input(project, monkeypatch):
     import mlflow.pyfunc
 
     from pipeline.serving import example_frame
 
     dest, _ = project
+    monkeypatch.chdir(dest)  # artifact locations are relative to the project folder
     mlflow.set_tracking_uri(f"sqlite:///{dest / 'mlflow.db'}")
     mlflow.set_registry_uri(f"sqlite:///{dest / 'mlflow.db'}")
     for name, ds in [("rt_polarity-keras_mlp", "rt_polarity"), ("boston_housing-keras_mlp", "boston_housing"),

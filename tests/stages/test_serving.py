@@ -36,12 +36,13 @@ def _wait_http(url: str, proc: subprocess.Popen, seconds: float = 180) -> None:
     raise TimeoutError(f"{url} not up after {seconds} s")
 
 
-def test_rest_predictions_equal_in_process(project, tmp_path):
+def test_rest_predictions_equal_in_process(project, tmp_path, monkeypatch):
     import mlflow.pyfunc
 
     from pipeline.serving import example_frame
 
     dest, state = project
+    monkeypatch.chdir(dest)  # artifact locations are relative to the project folder
     uri = f"sqlite:///{dest / 'mlflow.db'}"
     model_uri = "models:/rt_polarity-keras_mlp@champion"
     meta = json.loads((dest / "data/processed/rt_polarity/raw_meta.json").read_text())
