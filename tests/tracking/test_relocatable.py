@@ -108,7 +108,8 @@ def test_a_moved_project_keeps_working_and_writes_only_inside_itself(project, tm
     assert info["run_id"] not in runs_before and info["model_source"] == f"models:/{info['model_id']}"
     champion = mlc.get_model_version_by_alias(NAME, "champion")
     assert (champion.run_id, champion.source) == (info["run_id"], info["model_source"])
-    assert champion.model_id == info["model_id"]  # the registered version links to the logged model
+    links = json.loads(mlc.get_logged_model(info["model_id"]).tags["mlflow.modelVersions"])
+    assert {"name": NAME, "version": str(champion.version)} in links  # the logged model links to its version
     new_trial = [r for r in mlc.search_runs([mlc.get_experiment_by_name(NAME).experiment_id],
                                             "tags.round = '2'") if r.info.run_id not in runs_before]  # fmt: skip
     assert len(new_trial) == 1 and new_trial[0].data.tags["state"] == "COMPLETE"
