@@ -171,14 +171,18 @@ def test_runs_view_shows_rounds_with_nested_trials_and_metric_columns(server, st
                 value = cells.locator('[col-id="metrics.`val_accuracy`"]').inner_text()
                 assert 0.0 < float(value) <= 1.0, value
                 assert float(cells.locator('[col-id="params.`lr`"]').inner_text()) > 0
-                expect(cells.locator('[col-id="attributes.`Dataset`"]')).to_contain_text("digits")
-                expect(cells.locator('[col-id="attributes.`Models`"]')).to_contain_text("-t0")
             page.mouse.click(800, 500)  # an empty spot: moves the focus outline off the table
             page.mouse.move(0, 0)
             page.screenshot(path=str(shot))
 
-            page.goto(f"{server}/#/experiments/{exp.experiment_id}/models", wait_until="domcontentloaded")
-            for name in ("coarse-r1-t00", "fine-r2-t00"):  # the Models tab lists the trials' logged models
+            best = result["rounds"][-1]["best"]  # a trial's page: its dataset input and its logged model
+            model = f"fine-r2-t{best['trial']:02d}"
+            base = f"{server}/#/experiments/{exp.experiment_id}"
+            page.goto(f"{base}/runs/{best['run_id']}", wait_until="domcontentloaded")
+            expect(page.get_by_text(model, exact=True).first).to_be_visible()
+            expect(page.get_by_text(re.compile(r"^digits")).first).to_be_visible()
+            page.goto(f"{base}/models", wait_until="domcontentloaded")
+            for name in ("coarse-r1-t00", model):  # the Models tab lists the trials' logged models
                 expect(page.get_by_text(name, exact=True).first).to_be_visible()
         finally:
             browser.close()
