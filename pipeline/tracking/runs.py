@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from pipeline import compat, paths
 from pipeline.processes import worker_alive, worker_id
 from pipeline.redaction import redact
+from pipeline.tracking.store import local_artifact_dir
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limits on a param and a tag value
 MAX_TAG_LENGTH = 8000
@@ -62,7 +63,16 @@ def ensure_experiment(mlc: MlflowClient, name: str) -> str:
         return found.experiment_id
     if relative:
         compat.set_experiment_artifact_location(mlc, experiment_id, location)
+        _relocate_default_experiment(mlc)
     return experiment_id
+
+
+def _relocate_default_experiment(mlc: MlflowClient) -> None:
+    """Store MLflow's own `Default` experiment (made with the database) at `mlruns/0`, relative like ours."""
+    location = mlc.get_experiment("0").artifact_location
+    folder = local_artifact_dir(location)
+    if folder is not None and folder.is_absolute() and folder.is_relative_to(Path.cwd()):
+        compat.set_experiment_artifact_location(mlc, "0", folder.relative_to(Path.cwd()).as_posix())
 
 
 def git_commit() -> str:

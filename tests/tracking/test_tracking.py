@@ -86,6 +86,7 @@ def test_one_parent_per_round_and_one_child_per_trial_with_a_point_per_epoch(sea
     root, result, mlc = searched
     exp = mlc.get_experiment_by_name("digits-keras_mlp")
     assert exp is not None and exp.artifact_location == "mlartifacts/digits-keras_mlp"
+    assert mlc.get_experiment("0").artifact_location == "mlruns/0"  # MLflow's own `Default` too
     runs = _runs(mlc)
     parents = [r for r in runs if r.data.tags.get("kind") == "study_round"]
     assert len(parents) == len(ROUNDS)
