@@ -154,3 +154,26 @@ def keras_model_saved_as(model, saved: Path):
     already written (`tests/test_compat.py` fails if `save_model`'s parameters change).
     """
     return _LinkedKerasFile(model, saved)
+
+
+def set_experiment_artifact_location(mlc, experiment_id: str, location: str) -> bool:
+    """Store `location` (a path relative to the project) as the artifact location of an experiment.
+
+    `SqlAlchemyStore.create_experiment` of mlflow 3.17.2 resolves a relative location against the
+    working directory (`mlflow.utils.uri.resolve_uri_if_local`) and stores the absolute path, which
+    every run and logged model of the experiment then inherits; no public API keeps it relative.
+    This writes the column `experiments.artifact_location` (mlflow 3.17.2 schema) of a store with a
+    SQLAlchemy engine, right after the experiment was created and before any run exists in it.
+
+    Returns:
+        False for a store without an engine (REST, files): nothing was changed.
+    """
+    engine = sqlalchemy_engine(mlc)
+    if engine is None:
+        return False
+    from sqlalchemy import text  # noqa: PLC0415
+
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE experiments SET artifact_location = :loc WHERE experiment_id = :id"),
+                     {"loc": location, "id": int(experiment_id)})  # fmt: skip
+    return True

@@ -40,6 +40,7 @@ from pipeline.tasks import is_better
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG, DECISION_TAG = "alias_history", "promotion"
+MODEL_VERSIONS_TAG = "mlflow.modelVersions"  # on a logged model: the registered versions made from it
 _HISTORY_CHARS = 4500  # the history tag stays under MLflow's tag length limit
 
 
@@ -110,14 +111,15 @@ def versions_of_run(mlc: MlflowClient, name: str, run_id: str) -> list:
     return sorted(found, key=lambda mv: int(mv.version))
 
 
-def _version_for_run(mlc: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict):
+def _version_for_run(mlc: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict,
+                     model_id: str | None = None):  # fmt: skip
     """The one version of `name` for `run_id`: the existing one (a stray of a killed promote too), else a new one."""
     for mv in versions_of_run(mlc, name, run_id):
         if _wait_ready(mlc, name, mv.version) == "READY":
             return mv
         mlc.delete_model_version(name, mv.version)  # a failed registration: register again
     _ensure_registered(mlc, name)
-    mv = mlc.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+    mv = mlc.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
     if _wait_ready(mlc, name, mv.version) != "READY":
         raise TrackingError(f"registering {model_uri} as {name} failed: "
                             f"{mlc.get_model_version(name, mv.version).status_message}")  # fmt: skip
@@ -141,6 +143,7 @@ def promote(
     min_improvement: float = 0.0,
     force: bool = False,
     dry_run: bool = False,
+    model_id: str | None = None,
 ) -> Decision:
     """Register `model_uri` (once per run) as a version of `name` and move the aliases if it wins.
 
@@ -151,6 +154,7 @@ def promote(
         `metric`, `direction`, `value`: the candidate's test metric (e.g. `accuracy`, `maximize`, 0.88).
         `tags`: version tags (dataset manifest hash, params, study, git commit).
         `dry_run`: decide and return without changing anything.
+        `model_id`: the MLflow 3 logged model of `model_uri` (`models:/<model_id>`): linked to the version.
     """
     current = champion(mlc, name)
     existing = versions_of_run(mlc, name, run_id)
@@ -168,7 +172,9 @@ def promote(
     if dry_run:
         return decision
     version_tags = {**{k: str(v)[:5000] for k, v in tags.items()}, f"test_{metric}": str(value)}
-    mv = _version_for_run(mlc, name, model_uri, run_id, version_tags)
+    mv = _version_for_run(mlc, name, model_uri, run_id, version_tags, model_id)
+    if model_id is not None:
+        link_logged_model(mlc, model_id, name, mv.version)
     decision.version = str(mv.version)
     mlc.set_model_version_tag(name, mv.version, DECISION_TAG, json.dumps(asdict(decision)))
     before = {k: str(v) for k, v in (mlc.get_registered_model(name).aliases or {}).items()}
@@ -179,6 +185,22 @@ def promote(
         mlc.set_registered_model_alias(name, CHAMPION, mv.version)
     _record_history(mlc, name, decision, moved=moved)
     return decision
+
+
+def link_logged_model(mlc: MlflowClient, model_id: str, name: str, version) -> None:
+    """Record on logged model `model_id` that it is version `version` of `name` (idempotent).
+
+    The tag `mlflow.modelVersions` is the link `mlflow.register_model` makes (the SQL registry
+    keeps no model id on a version, only its `models:/<model_id>` source): the Models tab shows it.
+    """
+    tags = mlc.get_logged_model(model_id).tags
+    try:
+        links = [v for v in json.loads(tags.get(MODEL_VERSIONS_TAG, "[]")) if isinstance(v, dict)]
+    except ValueError:
+        links = []
+    if not any(v.get("name") == name and str(v.get("version")) == str(version) for v in links):
+        links.append({"name": name, "version": str(version)})
+        mlc.set_logged_model_tags(model_id, {MODEL_VERSIONS_TAG: json.dumps(links)})
 
 
 def _stored_decision(mv) -> Decision | None:

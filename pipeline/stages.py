@@ -100,22 +100,33 @@ def train_best(params: Params, benchmark: str) -> dict:
     if data.X_val is not None:
         x = sp.vstack([x, data.X_val]).tocsr() if sp.issparse(x) else np.concatenate([x, data.X_val])
         y = np.concatenate([y, data.y_val])
-    trained = family.train(hparams, x, y, None, None, task=data.task, n_classes=data.n_classes, epochs=epochs,
-                           seed=bench.seed)  # fmt: skip
-
+    digest = io.file_sha256(paths.processed_manifest(bench.dataset))
     exp = tracking.ensure_experiment(mlc, experiment)
-    run_id = tracking.start_run(mlc, exp, "train_best", tags={
-        "kind": "train_best", "benchmark": benchmark, "source_study": best["study"],
-        "source_trial": best["trial"], "source_run_id": best.get("run_id"), "git_commit": tracking.git_commit()})
+    run_id = tracking.start_run(mlc, exp, f"best · {benchmark}", tags={  # spans the training it records
+        "kind": "train_best", "benchmark": benchmark, "source_study": best["study"], "source_trial": best["trial"],
+        "source_run_id": best.get("run_id"), "dataset": bench.dataset, "dataset_manifest_hash": digest,
+        "git_commit": tracking.git_commit(), **tracking.source_tags("tunebench train_best"),
+        "mlflow.note.content": f"{benchmark}: the best trial of `{best['study']}` (trial {best['trial']}) retrained "
+                               f"on train+validation for {epochs} epochs"})  # fmt: skip
     try:
+        tracking.log_params(mlc, run_id, {**hparams, "epochs": epochs, "n_train": len(y)})
+        tracking.log_dataset(mlc, run_id, bench.dataset, digest, "train+validation")
+
+        def on_epoch(epoch: int, logs: dict) -> None:  # epochs numbered from 1, as in the search
+            tracking.log_metrics(mlc, run_id, logs, step=epoch + 1)
+
+        trained = family.train(hparams, x, y, None, None, task=data.task, n_classes=data.n_classes, epochs=epochs,
+                               seed=bench.seed, on_epoch=on_epoch)  # fmt: skip
         with io.staged_dir(dest) as tmp:
-            tracking.log_params(mlc, run_id, {**hparams, "epochs": epochs, "n_train": len(y)})
-            for epoch in range(min(len(v) for v in trained.history.values())):
-                tracking.log_metrics(mlc, run_id, {k: v[epoch] for k, v in trained.history.items()}, step=epoch)
-            serving.save_pyfunc(tmp / paths.SERVED_MODEL, model=trained, transformer=data.transformer,
+            model = tracking.create_logged_model(mlc, exp, run_id, "best", params={**hparams, "epochs": epochs},
+                                                 model_type="best", step=epochs)  # fmt: skip
+            served = tmp / paths.SERVED_MODEL
+            serving.save_pyfunc(served, model=trained, transformer=data.transformer,
                                 meta=io.read_json(paths.raw_example(bench.dataset)))  # fmt: skip
-            mlc.log_artifacts(run_id, str(tmp / paths.SERVED_MODEL), "model")
-            info = {"run_id": run_id, "model_source": f"{mlc.get_run(run_id).info.artifact_uri}/model",
+            tracking.stamp_mlmodel(served, model.model_id, run_id)
+            mlc.log_model_artifacts(model.model_id, str(served))
+            tracking.finish_logged_model(mlc, model.model_id, True)
+            info = {"run_id": run_id, "model_id": model.model_id, "model_source": f"models:/{model.model_id}",
                     "hparams": hparams, "epochs": epochs, "source": best}  # fmt: skip
             io.write_json_atomic(tmp / paths.MODEL_INFO, info)
             mlc.set_terminated(run_id, "FINISHED")  # before the swap: a model in place never names an unfinished run
@@ -163,7 +174,10 @@ def evaluate(params: Params, benchmark: str) -> dict:
     numbers = {"test": report["test"], "baseline": report["baseline"], "search": search_summary.effort(trials)}
     meaning = {"benchmark": benchmark, "dataset": bench.dataset, "model": bench.model, "metric": metric,
                "direction": direction, "run_id": info["run_id"], "n_test": report["n_test"]}  # fmt: skip
-    tracking.log_metrics(mlc, info["run_id"], {f"test_{k}": v for k, v in report["test"].items()})
+    test = tracking.metric_batch({f"test_{k}": v for k, v in report["test"].items()}, 0)
+    if info.get("model_id"):  # the Models tab shows the test metrics with the model
+        test += tracking.link_metrics(test, info["model_id"])
+    mlc.log_batch(info["run_id"], metrics=test)
     tracking.log_figure_files(mlc, info["run_id"], sorted(p for p in out_dir.iterdir() if p.is_file()), "evaluation")
     io.write_json_atomic(paths.evaluation_file(benchmark), meaning)
     io.write_json_atomic(paths.metrics_file(benchmark), numbers)
@@ -198,6 +212,7 @@ def promote(params: Params, benchmark: str, *, force: bool = False, dry_run: boo
         _recover(mlc, tracking.experiment_name(benchmark, bench.dataset, bench.model), "promote")
     decision = registry.promote(
         mlc, registered_name(params, benchmark), model_uri=info["model_source"], run_id=info["run_id"],
+        model_id=info.get("model_id"),
         metric=metric, direction=evaluated["direction"], value=float(metrics["test"][metric]), tags=tags,
         min_improvement=params.promote.min_improvement, force=force, dry_run=dry_run,
     )  # fmt: skip

@@ -29,6 +29,24 @@ def test_sqlalchemy_engine_of_a_sqlite_store_and_none_for_a_server(tmp_path):
     assert compat.sqlalchemy_engine(MlflowClient(tracking_uri="http://127.0.0.1:9")) is None
 
 
+def test_create_experiment_still_stores_absolute_locations_and_a_relative_one_is_kept(tmp_path, monkeypatch):
+    """`set_experiment_artifact_location`: MLflow resolves a relative location at creation (revisit if it stops)
+    and reads the column back as stored; runs and logged models inherit it unchanged."""
+    from mlflow.tracking import MlflowClient  # noqa: PLC0415
+
+    monkeypatch.chdir(tmp_path)
+    mlc = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = mlc.create_experiment("e", artifact_location="mlartifacts/e")
+    assert mlc.get_experiment(exp).artifact_location == f"{tmp_path}/mlartifacts/e"
+    assert compat.set_experiment_artifact_location(mlc, exp, "mlartifacts/e")
+    assert mlc.get_experiment(exp).artifact_location == "mlartifacts/e", "experiments.artifact_location moved"
+    run = mlc.create_run(exp)
+    assert run.info.artifact_uri == f"mlartifacts/e/{run.info.run_id}/artifacts"
+    model = mlc.create_logged_model(exp, name="m", source_run_id=run.info.run_id)
+    assert model.artifact_location == f"mlartifacts/e/models/{model.model_id}/artifacts"
+    assert not compat.set_experiment_artifact_location(MlflowClient(tracking_uri="http://127.0.0.1:9"), "1", "x")
+
+
 @pytest.fixture(scope="module")
 def keras_model():
     """A tiny Keras model (4 features -> 3 classes)."""

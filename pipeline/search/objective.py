@@ -4,12 +4,20 @@ With a validation split the per-epoch validation metric is the pruning
 signal. With K folds (small data) the folds run one after the other in the
 trial, the running mean of the folds' best scores is reported after each fold
 (the fold number is the pruning step), and the per-epoch curves logged to
-MLflow are the mean over folds, as in Chollet's Boston example.
+MLflow are the mean over folds, as in Chollet's Boston example (a pruned
+K-fold trial logs the mean curves over the folds it finished and the mean of
+their best scores, `fold_mean_val_<metric>`; every fold's best score is
+`fold_best_val_<metric>` at step = fold number).
+
+Epochs are numbered from 1 in MLflow (metric steps, tags `best_epoch`,
+`pruned_at_epoch`, the learning-curve axis); Optuna's intermediate values keep
+the pruner's own step (epoch index from 0, or fold index).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,17 +72,23 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
 
     metric, direction = task_metric(ctx.data.task)
     hparams = resolve_hparams(ctx.family.name, ctx.data.task, ctx.fixed, suggest(trial, ctx.space))
-    run = tracking.TrialRun(ctx.mlc, ctx.experiment_id, ctx.parent_run_id, trial, ctx.tags)
+    sampled = {k: hparams[k] for k in ctx.space if k in hparams}
+    run = tracking.TrialRun(ctx.mlc, ctx.experiment_id, ctx.parent_run_id, trial, ctx.tags,
+                            name=trial_run_name(trial.number, sampled),
+                            model_name=_model_name(ctx.tags, trial.number))  # fmt: skip
     tracking.log_params(ctx.mlc, run.run_id, {**hparams, "epochs": ctx.epochs})
     splits = list(holdout_or_folds(ctx.data))
     kfold = len(splits) > 1
+    if "dataset" in ctx.tags and "dataset_manifest_hash" in ctx.tags:
+        run.log_dataset(ctx.tags["dataset"], ctx.tags["dataset_manifest_hash"],
+                        f"train ({len(splits)}-fold)" if kfold else "train/validation")  # fmt: skip
     histories: list[dict[str, list[float]]] = []
     fold_scores: list[float] = []
     trained = None
 
     def on_epoch(epoch: int, logs: dict) -> None:
         if not kfold:
-            run.log_epoch(epoch, logs)
+            run.log_epoch(epoch + 1, logs)
             value = logs[f"val_{metric}"]
             if not math.isfinite(value):
                 raise DivergedError(f"val_{metric} is {value} at epoch {epoch + 1}")
@@ -92,6 +106,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
             histories.append(trained.history)
             if kfold:
                 fold_scores.append(best_of(trained.history[f"val_{metric}"], direction)[0])
+                run.log_epoch(fold + 1, {f"fold_best_val_{metric}": fold_scores[-1]})
                 running = float(np.mean(fold_scores))
                 trial.report(running, fold)
                 if fold < len(splits) - 1 and trial.should_prune():
@@ -101,22 +116,21 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
                     )
     except optuna.TrialPruned as exc:
         trial.set_user_attr("pruned_reason", str(exc)[:2000])
-        _finish_partial(run, trial, histories, kfold, "PRUNED", str(exc))
+        _finish_partial(run, trial, histories, kfold, "PRUNED", str(exc), metric, direction)
         raise
     except DivergedError as exc:
         trial.set_user_attr("pruned_reason", f"diverged: {exc}"[:2000])
-        _finish_partial(run, trial, histories, kfold, "PRUNED", f"diverged: {exc}")
+        _finish_partial(run, trial, histories, kfold, "PRUNED", f"diverged: {exc}", metric, direction)
         raise optuna.TrialPruned(f"diverged: {exc}") from exc
     except Exception as exc:
         reason = redact(f"{type(exc).__name__}: {exc}")
         trial.set_user_attr("fail_reason", reason[:2000])
-        _finish_partial(run, trial, histories, kfold, "FAIL", reason)
+        _finish_partial(run, trial, histories, kfold, "FAIL", reason, metric, direction)
         raise
 
     history = _mean_history(histories) if kfold else histories[0]
     if kfold:
-        for epoch in range(len(history[f"val_{metric}"])):
-            run.log_epoch(epoch, {k: v[epoch] for k, v in history.items()})
+        _log_mean_epochs(run, history)
     value, best_epoch = best_of(history[f"val_{metric}"], direction)
     trial.set_user_attr("best_epoch", best_epoch)
     run.finish(
@@ -131,10 +145,46 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
     return value
 
 
-def _finish_partial(run, trial, histories, kfold, state, reason) -> None:
+def trial_run_name(number: int, params: dict) -> str:
+    """A trial run's name: its number and the sampled values, short (`t07 lr=3e-3 l2=1e-5 dropout=0.25`)."""
+    return " ".join([f"t{number:02d}", *(f"{k}={_short(v)}" for k, v in sorted(params.items(), key=_name_order))])
+
+
+def _model_name(tags: dict, number: int) -> str:
+    """A trial's logged model: `coarse-r1-t07` (round name and number from the round's tags)."""
+    prefix = f"{tags['round_name']}-r{tags['round']}" if "round_name" in tags and "round" in tags else "trial"
+    return re.sub(r"[/:.%\"' ]", "_", f"{prefix}-t{number:02d}")  # characters MLflow refuses in a model name
+
+
+def _name_order(item) -> tuple:
+    return ({"lr": 0, "l2": 1}.get(item[0], 2), item[0])
+
+
+def _short(v) -> str:
+    """2 significant digits; `3e-3` rather than `0.003` or `3.0e-03`."""
+    if isinstance(v, bool) or not isinstance(v, float):
+        return str(v)
+    if v != 0 and not 1e-2 <= abs(v) < 1e4:
+        mantissa, _, exp = f"{v:.1e}".partition("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exp)}"
+    return f"{v:.2g}"
+
+
+def _log_mean_epochs(run, history: dict[str, list[float]]) -> None:
+    for epoch in range(min((len(v) for v in history.values()), default=0)):
+        run.log_epoch(epoch + 1, {k: v[epoch] for k, v in history.items()})
+
+
+def _finish_partial(run, trial, histories, kfold, state, reason, metric, direction) -> None:
+    """End the run of a pruned or failed trial; a K-fold one logs the mean over the folds it finished."""
     tags = {"reason": reason[:5000]}
     for key in ("pruned_at_epoch", "pruned_at_fold"):
         if key in trial.user_attrs:
             tags[key] = trial.user_attrs[key]
     history = _mean_history(histories) if kfold and histories else None
-    run.finish(state, history=history, tags=tags)
+    final = None
+    if history:
+        _log_mean_epochs(run, history)
+        scores = [best_of(h[f"val_{metric}"], direction)[0] for h in histories]
+        final = {f"fold_mean_val_{metric}": float(np.mean(scores)), "folds_done": len(histories)}
+    run.finish(state, history=history, final=final, tags=tags)

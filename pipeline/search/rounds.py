@@ -58,14 +58,20 @@ def study_name(params: Params, key: str, k: int) -> str:
 
 
 def _trial_tags(params: Params, key: str, k: int, name: str) -> dict[str, Any]:
-    """MLflow tags of the round's parent run and of every trial's run."""
+    """MLflow tags of the round's parent run and of every trial's run (the study's hash in `study_hash`)."""
     bench = params.benchmark(key)
     digest = io.file_sha256(paths.processed_manifest(bench.dataset))
+    commit = tracking.git_commit()
     return {
-        "study_name": name, "round": k + 1, "round_name": bench.rounds[k].name, "benchmark": key,
-        "dataset": bench.dataset, "model": bench.model, "dataset_manifest_hash": digest,
-        "git_commit": tracking.git_commit(),
+        "study_name": name, "study_hash": name.rpartition(".")[2], "round": k + 1, "round_name": bench.rounds[k].name,
+        "benchmark": key, "dataset": bench.dataset, "model": bench.model, "dataset_manifest_hash": digest,
+        "git_commit": commit, **tracking.source_tags("tunebench search", commit),
     }  # fmt: skip
+
+
+def round_run_name(params: Params, key: str, k: int) -> str:
+    """The parent run of round `k` (0-based): `coarse · r1`, what the runs table shows first."""
+    return f"{params.benchmark(key).rounds[k].name} · r{k + 1}"
 
 
 def run_round(params: Params, key: str, k: int, space: dict[str, ParamRange], *, prev: optuna.Study | None,
@@ -107,7 +113,10 @@ def run_round(params: Params, key: str, k: int, space: dict[str, ParamRange], *,
     tags = _trial_tags(params, key, k, name)
     parent = study.user_attrs.get("mlflow_parent_run_id")
     if parent is None:  # set the round up; the parent run id goes last: launchers waiting for it find the rest
-        parent = tracking.start_run(mlc, experiment_id, name, tags=tags | {"kind": "study_round"})
+        parent = tracking.start_run(mlc, experiment_id, round_run_name(params, key, k), tags=tags | {
+            "kind": "study_round", "mlflow.note.content": f"Optuna study `{name}`: round {k + 1} ({rnd.name}) of "
+            f"{key}, {rnd.epochs} epochs a trial; one nested run per trial"})  # fmt: skip
+        tracking.log_dataset(mlc, parent, bench.dataset, tags["dataset_manifest_hash"], "train/validation")
         study.set_user_attr("space", space_to_dict(space))
         study.set_user_attr("narrowing_notes", notes)
         tracking.log_params(mlc, parent, {f"range.{n}": v for n, v in space_to_dict(space).items()}
@@ -198,8 +207,11 @@ def _summarize_round(mlc, parent: str, study: optuna.Study, space: dict[str, Par
     from pipeline.search.plots import write_study_plots  # noqa: PLC0415
 
     counts = _state_counts(study)
-    metrics = {f"n_{k}": v for k, v in counts.items()} | {"budget": budget, "budget_used": budget_used(study)}
-    tags: dict[str, Any] = {"narrowing_notes": "\n".join(notes)[:5000]}
+    outcome = ("complete", "pruned", "fail")  # metrics; what is still running or waiting, and the budget, are tags
+    metrics: dict[str, Any] = {f"n_{k}": v for k, v in counts.items() if k in outcome}
+    tags: dict[str, Any] = {"narrowing_notes": "\n".join(notes)[:5000], "budget": budget,
+                            "budget_used": budget_used(study)}  # fmt: skip
+    tags |= {f"n_{k}": v for k, v in counts.items() if k not in outcome}
     try:
         best = study.best_trial
         metrics["best_value"] = best.value

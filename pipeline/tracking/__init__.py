@@ -5,13 +5,14 @@ One module per job; callers use the names re-exported here (`from pipeline impor
 
 - `store`: the client of a tracking store (`client`, SQLite tuning, relative SQLite URIs),
   the preflight `check_reachable` (`connect`: preflight, then client), the `mlflow ui` command line (`ui_command`).
-- `runs`: experiments and runs (`ensure_experiment`, `start_run`, `reopen_run`), params,
-  metrics and tags in batches, uploaded files, and `close_orphan_runs` for the runs of a
-  process that died.
+- `runs`: experiments (artifact locations relative to the project) and runs (`ensure_experiment`,
+  `start_run`, `reopen_run`), params, metrics and tags in batches, source tags, dataset inputs,
+  uploaded files, and `close_orphan_runs` for the runs of a process that died.
 - `trial_run`: `TrialRun`, the child run of one Optuna trial (per-epoch metrics, end status).
 - `retrying_client`: the client of a tracking server, retried through outages (`search.retry_s`).
 - `charts`: the learning-curve PNG of a trial (Pillow).
-- `model_logging`: a trial's model as the `TrainedModel` folder plus the MLflow Keras flavor.
+- `model_logging`: a trial's model as the `TrainedModel` folder plus the MLflow Keras flavor, and
+  MLflow 3 logged models (`create_logged_model`, `stamp_mlmodel`, `link_metrics`, `finish_logged_model`).
 
 Credentials never reach MLflow's own output, our logs, params or tags: every value logged goes
 through `pipeline.redaction.redact` (re-exported here as `redact`), which stays outside this
@@ -23,21 +24,31 @@ from __future__ import annotations
 
 from pipeline.redaction import redact, split_credentials
 from pipeline.tracking.charts import plot_learning_curves, smooth_curve
-from pipeline.tracking.model_logging import save_trial_model
+from pipeline.tracking.model_logging import (
+    create_logged_model,
+    finish_logged_model,
+    link_metrics,
+    save_trial_model,
+    stamp_mlmodel,
+)
 from pipeline.tracking.runs import (
     MAX_PARAM_LENGTH,
     MAX_TAG_LENGTH,
     OWNER_TAGS,
     close_orphan_runs,
+    dataset_input,
     ensure_experiment,
     experiment_name,
     git_commit,
+    log_dataset,
     log_figure_files,
     log_metrics,
     log_params,
+    metric_batch,
     owner_tags,
     reopen_run,
     set_tags,
+    source_tags,
     start_run,
 )
 from pipeline.tracking.store import (
@@ -61,13 +72,19 @@ __all__ = [
     "client",
     "connect",
     "close_orphan_runs",
+    "create_logged_model",
+    "dataset_input",
     "ensure_experiment",
+    "finish_logged_model",
     "experiment_name",
     "git_commit",
+    "link_metrics",
     "local_artifact_dir",
+    "log_dataset",
     "log_figure_files",
     "log_metrics",
     "log_params",
+    "metric_batch",
     "owner_tags",
     "plot_learning_curves",
     "redact",
@@ -75,6 +92,8 @@ __all__ = [
     "save_trial_model",
     "set_tags",
     "smooth_curve",
+    "source_tags",
+    "stamp_mlmodel",
     "start_run",
     "split_credentials",
     "ui_command",

@@ -1,4 +1,6 @@
-"""Learning curves of a trial as a PNG, drawn with Pillow: raw points faint, the book's smoothed curve bold.
+"""Learning curves of a trial as a PNG, drawn with Pillow: raw per-epoch values bold, the book's smoothed curve faint.
+
+Epochs are numbered from 1 on the x axis, as in the runs' metric steps and tags.
 
 Pillow (a matplotlib dependency) rather than matplotlib: about 5 ms a figure instead of about
 100 ms, which is paid once per trial (see `benchmarks/tracking_overhead.py`).
@@ -43,7 +45,7 @@ def _font(size: int):
 
 
 def _panel(draw, box, key, series, fonts) -> None:
-    """One metric: faint raw points and bold smoothed curves of training and validation."""
+    """One metric: bold raw per-epoch values (a dot each) and faint smoothed curves of training and validation."""
     s = _SCALE
     x0, y0, x1, y1 = box
     small, normal = fonts
@@ -74,14 +76,14 @@ def _panel(draw, box, key, series, fonts) -> None:
     draw.text(((x0 + x1) // 2, y1 + 20 * s), "epoch", fill="black", font=small, anchor="ma")
     draw.rectangle([x0, y0, x1, y1], outline=(90, 90, 90), width=s)
     for (_, raw, smooth), color in zip(series, _COLORS):
-        faint = tuple(int(c + (255 - c) * 0.6) for c in color)
-        for pts, width, fill in ((raw, 1, faint), (smooth, 3, color)):
+        faint = tuple(int(c + (255 - c) * 0.65) for c in color)
+        for pts, width, fill in ((smooth, 1, faint), (raw, 2, color)):  # the raw values drawn last, on top
             xy = [px(i, v) for i, v in enumerate(pts, start=1 + (len(raw) - len(pts))) if np.isfinite(v)]
             if len(xy) > 1:
                 draw.line(xy, fill=fill, width=width * s, joint="curve")
             if pts is raw and len(raw) < 30:
                 for x, y in xy:
-                    draw.ellipse([x - 3 * s, y - 3 * s, x + 3 * s, y + 3 * s], fill=faint)
+                    draw.ellipse([x - 3 * s, y - 3 * s, x + 3 * s, y + 3 * s], fill=color)
     ly = y0 + 8 * s
     width = max((draw.textlength(name, font=small) for name, _, _ in series), default=0)
     draw.rectangle([x1 - 126 * s, y0 + s, min(x1 - s, x1 - 90 * s + width), ly + 14 * s * len(series) - 6 * s],
@@ -95,8 +97,9 @@ def _panel(draw, box, key, series, fonts) -> None:
 def plot_learning_curves(history: Mapping[str, list[float]], path: Path, title: str = "") -> Path:
     """Save raw and smoothed learning curves as a PNG: one panel per metric with its `val_` twin.
 
-    Raw values are drawn faint with a dot per epoch, `smooth_curve` (EMA 0.9) bold; with more
-    than 20 epochs the smoothed curve starts at epoch 11, as in the book.
+    The raw per-epoch values are the main line (bold, a dot per epoch when fewer than 30), epochs
+    numbered from 1; `smooth_curve` (EMA 0.9) is a faint extra; with more than 20 epochs it starts
+    at epoch 11, as in the book.
 
     Returns:
         `path`.
@@ -110,7 +113,7 @@ def plot_learning_curves(history: Mapping[str, list[float]], path: Path, title: 
     img = Image.new("RGB", (max(1, len(keys)) * pw * s, ph * s), "white")
     draw = ImageDraw.Draw(img)
     fonts = (_font(11 * s), _font(13 * s))
-    note = "faint: raw, bold: smoothed (EMA 0.9)"
+    note = "per epoch; faint: smoothed (EMA 0.9)"
     draw.text((8 * s, 6 * s), f"{title}   {note}" if title else note, fill="black", font=fonts[1])
     for col, key in enumerate(keys):
         series = []

@@ -88,3 +88,61 @@ def save_trial_model(model, dest: Path, input_example=None, *, keras_flavor: boo
         metadata={"tunebench_family": getattr(model, "family", "")},
     )  # fmt: skip
     return "keras"
+
+
+# --- MLflow 3 logged models ---------------------------------------------------------------------------
+# A model is logged as MLflow 3 logged models are (what `mlflow.<flavor>.log_model` does, without
+# calling it: see `save_trial_model` and mlflow#16183): a logged model created for the run, linked
+# as the run's output (the runs table's Models column), its files written into the model's own
+# artifact location (in place for a local store), `model_id` stamped into its `MLmodel`, then READY.
+# Metrics logged with `model_id` (`link_metrics`) show on the experiment's Models tab.
+
+
+def create_logged_model(mlc, experiment_id: str, run_id: str, name: str, *, params: dict, model_type: str,
+                        step: int = 0):  # fmt: skip
+    """A PENDING logged model `name` of run `run_id` (its output at `step`); returns the `LoggedModel`."""
+    from mlflow.entities import LoggedModelOutput  # noqa: PLC0415
+
+    from pipeline.redaction import redact  # noqa: PLC0415
+
+    model = mlc.create_logged_model(experiment_id, name=name, source_run_id=run_id, model_type=model_type,
+                                    params={k: redact(str(v))[:6000] for k, v in params.items()})  # fmt: skip
+    mlc.log_outputs(run_id, [LoggedModelOutput(model.model_id, step)])
+    return model
+
+
+def stamp_mlmodel(folder: Path, model_id: str, run_id: str) -> None:
+    """Make a saved model folder's `MLmodel` name its logged model and hold no path of this machine.
+
+    Sets `model_id` / `run_id`, and keeps only the file name of a models-from-code `model_code_path`
+    (MLflow records where the code was saved from; loading joins its file name to the model folder).
+    No-op for a folder without `MLmodel` (a `tunebench` model).
+    """
+    from mlflow.models import Model  # noqa: PLC0415
+
+    path = Path(folder) / "MLmodel"
+    if not path.is_file():
+        return
+    mlmodel = Model.load(str(path))
+    mlmodel.model_id, mlmodel.model_uuid, mlmodel.run_id = model_id, model_id, run_id
+    mlmodel.artifact_path = None
+    pyfunc = mlmodel.flavors.get("python_function", {})
+    if pyfunc.get("model_code_path"):
+        pyfunc["model_code_path"] = Path(pyfunc["model_code_path"]).name
+    mlmodel.save(str(path))
+
+
+def finish_logged_model(mlc, model_id: str, ok: bool) -> None:
+    """Mark a logged model READY (its files are complete) or FAILED_... (they are not)."""
+    from mlflow.entities import LoggedModelStatus  # noqa: PLC0415
+
+    mlc.finalize_logged_model(model_id, LoggedModelStatus.READY if ok else LoggedModelStatus.FAILED)
+
+
+def link_metrics(metrics: list, model_id: str, dataset: tuple[str, str] | None = None) -> list:
+    """Copies of `metrics` (`Metric`s) linked to logged model `model_id` (and a `(name, digest)` dataset)."""
+    from mlflow.entities import Metric  # noqa: PLC0415
+
+    name, digest = dataset or (None, None)
+    return [Metric(m.key, m.value, m.timestamp, m.step, model_id=model_id, dataset_name=name, dataset_digest=digest)
+            for m in metrics]  # fmt: skip

@@ -8,6 +8,7 @@ close the runs a dead process left RUNNING (`close_orphan_runs`).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import tempfile
@@ -20,9 +21,10 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from pipeline import paths
+from pipeline import compat, paths
 from pipeline.processes import worker_alive, worker_id
 from pipeline.redaction import redact
+from pipeline.tracking.store import local_artifact_dir
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limits on a param and a tag value
 MAX_TAG_LENGTH = 8000
@@ -31,27 +33,46 @@ _TEXT_SUFFIXES = {".csv", ".json", ".txt", ".md", ".yaml", ".yml", ".html", ".lo
 
 
 def experiment_name(benchmark: str, dataset: str, model: str) -> str:
-    """The experiment of a benchmark: `<dataset>/<model>` (`<benchmark>` when several share them)."""
-    return f"{dataset}/{model}" if benchmark in (f"{dataset}_{model}", dataset) else f"{dataset}/{model}/{benchmark}"
+    """The experiment of a benchmark: `<dataset>-<model>` (the registered model's name), `-<benchmark>` added
+    when several benchmarks share them. No `/`: MLflow's breadcrumb shows only what follows the last one."""
+    return f"{dataset}-{model}" if benchmark in (f"{dataset}_{model}", dataset) else f"{dataset}-{model}-{benchmark}"
 
 
 def ensure_experiment(mlc: MlflowClient, name: str) -> str:
-    """Return the id of experiment `name`, creating it if needed (safe when processes race)."""
+    """Return the id of experiment `name`, creating it if needed (safe when processes race).
+
+    In a SQLite store the new experiment's artifact location is `mlartifacts/<name>`, relative to
+    the project folder (the working directory of every command), so a copied or moved project
+    keeps finding its artifacts and never writes into the original folder: MLflow would store an
+    absolute path, which every run and model inherits (`compat.set_experiment_artifact_location`).
+    A server decides its own (`mlflow-artifacts:/...`, relative too).
+    """
     found = mlc.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
     location = None
-    uri = mlc.tracking_uri
-    if uri.startswith(("sqlite:", "file:")) or "://" not in uri:
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-        location = (paths.MLARTIFACTS / safe).resolve().as_uri()
+    relative = mlc.tracking_uri.startswith("sqlite:")
+    if relative or mlc.tracking_uri.startswith("file:") or "://" not in mlc.tracking_uri:
+        location = (paths.MLARTIFACTS / re.sub(r"[^A-Za-z0-9_.-]+", "_", name)).as_posix()
     try:
-        return mlc.create_experiment(name, artifact_location=location)
+        experiment_id = mlc.create_experiment(name, artifact_location=location)
     except MlflowException:  # another worker created it first (mlflow#10334)
         found = mlc.get_experiment_by_name(name)
         if found is None:
             raise
         return found.experiment_id
+    if relative:
+        compat.set_experiment_artifact_location(mlc, experiment_id, location)
+        _relocate_default_experiment(mlc)
+    return experiment_id
+
+
+def _relocate_default_experiment(mlc: MlflowClient) -> None:
+    """Store MLflow's own `Default` experiment (made with the database) at `mlruns/0`, relative like ours."""
+    location = mlc.get_experiment("0").artifact_location
+    folder = local_artifact_dir(location)
+    if folder is not None and folder.is_absolute() and folder.is_relative_to(Path.cwd()):
+        compat.set_experiment_artifact_location(mlc, "0", folder.relative_to(Path.cwd()).as_posix())
 
 
 def git_commit() -> str:
@@ -61,6 +82,35 @@ def git_commit() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def source_tags(entry_point: str, commit: str | None = None) -> dict[str, str]:
+    """MLflow's source tags (the runs table's Source column): the command and, in a git checkout, the commit."""
+    commit = git_commit() if commit is None else commit
+    tags = {"mlflow.source.name": entry_point, "mlflow.source.type": "LOCAL"}
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+DIGEST_CHARS = 16  # MLflow keeps at most 36 characters of a dataset digest; tag `dataset_manifest_hash` has it all
+
+
+def dataset_input(dataset: str, manifest_hash: str, context: str):
+    """The processed dataset as an MLflow dataset input: its name, the manifest hash as digest, the split as context.
+
+    The source is the processed folder, relative to the project (`data/processed/<dataset>`).
+    """
+    from mlflow.entities import Dataset, DatasetInput, InputTag  # noqa: PLC0415
+
+    source = json.dumps({"uri": paths.processed_dir(dataset).as_posix()})
+    ds = Dataset(name=dataset, digest=manifest_hash[:DIGEST_CHARS], source_type="local", source=source)
+    return DatasetInput(ds, tags=[InputTag("mlflow.data.context", context)])
+
+
+def log_dataset(mlc: MlflowClient, run_id: str, dataset: str, manifest_hash: str, context: str) -> None:
+    """Record on a run the data it used (`dataset_input`): the runs table's Dataset column."""
+    mlc.log_inputs(run_id, datasets=[dataset_input(dataset, manifest_hash, context)])
 
 
 def param_batch(hp: Mapping[str, Any]) -> list[Param]:

@@ -245,7 +245,7 @@ def test_crashed_running_trial_is_failed_not_counted_and_retried_while_live_ones
             "l2": optuna.distributions.FloatDistribution(1e-7, 1e-2, log=True)}  # fmt: skip
     crashed = study.ask(dist)  # left RUNNING, as by a killed worker: no tell
     mlc = tracking.client(proj.raw["tracking"]["uri"])
-    crashed_run = tracking.start_run(mlc, tracking.ensure_experiment(mlc, "digits/numpy_mlp"), "trial-0")
+    crashed_run = tracking.start_run(mlc, tracking.ensure_experiment(mlc, "digits-numpy_mlp"), "t00")
     crashed.set_user_attr("mlflow_run_id", crashed_run)
     live_proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:

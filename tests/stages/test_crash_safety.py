@@ -195,9 +195,9 @@ def _foreign_run(mlc: MlflowClient, experiment_id: str, host: str, pid: int, sta
 def test_train_best_killed_then_rerun(evaluated, tmp_path):
     project = copy_of(evaluated, tmp_path / "proj")
     before = json.loads((project / "models" / KEY / "info.json").read_text())["run_id"]
-    killed_at(project, "pipeline.tracking", "log_params", "train_best", "--benchmark", KEY)  # run started, staging
+    killed_at(project, "pipeline.tracking", "create_logged_model", "train_best", "--benchmark", KEY)  # run, staging
     mlc = client(project)
-    (exp,) = [e for e in mlc.search_experiments() if e.name == "digits/linear"]
+    (exp,) = [e for e in mlc.search_experiments() if e.name == "digits-linear"]
     (orphan,) = mlc.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
     assert list((project / "models").glob(f".{KEY}.tmp-*"))
     assert json.loads((project / "models" / KEY / "info.json").read_text())["run_id"] == before  # untouched

@@ -55,7 +55,7 @@ def test_mlflow_runs_mirror_studies(project):
         for key, bench in params["benchmarks"].items():
             result = json.loads((dest / "results/search" / f"{key}.json").read_text())
             runs = mlc.search_runs(
-                [e.experiment_id for e in mlc.search_experiments() if e.name.startswith(bench["dataset"] + "/")]
+                [e.experiment_id for e in mlc.search_experiments() if e.name.startswith(bench["dataset"] + "-")]
             )
             parents = [r for r in runs if r.data.tags.get("kind") == "study_round"
                        and r.data.tags.get("benchmark") == key]  # fmt: skip
@@ -74,17 +74,18 @@ def test_mlflow_runs_mirror_studies(project):
                         assert child.info.status == "FINISHED"
                         hist = mlc.get_metric_history(child.info.run_id, "val_loss")
                         epochs = 1 if bench["model"] in ("linear", "majority") else rnd["epochs"]
-                        assert [m.step for m in hist] == list(range(epochs))
+                        assert [m.step for m in hist] == list(range(1, epochs + 1))  # epochs from 1
     finally:
         os.chdir(cwd)
 
 
-def test_champion_loads_and_predicts_raw_input(project):
+def test_champion_loads_and_predicts_raw_input(project, monkeypatch):
     import mlflow.pyfunc
 
     from pipeline.serving import example_frame
 
     dest, _ = project
+    monkeypatch.chdir(dest)  # artifact locations are relative to the project folder
     mlflow.set_tracking_uri(f"sqlite:///{dest / 'mlflow.db'}")
     mlflow.set_registry_uri(f"sqlite:///{dest / 'mlflow.db'}")
     for name, ds in [("rt_polarity-keras_mlp", "rt_polarity"), ("boston_housing-keras_mlp", "boston_housing"),

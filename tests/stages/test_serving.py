@@ -80,12 +80,13 @@ class Served:
         self.log.close()
 
 
-def _setup(project, dataset):
+def _setup(project, dataset, monkeypatch):
     import mlflow
 
     from pipeline.serving import example_frame
 
     dest, state = project
+    monkeypatch.chdir(dest)  # artifact locations are relative to the project folder
     uri = f"sqlite:///{dest / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -95,10 +96,10 @@ def _setup(project, dataset):
 
 
 @pytest.mark.slow
-def test_classification_champion_answers_label_and_probability(project, tmp_path):
+def test_classification_champion_answers_label_and_probability(project, tmp_path, monkeypatch):
     import mlflow.pyfunc
 
-    dest, env, meta, frame = _setup(project, "rt_polarity")
+    dest, env, meta, frame = _setup(project, "rt_polarity", monkeypatch)
     model_uri = "models:/rt_polarity-keras_mlp@champion"
     expected = mlflow.pyfunc.load_model(model_uri).predict(frame)
     assert list(expected.columns) == ["label", "probability"]
@@ -115,20 +116,20 @@ def test_classification_champion_answers_label_and_probability(project, tmp_path
 
 
 @pytest.mark.slow
-def test_multiclass_champion_labels_are_class_names(project):
+def test_multiclass_champion_labels_are_class_names(project, monkeypatch):
     import mlflow.pyfunc
 
-    _, _, meta, frame = _setup(project, "digits")
+    _, _, meta, frame = _setup(project, "digits", monkeypatch)
     assert meta["columns"][:2] == ["pixel_0_0", "pixel_0_1"] and meta["labels"] == [str(i) for i in range(10)]
     got = mlflow.pyfunc.load_model("models:/digits-keras_mlp@champion").predict(frame)
     assert set(got["label"]) <= set(meta["labels"]) and got["probability"].between(0.1, 1.0).all()
 
 
 @pytest.mark.slow
-def test_regression_champion_takes_the_datasets_column_names(project, tmp_path):
+def test_regression_champion_takes_the_datasets_column_names(project, tmp_path, monkeypatch):
     import mlflow.pyfunc
 
-    dest, env, meta, frame = _setup(project, "boston_housing")
+    dest, env, meta, frame = _setup(project, "boston_housing", monkeypatch)
     assert meta["columns"] == BOSTON and list(frame.columns) == BOSTON
     model_uri = "models:/boston_housing-keras_mlp@champion"
     expected = np.asarray(mlflow.pyfunc.load_model(model_uri).predict(frame), dtype=float).reshape(-1)

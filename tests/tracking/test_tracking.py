@@ -22,6 +22,7 @@ import pytest
 
 from conftest import digits_search_params
 import yaml
+from mlflow.entities import LoggedModelStatus
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -83,17 +84,20 @@ def _steps(mlc: MlflowClient, run_id: str, key: str) -> list[int]:
 
 def test_one_parent_per_round_and_one_child_per_trial_with_a_point_per_epoch(searched):
     root, result, mlc = searched
-    exp = mlc.get_experiment_by_name("digits/keras_mlp")
-    assert exp is not None
+    exp = mlc.get_experiment_by_name("digits-keras_mlp")
+    assert exp is not None and exp.artifact_location == "mlartifacts/digits-keras_mlp"
+    assert mlc.get_experiment("0").artifact_location == "mlruns/0"  # MLflow's own `Default` too
     runs = _runs(mlc)
     parents = [r for r in runs if r.data.tags.get("kind") == "study_round"]
     assert len(parents) == len(ROUNDS)
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(children) == sum(r["n_trials"] for r in ROUNDS)
-    for rnd, cfg in zip(result["rounds"], ROUNDS):
+    for k, (rnd, cfg) in enumerate(zip(result["rounds"], ROUNDS), start=1):
         parent = mlc.get_run(rnd["parent_run_id"])
-        assert parent.info.run_name == rnd["study"] and parent.info.status == "FINISHED"
-        assert parent.data.tags["study_name"] == rnd["study"]
+        assert parent.info.run_name == f"{cfg['name']} · r{k}" and parent.info.status == "FINISHED"
+        assert parent.data.tags["study_name"] == rnd["study"] and rnd["study"].endswith(parent.data.tags["study_hash"])
+        assert {"n_running", "n_waiting", "budget"} <= set(parent.data.tags)  # bookkeeping: tags, not metrics
+        assert not {"n_running", "n_waiting", "budget", "budget_used"} & set(parent.data.metrics)
         assert float(parent.data.params["range.lr"].split("'low': ")[1].split(",")[0]) > 0
         assert parent.data.metrics["n_complete"] == cfg["n_trials"]
         mine = sorted((c for c in children if c.data.tags["mlflow.parentRunId"] == parent.info.run_id),
@@ -103,23 +107,37 @@ def test_one_parent_per_round_and_one_child_per_trial_with_a_point_per_epoch(sea
         for child, trial in zip(mine, trials):
             tags = child.data.tags
             assert trial.user_attrs["mlflow_run_id"] == child.info.run_id
-            assert child.info.run_name == f"trial-{trial.number}"
+            lr = tracking_name_value(child.info.run_name, "lr")
+            assert child.info.run_name.startswith(f"t{trial.number:02d} lr=")
+            assert lr == pytest.approx(trial.params["lr"], rel=0.05)
             assert (tags["state"], child.info.status) == ("COMPLETE", "FINISHED")
             assert tags["study_name"] == rnd["study"] and tags["round"] == str(ROUNDS.index(cfg) + 1)
             assert tags["benchmark"] == KEY and len(tags["dataset_manifest_hash"]) == 64 and tags["git_commit"]
             assert float(child.data.params["lr"]) == pytest.approx(trial.params["lr"])
             assert child.data.params["epochs"] == str(cfg["epochs"])
-            for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
-                assert _steps(mlc, child.info.run_id, key) == list(range(cfg["epochs"])), key
+            for key in ("loss", "val_loss", "accuracy", "val_accuracy"):  # epochs numbered from 1
+                assert _steps(mlc, child.info.run_id, key) == list(range(1, cfg["epochs"] + 1)), key
+            assert 1 <= int(tags["best_epoch"]) <= cfg["epochs"] and child.data.metrics["pruned"] == 0
+            assert tags["mlflow.source.name"] == "tunebench search"
+            assert tags["mlflow.note.content"].startswith("complete: best_val_accuracy")
+            (ds,) = child.inputs.dataset_inputs
+            assert (ds.dataset.name, ds.dataset.digest) == ("digits", tags["dataset_manifest_hash"][:16])
+            assert {t.key: t.value for t in ds.tags}["mlflow.data.context"] == "train/validation"
             assert child.data.metrics["best_val_accuracy"] == pytest.approx(trial.value)
+
+
+def tracking_name_value(name: str, key: str) -> float:
+    """The value of `key=` in a trial run's name (`t01 lr=3.2e-3 l2=1e-5`)."""
+    return float(next(p for p in name.split() if p.startswith(f"{key}=")).split("=", 1)[1])
 
 
 def _journal(root: Path) -> optuna.storages.JournalStorage:
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(root / journal_file(KEY))))
 
 
-def test_parent_artifacts_open_trials_csv_ranges_and_plots(searched, tmp_path):
-    _, result, mlc = searched
+def test_parent_artifacts_open_trials_csv_ranges_and_plots(searched, tmp_path, monkeypatch):
+    root, result, mlc = searched
+    monkeypatch.chdir(root)  # artifact locations are relative to the project folder
     for rnd in result["rounds"]:
         dst = Path(mlc.download_artifacts(rnd["parent_run_id"], "", str(tmp_path / rnd["study"])))
         table = pd.read_csv(dst / "trials.csv")
@@ -132,33 +150,40 @@ def test_parent_artifacts_open_trials_csv_ranges_and_plots(searched, tmp_path):
                 img.verify()
 
 
-def test_completed_trial_logs_curves_and_a_model_that_reloads_three_ways(searched, tmp_path):
+def test_completed_trial_logs_curves_and_a_model_that_reloads_three_ways(searched, tmp_path, monkeypatch):
     root, result, mlc = searched
+    monkeypatch.chdir(root)  # artifact locations are relative to the project folder
     best = result["rounds"][-1]["best"]
     run_id = best["run_id"]
     run = mlc.get_run(run_id)
     assert run.data.tags["model_format"] == "keras"
+    model_id = run.data.tags["model_id"]
+    assert [o.model_id for o in run.outputs.model_outputs] == [model_id]  # the runs table's Models column
+    logged = mlc.get_logged_model(model_id)  # an MLflow 3 logged model, READY, with the trial's metrics
+    expected = (LoggedModelStatus.READY, run_id, f"fine-r2-t{best['trial']:02d}")
+    assert (logged.status, logged.source_run_id, logged.name) == expected
+    assert logged.artifact_location == f"mlartifacts/digits-keras_mlp/models/{model_id}/artifacts"
+    assert {m.key for m in logged.metrics} >= {"best_val_accuracy", "best_epoch", "pruned"}
+    listed = mlc.search_logged_models([run.info.experiment_id])  # the experiment's Models tab
+    assert len(listed) == sum(r["n_trials"] for r in ROUNDS) and model_id in {m.model_id for m in listed}
     names = {a.path for a in mlc.list_artifacts(run_id)}
-    assert {"learning_curves.png", "model"} <= names
+    assert "learning_curves.png" in names
     dst = Path(mlc.download_artifacts(run_id, "", str(tmp_path)))
+    mlflow.set_tracking_uri(mlc.tracking_uri)
+    mlflow.artifacts.download_artifacts(f"models:/{model_id}", dst_path=str(dst / "model"))
     with Image.open(dst / "learning_curves.png") as img:
         assert img.format == "PNG" and img.size[0] > 400 and img.getextrema() != ((255, 255),) * 3
 
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        from pipeline.features import ProcessedData  # noqa: PLC0415
+    from pipeline.features import ProcessedData  # noqa: PLC0415
 
-        x = ProcessedData.load(root / "data" / "processed" / "digits").X_val[:5]
-    finally:
-        os.chdir(cwd)
+    x = ProcessedData.load(root / "data" / "processed" / "digits").X_val[:5]
     ours = TrainedModel.load(dst / "model")
     expected = ours.predict(x)
     assert expected.shape == (5, 10) and ours.hparams["lr"] == pytest.approx(best["params"]["lr"])
 
-    uri = f"runs:/{run_id}/model"
-    mlflow.set_tracking_uri(mlc.tracking_uri)
+    uri = f"models:/{model_id}"
     info = mlflow.models.get_model_info(uri)
+    assert info.model_id == model_id and info.run_id == run_id
     assert set(info.flavors) == {"keras", "python_function"}
     assert list(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 16]
     assert info.saved_input_example_info is not None
@@ -255,7 +280,10 @@ def test_pruned_trial_run_stops_at_the_pruned_epoch_and_is_killed(store):
     assert run.info.status == "KILLED" and run.data.tags["state"] == "PRUNED"
     assert run.data.tags["pruned_at_epoch"] == "2" and "pruned at epoch 2" in run.data.tags["reason"]
     for key in ("loss", "val_accuracy"):
-        assert _steps(store.mlc, run.info.run_id, key) == [0, 1]
+        assert _steps(store.mlc, run.info.run_id, key) == [1, 2]  # epochs numbered from 1, like the tag
+    assert run.info.run_name.startswith("t00 pruned lr=") and run.data.metrics["pruned"] == 1
+    assert run.data.tags["mlflow.note.content"].startswith("pruned: pruned at epoch 2 of 5")
+    assert not run.outputs.model_outputs
     assert run.data.tags["mlflow.parentRunId"] == store.parent
     assert "error" not in run.data.tags
 
@@ -269,6 +297,8 @@ def test_failed_trial_run_is_failed_with_its_error_and_no_credentials(store, tmp
     assert trial.state == optuna.trial.TrialState.FAIL
     run = store.mlc.get_run(trial.user_attrs["mlflow_run_id"])
     assert run.info.status == "FAILED" and run.data.tags["state"] == "FAIL"
+    assert run.info.run_name.startswith("t00 FAILED lr=") and "pruned" not in run.data.metrics
+    assert run.data.tags["mlflow.note.content"].startswith("failed: ConnectionError")
     error = run.data.tags["error"]
     assert error.startswith("ConnectionError: could not reach postgresql://***@db.example.com:5432/mlflow")
     assert run.data.tags["reason"] == error
@@ -289,6 +319,10 @@ def test_a_model_that_cannot_be_saved_leaves_the_trial_finished_with_a_tracking_
     assert run.info.status == "FINISHED" and "disk full" in run.data.tags["tracking_error"]
     names = {a.path for a in store.mlc.list_artifacts(run.info.run_id)}
     assert "model" not in names and "learning_curves.png" in names
+    (model,) = store.mlc.search_logged_models([store.exp])  # listed, but marked FAILED: no half-written model
+    assert model.status == LoggedModelStatus.FAILED and model.model_id == run.data.tags["model_id"]
+    folder = store.root / model.artifact_location
+    assert not folder.exists() or not any(folder.iterdir())
 
 
 @pytest.mark.parametrize("in_place", [True, False], ids=["local-store-in-place", "uploaded-from-temp"])
@@ -307,7 +341,9 @@ def test_numpy_model_is_logged_as_a_folder_that_trained_model_loads(store, tmp_p
     got = store.mlc.get_run(run.run_id)
     assert got.info.status == "FINISHED" and got.data.tags["model_format"] == "tunebench"
     assert _steps(store.mlc, run.run_id, "val_loss") == [0, 1]
-    dst = Path(store.mlc.download_artifacts(run.run_id, "model", str(tmp_path / "dl")))
+    mlflow.set_tracking_uri(store.mlc.tracking_uri)
+    dst = Path(mlflow.artifacts.download_artifacts(f"models:/{run.model_id}", dst_path=str(tmp_path / "dl")))
+    assert store.mlc.get_logged_model(run.model_id).source_run_id == run.run_id
     np.testing.assert_allclose(TrainedModel.load(dst).predict(x), model.predict(x), rtol=1e-6)
     assert set(run.timings) >= {"start", "epochs", "curves", "model", "log", "finish"}
 

@@ -13,6 +13,7 @@ goes to the test's folder and to `test-artifacts/mlflow_ui.png`; with
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -131,9 +132,9 @@ def test_runs_view_shows_rounds_with_nested_trials_and_metric_columns(server, st
     expect.set_options(timeout=30_000)
 
     root, result = store
-    exp = tracking.client(f"sqlite:///{root / 'mlflow.db'}").get_experiment_by_name("digits/keras_mlp")
+    exp = tracking.client(f"sqlite:///{root / 'mlflow.db'}").get_experiment_by_name("digits-keras_mlp")
     url = f"{server}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning"
-    rounds = [r["study"] for r in result["rounds"]]
+    rounds = [f"{r['round']} · r{k}" for k, r in enumerate(result["rounds"], start=1)]  # `coarse · r1`
     shot = tmp_path / "mlflow_ui.png"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -146,7 +147,7 @@ def test_runs_view_shows_rounds_with_nested_trials_and_metric_columns(server, st
             close = page.get_by_role("button", name="Close")  # the assistant panel of a first visit
             if close.count():
                 close.first.click()
-            expect(page.get_by_text("digits/keras_mlp", exact=True).first).to_be_visible()
+            expect(page.get_by_text("digits-keras_mlp", exact=True).first).to_be_visible()
             expect(page.get_by_role("button", name="Model training")).to_be_visible()
 
             page.get_by_role("button", name="Columns").click()
@@ -161,7 +162,7 @@ def test_runs_view_shows_rounds_with_nested_trials_and_metric_columns(server, st
             expect(expanders).to_have_count(len(rounds))
             for i in range(len(rounds)):
                 expanders.nth(i).click()
-            trials = page.get_by_role("link", name="trial-", exact=False)
+            trials = page.get_by_role("link", name=re.compile(r"^t\d\d lr=\S+ l2=\S+$"))  # `t01 lr=3.2e-3 l2=1e-5`
             expect(trials).to_have_count(sum(r["n_trials"] for r in PARAMS["benchmarks"][KEY]["rounds"]))
             for link in trials.all():  # AG Grid splits a row: pinned cells and scrolled cells share its row-id
                 row_id = link.evaluate("e => e.closest('[role=row]').getAttribute('row-id')")
@@ -173,6 +174,16 @@ def test_runs_view_shows_rounds_with_nested_trials_and_metric_columns(server, st
             page.mouse.click(800, 500)  # an empty spot: moves the focus outline off the table
             page.mouse.move(0, 0)
             page.screenshot(path=str(shot))
+
+            best = result["rounds"][-1]["best"]  # a trial's page: its dataset input and its logged model
+            model = f"fine-r2-t{best['trial']:02d}"
+            base = f"{server}/#/experiments/{exp.experiment_id}"
+            page.goto(f"{base}/runs/{best['run_id']}", wait_until="domcontentloaded")
+            expect(page.get_by_text(model, exact=True).first).to_be_visible()
+            expect(page.get_by_text(re.compile(r"^digits")).first).to_be_visible()
+            page.goto(f"{base}/models", wait_until="domcontentloaded")
+            for name in ("coarse-r1-t00", model):  # the Models tab lists the trials' logged models
+                expect(page.get_by_text(name, exact=True).first).to_be_visible()
         finally:
             browser.close()
 
