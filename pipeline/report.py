@@ -22,14 +22,16 @@ def leaderboard(params: Params) -> pd.DataFrame:
         search = io.read_json(paths.search_result(key)) if paths.search_result(key).exists() else {}
         ref = reference_for(bench.dataset) or {}
         metric = m["metric"]
-        counts = [r.get("counts", {}) for r in search.get("rounds", [])]
+        rounds = search.get("rounds", [])
+        counts = [r.get("counts", {}) for r in rounds]
         promo = paths.promotion_file(key)
         rows.append({
             "benchmark": key, "dataset": bench.dataset, "model": bench.model, "metric": metric,
             "test": m["test"][metric], "test_loss": m["test"].get("loss"), "baseline": m["baseline"][metric],
             "reference": ref.get("value") if ref.get("metric") == metric else None,
             "reference_model": ref.get("model"), "direction": m["direction"],
-            "trials": sum(sum(c.values()) for c in counts),
+            # trials that count against the budgets (interrupted and surplus ones do not), as the search ran them
+            "trials": sum(r.get("budget_used", sum(r.get("counts", {}).values())) for r in rounds),
             "pruned": sum(c.get("pruned", 0) for c in counts),
             "best_params": (search.get("best") or {}).get("params"),
             "champion": io.read_json(promo).get("promote") if promo.exists() else None,
