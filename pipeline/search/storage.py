@@ -76,14 +76,15 @@ def open_storage(url: str | None, benchmark: str, *, tracking_uri: str | None = 
             preflight, which fails at once).
     """
     from optuna.storages import JournalStorage, RDBStorage  # noqa: PLC0415
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock  # noqa: PLC0415
+
+    from pipeline.search.journal import SafeJournalFileBackend  # noqa: PLC0415
 
     if is_journal(url):
         path = Path(url.removeprefix("journal:")) if url else paths.journal_file(benchmark)
         if url is not None and not url.removeprefix("journal:"):
             raise _bad_url(url, "no path after `journal:`")
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+        return JournalStorage(SafeJournalFileBackend(path))  # appends all or nothing (a full disk)
     import sqlalchemy.exc  # noqa: PLC0415
 
     from pipeline.search.retrying_storage import RetryingStorage, call, describe_server  # noqa: PLC0415
