@@ -14,6 +14,7 @@ import optuna
 from pipeline import compat
 from pipeline.config import ParamRange, RoundConfig
 from pipeline.errors import ConfigError
+from pipeline.search.storage import REDRAW_ATTR
 
 
 def grid_points(space: Mapping[str, ParamRange], points: int = 4) -> dict[str, list]:
@@ -66,7 +67,8 @@ def per_trial_seed(sampler: optuna.samplers.BaseSampler, seed: int) -> optuna.sa
     enqueued ones (an earlier round's best, the retry of an interrupted trial) do not count, so a
     run cut off mid-trial and resumed draws the same configurations as an uninterrupted one. It is
     fixed when the trial is created (enqueued trials get their numbers when enqueued) and unique
-    among the trials that draw.
+    among the trials that draw. A trial interrupted before it drew is followed by one that makes
+    its draw (user attr `redraw_of`, see `storage.InterruptedTrial`).
 
     Returns:
         The same sampler.
@@ -76,7 +78,8 @@ def per_trial_seed(sampler: optuna.samplers.BaseSampler, seed: int) -> optuna.sa
     states = compat.sampler_random_states(sampler)
 
     def reseed(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        index = sum(1 for t in study.get_trials(deepcopy=False) if t.number < trial.number and not _enqueued(t))
+        number = trial.user_attrs.get(REDRAW_ATTR, trial.number)  # the draw of a trial cut off before it drew
+        index = sum(1 for t in study.get_trials(deepcopy=False) if t.number < number and not _enqueued(t))
         base = int(np.random.SeedSequence([seed & 0xFFFFFFFF, index]).generate_state(1)[0])
         for i, state in enumerate(states):
             state.seed((base + i) & 0xFFFFFFFF)

@@ -38,6 +38,7 @@ GRACE_MARGIN = 30  # seconds the grace period keeps beyond a heartbeat interval 
 MAX_RETRY = 1  # an interrupted configuration is retried this often (a trial that kills its worker stops there)
 WORKER_ATTR = "worker"  # user attr: where the trial runs, so a resume tells live trials from dead ones
 INTERRUPTED_PREFIX = "interrupted."  # study user attr `interrupted.<trial number>`: cut off by a crash
+REDRAW_ATTR = "redraw_of"  # user attr: this trial draws what interrupted trial <n> never drew (`samplers`)
 RUN_ATTRS = (WORKER_ATTR, "mlflow_run_id", "pruned_at_epoch", "pruned_at_fold", "best_epoch", "interrupted")
 
 
@@ -202,6 +203,8 @@ class InterruptedTrial:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)(study, retry)
+        elif REDRAW_ATTR not in trial.user_attrs:  # cut off before it drew: a new trial makes its draw
+            study.enqueue_trial({}, user_attrs={REDRAW_ATTR: trial.number})
         run_id = trial.user_attrs.get("mlflow_run_id")
         if run_id and self.tracking_uri:
             from pipeline import tracking  # noqa: PLC0415

@@ -212,7 +212,7 @@ def _search_result(project: Path) -> dict:
     result = json.loads((project / "results" / "search" / f"{KEY}.json").read_text())
 
     def without_run(best: dict | None) -> dict | None:
-        return best and {k: v for k, v in best.items() if k != "run_id"}
+        return best and {k: v for k, v in best.items() if k not in ("run_id", "trial")}  # a retry has a new number
 
     def same(r: dict) -> dict:  # an interrupted trial adds a failed one (not counted): compare the others
         kept = {k: without_run(v) if k == "best" else v for k, v in r.items() if k not in ("parent_run_id", "counts")}
