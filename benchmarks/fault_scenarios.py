@@ -266,7 +266,7 @@ def count(svc: Services, key: str, sizes: Sizes) -> dict:
                and SURPLUS_ATTR not in t.user_attrs and t.params]  # fmt: skip
         configs = [tuple(sorted(t.params.items())) for t in ran]
         duplicates += len(configs) - len(set(configs))
-        lost += sum(1 for t in cut if t.params and tuple(sorted(t.params.items())) not in set(configs))
+        lost += sum(1 for t in cut if t.params and not _rerun(t, ran))
     expected = sum(sizes.budgets)
     lost += max(0, expected - finished)
     mlc = MlflowClient(tracking_uri=svc.ml.uri)
@@ -275,3 +275,14 @@ def count(svc: Services, key: str, sizes: Sizes) -> dict:
     return {"expected": expected, "finished": finished, "lost": lost, "duplicates": duplicates,
             "running_left": left, "mlflow_running": sum(r.info.status == "RUNNING" for r in runs),
             "interrupted": interrupted, "rounds": len(found)}  # fmt: skip
+
+
+def _rerun(cut, ran: list) -> bool:
+    """Whether the configuration of interrupted trial `cut` ran again: a retry of it, or a trial with its parameters
+    (those it had drawn when it was cut off)."""
+    for t in ran:
+        if t.system_attrs.get("failed_trial") == cut.number or cut.number in t.system_attrs.get("retry_history", []):
+            return True
+        if all(t.params.get(k) == v for k, v in cut.params.items()):
+            return True
+    return False

@@ -6,7 +6,8 @@ import os
 import platform
 from importlib.metadata import PackageNotFoundError, version
 
-LIBRARIES = ("optuna", "mlflow", "dvc", "numpy", "scikit-learn", "keras", "tensorflow-cpu", "sqlalchemy", "psycopg2")
+LIBRARIES = ("optuna", "mlflow", "dvc", "numpy", "scikit-learn", "keras", "tensorflow-cpu", "sqlalchemy", "psycopg2",
+             "psycopg2-binary")  # fmt: skip
 
 
 def machine_info(*, libraries: tuple[str, ...] = LIBRARIES, **extra) -> dict:

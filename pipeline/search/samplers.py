@@ -78,7 +78,8 @@ def per_trial_seed(sampler: optuna.samplers.BaseSampler, seed: int) -> optuna.sa
     states = compat.sampler_random_states(sampler)
 
     def reseed(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        number = trial.user_attrs.get(REDRAW_ATTR, trial.number)  # the draw of a trial cut off before it drew
+        # a trial cut off before it drew (or during: a retry) draws with that trial's index
+        number = trial.user_attrs.get(REDRAW_ATTR, trial.system_attrs.get("failed_trial", trial.number))
         index = sum(1 for t in study.get_trials(deepcopy=False) if t.number < number and not _enqueued(t))
         base = int(np.random.SeedSequence([seed & 0xFFFFFFFF, index]).generate_state(1)[0])
         for i, state in enumerate(states):
