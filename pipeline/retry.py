@@ -11,6 +11,7 @@ no MLflow (the callers say which errors are transient).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -41,9 +42,19 @@ class Board:
     def _slots(self):
         return self.shared if self.shared is not None else self._local
 
+    @contextlib.contextmanager
+    def _locked(self):
+        """The board's lock, given up after a second: a worker killed while holding it must not stall the rest."""
+        got = self._lock.acquire(timeout=1.0)
+        try:
+            yield
+        finally:
+            if got:
+                self._lock.release()
+
     def down(self, kind: str, where: str, retry_s: float) -> None:
         """Announce an outage of `where` unless one of this kind is announced already."""
-        with self._lock:
+        with self._locked():
             slots = self._slots()
             if slots[SERVICES.index(kind)] == 0.0:
                 slots[SERVICES.index(kind)] = time.time()
@@ -53,7 +64,7 @@ class Board:
         """Announce the end of the outage of this kind, if it is still announced."""
         if self._slots()[SERVICES.index(kind)] == 0.0:  # the common case, without the lock
             return
-        with self._lock:
+        with self._locked():
             slots = self._slots()
             began = slots[SERVICES.index(kind)]
             if began:

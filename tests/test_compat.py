@@ -196,6 +196,7 @@ def test_a_failed_trial_is_reported_by_the_optimize_logger_in_two_messages():
     assert compat.FAILED_VALUE_LINE in messages[1]
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_heartbeat_base_is_what_optuna_checks_for_heartbeats(tmp_path):
     from optuna.storages._heartbeat import is_heartbeat_enabled  # noqa: PLC0415
 

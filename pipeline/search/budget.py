@@ -3,7 +3,7 @@
 The budget counts finished trials (COMPLETE, PRUNED, FAIL) except those cut off by a crash
 (`interrupted`, see `storage`), whose configurations are retried instead. It is shared by
 every process working on the study, local workers and launchers on other machines alike:
-each stops once finished plus running trials reach it (`claimed`, `StopAtBudget`), and
+each stops once finished plus running trials reach it (`claimed`, `workers.optimize`), and
 trial numbers settle a tie (a trial asked after the budget is claimed is `surplus`, see
 `workers.optimize`). A round that ended without a completed trial has its trials
 `discarded`, so a rerun retries the whole budget.
@@ -56,17 +56,6 @@ def budget_used(study: optuna.Study) -> int:
     """Trials that count against the budget: finished ones, less those cut off by a crash and surplus ones."""
     attrs = study.user_attrs
     return sum(1 for t in study.get_trials(deepcopy=False) if _counts(attrs, t))
-
-
-class StopAtBudget:
-    """Trial callback: stop this worker once the study's budget is claimed (by any process, anywhere)."""
-
-    def __init__(self, budget: int):
-        self.budget = budget
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if claimed(study) >= self.budget:
-            study.stop()
 
 
 def discard_failed_attempt(study: optuna.Study) -> int:

@@ -211,7 +211,13 @@ class _ProgressBar:
     """A live line for the round: trials counted against the budget, pruned, failed, best so far."""
 
     def __init__(self, study: optuna.Study, budget: int):
+        import threading  # noqa: PLC0415
+
         from tqdm import tqdm  # noqa: PLC0415
+
+        # one bar a round: a thread lock will do. tqdm's default also makes a multiprocessing lock, which a
+        # SIGKILLed worker leaves behind ("resource_tracker: ... leaked semaphore objects" at the end)
+        tqdm.set_lock(threading.RLock())
 
         self.bar = tqdm(total=budget, initial=budget_used(study), desc=study.study_name, unit="trial",
                         file=sys.stderr, leave=True)  # fmt: skip
@@ -319,7 +325,7 @@ def _dedupe(lines: list[str]) -> list[str]:
         if not sep or not head.startswith("worker "):
             head, text = "", line
         by_text.setdefault(text, []).append(head.removeprefix("worker "))
-    return [text if not slots[0] else f"worker{'s' if len(slots) > 1 else ''} {', '.join(slots)}: {text}"
+    return [text if not slots[0] else f"worker{'s' if len(slots) > 1 else ''} {', '.join(sorted(slots))}: {text}"
             for text, slots in by_text.items()]  # fmt: skip
 
 

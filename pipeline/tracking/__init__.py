@@ -9,6 +9,7 @@ One module per job; callers use the names re-exported here (`from pipeline impor
   metrics and tags in batches, uploaded files, and `close_orphan_runs` for the runs of a
   process that died.
 - `trial_run`: `TrialRun`, the child run of one Optuna trial (per-epoch metrics, end status).
+- `retrying_client`: the client of a tracking server, retried through outages (`search.retry_s`).
 - `charts`: the learning-curve PNG of a trial (Pillow).
 - `model_logging`: a trial's model as the `TrainedModel` folder plus the MLflow Keras flavor.
 

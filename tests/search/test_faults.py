@@ -2,15 +2,17 @@
 
 One throwaway PostgreSQL cluster and one `mlflow server` serve the module (`tests/servers.py`,
 restarted in place on the same port and data). A tiny project (`digits`, the NumPy network, one
-round of 8 trials of 15 epochs: a few seconds a trial) is searched by the real CLI
+round of 8-12 trials of 15 epochs: a few seconds a trial) is searched by the real CLI
 (`python -m pipeline search --workers 2`), one benchmark per scenario:
 
-* PostgreSQL restarts while two launchers of two workers each run a round;
+* PostgreSQL restarts while two launchers of two workers each run a round, then one worker is
+  SIGKILLed mid-trial (its launcher fails the trial as interrupted and starts a fresh worker);
 * the MLflow server restarts while a launcher of two workers runs a round;
 * every worker and the launcher are SIGKILLed mid-round; a rerun at once completes the round.
   Killed again, with the trials' worker moved to "another host" (as a launcher on a second
-  machine that died), a rerun waits for their heartbeat to go stale (grace period shortened to
-  a few seconds through `TUNEBENCH_GRACE_S`) and then reruns their configurations.
+  machine that died), a rerun finds the budget claimed by them and waits for their heartbeat to
+  go stale (grace period shortened to `GRACE_S` through `TUNEBENCH_GRACE_S`), then reruns their
+  configurations.
 
 After each: the search exits 0, the budget is met exactly, no trial is lost (every interrupted
 configuration was run again), no configuration was drawn twice, nothing is left RUNNING in the
@@ -36,10 +38,11 @@ from servers import mlflow_server, pg_unavailable, postgres_server  # tests/serv
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-BUDGET, EPOCHS = 8, 15
-BENCHES = ("faults_pg", "faults_mlflow", "faults_kill")
+EPOCHS = 15
+BUDGETS = {"faults_pg": 12, "faults_mlflow": 8, "faults_kill": 8}  # one round of this many trials each
 CLI_TIMEOUT = 300
 OUTAGE, BACK = "unreachable, retrying for", "back after"
+GRACE_S = 30  # heartbeat grace period of the last rerun (longer than a launcher takes to start here)
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +60,8 @@ def project(servers, tmp_path_factory) -> Path:
     params["search"].update(storage=None, workers=1, retry_s=90)
     params["datasets"] = {"digits": params["datasets"]["digits"]}
     bench = params["benchmarks"]["digits_numpy_mlp"]
-    bench["rounds"] = [{**bench["rounds"][0], "n_trials": BUDGET, "epochs": EPOCHS, "pruner": "none"}]
-    bench["rounds"][0].pop("timeout", None)
-    params["benchmarks"] = {key: bench for key in BENCHES}
+    rnd = {k: v for k, v in bench["rounds"][0].items() if k != "timeout"} | {"epochs": EPOCHS, "pruner": "none"}
+    params["benchmarks"] = {key: {**bench, "rounds": [{**rnd, "n_trials": n}]} for key, n in BUDGETS.items()}
     proj = tmp_path_factory.mktemp("faults") / "proj"
     proj.mkdir()
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -152,7 +154,7 @@ def _check_round(url: str, ml_uri: str, key: str, *, killed: int = 0) -> None:
     attrs = study.user_attrs
     ts = optuna.trial.TrialState
     assert not [t.number for t in trials if not t.state.is_finished()], f"{key}: trials left unfinished"
-    assert budget_used(study) == BUDGET, f"{key}: {budget_used(study)} trials count, budget {BUDGET}"
+    assert budget_used(study) == BUDGETS[key], f"{key}: {budget_used(study)} trials count, budget {BUDGETS[key]}"
     cut = [t for t in trials if is_interrupted(attrs, t)]
     assert len(cut) >= killed, f"{key}: {len(cut)} interrupted trials, {killed} expected at least"
     retried = {t.system_attrs.get("failed_trial") for t in trials}
@@ -193,11 +195,24 @@ def _check_round(url: str, ml_uri: str, key: str, *, killed: int = 0) -> None:
 
 
 def _assert_clean(out: str, outages: int) -> None:
-    assert "Traceback" not in out, out[-5000:]
+    assert "Traceback" not in out and "leaked semaphore" not in out, out[-5000:]
     lines = out.splitlines()
     down = [x for x in lines if OUTAGE in x]
     assert len(down) == outages, f"{len(down)} outage lines, {outages} expected:\n{out[-5000:]}"
     assert len([x for x in lines if BACK in x]) == outages, out[-5000:]
+
+
+@pytest.mark.parametrize("value, why", [(-1, "greater than or equal to 0"), ("soon", "expected a number"),
+                                        (None, "expected a number")])  # fmt: skip
+def test_retry_s_is_checked_like_every_key(value, why):
+    from pipeline.config import parse_params
+    from pipeline.errors import ConfigError
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert parse_params(raw).search.retry_s == 120
+    raw["search"]["retry_s"] = value
+    with pytest.raises(ConfigError, match=rf"search\.retry_s: bad value .*{why}"):
+        parse_params(raw)
 
 
 def test_postgres_restart_mid_round_two_launchers(servers, project):
@@ -207,6 +222,7 @@ def test_postgres_restart_mid_round_two_launchers(servers, project):
     try:
         _wait_trials(url, key, finished=2, running=2)
         pg.restart(down_s=3)
+        victim = _kill_a_worker_mid_trial(url, key, launchers[0].proc.pid)
         outs = [launcher.wait() for launcher in launchers]
     finally:
         for launcher in launchers:
@@ -215,7 +231,27 @@ def test_postgres_restart_mid_round_two_launchers(servers, project):
         assert launcher.proc.returncode == 0, out[-5000:]
         assert "PostgreSQL at 127.0.0.1:" in out
         _assert_clean(out, outages=1)
-    _check_round(url, ml.uri, key)
+    assert "killed by signal 9" in outs[0]
+    study = _study(url, key)
+    assert study.trials[victim].state.name == "FAIL"
+    _check_round(url, ml.uri, key, killed=1)
+
+
+def _kill_a_worker_mid_trial(url: str, key: str, launcher_pid: int, timeout: float = 120) -> int:
+    """SIGKILL a worker process of `launcher_pid` while it trains a trial; returns the trial's number."""
+    import optuna
+    import psutil
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        workers = {c.pid for c in psutil.Process(launcher_pid).children()}
+        for t in _study(url, key).get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            pid = t.user_attrs.get("worker", {}).get("pid")
+            if pid in workers and t.params and t.user_attrs.get("mlflow_run_id"):
+                os.kill(pid, signal.SIGKILL)
+                return t.number
+        time.sleep(0.2)
+    raise AssertionError(f"{key}: no trial of a worker of launcher {launcher_pid} ran within {timeout} s")
 
 
 def test_mlflow_restart_mid_round(servers, project):
@@ -260,9 +296,10 @@ def test_sigkill_of_every_worker_then_reruns(servers, project):
     for t in remote:
         worker = {**t.user_attrs[WORKER_ATTR], "host": "another-host.invalid"}
         compat.storage_of(study).set_trial_user_attr(compat.trial_id(t), WORKER_ATTR, worker)
-    last = Launcher(project, key, url, ml.uri, "kill2", TUNEBENCH_HEARTBEAT_S="1", TUNEBENCH_GRACE_S="6")
+    last = Launcher(project, key, url, ml.uri, "kill2", TUNEBENCH_HEARTBEAT_S="1", TUNEBENCH_GRACE_S=str(GRACE_S))
     out = last.wait()
     assert last.proc.returncode == 0, out[-5000:]
+    assert "waiting for" in out and "already met" not in out, "the launcher must wait for the silent trials, not stop"
     _assert_clean(out, outages=0)
     study = _study(url, key)
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}

@@ -329,7 +329,7 @@ def test_a_failing_worker_process_fails_the_search_with_its_error(tmp_path, monk
                    rnd=bench.rounds[0], sampler="random", sampler_seed=0, space=dict(bench.space),
                    data_dir=tmp_path / "gone", tracking_uri="sqlite:///mlflow.db", log_models=False,
                    experiment_id="0", parent_run_id="x", tags={}, budget=2)  # fmt: skip
-    with pytest.raises(SearchFailedError, match=r"2 search worker process\(es\) failed: worker \d: .*gone"):
+    with pytest.raises(SearchFailedError, match=r"2 search worker process\(es\) failed: workers 0, 1: .*gone"):
         run_workers(job, study, 2, None, 2, 0)
 
 
