@@ -61,3 +61,26 @@ def terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Within this block Ctrl-C and SIGTERM wait: they take effect when it ends (main thread only).
+
+    For short steps that must not be cut in the middle, such as creating a trial and naming the
+    worker that runs it (a trial cut off in between could not be told from a live one).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in old:
+        signal.signal(s, lambda signum, _frame: got.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if got:
+            signal.raise_signal(got[0])

@@ -312,7 +312,7 @@ def _round_result(study: optuna.Study, rnd: RoundConfig, space: dict[str, ParamR
     out: dict[str, Any] = {
         "study": study.study_name, "round": rnd.name, "epochs": rnd.epochs, "ranges": space_to_dict(space),
         "notes": notes, "parent_run_id": study.user_attrs.get("mlflow_parent_run_id"),
-        "counts": _state_counts(study),
+        "counts": _state_counts(study), "budget_used": budget_used(study),
     }  # fmt: skip
     try:
         b = study.best_trial

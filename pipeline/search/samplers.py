@@ -14,6 +14,7 @@ import optuna
 from pipeline import compat
 from pipeline.config import ParamRange, RoundConfig
 from pipeline.errors import ConfigError
+from pipeline.search.storage import REDRAW_ATTR
 
 
 def grid_points(space: Mapping[str, ParamRange], points: int = 4) -> dict[str, list]:
@@ -33,7 +34,7 @@ def grid_points(space: Mapping[str, ParamRange], points: int = 4) -> dict[str, l
 def make_sampler(name: str, seed: int, space: Mapping[str, ParamRange] | None = None) -> optuna.samplers.BaseSampler:
     """A seeded sampler: tpe, random, grid (4 points a range), cmaes or gp.
 
-    Its random state is reseeded before every trial from `seed` and the trial's number
+    Its random state is reseeded before every trial from `seed` and the trial's draw index
     (`per_trial_seed`), so what a trial draws does not depend on which process asks: parallel
     workers, launchers on other machines and resumed or recycled processes never replay one
     another's draws, and a rerun of the same study draws the same.
@@ -60,7 +61,14 @@ def make_sampler(name: str, seed: int, space: Mapping[str, ParamRange] | None = 
 
 
 def per_trial_seed(sampler: optuna.samplers.BaseSampler, seed: int) -> optuna.samplers.BaseSampler:
-    """Make `sampler` reseed its random states from `(seed, trial number)` before each trial.
+    """Make `sampler` reseed its random states from `(seed, draw index)` before each trial.
+
+    The draw index of a trial is how many trials numbered below it drew their own parameters:
+    enqueued ones (an earlier round's best, the retry of an interrupted trial) do not count, so a
+    run cut off mid-trial and resumed draws the same configurations as an uninterrupted one. It is
+    fixed when the trial is created (enqueued trials get their numbers when enqueued) and unique
+    among the trials that draw. A trial interrupted before it drew is followed by one that makes
+    its draw (user attr `redraw_of`, see `storage.InterruptedTrial`).
 
     Returns:
         The same sampler.
@@ -70,11 +78,19 @@ def per_trial_seed(sampler: optuna.samplers.BaseSampler, seed: int) -> optuna.sa
     states = compat.sampler_random_states(sampler)
 
     def reseed(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        base = int(np.random.SeedSequence([seed & 0xFFFFFFFF, trial.number]).generate_state(1)[0])
+        # a trial cut off before it drew (or during: a retry) draws with that trial's index
+        number = trial.user_attrs.get(REDRAW_ATTR, trial.system_attrs.get("failed_trial", trial.number))
+        index = sum(1 for t in study.get_trials(deepcopy=False) if t.number < number and not _enqueued(t))
+        base = int(np.random.SeedSequence([seed & 0xFFFFFFFF, index]).generate_state(1)[0])
         for i, state in enumerate(states):
             state.seed((base + i) & 0xFFFFFFFF)
 
     return compat.before_each_trial(sampler, reseed)
+
+
+def _enqueued(t: optuna.trial.FrozenTrial) -> bool:
+    """Whether `t` was enqueued with its parameters (`enqueue_trial`, or a retry of a failed trial)."""
+    return "fixed_params" in t.system_attrs or "failed_trial" in t.system_attrs
 
 
 def make_pruner(rnd: RoundConfig, steps: int | None = None) -> optuna.pruners.BasePruner:

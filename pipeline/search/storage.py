@@ -38,6 +38,7 @@ GRACE_MARGIN = 30  # seconds the grace period keeps beyond a heartbeat interval 
 MAX_RETRY = 1  # an interrupted configuration is retried this often (a trial that kills its worker stops there)
 WORKER_ATTR = "worker"  # user attr: where the trial runs, so a resume tells live trials from dead ones
 INTERRUPTED_PREFIX = "interrupted."  # study user attr `interrupted.<trial number>`: cut off by a crash
+REDRAW_ATTR = "redraw_of"  # user attr: this trial draws what interrupted trial <n> never drew (`samplers`)
 RUN_ATTRS = (WORKER_ATTR, "mlflow_run_id", "pruned_at_epoch", "pruned_at_fold", "best_epoch", "interrupted")
 
 
@@ -76,14 +77,15 @@ def open_storage(url: str | None, benchmark: str, *, tracking_uri: str | None = 
             preflight, which fails at once).
     """
     from optuna.storages import JournalStorage, RDBStorage  # noqa: PLC0415
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock  # noqa: PLC0415
+
+    from pipeline.search.journal import SafeJournalFileBackend  # noqa: PLC0415
 
     if is_journal(url):
         path = Path(url.removeprefix("journal:")) if url else paths.journal_file(benchmark)
         if url is not None and not url.removeprefix("journal:"):
             raise _bad_url(url, "no path after `journal:`")
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+        return JournalStorage(SafeJournalFileBackend(path))  # appends all or nothing (a full disk)
     import sqlalchemy.exc  # noqa: PLC0415
 
     from pipeline.search.retrying_storage import RetryingStorage, call, describe_server  # noqa: PLC0415
@@ -201,6 +203,8 @@ class InterruptedTrial:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)(study, retry)
+        elif REDRAW_ATTR not in trial.user_attrs:  # cut off before it drew: a new trial makes its draw
+            study.enqueue_trial({}, user_attrs={REDRAW_ATTR: trial.number})
         run_id = trial.user_attrs.get("mlflow_run_id")
         if run_id and self.tracking_uri:
             from pipeline import tracking  # noqa: PLC0415

@@ -20,7 +20,9 @@ from collections.abc import Callable
 import optuna
 
 from pipeline import compat
-from pipeline.errors import TunebenchError
+from pipeline.errors import TunebenchError, deferred_interrupts
+from pipeline.processes import worker_id
+from pipeline.search.storage import WORKER_ATTR
 
 TS = optuna.trial.TrialState
 
@@ -73,9 +75,10 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
         done += 1
         if before_trial is not None:
             before_trial()
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), deferred_interrupts():  # a trial asked is a trial whose worker is named
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
             trial = study.ask()
+            trial.set_user_attr(WORKER_ATTR, worker_id())
         value, state, error = None, TS.COMPLETE, None
         with _Heartbeat(storage, compat.trial_id(trial)):
             try:

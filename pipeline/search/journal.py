@@ -1,0 +1,74 @@
+"""A journal file whose records are never left half-written by a failed append (a full disk).
+
+Optuna appends each batch of journal records with one write. When the disk fills up during
+that write, the file keeps a cut record without its newline; Optuna's reader skips a cut last
+line, but the next append (once space is freed) is glued onto it and the whole study stops
+loading (`JSONDecodeError`). `SafeJournalFileBackend` appends under the journal's own lock and,
+if the write fails, cuts the file back to its size before the write; opening a journal also
+cuts a half-written last record that an append cut by a crash (power loss) left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+
+class SafeJournalFileBackend(JournalFileBackend):
+    """`JournalFileBackend` (with `JournalFileOpenLock`) whose appends are all or nothing."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self.lock = JournalFileOpenLock(self.path)
+        super().__init__(self.path, lock_obj=self.lock)
+        if os.path.exists(self.path):
+            with _held(self.lock):
+                cut_partial_record(self.path)
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        data = memoryview(("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode("utf-8"))
+        with _held(self.lock):
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            try:
+                size = os.lseek(fd, 0, os.SEEK_END)
+                try:
+                    while data:
+                        data = data[os.write(fd, data) :]  # a full disk may write part, then fail
+                    os.fsync(fd)
+                except BaseException:
+                    os.ftruncate(fd, size)  # shrinking needs no space
+                    raise
+            finally:
+                os.close(fd)
+
+
+@contextmanager
+def _held(lock: JournalFileOpenLock) -> Iterator[None]:
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def cut_partial_record(path: str | Path) -> bool:
+    """Cut a last record without its newline from journal `path` (call under its lock); True when one was cut."""
+    with open(path, "rb+") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return False
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return False
+        start = max(0, size - (1 << 20))
+        fh.seek(start)
+        tail = fh.read()
+        keep = start + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
+        fh.truncate(keep)
+        return True
