@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import datetime
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -35,7 +36,7 @@ from pipeline.errors import StorageError
 HEARTBEAT_INTERVAL = 30  # seconds between a running trial's heartbeats (RDB storages)
 GRACE_PERIOD = 120  # seconds without a heartbeat before a RUNNING trial counts as crashed (at least: `grace_period`)
 GRACE_MARGIN = 30  # seconds the grace period keeps beyond a heartbeat interval plus an outage ridden out
-MAX_RETRY = 1  # an interrupted configuration is retried this often (a trial that kills its worker stops there)
+MAX_RETRY = 3  # an interrupted configuration is retried this often (one that keeps killing its worker stops there)
 WORKER_ATTR = "worker"  # user attr: where the trial runs, so a resume tells live trials from dead ones
 INTERRUPTED_PREFIX = "interrupted."  # study user attr `interrupted.<trial number>`: cut off by a crash
 REDRAW_ATTR = "redraw_of"  # user attr: this trial draws what interrupted trial <n> never drew (`samplers`)
@@ -203,6 +204,10 @@ class InterruptedTrial:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)(study, retry)
+            if len(trial.system_attrs.get("retry_history", [])) >= self.max_retry:
+                print(f"{study.study_name}: trial {trial.number}'s configuration was interrupted {self.max_retry + 1} "
+                      "times and is not retried again (it may be what stops its worker, e.g. out of memory); "
+                      "a fresh trial takes its place in the budget", file=sys.stderr)  # fmt: skip
         elif REDRAW_ATTR not in trial.user_attrs:  # cut off before it drew: a new trial makes its draw
             study.enqueue_trial({}, user_attrs={REDRAW_ATTR: trial.number})
         run_id = trial.user_attrs.get("mlflow_run_id")

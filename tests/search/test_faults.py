@@ -146,6 +146,7 @@ def _check_round(url: str, ml_uri: str, key: str, *, killed: int = 0) -> None:
     import optuna
     from mlflow.tracking import MlflowClient
 
+    from pipeline import tracking
     from pipeline.search.budget import SURPLUS_ATTR, budget_used
     from pipeline.search.storage import is_interrupted
 
@@ -157,7 +158,8 @@ def _check_round(url: str, ml_uri: str, key: str, *, killed: int = 0) -> None:
     assert budget_used(study) == BUDGETS[key], f"{key}: {budget_used(study)} trials count, budget {BUDGETS[key]}"
     cut = [t for t in trials if is_interrupted(attrs, t)]
     assert len(cut) >= killed, f"{key}: {len(cut)} interrupted trials, {killed} expected at least"
-    retried = {t.system_attrs.get("failed_trial") for t in trials}
+    # a retry names every trial it retries (`retry_history`: the first, then each retry cut off in turn)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
     for t in cut:
         assert t.state == ts.FAIL
         assert not t.params or t.number in retried, f"{key}: interrupted trial {t.number} was not run again"
@@ -172,7 +174,7 @@ def _check_round(url: str, ml_uri: str, key: str, *, killed: int = 0) -> None:
             )
         seen.setdefault(config, t.number)
     mlc = MlflowClient(tracking_uri=ml_uri)
-    exp = mlc.get_experiment_by_name(f"digits/numpy_mlp/{key}")
+    exp = mlc.get_experiment_by_name(tracking.experiment_name(key, "digits", "numpy_mlp"))
     runs = mlc.search_runs([exp.experiment_id], max_results=1000)
     assert not [r.info.run_id for r in runs if r.info.status == "RUNNING"], f"{key}: MLflow runs left RUNNING"
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
