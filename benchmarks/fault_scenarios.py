@@ -150,7 +150,10 @@ def studies(url: str, key: str) -> list:
     import optuna  # noqa: PLC0415
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    from sqlalchemy.pool import NullPool  # noqa: PLC0415
+
+    # polled many times a second: no pool, so no connection outlives its query (the server has 200 slots)
+    storage = optuna.storages.RDBStorage(url, engine_kwargs={"poolclass": NullPool})
     names = sorted(n for n in optuna.get_all_study_names(storage) if n.startswith(f"{key}."))
     return [optuna.load_study(study_name=n, storage=storage) for n in names]
 

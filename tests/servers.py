@@ -211,7 +211,7 @@ def postgres_server(*, database: str = ROLE, user: str = ROLE, timeout: float = 
         run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8", "--no-locale",
              "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"], "initdb")  # fmt: skip
         opts = (f"-k {sock} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
-                f"-c full_page_writes=off -c max_connections=100")  # fmt: skip
+                f"-c full_page_writes=off -c max_connections=200")  # fmt: skip
         started = True  # from here on, stop it on the way out (stopping a cluster that never came up is harmless)
         run([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts, "-W", "start"], "pg_ctl start")
         local = ["-h", str(sock), "-p", str(port), "-U", "postgres"]

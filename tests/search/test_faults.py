@@ -120,7 +120,10 @@ def _storage_url(pg) -> str:
 def _study(url: str, key: str):
     import optuna
 
-    storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    from sqlalchemy.pool import NullPool
+
+    # polled many times a second: no pool, so no connection outlives its query (the server has 200 slots)
+    storage = optuna.storages.RDBStorage(url, engine_kwargs={"poolclass": NullPool})
     names = [n for n in optuna.get_all_study_names(storage) if n.startswith(f"{key}.")]
     return optuna.load_study(study_name=names[0], storage=storage) if names else None
 

@@ -22,6 +22,7 @@ and compared there: what follows reads only those bytes, which the reference sha
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -192,6 +193,8 @@ def _files(project: Path) -> dict[str, str]:
     for top in OUTPUTS:
         for p in sorted((project / top).rglob("*")):
             name = str(p.relative_to(project))
+            if p.name.endswith(".fetch-log.jsonl"):
+                continue  # where and when each fetch ran, appended by every run (not a DVC output)
             if p.is_file():
                 found[name] = file_digest(p)
             if name.startswith("data/") and p.name == "manifest.json":
@@ -200,9 +203,11 @@ def _files(project: Path) -> dict[str, str]:
 
 
 def _timeless(data):
-    """A manifest without the times it records (`*_at`) and the hash of the raw manifest (which has times)."""
+    """`data` without the times it records: a manifest's `*_at` and the hash of the raw manifest (which had
+    times), metrics' and the leaderboard's wall-clock figures (`wall_s`, `*_at_s`: an interrupted run spends more)."""
     if isinstance(data, dict):
-        return {k: _timeless(v) for k, v in data.items() if not k.endswith("_at") and k != "input_hashes"}
+        return {k: _timeless(v) for k, v in data.items()
+                if not k.endswith(("_at", "wall_s", "_at_s")) and k != "input_hashes"}  # fmt: skip
     if isinstance(data, list):
         return [_timeless(v) for v in data]
     return data
@@ -224,7 +229,12 @@ def _search_result(project: Path) -> dict:
 
 def _metrics(project: Path) -> dict:
     metrics = json.loads((project / "metrics" / f"{KEY}.json").read_text())
-    return {k: v for k, v in metrics.items() if k != "run_id"}
+    return _timeless({k: v for k, v in metrics.items() if k != "run_id"})
+
+
+def _leaderboard(project: Path) -> list[dict]:
+    with open(project / "reports" / "leaderboard.csv", newline="") as f:
+        return [_timeless(row) for row in csv.DictReader(f)]
 
 
 def _registry(project: Path) -> dict:
@@ -265,7 +275,7 @@ def _comparable(project: Path, kind: str) -> dict:
     return {
         "file names": sorted(files), "stable files": {f: h for f, h in files.items() if not f.startswith(volatile)},
         "plots": {f: h for f, h in files.items() if f.startswith("plots/") and f.endswith(".csv")},
-        "leaderboard": (project / "reports" / "leaderboard.csv").read_text(),
+        "leaderboard": _leaderboard(project),
         "search": _search_result(project), "metrics": _metrics(project), "registry": _registry(project),
     }  # fmt: skip
 
