@@ -12,7 +12,7 @@ from pipeline.reference import reference_for
 
 
 def leaderboard(params: Params) -> pd.DataFrame:
-    """One row per benchmark with a metrics file: test metric, baseline floor, reference, search effort and best."""
+    """One row per benchmark with a metrics file: test metric, baseline floor, reference, search cost and best."""
     rows = []
     for key, bench in params.benchmarks.items():
         mfile = paths.metrics_file(key)
@@ -30,7 +30,9 @@ def leaderboard(params: Params) -> pd.DataFrame:
             "reference": ref.get("value") if ref.get("metric") == metric else None,
             "reference_model": ref.get("model"), "direction": meaning["direction"],
             "trials": m["search"]["trials"], "pruned": m["search"]["pruned"],
-            "epochs": m["search"]["epochs"], "search_wall_s": m["search"]["wall_s"],
+            "epochs": m["search"]["epochs"], "epochs_saved": m["search"].get("epochs_saved"),
+            "search_wall_s": m["search"]["wall_s"], "best_at_epochs": m["search"].get("best_at_epochs"),
+            "best_at_s": m["search"].get("best_at_s"), "near_best_at_epochs": m["search"].get("near_best_at_epochs"),
             "best_params": (search.get("best") or {}).get("params"),
             "champion": io.read_json(promo).get("promote") if promo.exists() else None,
         })  # fmt: skip
@@ -52,16 +54,24 @@ def write_report(params: Params) -> Path:
     if df.empty:
         lines.append("No benchmark has been evaluated yet (run `dvc repro`).")
     else:
-        lines.append("| benchmark | model | metric | test | baseline | reference | trials (pruned) | best params |")
-        lines.append("|---|---|---|---|---|---|---|---|")
+        lines.append("| benchmark | model | metric | test | baseline | reference | trials (pruned) "
+                     "| epochs (saved by pruning) | to best: epochs, s | best params |")  # fmt: skip
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
         for r in df.to_dict("records"):
             ref = f"{r['reference']:.4g}" if r["reference"] is not None and r["reference"] == r["reference"] else "-"
             bp = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in (r["best_params"] or {}).items())  # fmt: skip
             lines.append(f"| {r['benchmark']} | {r['model']} | {r['metric']} ({r['direction'][:3]}) | "
-                         f"{r['test']:.4f} | {r['baseline']:.4f} | {ref} | {r['trials']} ({r['pruned']}) | {bp} |")
+                         f"{r['test']:.4f} | {r['baseline']:.4f} | {ref} | {r['trials']} ({r['pruned']}) | "
+                         f"{r['epochs']} ({_num(r['epochs_saved'])}) | {_num(r['best_at_epochs'])}, "
+                         f"{_num(r['best_at_s'])} | {bp} |")  # fmt: skip
     io.write_text_atomic(paths.LEADERBOARD_MD, "\n".join(lines) + "\n")
     return paths.LEADERBOARD_MD
+
+
+def _num(v) -> str:
+    """A count or seconds for the table; `-` where the metrics file has none (NaN in the frame)."""
+    return "-" if v is None or v != v else f"{v:g}"
 
 
 def summary_table(params: Params) -> str:

@@ -1,8 +1,10 @@
 """A finished search read back from its studies: what it cost and how it went, for `dvc metrics` and `dvc plots`.
 
-`effort` gives the numbers of `metrics/<b>.json`'s `search` (trials, pruned, epochs trained, wall
-time); `write_history` writes one table per round under `plots/<b>/search/` (trial number, value),
-which `dvc plots` draws as the coarse-to-fine history, one marker shape per round. Trials that never
+`accounting` gives the numbers of `metrics/<b>.json`'s `search` (trials, pruned, epochs trained and
+saved by pruning, wall time, when the best and a value near it were reached; also per round, as each
+round's MLflow parent run logs them); `write_history` writes one table per round under
+`plots/<b>/search/` (trial number, value), which `dvc plots` draws as the coarse-to-fine history,
+one marker shape per round. Trials that never
 counted (surplus, discarded, cut off by a crash) are left out, as in the budget.
 """
 
@@ -19,6 +21,8 @@ from pipeline.search.budget import _counts as counts_in_budget
 from pipeline.search.storage import open_storage
 
 SEARCH_PLOTS = "search"  # plots/<b>/search/<k>-<round>.csv
+NEAR_POINTS = 0.005  # "near the best" for a maximised metric (accuracy): within 0.5 points
+NEAR_RATIO = 0.02  # and for a minimised one (MAE): within 2% of the best
 
 
 def round_file(k: int, name: str) -> str:
@@ -26,12 +30,13 @@ def round_file(k: int, name: str) -> str:
     return f"{SEARCH_PLOTS}/{k}-{name}.csv"
 
 
-def trial_rows(storage_url: str | None, benchmark: str, result: dict, *, kfold: bool) -> list[dict]:
-    """One row per trial that counted, in the order the rounds ran: round, number, state, value, epochs, times.
+def trial_rows(storage_url: str | None, benchmark: str, result: dict, *, folds: int | None) -> list[dict]:
+    """One row per trial that counted, in the order the rounds ran (see `study_rows`).
 
     Args:
         `result`: the search result (`results/search/<b>.json`), which names each round's study.
-        `kfold`: the data has folds, so each reported step is a whole fold of the round's epochs.
+        `folds`: the data's number of folds (None without folds): each reported step is then a whole
+            fold of the round's epochs.
 
     Raises:
         MissingInputError: a study the result names is gone from the storage.
@@ -46,33 +51,93 @@ def trial_rows(storage_url: str | None, benchmark: str, result: dict, *, kfold: 
                 f"{paths.search_result(benchmark)} names study {rnd['study']}, which its storage does not hold; "
                 f"rerun `tunebench search --benchmark {benchmark}`"
             ) from None
-        attrs = study.user_attrs
-        for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-            if not counts_in_budget(attrs, t):
-                continue
-            steps = len(t.intermediate_values) or (1 if t.state == optuna.trial.TrialState.COMPLETE else 0)
-            rows.append({
-                "round": k, "round_name": rnd["round"], "trial": t.number, "state": t.state.name.lower(),
-                "value": t.value, "epochs": steps * (rnd["epochs"] if kfold else 1),
-                "start": t.datetime_start, "end": t.datetime_complete,
-            })  # fmt: skip
+        rows += study_rows(study, k, rnd["round"], rnd["epochs"], folds)
     return rows
 
 
-def effort(rows: list[dict]) -> dict:
-    """Trials, pruned trials, epochs trained and wall time (seconds from each round's first start to its last end)."""
+def study_rows(study: optuna.Study, k: int, name: str, epochs: int, folds: int | None) -> list[dict]:
+    """The rows of round `k` (from 1) named `name`, `epochs` a trial: round, number, state, value, times,
+    `epochs` trained (reported steps, times `epochs` with folds) and `full` (what it costs unpruned)."""
+    attrs = study.user_attrs
+    rows = []
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        if not counts_in_budget(attrs, t):
+            continue
+        steps = len(t.intermediate_values) or (1 if t.state == optuna.trial.TrialState.COMPLETE else 0)
+        rows.append({
+            "round": k, "round_name": name, "trial": t.number, "state": t.state.name.lower(), "value": t.value,
+            "epochs": steps * (epochs if folds else 1), "full": epochs * (folds or 1),
+            "start": t.datetime_start, "end": t.datetime_complete,
+        })  # fmt: skip
+    return rows
+
+
+def round_key(row: dict) -> str:
+    """The key of a row's round in `search.rounds`: `1-coarse`."""
+    return f"{row['round']}-{row['round_name']}"
+
+
+def near_best(value: float, best: float, direction: str) -> bool:
+    """Within 0.5 points of `best` (maximised metrics, accuracy as a fraction) or 2% of it (minimised, MAE)."""
+    if direction == "maximize":
+        return value >= best - NEAR_POINTS
+    return value <= best + NEAR_RATIO * abs(best)
+
+
+def accounting(rows: list[dict], direction: str) -> dict:
+    """What the search cost, over all `rows` and per round (`rounds`, keyed `1-coarse`): numbers only.
+
+    `trials`, `pruned`, `epochs` trained, `epochs_saved` by pruning (each pruned trial's full cost,
+    folds x epochs with folds, less what it trained), `wall_s` (each round from its first trial's
+    start to its last one's end, rounds one after the other), and when the best value (completed
+    trials) was reached: `best_at_epochs` and `best_at_s`, the epochs of the trials finished by
+    then (ordered by end time, round by round) and the wall time since the first round began;
+    `near_best_at_*` the same for the first value within 0.5 points (2% for a minimised metric)
+    of it. Per round, everything is counted from the round's start, against the round's own best.
+    """
+    out = _figures(rows, direction)
+    out["rounds"] = {key: _figures([r for r in rows if round_key(r) == key], direction)
+                     for key in dict.fromkeys(round_key(r) for r in rows)}  # fmt: skip
+    return out
+
+
+def _figures(rows: list[dict], direction: str) -> dict:
+    """`accounting` of `rows` without the per-round block."""
+    ordered: list[tuple[float, dict]] = []  # (seconds since the first round began, row), in end order
     wall = 0.0
     for k in sorted({r["round"] for r in rows}):
-        starts = [r["start"] for r in rows if r["round"] == k and r["start"] is not None]
-        ends = [r["end"] for r in rows if r["round"] == k and r["end"] is not None]
-        if starts and ends:
-            wall += max(0.0, (max(ends) - min(starts)).total_seconds())
-    return {
+        own = [r for r in rows if r["round"] == k]
+        starts = [r["start"] for r in own if r["start"] is not None]
+        ends = [r["end"] for r in own if r["end"] is not None]
+        if not (starts and ends):
+            ordered += [(wall, r) for r in own]
+            continue
+        t0, t1 = min(starts), max(ends)
+        ordered += sorted(((wall + max(0.0, ((r["end"] or t1) - t0).total_seconds()), r) for r in own),
+                          key=lambda x: (x[0], x[1]["trial"]))  # fmt: skip
+        wall += max(0.0, (t1 - t0).total_seconds())
+    out = {
         "trials": len(rows),
         "pruned": sum(r["state"] == "pruned" for r in rows),
         "epochs": int(sum(r["epochs"] for r in rows)),
+        "epochs_saved": int(sum(max(0, r["full"] - r["epochs"]) for r in rows if r["state"] == "pruned")),
         "wall_s": round(wall, 1),
     }
+    done = [r["value"] for _, r in ordered if r["state"] == "complete" and r["value"] is not None]
+    if not done:
+        return out
+    best = max(done) if direction == "maximize" else min(done)
+    seen = 0
+    for at, r in ordered:
+        seen += r["epochs"]
+        if r["state"] != "complete" or r["value"] is None:
+            continue
+        if "near_best_at_epochs" not in out and near_best(r["value"], best, direction):
+            out |= {"near_best_at_epochs": int(seen), "near_best_at_s": round(at, 1)}
+        if r["value"] == best:
+            out |= {"best_at_epochs": int(seen), "best_at_s": round(at, 1)}
+            break
+    return out
 
 
 def write_history(rows: list[dict], result: dict, out: Path) -> list[Path]:

@@ -149,7 +149,7 @@ def evaluate(params: Params, benchmark: str) -> dict:
     """Evaluate the retrained model once on the untouched test split; write metrics, plots and what they mean.
 
     `metrics/<b>.json` holds only numbers people compare across experiments (test and baseline
-    scores, the search's trials, pruned trials, epochs and wall time); the metric's name, its
+    scores, the search's compute accounting, `search_summary.accounting`); the metric's name, its
     direction and the run evaluated go to `results/evaluation/<b>.json`.
     """
     from pipeline import evaluation, search_summary  # noqa: PLC0415
@@ -165,13 +165,14 @@ def evaluate(params: Params, benchmark: str) -> dict:
     baseline = get_family("majority").train({}, data.X_train, data.y_train, None, None, task=data.task,
                                             n_classes=data.n_classes, epochs=1)  # fmt: skip
     metric, direction = task_metric(data.task)
-    trials = search_summary.trial_rows(params.storage_url(), benchmark, result, kfold=data.folds is not None)
+    trials = search_summary.trial_rows(params.storage_url(), benchmark, result, folds=len(data.folds or []) or None)
     out_dir = paths.plots_dir(benchmark)
     _recover(mlc, tracking.experiment_name(benchmark, bench.dataset, bench.model), "evaluate", out_dir)
     with io.staged_dir(out_dir) as tmp:
         report = evaluation.evaluate(model, baseline, data, tmp, class_names=_class_names(params, bench.dataset))
         search_summary.write_history(trials, result, tmp)
-    numbers = {"test": report["test"], "baseline": report["baseline"], "search": search_summary.effort(trials)}
+    search = search_summary.accounting(trials, direction)
+    numbers = {"test": report["test"], "baseline": report["baseline"], "search": search}
     meaning = {"benchmark": benchmark, "dataset": bench.dataset, "model": bench.model, "metric": metric,
                "direction": direction, "run_id": info["run_id"], "n_test": report["n_test"]}  # fmt: skip
     test = tracking.metric_batch({f"test_{k}": v for k, v in report["test"].items()}, 0)

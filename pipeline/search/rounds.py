@@ -139,7 +139,7 @@ def run_round(params: Params, key: str, k: int, space: dict[str, ParamRange], *,
     )  # fmt: skip
     if not run_budget(job, study, timeout or rnd.timeout, workers, trials_per_process(bench.model)):
         print(f"{name}: budget of {budget} trials already met; nothing to run", file=sys.stderr)
-    _summarize_round(mlc, parent, study, space, notes, budget)
+    _summarize_round(mlc, parent, study, space, notes, budget, k=k, rnd=rnd, dataset=bench.dataset, direction=direction)
     return study
 
 
@@ -202,21 +202,26 @@ def _inside(r: ParamRange, v) -> bool:
 
 
 def _summarize_round(mlc, parent: str, study: optuna.Study, space: dict[str, ParamRange], notes: list[str],
-                     budget: int) -> None:  # fmt: skip
-    """Log the round's outcome to its parent run: best, counts, trials table, Optuna plots."""
+                     budget: int, *, k: int, rnd: RoundConfig, dataset: str, direction: str) -> None:  # fmt: skip
+    """Log round `k`'s (0-based) outcome to its parent run: best, counts, compute accounting (`compute.*`,
+    as in `metrics/<b>.json`'s `search.rounds`), trials table, Optuna plots."""
+    from pipeline import search_summary  # noqa: PLC0415
     from pipeline.search.plots import write_study_plots  # noqa: PLC0415
 
     counts = _state_counts(study)
     outcome = ("complete", "pruned", "fail")  # metrics; what is still running or waiting, and the budget, are tags
-    metrics: dict[str, Any] = {f"n_{k}": v for k, v in counts.items() if k in outcome}
+    metrics: dict[str, Any] = {f"n_{s}": v for s, v in counts.items() if s in outcome}
+    folds = len(io.read_json(paths.processed_manifest(dataset)).get("folds") or []) or None
+    cost = search_summary.accounting(search_summary.study_rows(study, k + 1, rnd.name, rnd.epochs, folds), direction)
+    metrics |= {f"compute.{n}": v for n, v in cost.items() if n != "rounds"}
     tags: dict[str, Any] = {"narrowing_notes": "\n".join(notes)[:5000], "budget": budget,
                             "budget_used": budget_used(study)}  # fmt: skip
-    tags |= {f"n_{k}": v for k, v in counts.items() if k not in outcome}
+    tags |= {f"n_{s}": v for s, v in counts.items() if s not in outcome}
     try:
         best = study.best_trial
         metrics["best_value"] = best.value
         tags.update({"best_trial": best.number, "best_params": repr(best.params)})
-        tracking.log_params(mlc, parent, {f"best.{k}": v for k, v in best.params.items()})
+        tracking.log_params(mlc, parent, {f"best.{n}": v for n, v in best.params.items()})
     except (ValueError, Exception) as exc:  # no completed trial, or params already logged on resume
         tags["best_note"] = str(exc)[:500]
     tracking.log_metrics(mlc, parent, metrics)

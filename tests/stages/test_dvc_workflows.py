@@ -197,7 +197,11 @@ def test_experiments_show_metrics_for_workspace_head_and_each_experiment(committ
     dest, env = committed
     head = json.loads((dest / "metrics" / f"{KEY}.json").read_text())
     assert set(head) == {"test", "baseline", "search"}  # numbers only: names and run ids live elsewhere
-    assert all(isinstance(v, (int, float)) for part in head.values() for v in part.values())
+
+    def leaves(d: dict) -> list:  # search.rounds.<k>-<round> nests each round's numbers
+        return [x for v in d.values() for x in (leaves(v) if isinstance(v, dict) else [v])]
+
+    assert all(isinstance(v, (int, float)) for v in leaves(head)) and len(leaves(head)) > 10
     evaluated = json.loads((dest / "results" / "evaluation" / f"{KEY}.json").read_text())
     assert evaluated["metric"] == "accuracy" and len(evaluated["run_id"]) == 32
     assert head["search"]["trials"] == 4 and head["search"]["epochs"] >= 4 and head["search"]["wall_s"] > 0
