@@ -179,7 +179,10 @@ def _check_round(url: str, ml_uri: str, key: str, *, killed: int = 0) -> None:
     mlc = MlflowClient(tracking_uri=ml_uri)
     exp = mlc.get_experiment_by_name(tracking.experiment_name(key, "digits", "numpy_mlp"))
     runs = mlc.search_runs([exp.experiment_id], max_results=1000)
-    assert not [r.info.run_id for r in runs if r.info.status == "RUNNING"], f"{key}: MLflow runs left RUNNING"
+    left = [
+        (r.info.run_name, r.data.tags.get("kind"), r.data.tags.get("state")) for r in runs if r.info.status == "RUNNING"
+    ]
+    assert not left, f"{key}: MLflow runs left RUNNING: {left}"
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     by_trial: dict[str, list] = {}
     for r in children:
@@ -195,7 +198,8 @@ def _check_round(url: str, ml_uri: str, key: str, *, killed: int = 0) -> None:
         elif t.state == ts.COMPLETE:
             assert run.info.status == "FINISHED"
             history = mlc.get_metric_history(run.info.run_id, "val_accuracy")
-            assert [m.step for m in history] == list(range(EPOCHS)), f"{key}#{t.number}: epochs lost in MLflow"
+            # epochs are numbered from 1 in MLflow steps (README, "Tracking")
+            assert [m.step for m in history] == list(range(1, EPOCHS + 1)), f"{key}#{t.number}: epochs lost in MLflow"
             assert "best_val_accuracy" in run.data.metrics
 
 

@@ -204,10 +204,11 @@ def _files(project: Path) -> dict[str, str]:
 
 def _timeless(data):
     """`data` without the times it records: a manifest's `*_at` and the hash of the raw manifest (which had
-    times), metrics' and the leaderboard's wall-clock figures (`wall_s`, `*_at_s`: an interrupted run spends more)."""
+    times); metrics' and the leaderboard's wall-clock figures (`wall_s`, `*_at_s`: an interrupted run spends more)
+    and when the best was reached (`*_at_epochs`: a retried trial finishes later, so the order differs)."""
     if isinstance(data, dict):
         return {k: _timeless(v) for k, v in data.items()
-                if not k.endswith(("_at", "wall_s", "_at_s")) and k != "input_hashes"}  # fmt: skip
+                if not k.endswith(("_at", "wall_s", "_at_s", "_at_epochs")) and k != "input_hashes"}  # fmt: skip
     if isinstance(data, list):
         return [_timeless(v) for v in data]
     return data
