@@ -172,7 +172,9 @@ def _check_round(url: str, ml_uri: str, key: str, *, killed: int = 0) -> None:
         config = tuple(sorted(t.params.items()))
         if config in seen:  # only a retry may repeat a configuration, and only that of an interrupted trial
             first = seen[config]
-            assert t.system_attrs.get("failed_trial") == first and is_interrupted(attrs, trials[first]), (
+            # a retry of a retry repeats the first retry (cut off after drawing the rest of a cut-short draw)
+            retries = {t.system_attrs.get("failed_trial"), *t.system_attrs.get("retry_history", [])}
+            assert first in retries and is_interrupted(attrs, trials[first]), (
                 f"{key}: trial {t.number} repeats trial {first}"
             )
         seen.setdefault(config, t.number)

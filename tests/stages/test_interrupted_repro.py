@@ -275,7 +275,10 @@ def _comparable(project: Path, kind: str) -> dict:
     volatile = ("models/", "metrics/", "promotions/", "results/", "studies/", "plots/", "reports/")
     return {
         "file names": sorted(files), "stable files": {f: h for f, h in files.items() if not f.startswith(volatile)},
-        "plots": {f: h for f, h in files.items() if f.startswith("plots/") and f.endswith(".csv")},
+        "plots": {f: h for f, h in files.items() if f.startswith("plots/") and f.endswith(".csv") and "/search/" not in f},
+        # a retried trial finishes later, so a round's history holds the same trials in another order
+        "search history": {str(f.relative_to(project)): sorted(tuple(row[1:]) for row in csv.reader(f.open()))
+                           for f in sorted((project / "plots").rglob("search/*.csv"))},  # fmt: skip
         "leaderboard": _leaderboard(project),
         "search": _search_result(project), "metrics": _metrics(project), "registry": _registry(project),
     }  # fmt: skip
