@@ -267,6 +267,11 @@ def _leftovers(project: Path) -> list[str]:
     return found
 
 
+def _history(name: str) -> bool:
+    """Whether output file `name` is a round's search history table (`plots/<b>/search/<k>-<round>.csv`)."""
+    return name.startswith("plots/") and "/search/" in name and name.endswith(".csv")
+
+
 def _comparable(project: Path, kind: str) -> dict:
     files = _files(project)
     if kind in DATA_STAGES:
@@ -275,10 +280,10 @@ def _comparable(project: Path, kind: str) -> dict:
     volatile = ("models/", "metrics/", "promotions/", "results/", "studies/", "plots/", "reports/")
     return {
         "file names": sorted(files), "stable files": {f: h for f, h in files.items() if not f.startswith(volatile)},
-        "plots": {f: h for f, h in files.items() if f.startswith("plots/") and f.endswith(".csv") and "/search/" not in f},
+        "plots": {f: h for f, h in files.items() if f.startswith("plots/") and f.endswith(".csv") and not _history(f)},
         # a retried trial finishes later, so a round's history holds the same trials in another order
-        "search history": {str(f.relative_to(project)): sorted(tuple(row[1:]) for row in csv.reader(f.open()))
-                           for f in sorted((project / "plots").rglob("search/*.csv"))},  # fmt: skip
+        "search history": {f: sorted(tuple(row[1:]) for row in csv.reader((project / f).read_text().splitlines()))
+                           for f in files if _history(f)},
         "leaderboard": _leaderboard(project),
         "search": _search_result(project), "metrics": _metrics(project), "registry": _registry(project),
     }  # fmt: skip
