@@ -17,7 +17,7 @@ import pandas as pd
 
 from pipeline import paths
 from pipeline.errors import MissingInputError
-from pipeline.search.budget import _counts as counts_in_budget
+from pipeline.search.budget import counts_in_budget
 from pipeline.search.storage import open_storage
 
 SEARCH_PLOTS = "search"  # plots/<b>/search/<k>-<round>.csv

@@ -35,14 +35,15 @@ def _ended(attrs: dict, t: optuna.trial.FrozenTrial) -> bool:
     return t.state in FINISHED and SURPLUS_ATTR not in t.user_attrs and f"{DISCARDED_PREFIX}{t.number}" not in attrs
 
 
-def _counts(attrs: dict, t: optuna.trial.FrozenTrial) -> bool:
+def counts_in_budget(attrs: dict, t: optuna.trial.FrozenTrial) -> bool:
     """Whether trial `t` counts against the budget (`attrs`: the study's user attrs)."""
     return _ended(attrs, t) and not is_interrupted(attrs, t)
 
 
 def _claims(attrs: dict, t: optuna.trial.FrozenTrial) -> bool:
     """Whether `t` counts against the budget or will once finished (it runs now)."""
-    return _counts(attrs, t) or (t.state == optuna.trial.TrialState.RUNNING and SURPLUS_ATTR not in t.user_attrs)
+    running = t.state == optuna.trial.TrialState.RUNNING and SURPLUS_ATTR not in t.user_attrs
+    return counts_in_budget(attrs, t) or running
 
 
 def claimed(study: optuna.Study, before: int | None = None) -> int:
@@ -55,7 +56,7 @@ def claimed(study: optuna.Study, before: int | None = None) -> int:
 def budget_used(study: optuna.Study) -> int:
     """Trials that count against the budget: finished ones, less those cut off by a crash and surplus ones."""
     attrs = study.user_attrs
-    return sum(1 for t in study.get_trials(deepcopy=False) if _counts(attrs, t))
+    return sum(1 for t in study.get_trials(deepcopy=False) if counts_in_budget(attrs, t))
 
 
 def discard_failed_attempt(study: optuna.Study) -> int:
@@ -72,7 +73,7 @@ def discard_failed_attempt(study: optuna.Study) -> int:
     if no_completed_trial(study) is None or any(t.state == optuna.trial.TrialState.RUNNING for t in trials):
         return 0
     attrs = study.user_attrs
-    stale = [t for t in trials if _counts(attrs, t)]
+    stale = [t for t in trials if counts_in_budget(attrs, t)]
     for t in stale:
         study.set_user_attr(f"{DISCARDED_PREFIX}{t.number}", "the round had no completed trial; retried on rerun")
     return len(stale)
