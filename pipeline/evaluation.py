@@ -5,6 +5,8 @@ Classification writes a confusion matrix (PNG with class names, and CSV rows of 
 predicted-vs-actual rows (`dvc plots`' scatter) and a residual plot. Both write the learning curve
 of the retrained model (`learning_curve.csv`: epoch from 1, loss and the task metric on its
 training data). `pipeline.dvc_plots` declares how `dvc plots` draws each file.
+
+A model trained with `regularizer: l1` or `l1_l2` also gets its weight sparsity (`weight_sparsity`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,29 @@ def predicted_labels(pred: np.ndarray, task: str) -> np.ndarray:
     return (pred >= 0.5).astype(int) if task == "binary" else np.asarray(pred).argmax(axis=1)
 
 
+SPARSE_BELOW = 1e-3  # a network weight this small counts as zero; linear models count exact zeros
+
+
+def weight_sparsity(model) -> float | None:
+    """The fraction of kernel weights that are zero, for a model trained with an L1 penalty, else None.
+
+    Networks (keras_*, numpy_mlp): entries of every weight matrix (output layer included) with
+    |w| < `SPARSE_BELOW` (gradient steps leave L1-driven weights near, not at, zero); `linear`:
+    coefficients exactly 0 (its solvers reach exact zeros). Biases are not counted.
+    """
+    if model.hparams.get("regularizer") not in ("l1", "l1_l2") or not hasattr(model, "kernel_weights"):
+        return None
+    kernels = [np.asarray(w) for w in model.kernel_weights()]
+    total = sum(w.size for w in kernels)
+    if not total:
+        return None
+    if model.family == "linear":
+        zero = sum(int((w == 0).sum()) for w in kernels)
+    else:
+        zero = sum(int((np.abs(w) < SPARSE_BELOW).sum()) for w in kernels)
+    return zero / total
+
+
 CONFUSION, PREDICTIONS, LEARNING_CURVE = "confusion.csv", "predictions.csv", "learning_curve.csv"
 CONFUSION_PNG, RESIDUALS_PNG = "confusion_matrix.png", "residuals.png"
 
@@ -42,7 +67,8 @@ def evaluate(model, baseline, data, out: Path, class_names: list[str] | None = N
         `class_names`: the name of each class index (classification); the index itself where missing.
 
     Returns:
-        `{"test": {...}, "baseline": {...}, "n_test": int}` with the task metric and loss.
+        `{"test": {...}, "baseline": {...}, "n_test": int}` with the task metric and loss, and
+        `"weights": {"sparsity": float}` for a model trained with an L1 penalty.
     """
     metric, _ = task_metric(data.task)
     test = {k: float(v) for k, v in model.evaluate(data.X_test, data.y_test).items()}
@@ -57,7 +83,10 @@ def evaluate(model, baseline, data, out: Path, class_names: list[str] | None = N
         names += [str(i) for i in range(len(names), n_classes)]
         _classification_plots(y, predicted_labels(pred, data.task), names, out)
     write_learning_curve(model.history, out / LEARNING_CURVE)
-    return {"test": test, "baseline": base, "n_test": int(len(y))}
+    out_dict = {"test": test, "baseline": base, "n_test": int(len(y))}
+    if (sparsity := weight_sparsity(model)) is not None:
+        out_dict["weights"] = {"sparsity": float(sparsity)}
+    return out_dict
 
 
 def write_learning_curve(history: dict[str, list[float]], path: Path) -> None:

@@ -35,6 +35,7 @@ def leaderboard(params: Params) -> pd.DataFrame:
             "best_at_s": m["search"].get("best_at_s"), "near_best_at_epochs": m["search"].get("near_best_at_epochs"),
             "best_params": (search.get("best") or {}).get("params"),
             "champion": io.read_json(promo).get("promote") if promo.exists() else None,
+            "weight_sparsity": (m.get("weights") or {}).get("sparsity"),
         })  # fmt: skip
     df = pd.DataFrame(rows)
     if not df.empty:
@@ -61,7 +62,9 @@ def write_report(params: Params) -> Path:
             ref = f"{r['reference']:.4g}" if r["reference"] is not None and r["reference"] == r["reference"] else "-"
             bp = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in (r["best_params"] or {}).items())  # fmt: skip
-            lines.append(f"| {r['benchmark']} | {r['model']} | {r['metric']} ({r['direction'][:3]}) | "
+            sparse = r.get("weight_sparsity")
+            model = r["model"] if sparse is None or sparse != sparse else f"{r['model']} ({sparse:.0%} weights ~0)"
+            lines.append(f"| {r['benchmark']} | {model} | {r['metric']} ({r['direction'][:3]}) | "
                          f"{r['test']:.4f} | {r['baseline']:.4f} | {ref} | {r['trials']} ({r['pruned']}) | "
                          f"{r['epochs']} ({_num(r['epochs_saved'])}) | {_num(r['best_at_epochs'])}, "
                          f"{_num(r['best_at_s'])} | {bp} |")  # fmt: skip

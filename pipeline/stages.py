@@ -173,6 +173,8 @@ def evaluate(params: Params, benchmark: str) -> dict:
         search_summary.write_history(trials, result, tmp)
     search = search_summary.accounting(trials, direction)
     numbers = {"test": report["test"], "baseline": report["baseline"], "search": search}
+    if "weights" in report:  # L1-regularized models: their weight sparsity
+        numbers["weights"] = report["weights"]
     meaning = {"benchmark": benchmark, "dataset": bench.dataset, "model": bench.model, "metric": metric,
                "direction": direction, "run_id": info["run_id"], "n_test": report["n_test"]}  # fmt: skip
     test = tracking.metric_batch({f"test_{k}": v for k, v in report["test"].items()}, 0)

@@ -1,7 +1,8 @@
 """The `benchmarks` section: a dataset searched by one model family in coarse-to-fine rounds.
 
 `hparams` and `space` are checked against `pipeline.models.hparams` (what the family reads,
-each value's domain) when the file is loaded.
+each value's domain, the strengths a `regularizer` needs) when the file is loaded; `task_problems`
+checks `loss` against the dataset's task once the datasets are known (`pipeline.config.params`).
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ class BenchmarkConfig(Strict):
                 )
             )
         problems += _family_problems(self.model, self.hparams, self.space)
+        if not problems:
+            problems += _regularizer_problems(self.model, self.hparams, self.space)
         if problems:
             raise Problems(problems)
         return self
@@ -148,4 +151,52 @@ def _family_problems(family: str, fixed: dict[str, Any], space: dict[str, ParamR
                 value = int(value) if spec.integer else value
                 if why := hp.problem(name, value):
                     problems.append(((*loc, bound), value, why))
+    return problems
+
+
+def _given(name: str, fixed: dict[str, Any], space: dict[str, ParamRange]) -> tuple | None:
+    """Where `name` is set, `(key path, shown value)`: fixed to a value, or searched; None when not set."""
+    if name in space:
+        return ("space", name), _shown_range(space[name])
+    if fixed.get(name) is not None:
+        return ("hparams", name), fixed[name]
+    return None
+
+
+def _regularizer_problems(family: str, fixed: dict[str, Any], space: dict[str, ParamRange]) -> list:
+    """The strengths `regularizer` (fixed, searched or the default l2) needs are set, and none set is unused."""
+    if "regularizer" not in hp.reads(family):
+        return []
+    where = _given("regularizer", fixed, space)
+    if "regularizer" in space:
+        regularizers = list(space["regularizer"].choices)
+    else:
+        regularizers = [fixed.get("regularizer") or "l2"]
+    used = {s for r in regularizers for s in hp.REGULARIZER_STRENGTHS[r]}
+    problems = []
+    if family in hp.NEEDS_STRENGTH:
+        for r in regularizers:
+            missing = [s for s in hp.REGULARIZER_STRENGTHS[r] if r != "l2" and _given(s, fixed, space) is None]
+            if missing:
+                need = " and ".join(f"`hparams.{s}` or `space.{s}`" for s in missing)
+                problems.append((*where, f"regularizer {r} needs its strength: set {need} (e.g. {{low: 1.0e-6, "
+                                          "high: 1.0e-2, log: true})"))  # fmt: skip
+                break
+    for strength in ("l1", "l2"):
+        if strength not in used and (at := _given(strength, fixed, space)) is not None:
+            shown = " or ".join(regularizers)
+            why = f"regularizer {shown} does not use {strength}, so it would change nothing"
+            problems.append((*at, f"{why}; add `regularizer: l1_l2` (or one that uses {strength}) or drop {strength}"))
+    return problems
+
+
+def task_problems(bench: BenchmarkConfig, task: str) -> list:
+    """`loss` (fixed or each searched choice) is one the dataset's `task` can train with."""
+    problems = []
+    if "loss" in bench.space and bench.space["loss"].choices:
+        for i, choice in enumerate(bench.space["loss"].choices):
+            if why := hp.loss_problem(task, choice):
+                problems.append((("space", "loss", "choices", i), choice, why))
+    elif (loss := bench.hparams.get("loss")) is not None and (why := hp.loss_problem(task, loss)):
+        problems.append((("hparams", "loss"), loss, why))
     return problems

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_serializer, model_validator
 
 from pipeline.config.base import Problems, Strict
 from pipeline.tasks import TASKS
@@ -35,6 +35,7 @@ class PreprocessConfig(Strict):
 
     kind: Literal["multi_hot", "standardize", "pca", "images"]
     num_words: int = Field(10000, gt=3)
+    ngrams: list[int] = [1]  # [1] words, or [1, 2] words and bigrams sharing `num_words` (multi_hot)
     n_components: int | float | None = None  # a count >= 1 or a variance fraction in (0, 1)
     whiten: bool = False
     val_fraction: float = Field(0.2, gt=0, lt=1)
@@ -59,6 +60,10 @@ class PreprocessConfig(Strict):
     @model_validator(mode="after")
     def _check(self) -> PreprocessConfig:
         problems = []
+        if self.ngrams not in ([1], [1, 2]):
+            problems.append((("ngrams",), self.ngrams, "ngrams must be [1] (words) or [1, 2] (words and bigrams)"))
+        elif self.ngrams != [1] and self.kind != "multi_hot":
+            problems.append((("ngrams",), self.ngrams, f"n-grams apply to kind multi_hot, not {self.kind}"))
         if self.kfold == 1:
             problems.append((("kfold",), 1, "kfold must be 0 (a validation split) or at least 2"))
         if self.kind == "pca" and self.n_components is None:
@@ -80,6 +85,14 @@ class PreprocessConfig(Strict):
         if problems:
             raise Problems(problems)
         return self
+
+    @model_serializer(mode="wrap")
+    def _drop_default_ngrams(self, handler):
+        """Leave `ngrams` out while it is the default [1], so today's study names and files stay the same."""
+        out = handler(self)
+        if out.get("ngrams") == [1]:
+            out.pop("ngrams")
+        return out
 
 
 def _source_kind(v: Any) -> str:

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.config.base import Name, Problems, Strict
-from pipeline.config.benchmarks import SAMPLERS, BenchmarkConfig
+from pipeline.config.benchmarks import SAMPLERS, BenchmarkConfig, task_problems
 from pipeline.config.datasets import DatasetConfig
 from pipeline.config.urls import has_password, storage_url_problem, tracking_uri_problem
 from pipeline.errors import ConfigError
@@ -62,6 +62,17 @@ class PromoteConfig(Strict):
     min_improvement: float = Field(0.0, ge=0)
 
 
+def _task(name: str, ds: DatasetConfig, builtin: set[str]) -> str | None:
+    """The task of dataset `name` (its custom source's, or the catalog's), None when unknown."""
+    if ds.source != "builtin":
+        return ds.source.task
+    if name in builtin:
+        from pipeline.datasets import CATALOG  # noqa: PLC0415 - light module
+
+        return CATALOG[name].task
+    return None
+
+
 class Params(Strict):
     """The whole `params.yaml`."""
 
@@ -91,6 +102,8 @@ class Params(Strict):
                     ("benchmarks", key, "dataset"), bench.dataset,
                     f"not a dataset of this file; add it under `datasets` (have: {', '.join(self.datasets)})",
                 ))  # fmt: skip
+            elif task := _task(bench.dataset, self.datasets[bench.dataset], known):
+                problems += [(("benchmarks", key, *loc), v, why) for loc, v, why in task_problems(bench, task)]
         if problems:
             raise Problems(problems)
         return self

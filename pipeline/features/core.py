@@ -87,7 +87,7 @@ def resolve_config(cfg: dict, task: str, source: str) -> dict:
     Raises:
         ValueError: naming the first unknown key or invalid value.
     """
-    unknown = sorted(set(cfg) - set(DEFAULTS) - {"kind"})
+    unknown = sorted(set(cfg) - set(DEFAULTS) - {"kind", "ngrams"})
     if unknown:
         raise ValueError(f"preprocess config: unknown key(s) {unknown}; known: {sorted(DEFAULTS)} + kind")
     kind = cfg.get("kind")
@@ -101,6 +101,11 @@ def resolve_config(cfg: dict, task: str, source: str) -> dict:
     _require(task in TASKS, "task", task, " | ".join(TASKS))
     p = {**DEFAULTS, **{k: v for k, v in cfg.items() if v is not None}, "kind": kind}
     _require(_is_int(p["num_words"]) and p["num_words"] > 3, "num_words", p["num_words"], "an int > 3")
+    ngrams = [int(n) for n in p.pop("ngrams", None) or [1]]  # kept only when not [1]: today's files unchanged
+    ok = ngrams in ([1], [1, 2]) and (ngrams == [1] or kind == "multi_hot")
+    _require(ok, "ngrams", ngrams, "[1] or [1, 2] (kind multi_hot)")
+    if ngrams != [1]:
+        p["ngrams"] = ngrams
     for key in ("whiten", "scale", "mean_subtraction", "channels_last"):
         _require(isinstance(p[key], bool), key, p[key], "true or false")
     for key in ("val_fraction", "test_fraction"):
@@ -213,7 +218,7 @@ def preprocess(raw: RawData, cfg: dict) -> ProcessedData:
     transformer = Transformer(
         p["kind"],
         raw.kind,
-        {k: p[k] for k in TRANSFORM_KEYS[p["kind"]]},
+        {k: p[k] for k in (*TRANSFORM_KEYS[p["kind"]], "ngrams") if k in p},
         vocab_size=vocab_size_from_meta(meta),
         feature_names=meta.get("feature_names"),
     )

@@ -14,6 +14,13 @@ empty document (no tokens) becomes an empty sequence and then an all-zero
 multi-hot row. Sequences given already indexed (kind `sequences`) are used as
 given, start markers included, so the multi-hot equals Chollet's
 `vectorize_sequences`.
+
+N-grams (`ngrams=(1, 2)`): the vocabulary ranks unigrams and adjacent-token bigrams together by
+count (ties alphabetically, a bigram written as its two tokens joined by one space), so the
+`num_words` budget is shared: the most frequent words and bigrams get the indices from 4. A
+token outside the vocabulary is still OOV (2); a bigram outside it adds nothing. Sequences given
+already indexed use the same vocabulary, their indices written as decimal tokens ("12 57"), so
+their unigram columns are re-ranked by training counts.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 PAD, START, OOV, INDEX_FROM = 0, 1, 2, 3
+NGRAMS = ((1,), (1, 2))  # the n-gram sets supported: unigrams, or unigrams and bigrams
 TOKEN_PATTERN = r"[a-z0-9]+(?:'[a-z0-9]+)*"
 _TOKEN_RE = re.compile(TOKEN_PATTERN)
 
@@ -56,27 +64,42 @@ def check_texts(texts: Iterable) -> list[str]:
     return texts
 
 
+def bigrams(tokens: Sequence[str]) -> list[str]:
+    """Adjacent token pairs, each written as `"first second"`."""
+    return [f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)]
+
+
+def sequence_tokens(sequences: Sequence) -> list[list[str]]:
+    """Index sequences as lists of decimal tokens (for an n-gram vocabulary over indices)."""
+    return [[str(int(v)) for v in seq] for seq in sequences]
+
+
 class Vocabulary:
-    """Frequency-ranked word list fitted on training documents.
+    """Frequency-ranked word (and bigram) list fitted on training documents.
 
     Args:
-        `words`: words in rank order (rank 1 first).
-        `num_words`: indices kept; only the words whose index `rank + 3` is
+        `words`: entries in rank order (rank 1 first); a bigram is two tokens joined by a space.
+        `num_words`: indices kept; only the entries whose index `rank + 3` is
             below it are stored.
+        `ngrams`: `(1,)` (words) or `(1, 2)` (words and bigrams sharing `num_words`).
     """
 
-    def __init__(self, words: Sequence[str], num_words: int):
+    def __init__(self, words: Sequence[str], num_words: int, ngrams: Sequence[int] = (1,)):
         self.num_words = int(num_words)
+        self.ngrams = tuple(int(n) for n in ngrams)
+        if self.ngrams not in NGRAMS:
+            raise ValueError(f"ngrams {list(self.ngrams)} is not supported; use [1] or [1, 2]")
         self.words = list(words)[: max(self.num_words - INDEX_FROM - 1, 0)]
         self.index = {w: rank + INDEX_FROM for rank, w in enumerate(self.words, start=1)}
 
     @classmethod
-    def fit(cls, texts: Iterable[str], num_words: int) -> Vocabulary:
-        """Rank the words of `texts` by frequency, ties broken alphabetically.
+    def fit(cls, texts: Iterable[str], num_words: int, ngrams: Sequence[int] = (1,)) -> Vocabulary:
+        """Rank the words (and bigrams) of `texts` by frequency, ties broken alphabetically.
 
         Args:
             `texts`: training documents.
             `num_words`: index limit, as in Keras.
+            `ngrams`: `(1,)` or `(1, 2)`.
 
         Returns:
             The fitted vocabulary.
@@ -84,11 +107,19 @@ class Vocabulary:
         Raises:
             TypeError: when a document is not a string (names the row).
         """
+        return cls.fit_tokens((tokenize(text) for text in check_texts(texts)), num_words, ngrams)
+
+    @classmethod
+    def fit_tokens(cls, documents: Iterable[Sequence[str]], num_words: int, ngrams: Sequence[int] = (1,)):
+        """`fit` on documents already split into tokens."""
         counts = Counter()
-        for text in check_texts(texts):
-            counts.update(tokenize(text))
+        with_bigrams = 2 in tuple(ngrams)
+        for tokens in documents:
+            counts.update(tokens)
+            if with_bigrams:
+                counts.update(bigrams(tokens))
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-        return cls([w for w, _ in ranked], num_words)
+        return cls([w for w, _ in ranked], num_words, ngrams)
 
     def encode(self, texts: Iterable[str]) -> np.ndarray:
         """Turn documents into Keras-style index sequences (no start marker).
@@ -97,26 +128,36 @@ class Vocabulary:
             `texts`: documents.
 
         Returns:
-            Object array of int32 arrays; unknown or rare words are `OOV` (2).
+            Object array of int32 arrays; unknown or rare words are `OOV` (2); with bigrams,
+            each document's known bigram indices follow its word indices.
 
         Raises:
             TypeError: when a document is not a string (names the row).
         """
-        texts = check_texts(texts)
-        out = np.empty(len(texts), dtype=object)
+        return self.encode_tokens([tokenize(text) for text in check_texts(texts)])
+
+    def encode_tokens(self, documents: Sequence[Sequence[str]]) -> np.ndarray:
+        """`encode` on documents already split into tokens."""
+        out = np.empty(len(documents), dtype=object)
         get = self.index.get
-        for row, text in enumerate(texts):
-            out[row] = np.fromiter((get(t, OOV) for t in tokenize(text)), dtype=np.int32)
+        with_bigrams = 2 in self.ngrams
+        for row, tokens in enumerate(documents):
+            words = np.fromiter((get(t, OOV) for t in tokens), dtype=np.int32)
+            if with_bigrams:
+                found = [i for i in map(get, bigrams(tokens)) if i is not None]
+                words = np.concatenate([words, np.asarray(found, dtype=np.int32)])
+            out[row] = words
         return out
 
     def to_json(self) -> dict:
-        """Return the JSON form of the vocabulary (words in rank order)."""
-        return {"num_words": self.num_words, "index_from": INDEX_FROM, "words": self.words}
+        """Return the JSON form of the vocabulary (words in rank order; `ngrams` unless unigrams)."""
+        extra = {} if self.ngrams == (1,) else {"ngrams": list(self.ngrams)}
+        return {"num_words": self.num_words, "index_from": INDEX_FROM, **extra, "words": self.words}
 
     @classmethod
     def from_json(cls, obj: dict) -> Vocabulary:
         """Rebuild a vocabulary from `to_json` output."""
-        return cls(obj["words"], obj["num_words"])
+        return cls(obj["words"], obj["num_words"], obj.get("ngrams", (1,)))
 
 
 def flatten(sequences: Sequence) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,8 @@
 A `Transformer` is three stages:
 
 1. `base`: deterministic encoding of raw input. Text is tokenized and indexed
-   with the training `Vocabulary`, sequences are multi-hot encoded (CSR),
+   with the training `Vocabulary` (with `ngrams: [1, 2]` also its bigrams; sequences
+   then get a vocabulary of their own over index tokens), sequences are multi-hot encoded (CSR),
    tabular rows and images become float arrays (images scaled by 1/255 when
    `scale`; flattened for `standardize`/`pca`).
 2. `step`: the one data-dependent fit (`Standardizer`, `PCA`, `MeanImage`, or
@@ -26,7 +27,15 @@ from pipeline import io
 from pipeline.features import storage
 from pipeline.features.pca import PCA, plot_png
 from pipeline.features.scaling import MeanImage, Standardizer, check_finite
-from pipeline.features.text import INDEX_FROM, Vocabulary, check_indices, check_texts, flatten, multi_hot
+from pipeline.features.text import (
+    INDEX_FROM,
+    Vocabulary,
+    check_indices,
+    check_texts,
+    flatten,
+    multi_hot,
+    sequence_tokens,
+)
 
 FORMAT_VERSION = 1
 STEPS = {"standardize": Standardizer, "pca": PCA, "mean_image": MeanImage}
@@ -53,7 +62,7 @@ class Transformer:
     Args:
         `kind`: `multi_hot`, `standardize`, `pca` or `images`.
         `source`: the raw kind: `sequences`, `text`, `tabular` or `images`.
-        `params`: resolved transform parameters (`num_words`, `scale`,
+        `params`: resolved transform parameters (`num_words`, `ngrams` when not `[1]`, `scale`,
             `mean_subtraction`, `channels_last`, `n_components`, `whiten`, `seed`).
         `vocab_size`: bound of valid sequence indices, or None.
         `feature_names`: tabular column names for error messages, or None.
@@ -77,6 +86,11 @@ class Transformer:
         self.step = self._new_step()
         self.raw_shape: tuple[int, ...] | None = None  # per-sample shape of raw arrays
 
+    @property
+    def ngrams(self) -> tuple[int, ...]:
+        """The n-gram sizes of a multi-hot encoding: `(1,)` unless `params["ngrams"]` says otherwise."""
+        return tuple(self.params.get("ngrams") or (1,))
+
     def _new_step(self):
         """Return the unfitted data-dependent step of this kind, or None."""
         if self.kind == "standardize":
@@ -99,7 +113,10 @@ class Transformer:
             the fitted step (kept for fold-safe refits).
         """
         if self.source == "text":
-            self.vocab = Vocabulary.fit(x_raw, self.params["num_words"])
+            self.vocab = Vocabulary.fit(x_raw, self.params["num_words"], self.ngrams)
+        elif self.source == "sequences" and self.ngrams != (1,):
+            check_indices(*flatten(x_raw), self.vocab_size)
+            self.vocab = Vocabulary.fit_tokens(sequence_tokens(x_raw), self.params["num_words"], self.ngrams)
         if self.source in ("tabular", "images"):
             self.raw_shape = tuple(int(s) for s in np.shape(x_raw)[1:])
         base = self.base(x_raw, "x_train")
@@ -176,6 +193,9 @@ class Transformer:
             if self.vocab is None:
                 raise RuntimeError("the transformer is not fitted (no vocabulary)")
             return multi_hot(self.vocab.encode(x_raw), self.params["num_words"])
+        if self.vocab is not None:  # sequences with n-grams
+            check_indices(*flatten(x_raw), self.vocab_size)
+            return multi_hot(self.vocab.encode_tokens(sequence_tokens(x_raw)), self.params["num_words"])
         return multi_hot(x_raw, self.params["num_words"], self.vocab_size)
 
     def _check_shape(self, X: np.ndarray, what: str) -> None:
@@ -301,7 +321,7 @@ class Transformer:
             feature_names=desc["feature_names"],
         )
         obj.raw_shape = tuple(desc["raw_shape"]) if desc["raw_shape"] is not None else None
-        if (d / "vocabulary.json").exists() and desc["source"] == "text":
+        if (d / "vocabulary.json").exists() and (desc["source"] == "text" or obj.ngrams != (1,)):
             obj.vocab = Vocabulary.from_json(io.read_json(d / "vocabulary.json"))
         if desc["step"] is not None:
             step_cls = STEPS[desc["step"]["name"]]

@@ -68,11 +68,45 @@ class LinearModel(TrainedModel):
         with np.load(dir / COEF_FILE, allow_pickle=False) as data:
             self.coef, self.intercept, self.classes = data["coef"], data["intercept"], data["classes"]
 
+    def kernel_weights(self) -> list[np.ndarray]:
+        """The coefficient matrix (intercepts are not penalized)."""
+        return [self.coef]
+
+
+def _estimator(task: str, hp: dict, seed: int):
+    """The scikit-learn estimator of `hp["regularizer"]` with its strengths (see `Linear`)."""
+    from sklearn.linear_model import ElasticNet, Lasso, LogisticRegression, Ridge  # noqa: PLC0415 - import cost
+
+    regularizer, l1, l2, max_iter = hp["regularizer"], hp["l1"], hp["l2"], int(hp["max_iter"])
+    if regularizer == "l2":
+        if task == "regression":
+            return Ridge(alpha=float(l2) if l2 else 1.0, random_state=seed)
+        return LogisticRegression(C=1.0 / float(l2) if l2 else 1.0, max_iter=max_iter, random_state=seed)
+    strength = float(l1) if l1 is not None else 1.0
+    if regularizer == "l1_l2":
+        strength += float(l2) if l2 is not None else 1.0
+        ratio = (float(l1) if l1 is not None else 1.0) / strength if strength > 0 else 0.5
+    if task == "regression":
+        if regularizer == "l1":
+            return Lasso(alpha=strength, max_iter=max_iter, random_state=seed)
+        return ElasticNet(alpha=strength, l1_ratio=ratio, max_iter=max_iter, random_state=seed)
+    c = 1.0 / strength if strength > 0 else 1e12
+    if regularizer == "l1":
+        solver = "liblinear" if task == "binary" else "saga"
+        return LogisticRegression(C=c, l1_ratio=1.0, solver=solver, max_iter=max_iter, random_state=seed)
+    return LogisticRegression(C=c, l1_ratio=ratio, solver="saga", max_iter=max_iter, random_state=seed)
+
 
 class Linear(ModelFamily):
-    """LogisticRegression (C = 1/l2) for classification, Ridge (alpha = l2) for regression.
+    """LogisticRegression for classification, Ridge / Lasso / ElasticNet for regression.
 
-    Defaults: `l2` None (scikit-learn's C = 1.0 / alpha = 1.0), `max_iter` 1000. `epochs` is ignored.
+    `regularizer` l2 (default): C = 1/l2, Ridge alpha = l2; l1: penalty l1 (liblinear for binary,
+    saga otherwise) with C = 1/l1, Lasso alpha = l1; l1_l2: elastic net (saga) with C = 1/(l1+l2),
+    l1_ratio = l1/(l1+l2), ElasticNet alpha = l1+l2 alike. In scikit-learn's scaling the classifiers
+    minimize `sum(log loss) + l1*sum|w| + 0.5*l2*sum(w^2)` and Lasso / ElasticNet
+    `mean(squared error)/2 + l1*sum|w| + 0.5*l2*sum(w^2)`. A strength left None is 1.0
+    (scikit-learn's default). Defaults: `l2` None, `max_iter` 1000. `epochs` is ignored; the
+    training loss is fixed (log loss, squared error): `loss` is not read.
     """
 
     name = "linear"
@@ -80,15 +114,12 @@ class Linear(ModelFamily):
 
     def train(self, hparams, X_train, y_train, X_val, y_val, *, task, n_classes, epochs, seed=0, on_epoch=None):
         """Fit once on `X_train` (dense or CSR); see `ModelFamily.train`."""
-        from sklearn.linear_model import LogisticRegression, Ridge  # noqa: PLC0415 - import cost
-
         hp = self.resolve_hparams(task, hparams)
-        l2 = hp["l2"]
+        est = _estimator(task, hp, seed)
         if task == "regression":
-            est = Ridge(alpha=float(l2) if l2 else 1.0, random_state=seed).fit(X_train, y_train)
+            est.fit(X_train, y_train)
             classes = np.zeros(0, dtype=np.int64)
         else:
-            est = LogisticRegression(C=1.0 / float(l2) if l2 else 1.0, max_iter=int(hp["max_iter"]), random_state=seed)
             est.fit(X_train, as_labels(task, y_train))
             classes = est.classes_.astype(np.int64)
         model = LinearModel(

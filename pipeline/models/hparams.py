@@ -11,8 +11,13 @@ everything that logs hyperparameters call it), and `resolve` checks values passe
 None (`null`) always means "the family's default".
 
 Keys (families that read them):
-    `lr` learning rate (keras_*, numpy_mlp); `l2` L2 penalty on kernels (keras: `l2*sum(W^2)`,
-    numpy_mlp: `0.5*l2*sum(W^2)`, linear: C = 1/l2 or Ridge alpha = l2); `dropout` drop rate;
+    `lr` learning rate (keras_*, numpy_mlp); `regularizer` l2 (default) | l1 | l1_l2: which penalty
+    on kernels (biases are never penalized) uses the strengths `l2` (keras: `l2*sum(W^2)`, numpy_mlp:
+    `0.5*l2*sum(W^2)`, linear: C = 1/l2 or Ridge alpha = l2) and `l1` (`l1*sum|W|`; linear: C = 1/l1,
+    Lasso alpha = l1; l1_l2: C = 1/(l1+l2) with l1_ratio l1/(l1+l2), ElasticNet alike); a strength
+    the regularizer does not use is ignored; `loss` the training loss, None for the task's
+    (`TASK_LOSSES`: binary binary_crossentropy | hinge, regression mse | mae | huber, multiclass
+    categorical_crossentropy; keras_* and numpy_mlp); `dropout` drop rate;
     `units` int or list per hidden layer; `depth` hidden layers when `units` is an int;
     `activation` relu|tanh; `optimizer` rmsprop|adam|sgd; `momentum`, `nesterov` for sgd;
     `batch_size`; `lr_schedule` none|step|plateau with `lr_step_epochs` (halve every k epochs)
@@ -112,6 +117,11 @@ class HParam:
 HPARAMS: dict[str, HParam] = {
     "lr": HParam("float", low=0, low_open=True),
     "l2": HParam("float", low=0),
+    "l1": HParam("float", low=0),
+    "regularizer": HParam("choice", choices=("l2", "l1", "l1_l2")),
+    "loss": HParam(
+        "choice", choices=("binary_crossentropy", "hinge", "categorical_crossentropy", "mse", "mae", "huber")
+    ),
     "dropout": HParam("float", low=0, high=1, high_open=True),
     "units": HParam("widths", low=1),
     "depth": HParam("int", low=1),
@@ -133,11 +143,26 @@ HPARAMS: dict[str, HParam] = {
     "max_iter": HParam("int", low=1),
 }
 
+# task -> the losses a family reading `loss` can train with (the first is the default, None).
+TASK_LOSSES: dict[str, tuple[str, ...]] = {
+    "binary": ("binary_crossentropy", "hinge"),
+    "multiclass": ("categorical_crossentropy",),
+    "regression": ("mse", "mae", "huber"),
+}
+# regularizer -> the strengths it uses.
+REGULARIZER_STRENGTHS: dict[str, tuple[str, ...]] = {"l2": ("l2",), "l1": ("l1",), "l1_l2": ("l1", "l2")}
+# Families with no penalty of their own: `regularizer: l1 | l1_l2` needs its strengths given
+# (linear falls back to scikit-learn's default strength 1.0, as it does for l2).
+NEEDS_STRENGTH: tuple[str, ...] = ("keras_mlp", "keras_cnn", "numpy_mlp")
+
 # Keys every Keras family reads, with their defaults.
 KERAS_DEFAULTS: dict = {
     "activation": "relu",
     "dropout": 0.0,
+    "regularizer": "l2",
     "l2": None,
+    "l1": None,
+    "loss": None,
     "optimizer": "rmsprop",
     "lr": 1e-3,
     "momentum": 0.9,
@@ -170,7 +195,10 @@ DEFAULTS: dict[str, dict] = {
         "depth": 2,
         "use_batchnorm": True,
         "dropout": 0.0,
+        "regularizer": "l2",
         "l2": 0.0,
+        "l1": None,
+        "loss": None,
         "optimizer": "adam",
         "lr": 1e-3,
         "momentum": 0.9,
@@ -182,7 +210,7 @@ DEFAULTS: dict[str, dict] = {
         "lr_patience": 2,
         "early_stopping": None,
     },
-    "linear": {"l2": None, "max_iter": 1000},
+    "linear": {"regularizer": "l2", "l2": None, "l1": None, "max_iter": 1000},
     "majority": {},
 }
 
@@ -211,6 +239,26 @@ def problem(name: str, value: Any) -> str | None:
     if spec is None:
         return f"unknown hyperparameter; known: {', '.join(sorted(HPARAMS))}"
     return None if spec.accepts(value) else f"{name} must be {spec.allowed()}"
+
+
+def loss_problem(task: str, loss: Any) -> str | None:
+    """None when `loss` (None: the task's default) can train `task`, else what the task allows."""
+    allowed = TASK_LOSSES.get(task, ())
+    if loss is None or loss in allowed:
+        return None
+    return f"a {task} task trains with {' or '.join(allowed)}, not {loss}"
+
+
+def strength_problem(hp: dict, family: str | None = None) -> str | None:
+    """None when the strengths `hp["regularizer"]` uses are set (or `family` needs none), else why not."""
+    if family is not None and family not in NEEDS_STRENGTH:
+        return None
+    regularizer = hp.get("regularizer") or "l2"
+    needed = () if regularizer == "l2" else REGULARIZER_STRENGTHS[regularizer]  # l2 unset: no penalty, as always
+    missing = [s for s in needed if hp.get(s) is None]
+    if not missing:
+        return None
+    return f"regularizer {regularizer} needs {' and '.join(missing)} (a strength >= 0) in `hparams` or `space`"
 
 
 def resolve(defaults: dict, hparams: dict | None) -> dict:
@@ -260,7 +308,10 @@ def resolve_hparams(family_name: str, task: str, fixed: dict, sampled: dict | No
     foreign = sorted(set(requested) & set(HPARAMS) - set(DEFAULTS[family_name]))
     if foreign:
         raise ValueError(f"{family_name} does not read {', '.join(foreign)}; it reads {', '.join(reads(family_name))}")
-    return resolve(defaults(family_name, task), requested)
+    out = resolve(defaults(family_name, task), requested)
+    if why := loss_problem(task, out.get("loss")) or strength_problem(out, family_name):
+        raise ValueError(why)
+    return out
 
 
 def hidden_units(hp: dict) -> list[int]:

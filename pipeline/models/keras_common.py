@@ -3,6 +3,13 @@
 TensorFlow is imported only inside functions, through `keras_module()`, which first
 applies `pipeline.models.runtime.configure_tensorflow()`; `pipeline.models.batches`
 feeds the arrays to `fit`.
+
+Losses (`loss`): binary `binary_crossentropy` (sigmoid output) or `hinge` (a linear output, the
+margin m; `keras.losses.hinge` maps the 0/1 labels to -1/+1 and trains on max(0, 1 - y*m);
+accuracy counts m > 0; `predict` answers sigmoid(m) as P(class 1), so serving, the 0.5 threshold
+and the log loss of `evaluate` read it like any binary model, though it is a squashed margin,
+not a calibrated probability); regression `mse`, `mae` or `huber` (delta 1) with the mae metric;
+multiclass categorical cross-entropy only.
 """
 
 from __future__ import annotations
@@ -10,11 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit
 
 from pipeline.models.arrays import as_labels, dense_chunks
 from pipeline.models.base import ModelFamily, TrainedModel
 from pipeline.models.batches import make_dataset
-from pipeline.models.hparams import hidden_units
+from pipeline.models.hparams import hidden_units, loss_problem, strength_problem
 from pipeline.models.loop import EpochLoop
 from pipeline.models.runtime import configure_tensorflow
 
@@ -29,13 +37,19 @@ def keras_module():
     return keras
 
 
-def output_head(task: str, n_classes: int | None) -> tuple[int, str, str, object]:
-    """Return `(units, activation, loss, metric)` of the output layer for `task`.
+def output_head(task: str, n_classes: int | None, loss: str | None = None) -> tuple[int, str, str, object]:
+    """Return `(units, activation, loss, metric)` of the output layer for `task` trained with `loss`.
+
+    `loss` None is the task's default (binary_crossentropy, categorical cross-entropy, mse).
 
     Raises:
-        ValueError: for an unknown task, or multiclass without `n_classes`.
+        ValueError: for an unknown task, multiclass without `n_classes`, or a loss the task cannot use.
     """
     keras = keras_module()
+    if why := loss_problem(task, loss):
+        raise ValueError(why)
+    if task == "binary" and loss == "hinge":
+        return 1, "linear", "hinge", keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
     if task == "binary":
         return 1, "sigmoid", "binary_crossentropy", keras.metrics.BinaryAccuracy(name="accuracy")
     if task == "multiclass":
@@ -44,7 +58,7 @@ def output_head(task: str, n_classes: int | None) -> tuple[int, str, str, object
         acc = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         return int(n_classes), "softmax", "sparse_categorical_crossentropy", acc
     if task == "regression":
-        return 1, "linear", "mse", keras.metrics.MeanAbsoluteError(name="mae")
+        return 1, "linear", loss or "mse", keras.metrics.MeanAbsoluteError(name="mae")
     raise ValueError(f"unknown task {task!r}")
 
 
@@ -63,8 +77,23 @@ def make_optimizer(hp: dict):
 
 
 def kernel_regularizer(hp: dict):
-    """Return `keras.regularizers.L2(l2)` (penalty `l2 * sum(W^2)`), or None without `l2`."""
-    return keras_module().regularizers.L2(float(hp["l2"])) if hp.get("l2") else None
+    """Return the kernel penalty of `hp["regularizer"]`, or None without one.
+
+    `l2` (default): `L2(l2)`, penalty `l2 * sum(W^2)`, None without `l2`; `l1`: `L1(l1)`,
+    `l1 * sum|W|`; `l1_l2`: `L1L2(l1, l2)`, the sum of both.
+
+    Raises:
+        ValueError: `l1` or `l1_l2` without the strengths it uses.
+    """
+    regularizers = keras_module().regularizers
+    regularizer = hp.get("regularizer") or "l2"
+    if why := strength_problem(hp):
+        raise ValueError(why)
+    if regularizer == "l1":
+        return regularizers.L1(float(hp["l1"])) if hp["l1"] else None
+    if regularizer == "l1_l2":
+        return regularizers.L1L2(l1=float(hp["l1"]), l2=float(hp["l2"]))
+    return regularizers.L2(float(hp["l2"])) if hp.get("l2") else None
 
 
 def dense_head(x, hp: dict, task: str, n_classes: int | None):
@@ -75,7 +104,7 @@ def dense_head(x, hp: dict, task: str, n_classes: int | None):
         x = layers.Dense(width, activation=hp["activation"], kernel_regularizer=kernel_regularizer(hp))(x)
         if hp.get("dropout"):
             x = layers.Dropout(float(hp["dropout"]))(x)
-    units, activation, _, _ = output_head(task, n_classes)
+    units, activation, _, _ = output_head(task, n_classes, hp.get("loss"))
     return layers.Dense(units, activation=activation)(x)
 
 
@@ -95,7 +124,13 @@ class KerasModel(TrainedModel):
         """See `TrainedModel.predict`; CSR inputs are densified block by block."""
         X = self.prepare(X)
         out = np.concatenate([np.asarray(self.model.predict_on_batch(b)) for b in dense_chunks(X)])
+        if self.task == "binary" and self.hparams.get("loss") == "hinge":
+            return expit(out[:, 0].astype(np.float64))  # the margin as P(class 1)
         return out if self.task == "multiclass" else out[:, 0]
+
+    def kernel_weights(self) -> list[np.ndarray]:
+        """The kernel (weight matrix) of every Dense and Conv2D layer, output layer included."""
+        return [np.asarray(layer.kernel) for layer in self.model.layers if getattr(layer, "kernel", None) is not None]
 
     def _save_state(self, dir: Path) -> None:
         self.model.save(dir / MODEL_FILE)
@@ -122,7 +157,7 @@ class KerasFamily(ModelFamily):
         prepare = self.model_class.prepare
         X_train = prepare(X_train)
         model = self.build_model(hp, tuple(X_train.shape[1:]), task, n_classes)
-        _, _, loss, metric = output_head(task, n_classes)
+        _, _, loss, metric = output_head(task, n_classes, hp.get("loss"))
         model.compile(optimizer=make_optimizer(hp), loss=loss, metrics=[metric])
 
         has_val = X_val is not None

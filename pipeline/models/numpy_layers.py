@@ -123,9 +123,48 @@ def mse_loss(pred: np.ndarray, y: np.ndarray):
     return (diff**2).mean(), 2.0 * diff / diff.shape[0]
 
 
+def mae_loss(pred: np.ndarray, y: np.ndarray):
+    """Mean absolute error; its subgradient takes sign(0) = 0. Returns `(loss, dpred)`."""
+    diff = pred - y
+    return np.abs(diff).mean(), np.sign(diff) / diff.shape[0]
+
+
+def huber_loss(pred: np.ndarray, y: np.ndarray, delta: float = 1.0):
+    """Huber loss (Keras's): `0.5*d^2` where `|d| <= delta`, else `delta*|d| - 0.5*delta^2`, mean.
+
+    Returns:
+        `(loss, dpred)`.
+    """
+    diff = pred - y
+    a = np.abs(diff)
+    loss = np.where(a <= delta, 0.5 * diff**2, delta * a - 0.5 * delta**2).mean()
+    return loss, np.clip(diff, -delta, delta) / diff.shape[0]
+
+
+def binary_hinge_loss(scores: np.ndarray, y: np.ndarray):
+    """Hinge loss of a two-class network on the margin `m = s1 - s0` with labels mapped to t = 2y - 1 (±1).
+
+    `mean(max(0, 1 - t*m))`; softmax of the two scores is sigmoid(m), the probability `predict` gives.
+
+    Returns:
+        `(loss, dscores)` for scores (N, 2).
+    """
+    t = 2.0 * y - 1.0
+    margin = scores[:, 1] - scores[:, 0]
+    slack = 1.0 - t * margin
+    dm = np.where(slack > 0, -t, 0.0) / scores.shape[0]
+    dscores = np.stack([-dm, dm], axis=1).astype(scores.dtype)
+    return np.maximum(slack, 0.0).mean(), dscores
+
+
 def l2_penalty(weights, reg: float) -> float:
     """Return `0.5 * reg * sum(W^2)` over the weight matrices (biases are not regularized)."""
     return 0.5 * reg * sum(float((w * w).sum()) for w in weights)
+
+
+def l1_penalty(weights, reg: float) -> float:
+    """Return `reg * sum|W|` over the weight matrices; its subgradient is `reg * sign(W)` (0 at 0)."""
+    return reg * sum(float(np.abs(w).sum()) for w in weights)
 
 
 def sgd_update(x: np.ndarray, dx: np.ndarray, *, lr: float) -> np.ndarray:

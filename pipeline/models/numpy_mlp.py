@@ -2,8 +2,11 @@
 
 Hidden blocks affine -> batch norm -> ReLU -> inverted dropout, then an affine output
 layer. Loss: softmax cross-entropy for classification (binary as two classes; `predict`
-returns P(class 1)), MSE for regression; L2 adds `0.5*l2*sum(W^2)` per layer (biases and
-batch-norm parameters are not regularized). He init `randn * sqrt(2/fan_in)`, zero biases
+returns P(class 1)), MSE for regression; `loss: hinge` (binary) trains on the margin s1 - s0
+with labels mapped to ±1 (`predict` still answers the softmax, i.e. sigmoid of the margin),
+`mae` / `huber` (regression) replace MSE. `regularizer` l2 (default) adds `0.5*l2*sum(W^2)` per
+layer, l1 `l1*sum|W|` (subgradient `l1*sign(W)`), l1_l2 both (biases and batch-norm parameters
+are not regularized). He init `randn * sqrt(2/fan_in)`, zero biases
 (for regression the output bias starts at the mean training target). Every layer,
 the output layer included, is updated. An epoch is one pass over a shuffled train set in
 minibatches; the learning rate is multiplied by `lr_decay` after every epoch.
@@ -24,7 +27,7 @@ import numpy as np
 from pipeline.models import numpy_layers as L
 from pipeline.models.arrays import as_labels, dense, dense_chunks
 from pipeline.models.base import ModelFamily, TrainedModel, evaluate_predictions
-from pipeline.models.hparams import hidden_units
+from pipeline.models.hparams import hidden_units, loss_problem, strength_problem
 from pipeline.models.loop import EpochLoop
 
 PARAMS_FILE = "params.npz"
@@ -39,18 +42,25 @@ class Network:
         `n_layers`: affine layers including the output layer.
     """
 
-    def __init__(self, params: dict, bn_state: list, *, task: str, use_batchnorm: bool, dropout=0.0, l2=0.0):
+    def __init__(
+        self, params: dict, bn_state: list, *, task: str, use_batchnorm: bool, dropout=0.0, l2=0.0, l1=0.0, loss=None
+    ):
         self.params = params
         self.bn_state = bn_state
         self.task = task
         self.use_batchnorm = bool(use_batchnorm)
         self.dropout = float(dropout or 0.0)
         self.l2 = float(l2 or 0.0)
+        self.l1 = float(l1 or 0.0)
+        self.loss_name = loss
         self.n_layers = sum(1 for k in params if k.startswith("W"))
 
     @classmethod
-    def create(cls, dims: list[int], *, task: str, use_batchnorm: bool, dropout=0.0, l2=0.0, rng, dtype=np.float32):
-        """He-initialize a network with layer sizes `dims` (input, hidden..., output)."""
+    def create(cls, dims: list[int], *, task: str, use_batchnorm: bool, rng, dtype=np.float32, **penalties):
+        """He-initialize a network with layer sizes `dims` (input, hidden..., output).
+
+        `penalties`: `dropout`, `l2`, `l1`, `loss`, passed to the constructor.
+        """
         params, bn_state = {}, []
         for i, (fan_in, fan_out) in enumerate(pairwise(dims), start=1):
             params[f"W{i}"] = (rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)).astype(dtype)
@@ -59,7 +69,7 @@ class Network:
                 params[f"gamma{i}"] = np.ones(fan_out, dtype=dtype)
                 params[f"beta{i}"] = np.zeros(fan_out, dtype=dtype)
                 bn_state.append({"running_mean": np.zeros(fan_out, dtype), "running_var": np.ones(fan_out, dtype)})
-        return cls(params, bn_state, task=task, use_batchnorm=use_batchnorm, dropout=dropout, l2=l2)
+        return cls(params, bn_state, task=task, use_batchnorm=use_batchnorm, **penalties)
 
     def forward(self, X: np.ndarray, *, train: bool, rng=None):
         """Return `(scores, caches)`; test mode uses running statistics and no dropout."""
@@ -77,7 +87,7 @@ class Network:
         return scores, caches
 
     def backward(self, dscores: np.ndarray, caches: list) -> dict[str, np.ndarray]:
-        """Return the gradient of every parameter, L2 term included."""
+        """Return the gradient of every parameter, L2 and L1 (sign) terms included."""
         grads = {}
         n = self.n_layers
         dh, grads[f"W{n}"], grads[f"b{n}"] = L.affine_backward(dscores, caches[-1])
@@ -89,20 +99,29 @@ class Network:
             dh, grads[f"W{i}"], grads[f"b{i}"] = L.affine_backward(dh, c_affine)
         for i in range(1, n + 1):
             grads[f"W{i}"] = grads[f"W{i}"] + self.l2 * self.params[f"W{i}"]
+            if self.l1:
+                grads[f"W{i}"] = grads[f"W{i}"] + self.l1 * np.sign(self.params[f"W{i}"])
         return grads
 
     def penalty(self) -> float:
-        """Return the L2 term `0.5 * l2 * sum(W^2)` over all layers."""
-        return L.l2_penalty([self.params[f"W{i}"] for i in range(1, self.n_layers + 1)], self.l2)
+        """Return `0.5 * l2 * sum(W^2) + l1 * sum|W|` over all layers."""
+        weights = [self.params[f"W{i}"] for i in range(1, self.n_layers + 1)]
+        return L.l2_penalty(weights, self.l2) + (L.l1_penalty(weights, self.l1) if self.l1 else 0.0)
+
+    def data_loss(self, scores: np.ndarray, y: np.ndarray):
+        """Return `(loss, dscores)` of the training loss (`loss_name`, None: the task's default)."""
+        if self.task == "regression":
+            fn = {"mae": L.mae_loss, "huber": L.huber_loss}.get(self.loss_name, L.mse_loss)
+            value, dpred = fn(scores[:, 0], y)
+            return value, dpred[:, None]
+        if self.loss_name == "hinge":
+            return L.binary_hinge_loss(scores, y)
+        return L.softmax_loss(scores, y)
 
     def loss(self, X: np.ndarray, y: np.ndarray, *, train: bool = True, rng=None):
-        """Return `(loss, grads, scores)` for a minibatch; loss includes the L2 term."""
+        """Return `(loss, grads, scores)` for a minibatch; loss includes the penalty."""
         scores, caches = self.forward(X, train=train, rng=rng)
-        if self.task == "regression":
-            data_loss, dpred = L.mse_loss(scores[:, 0], y)
-            dscores = dpred[:, None]
-        else:
-            data_loss, dscores = L.softmax_loss(scores, y)
+        data_loss, dscores = self.data_loss(scores, y)
         return data_loss + self.penalty(), self.backward(dscores, caches), scores
 
     def snapshot(self) -> tuple[dict, list]:
@@ -159,6 +178,10 @@ class NumpyMLPModel(TrainedModel):
         probs = L.softmax(scores)
         return probs[:, 1] if self.task == "binary" else probs
 
+    def kernel_weights(self) -> list[np.ndarray]:
+        """The weight matrices `W1 ... WL`, output layer included."""
+        return [self.net.params[f"W{i}"] for i in range(1, self.net.n_layers + 1)]
+
     def _save_state(self, dir: Path) -> None:
         arrays = dict(self.net.params)
         for i, s in enumerate(self.net.bn_state, start=1):
@@ -192,8 +215,18 @@ class NumpyMLP(ModelFamily):
         rng = np.random.default_rng(seed)
         n_out = 1 if task == "regression" else 2 if task == "binary" else int(n_classes)
         dims = [X_train.shape[1], *hidden_units(hp), n_out]
+        if why := loss_problem(task, hp["loss"]) or strength_problem(hp):
+            raise ValueError(why)
+        regularizer = hp["regularizer"]
         net = Network.create(
-            dims, task=task, use_batchnorm=hp["use_batchnorm"], dropout=hp["dropout"], l2=hp["l2"], rng=rng
+            dims,
+            task=task,
+            use_batchnorm=hp["use_batchnorm"],
+            dropout=hp["dropout"],
+            l2=hp["l2"] if regularizer != "l1" else 0.0,
+            l1=hp["l1"] if regularizer != "l2" else 0.0,
+            loss=hp["loss"],
+            rng=rng,
         )
         y_train = as_labels(task, y_train)
         if task == "regression":  # start from the mean target, so the first steps fit the shape, not the offset
@@ -208,7 +241,7 @@ class NumpyMLP(ModelFamily):
                 logs = self._epoch(net, optimizer, X_train, y_train, bs, loop.lr, rng)
                 if has_val:
                     scores = evaluate_predictions(task, model.predict(X_val), y_val)
-                    logs["val_loss"] = scores["loss"] + net.penalty()
+                    logs["val_loss"] = self._val_loss(net, X_val, y_val, scores["loss"]) + net.penalty()
                     logs[f"val_{loop.metric}"] = scores[loop.metric]
                 loop.end_epoch(epoch, logs)
                 if keep_best and loop.improved:
@@ -219,6 +252,15 @@ class NumpyMLP(ModelFamily):
             net.params, net.bn_state = best
         model.best_epoch = loop.best_epoch
         return model
+
+    @staticmethod
+    def _val_loss(net: Network, X_val, y_val: np.ndarray, default: float) -> float:
+        """The validation data loss: `default` (log loss / mse) for the task's loss, else the training loss."""
+        if net.loss_name in (None, "binary_crossentropy", "categorical_crossentropy", "mse"):
+            return default
+        dtype = net.params["W1"].dtype
+        scores = np.concatenate([net.forward(b.astype(dtype), train=False)[0] for b in dense_chunks(X_val)])
+        return float(net.data_loss(scores, as_labels(net.task, y_val))[0])
 
     @staticmethod
     def _epoch(net: Network, optimizer: Optimizer, X, y, batch_size: int, lr: float, rng) -> dict:

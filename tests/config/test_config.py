@@ -168,7 +168,12 @@ def test_resolve_checks_values_with_the_same_table():
         resolve(defaults("keras_mlp"), {"dropout": 1.5})
     with pytest.raises(ValueError, match="batch_size"):
         resolve(defaults("numpy_mlp"), {"batch_size": 0})
-    assert resolve(defaults("linear"), {"l2": None, "dropout": 0.5}) == {"l2": None, "max_iter": 1000}
+    assert resolve(defaults("linear"), {"l2": None, "dropout": 0.5}) == {
+        "regularizer": "l2",
+        "l2": None,
+        "l1": None,
+        "max_iter": 1000,
+    }
 
 
 def test_validate_does_not_import_tensorflow(tmp_path):

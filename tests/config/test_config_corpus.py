@@ -316,6 +316,56 @@ CASES = [
     Case("space-unknown-range-key", f"{RT}.space.dropout.step", put(f"{RT}.space.dropout.step", 0.1)),
     Case("hparams-not-mapping", f"{RT}.hparams", put(f"{RT}.hparams", ["units", 16])),
     Case("space-entry-number", f"{RT}.space.lr", put(f"{RT}.space.lr", 0.01)),
+    # --- regularizers, losses and n-grams: combinations no family can train ------------------------
+    Case(
+        "loss-hinge-on-regression",
+        f"{BOSTON}.hparams.loss",
+        put(f"{BOSTON}.hparams.loss", "hinge"),
+        also=("regression", "mse or mae or huber"),
+    ),
+    Case(
+        "loss-choice-mae-on-binary",
+        f"{RT}.space.loss.choices.1",
+        put(f"{RT}.space.loss", {"choices": ["binary_crossentropy", "mae"]}),
+        also=("binary",),
+    ),
+    Case(
+        "loss-hinge-on-multiclass",
+        f"{DN}.hparams.loss",
+        put(f"{DN}.hparams.loss", "hinge"),
+        also=("categorical_crossentropy",),
+    ),
+    Case("loss-on-linear", f"{DL}.hparams.loss", put(f"{DL}.hparams", {"loss": "hinge"}), also=("does not read",)),
+    Case("loss-typo", f"{RT}.hparams.loss", put(f"{RT}.hparams.loss", "hindge"), also=("hinge",)),
+    Case(
+        "regularizer-l1-without-l1",
+        f"{RT}.hparams.regularizer",
+        both(drop(f"{RT}.space.l2"), put(f"{RT}.hparams.regularizer", "l1")),
+        also=("needs", "space.l1"),
+    ),
+    Case(
+        "regularizer-choices-l1_l2-without-l1",
+        f"{DK}.space.regularizer",
+        put(f"{DK}.space.regularizer", {"choices": ["l2", "l1_l2"]}),
+        also=("l1_l2 needs",),
+    ),
+    Case("l1-with-regularizer-l2", f"{RT}.hparams.l1", put(f"{RT}.hparams.l1", 1e-4), also=("does not use l1",)),
+    Case(
+        "l2-with-regularizer-l1",
+        f"{DN}.space.l2",
+        both(put(f"{DN}.hparams.regularizer", "l1"), put(f"{DN}.hparams.l1", 1e-4)),
+        also=("does not use l2",),
+    ),
+    Case("regularizer-typo", f"{DL}.hparams.regularizer", put(f"{DL}.hparams", {"regularizer": "lasso"})),
+    Case(
+        "l1-negative",
+        f"{RT}.space.l1.low",
+        both(put(f"{RT}.hparams.regularizer", "l1_l2"), put(f"{RT}.space.l1", {"low": -1.0, "high": 1.0})),
+    ),
+    Case("ngrams-3", f"{PR}.ngrams", put(f"{PR}.ngrams", [3]), also=("[1, 2]",)),
+    Case("ngrams-1-2-3", f"{PR}.ngrams", put(f"{PR}.ngrams", [1, 2, 3])),
+    Case("ngrams-on-tables", f"{PB}.ngrams", put(f"{PB}.ngrams", [1, 2]), also=("multi_hot",)),
+    Case("ngrams-number", f"{PR}.ngrams", put(f"{PR}.ngrams", 2)),
     # --- structure ----------------------------------------------------------------------------------
     Case("rounds-missing", f"{DL}.rounds", drop(f"{DL}.rounds"), also=("missing",)),
     Case("rounds-empty", f"{DL}.rounds", put(f"{DL}.rounds", [])),
@@ -514,6 +564,19 @@ VALID_EDITS = {
     "custom-csv": custom(),
     "timeout-int": put(f"{DL}.rounds.0.timeout", 60),
     "kfold-0": put("datasets.boston_housing.preprocess.kfold", 0),
+    "ngrams-bigrams": put(f"{PR}.ngrams", [1, 2]),
+    "ngrams-default": put(f"{PR}.ngrams", [1]),
+    "loss-hinge": put(f"{RT}.hparams.loss", "hinge"),
+    "loss-regression-choices": put(f"{BOSTON}.space.loss", {"choices": ["mse", "mae", "huber"]}),
+    "regularizer-searched": both(
+        put(f"{RT}.space.regularizer", {"choices": ["l2", "l1", "l1_l2"]}),
+        put(f"{RT}.space.l1", {"low": 1e-7, "high": 1e-2, "log": True}),
+    ),
+    "numpy-l1": both(drop(f"{DN}.space.l2"), put(f"{DN}.hparams.regularizer", "l1"), put(f"{DN}.hparams.l1", 1e-4)),
+    "linear-l1-default-strength": both(drop(f"{DL}.space.l2"), put(f"{DL}.hparams", {"regularizer": "l1"})),
+    "linear-elastic-net": both(
+        put(f"{DL}.hparams", {"regularizer": "l1_l2"}), put(f"{DL}.space.l1", {"low": 1e-4, "high": 1e2, "log": True})
+    ),
 }
 
 

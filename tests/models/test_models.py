@@ -258,6 +258,6 @@ def test_unknown_hyperparameter_is_rejected(data):
     with pytest.raises(ValueError, match="learning_rate"):
         train("numpy_mlp", data["binary"], {"learning_rate": 0.1}, epochs=1)
     model = train("linear", data["binary"], {"l2": 10.0, "dropout": 0.5, "lr": None})  # dropout: ignored
-    assert model.hparams == {"l2": 10.0, "max_iter": 1000}
+    assert model.hparams == {"regularizer": "l2", "l2": 10.0, "l1": None, "max_iter": 1000}
     meta = json.dumps(model.hparams)
     assert "dropout" not in meta
