@@ -140,8 +140,8 @@ MD_COLUMNS = [
     ("goal", lambda r, refs: "-" if r["goal"] is None else f"{r['goal']:g} {'met' if r['goal_met'] else 'not met'}"),
     ("trials (pruned, failed)", lambda r, refs: f"{r['trials']} ({r['pruned']}, {_num(r['failed'])})"),
     ("epochs (saved by pruning)", lambda r, refs: f"{r['epochs']} ({_num(r['epochs_saved'])})"),
-    ("search s", lambda r, refs: _num(r["search_wall_s"], ".0f")),
     ("to best: epochs, s", lambda r, refs: f"{_num(r['best_at_epochs'])}, {_num(r['best_at_s'])}"),
+    ("search s", lambda r, refs: _num(r["search_wall_s"], ".0f")),
     ("best params", lambda r, refs: _params_text(r["best_params"])),
     (
         "registry",
@@ -179,7 +179,7 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-CSV_DROP = ("trials_table", "curves", "ranges")
+CSV_DROP = ("trials_table", "curves", "ranges", "run_id", "best_trial_run_id")  # run ids: MLflow has them
 COUNTS = ("trials", "pruned", "failed", "epochs", "epochs_saved", "best_at_epochs", "near_best_at_epochs", "n_test")
 
 
