@@ -150,6 +150,23 @@ def cmd_report(params: Params, args) -> int:
     return 0
 
 
+def cmd_profile(params: None, args) -> int:
+    """Switch params.yaml to a profile of `profiles/` (no name: say which one it is)."""
+    from pipeline import profiles  # noqa: PLC0415
+
+    if not args.name:
+        now = profiles.current(args.params)
+        print(f"{args.params}: {f'profile {now}' if now else 'local edits (matches no profile)'}; "
+              f"profiles: {', '.join(profiles.available())}")  # fmt: skip
+        return 0
+    done = profiles.switch(args.name, params_path=args.params, force=args.force)
+    kept = f"; your edits kept in {done['backup']}" if done["backup"] else ""
+    print(f"{args.params}: profile {done['profile']} ({len(done['datasets'])} datasets, {len(done['benchmarks'])} "
+          f"benchmarks; was {done['previous'] or 'local edits'}{kept}); dvc.yaml plots regenerated; "
+          "run `dvc repro`")  # fmt: skip
+    return 0
+
+
 def cmd_summary(params: Params, args) -> int:
     from pipeline import report  # noqa: PLC0415
 
@@ -230,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("models", cmd_models, "list registered models, versions, aliases and metrics")
     add("report", cmd_report, "write the leaderboard")
     add("summary", cmd_summary, "print per benchmark: test metric, baseline, whether the champion moved")
+    pf = add("profile", cmd_profile, "switch params.yaml to a profile of profiles/ (default, full, ...)")
+    pf.add_argument("name", nargs="?", help="the profile (profiles/<name>.yaml); none: show the current one")
+    pf.add_argument("--force", action="store_true", help="overwrite local edits (kept as params.yaml.bak)")
+    pf.set_defaults(loads_params=False)
     ui = add("ui", cmd_ui, "serve the MLflow UI over the pipeline's store")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
@@ -267,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("TUNEBENCH_DEBUG", "") not in ("", "0")
     try:
-        params = load_params(args.params)
+        params = load_params(args.params) if getattr(args, "loads_params", True) else None
         with terminate_as_interrupt():  # SIGTERM cleans up like Ctrl-C: no half-written output is kept
             return args.fn(params, args)
     except (Exception, KeyboardInterrupt) as err:

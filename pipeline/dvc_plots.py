@@ -35,7 +35,7 @@ def _task(params: Params, dataset: str) -> str:
 
     cfg = params.dataset(dataset)
     custom = None if cfg.source == "builtin" else cfg.source.model_dump()
-    return datasets.get_spec(dataset, custom).task
+    return datasets.get_spec(params.catalog_name(dataset), custom).task
 
 
 def plot_declarations(params: Params) -> list:

@@ -29,6 +29,7 @@ MLARTIFACTS = ROOT / "mlartifacts"
 
 LEADERBOARD_CSV = REPORTS / "leaderboard.csv"
 LEADERBOARD_MD = REPORTS / "leaderboard.md"
+REPORT_HTML = REPORTS / "index.html"
 
 # Names of files and folders inside the stage outputs (written in a staging folder first, see `pipeline.io`).
 MANIFEST = "manifest.json"  # data/raw/<d>/ and data/processed/<d>/: what the folder holds, with hashes

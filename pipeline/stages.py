@@ -33,7 +33,8 @@ def fetch(params: Params, dataset: str) -> dict:
 
     cfg = params.dataset(dataset)
     custom = None if cfg.source == "builtin" else cfg.source.model_dump()
-    return datasets.fetch(dataset, paths.raw_dir(dataset), mirrors=[Path(m) for m in params.mirrors], custom=custom)
+    mirrors = [Path(m) for m in params.mirrors]
+    return datasets.fetch(params.catalog_name(dataset), paths.raw_dir(dataset), mirrors=mirrors, custom=custom)
 
 
 def _load_raw(params: Params, dataset: str):
@@ -41,7 +42,7 @@ def _load_raw(params: Params, dataset: str):
 
     cfg = params.dataset(dataset)
     custom = None if cfg.source == "builtin" else cfg.source.model_dump()
-    return datasets.load(dataset, paths.raw_dir(dataset), custom=custom, **cfg.options)
+    return datasets.load(params.catalog_name(dataset), paths.raw_dir(dataset), custom=custom, **cfg.options)
 
 
 def preprocess(params: Params, dataset: str) -> Path:
@@ -142,7 +143,7 @@ def _class_names(params: Params, dataset: str) -> list[str] | None:
 
     cfg = params.dataset(dataset)
     custom = None if cfg.source == "builtin" else cfg.source.model_dump()
-    return datasets.get_spec(dataset, custom).meta.get("label_names")
+    return datasets.get_spec(params.catalog_name(dataset), custom).meta.get("label_names")
 
 
 def evaluate(params: Params, benchmark: str) -> dict:

@@ -109,5 +109,6 @@ class DatasetConfig(Strict):
     """One dataset: its source (`builtin` from the catalog, or a custom file) and preprocessing."""
 
     source: Source = "builtin"
+    catalog: str | None = None  # the built-in dataset read (default: the key), for a second preprocessing of it
     options: dict[str, Any] = {}
     preprocess: PreprocessConfig

@@ -90,7 +90,7 @@ class Params(Strict):
         known = set(builtin_names())
         problems = []
         for name, ds in self.datasets.items():
-            if ds.source == "builtin" and name not in known:
+            if ds.source == "builtin" and (ds.catalog or name) not in known:
                 problems.append((
                     ("datasets", name), name,
                     f"unknown dataset; built-in datasets are {', '.join(sorted(known))}, "
@@ -107,6 +107,10 @@ class Params(Strict):
         if problems:
             raise Problems(problems)
         return self
+
+    def catalog_name(self, key: str) -> str:
+        """The built-in dataset that dataset `key` reads: its `catalog`, else the key itself."""
+        return self.dataset(key).catalog or key
 
     def benchmark(self, key: str) -> BenchmarkConfig:
         """Return one benchmark or raise `ConfigError` listing the known ones."""
