@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -30,7 +30,7 @@ class SearchConfig(Strict):
 
     sampler: Literal[SAMPLERS] = "tpe"  # type: ignore[valid-type]
     seed: int = 0
-    workers: int = Field(1, ge=1)
+    workers: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"  # auto: pipeline.search.parallel chooses
     storage: str | None = None
     retry_s: float = Field(120.0, ge=0, le=86400)  # seconds an outage of the database or MLflow server is ridden out
 
