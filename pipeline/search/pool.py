@@ -1,7 +1,11 @@
-"""Warm worker processes: one spawned process per worker slot, kept across the rounds of a search.
+"""Warm worker processes: one process per worker slot, kept across the rounds of a search.
 
 Starting a worker costs seconds (Python, MLflow, then TensorFlow at its first trial: 6-11 s
-of CPU on the 2-core reference machine), as much as several small trials. Within
+of CPU on the 2-core reference machine), as much as several small trials. Workers are forked
+from a fork server (`multiprocessing`'s `forkserver`, where the platform has it) that imported
+the search's modules once, TensorFlow included for the Keras families (`preload`): a worker
+then starts in about a second. A fork server's workers inherit its environment, not the
+launcher's: each job carries the launcher's environment, applied before it runs. Within
 `warm_workers()` (a whole search) a slot's process stays up between its jobs, waiting on its
 pipe for the next one; it is replaced when it has run `per_process` trials (TensorFlow keeps
 memory of every model it built, see `workers.trials_per_process`), when the next job wants
@@ -46,10 +50,15 @@ class WorkerPool:
     """The warm processes of one launcher, by slot; `target(conn, board)` is each process's body."""
 
     def __init__(self, target: Callable[..., None]):
-        self.ctx = mp.get_context("spawn")
+        self.ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
         self.board = retry.shared_board(self.ctx)
         self.target = target
         self.slots: dict[int, Warm] = {}
+
+    def preload(self, modules: list[str]) -> None:
+        """Modules the fork server imports when it starts (once per launcher process: later calls do nothing)."""
+        if self.ctx.get_start_method() == "forkserver":
+            self.ctx.set_forkserver_preload(modules)
 
     def submit(self, slot: int, message: tuple, *, threads: int, trials: int, per_process: int) -> Warm:
         """Hand `message` (a job of `trials` trials) to `slot`'s process, started or replaced as needed."""

@@ -238,6 +238,7 @@ def run_workers(job: RoundJob, study: optuna.Study, remaining: int, timeout: flo
     deadline = None if timeout is None else time.monotonic() + timeout
     own = pool.current() is None  # outside `keep_warm()`: this call's processes end with it
     workers_pool = pool.WorkerPool(_warm_worker) if own else pool.current()
+    workers_pool.preload([__name__, *(["pipeline.models.preload"] if job.bench.model.startswith("keras_") else [])])
     left = dict(enumerate(quotas))
     running: dict[int, tuple[pool.Warm, int]] = {}
     bad: list[int] = []
@@ -253,7 +254,7 @@ def run_workers(job: RoundJob, study: optuna.Study, remaining: int, timeout: flo
                     left[slot] = 0
                     continue
                 n = min(quota, per)
-                warm = workers_pool.submit(slot, (job, n, rest, slot), threads=job.threads, trials=n,
+                warm = workers_pool.submit(slot, (dict(os.environ), job, n, rest, slot), threads=job.threads, trials=n,
                                            per_process=per_process)  # fmt: skip
                 running[slot] = (warm, n)
             if not running:
@@ -319,7 +320,8 @@ def keep_warm():
 
 
 def _warm_worker(conn, board=None) -> None:
-    """The body of a spawned worker: jobs `(job, n_trials, timeout, slot)` from `conn`, each run by `run_worker`.
+    """The body of a worker process: jobs `(environ, job, n_trials, timeout, slot)` from `conn`, each run by
+    `run_worker` under the launcher's environment `environ`.
 
     Each job is answered on `conn` with None when it ran to its end, or with its failure as one line
     (no traceback; the process then exits 1). Ends on None or when the launcher is gone (EOF).
@@ -333,7 +335,9 @@ def _warm_worker(conn, board=None) -> None:
             return
         if message is None:
             return
-        job, n_trials, timeout, slot = message
+        env, job, n_trials, timeout, slot = message
+        os.environ.clear()  # the launcher's, not the fork server's (tests and launchers change it between jobs)
+        os.environ.update(env)
         try:
             run_worker(job, n_trials, timeout, slot)
         except KeyboardInterrupt:
