@@ -30,9 +30,20 @@ class SearchConfig(Strict):
 
     sampler: Literal[SAMPLERS] = "tpe"  # type: ignore[valid-type]
     seed: int = 0
-    workers: int = Field(1, ge=1)
+    workers: Literal["auto"] | int = "auto"  # auto: `pipeline.search.parallel` chooses from the machine and model
     storage: str | None = None
     retry_s: float = Field(120.0, ge=0, le=86400)  # seconds an outage of the database or MLflow server is ridden out
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, v):
+        if v == "auto":
+            return v
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError("expected auto or a whole number of worker processes (e.g. 2)")
+        if v < 1:
+            raise ValueError("must be auto or greater than or equal to 1")
+        return v
 
     @field_validator("storage")
     @classmethod

@@ -15,12 +15,13 @@ def configure_tensorflow(threads: int | None = None) -> None:
 
     Args:
         `threads`: intra- and inter-op threads for this process; default from
-            `TUNEBENCH_THREADS`, else 1 (parallel trials beat intra-op threads).
+            `TUNEBENCH_THREADS`, else every core of the machine (a search's worker
+            processes get their share: `pipeline.search.parallel`).
     """
     global _configured
     if _configured:
         return
-    n = int(threads or os.environ.get("TUNEBENCH_THREADS", "1"))
+    n = int(threads or os.environ.get("TUNEBENCH_THREADS") or cores())
     tf = _quiet_import_tensorflow()
 
     tf.get_logger().setLevel("ERROR")
@@ -30,6 +31,14 @@ def configure_tensorflow(threads: int | None = None) -> None:
     except RuntimeError:  # already initialised by an earlier import
         pass
     _configured = True
+
+
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _quiet_import_tensorflow():

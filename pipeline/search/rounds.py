@@ -27,6 +27,7 @@ import optuna
 from pipeline import io, paths, retry, tracking
 from pipeline.config import ParamRange, Params, RoundConfig, fingerprint
 from pipeline.errors import MissingInputError, SearchFailedError
+from pipeline.search import parallel
 from pipeline.search.budget import budget_used, discard_failed_attempt, no_completed_trial
 from pipeline.search.spaces import narrow, space_from_dict, space_to_dict, top_trials
 from pipeline.processes import worker_alive, worker_id
@@ -262,17 +263,21 @@ def run_search(params: Params, key: str, *, only_round: int | None = None, n_tri
         SearchFailedError: no completed trial (the message gives the most common reason and its count).
         TrackingError, StorageError, MissingInputError: before any study or run is created.
     """
-    from pipeline.features import ProcessedData  # noqa: PLC0415
+    from pipeline.search.warm import load_processed  # noqa: PLC0415
 
     bench = params.benchmark(key)
+    choice = parallel.choose(workers or params.search.workers, model=bench.model, rounds=bench.rounds,
+                             input_shape=parallel.input_shape(paths.processed_manifest(bench.dataset)),
+                             sampler=params.search.sampler)  # fmt: skip
+    print(choice.line(key), file=sys.stderr, flush=True)
+    workers = choice.workers
     storage_url = storage_url or params.storage_url()
     tracking.check_reachable(params.tracking_uri())
     open_storage(storage_url, key, tracking_uri=params.tracking_uri(), wait=False)  # a bad URL or dead server: fails
     retry.configure(params.search.retry_s)  # from here on, storage and tracking outages are ridden out
-    _, direction = task_metric(ProcessedData.load(paths.processed_dir(bench.dataset)).task)
+    _, direction = task_metric(load_processed(paths.processed_dir(bench.dataset)).task)
     names = [study_name(params, key, k) for k in range(len(bench.rounds))]
     io.write_json_atomic(paths.storage_note(key), {**describe(storage_url, key), "studies": names})
-    workers = workers or params.search.workers
     rounds_out: list[dict] = []
     prev: optuna.Study | None = None
     space = dict(bench.space)

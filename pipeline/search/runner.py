@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pipeline.config import Params
 from pipeline.search.rounds import run_search as _run_search
+from pipeline.search.workers import keep_warm
 
 
 def run_search(params: Params, params_path: str, key: str, **kwargs) -> dict:
@@ -17,4 +18,5 @@ def run_search(params: Params, params_path: str, key: str, **kwargs) -> dict:
     `params_path` is no longer read (workers receive the typed round); it stays until the
     callers (`stages.search`, the CLI, tests of other packages) stop passing it.
     """
-    return _run_search(params, key, **kwargs)
+    with keep_warm():  # worker processes stay up from one round to the next
+        return _run_search(params, key, **kwargs)

@@ -24,11 +24,14 @@ from typing import Any
 import optuna
 
 from pipeline import compat, retry, tracking
+from pipeline.search import pool
 from pipeline.config import BenchmarkConfig, ParamRange, RoundConfig
 from pipeline.errors import SearchFailedError, TunebenchError
 from pipeline.redaction import redact
-from pipeline.search.budget import SURPLUS_ATTR, budget_used, claimed, one_line
+from pipeline.search.budget import SURPLUS_ATTR, claimed, one_line
 from pipeline.search.objective import TrialContext, run_trial
+from pipeline.search.progress import ProgressBar
+from pipeline.search.parallel import threads_for
 from pipeline.search.samplers import make_pruner, make_sampler
 from pipeline.processes import worker_id
 from pipeline.search.storage import WORKER_ATTR, fail_interrupted, is_journal, open_storage
@@ -106,11 +109,11 @@ def run_worker(job: RoundJob, n_trials: int, timeout: float | None, slot: int) -
     """
     os.environ["TUNEBENCH_THREADS"] = str(job.threads)
     retry.configure(job.retry_s)
-    from pipeline.features import ProcessedData  # noqa: PLC0415
+    from pipeline.search.warm import load_processed  # noqa: PLC0415
     from pipeline.models import get_family  # noqa: PLC0415
 
     storage = open_storage(job.storage_url, job.key, tracking_uri=job.tracking_uri)
-    data = ProcessedData.load(job.data_dir)
+    data = load_processed(job.data_dir)
     study = optuna.load_study(
         study_name=job.study, storage=storage, sampler=make_sampler(job.sampler, job.sampler_seed, job.space),
         pruner=make_pruner(job.rnd, steps=len(data.folds) if data.folds else job.rnd.epochs),
@@ -122,7 +125,7 @@ def run_worker(job: RoundJob, n_trials: int, timeout: float | None, slot: int) -
     )  # fmt: skip
     if claimed(study) >= job.budget:  # other workers or launchers took the rest meanwhile
         return
-    bar = _ProgressBar(study, job.budget) if slot == 0 else None
+    bar = ProgressBar(study, job.budget) if slot == 0 else None
     journal = is_journal(job.storage_url)
 
     def fail_dead_workers_trials() -> None:
@@ -207,35 +210,6 @@ def release_memory() -> None:
         gc.collect()
 
 
-class _ProgressBar:
-    """A live line for the round: trials counted against the budget, pruned, failed, best so far."""
-
-    def __init__(self, study: optuna.Study, budget: int):
-        import threading  # noqa: PLC0415
-
-        from tqdm import tqdm  # noqa: PLC0415
-
-        # one bar a round: a thread lock will do. tqdm's default also makes a multiprocessing lock, which a
-        # SIGKILLed worker leaves behind ("resource_tracker: ... leaked semaphore objects" at the end)
-        tqdm.set_lock(threading.RLock())
-
-        self.bar = tqdm(total=budget, initial=budget_used(study), desc=study.study_name, unit="trial",
-                        file=sys.stderr, leave=True)  # fmt: skip
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        states = [t.state for t in study.get_trials(deepcopy=False)]
-        try:
-            best = f"{study.best_value:.4g}"
-        except ValueError:
-            best = "-"
-        self.bar.n = budget_used(study)  # every worker's trials, not only this process's
-        self.bar.set_postfix(
-            complete=states.count(optuna.trial.TrialState.COMPLETE),
-            pruned=states.count(optuna.trial.TrialState.PRUNED),
-            failed=states.count(optuna.trial.TrialState.FAIL), best=best,
-        )  # fmt: skip
-
-
 def run_workers(job: RoundJob, study: optuna.Study, remaining: int, timeout: float | None, workers: int,
                 per_process: int, may_kill: int = MAX_KILLED_WORKERS) -> int:  # fmt: skip
     """Run `remaining` trials: in this process, or in spawned worker processes.
@@ -255,52 +229,63 @@ def run_workers(job: RoundJob, study: optuna.Study, remaining: int, timeout: flo
     Raises:
         SearchFailedError: a worker process failed (the study stays resumable); its error is in the message.
     """
-    own_threads = int(os.environ.get("TUNEBENCH_THREADS", "1"))
+    job = replace(job, threads=threads_for(workers))
     if workers <= 1 and (not per_process or remaining <= per_process):
-        run_worker(replace(job, threads=own_threads), remaining, timeout, 0)
+        run_worker(job, remaining, timeout, 0)
         return 0
-    job = replace(job, threads=own_threads if workers <= 1 else max(1, (os.cpu_count() or 1) // workers))
     quotas = [remaining // workers + (i < remaining % workers) for i in range(workers)]
     per = per_process or max(quotas)
     deadline = None if timeout is None else time.monotonic() + timeout
-    ctx = mp.get_context("spawn")
-    board = retry.shared_board(ctx)
+    own = pool.current() is None  # outside `keep_warm()`: this call's processes end with it
+    workers_pool = pool.WorkerPool(_warm_worker) if own else pool.current()
+    workers_pool.preload([__name__, *(["pipeline.models.preload"] if job.bench.model.startswith("keras_") else [])])
     left = dict(enumerate(quotas))
-    running: dict[int, tuple[Any, int]] = {}
+    running: dict[int, tuple[pool.Warm, int]] = {}
     bad: list[int] = []
+    errors: list[str] = []
     killed = 0
-    errors = ctx.SimpleQueue()
-    while True:
-        for slot, quota in left.items():
-            if quota <= 0 or slot in running or bad:
-                continue
-            rest = None if deadline is None else deadline - time.monotonic()
-            if (rest is not None and rest <= 0) or claimed(study) >= job.budget:
-                left[slot] = 0
-                continue
-            n = min(quota, per)
-            proc = ctx.Process(target=_worker_process, args=(job, n, rest, slot, errors, board.shared),
-                               name=f"tunebench-worker-{slot}")  # fmt: skip
-            proc.start()
-            running[slot] = (proc, n)
-        if not running:
-            break
-        mp.connection.wait([p.sentinel for p, _ in running.values()])
-        for slot, (proc, n) in list(running.items()):
-            if proc.exitcode is None:
-                continue
-            proc.join()
-            del running[slot]
-            if proc.exitcode < 0 and killed < may_kill and not bad:
-                killed += 1
-                _replace_killed_worker(study, job, slot, proc.exitcode)
-            elif proc.exitcode != 0:
-                bad.append(proc.exitcode)
-                left[slot] = 0
-            else:
-                left[slot] -= n
+    try:
+        while True:
+            for slot, quota in left.items():
+                if quota <= 0 or slot in running or bad:
+                    continue
+                rest = None if deadline is None else deadline - time.monotonic()
+                if (rest is not None and rest <= 0) or claimed(study) >= job.budget:
+                    left[slot] = 0
+                    continue
+                n = min(quota, per)
+                warm = workers_pool.submit(slot, (dict(os.environ), job, n, rest, slot), threads=job.threads, trials=n,
+                                           per_process=per_process)  # fmt: skip
+                running[slot] = (warm, n)
+            if not running:
+                break
+            mp.connection.wait([x for w, _ in running.values() for x in (w.proc.sentinel, w.conn)])
+            for slot, (warm, n) in list(running.items()):
+                report = warm.report()
+                if report is pool.BUSY:
+                    continue
+                del running[slot]
+                if report is None:  # the job ran to its end; the process waits for the next
+                    left[slot] -= n
+                    continue
+                code = workers_pool.retire(slot)
+                if isinstance(report, str):
+                    errors.append(report)
+                    bad.append(code or 1)
+                    left[slot] = 0
+                elif code is not None and code < 0 and killed < may_kill and not bad:
+                    killed += 1
+                    _replace_killed_worker(study, job, slot, code)
+                elif code != 0:
+                    bad.append(code)
+                    left[slot] = 0
+                else:
+                    left[slot] -= n
+    finally:
+        if own:
+            workers_pool.close()
     if bad:
-        why = _dedupe([errors.get() for _ in range(len(bad)) if not errors.empty()])
+        why = _dedupe(errors)
         why += [f"killed by signal {-c}" + (" (out of memory?)" if c == -9 else "") for c in bad if c < 0]
         raise SearchFailedError(
             f"{study.study_name}: {len(bad)} search worker process(es) failed: {'; '.join(why) or f'exit codes {bad}'}"
@@ -329,17 +314,36 @@ def _dedupe(lines: list[str]) -> list[str]:
             for text, slots in by_text.items()]  # fmt: skip
 
 
-def _worker_process(job: RoundJob, n_trials: int, timeout: float | None, slot: int, errors, board=None) -> None:
-    """The body of a spawned worker: `run_worker`, its failure sent to the parent as one line (no traceback).
+def keep_warm():
+    """A context (a whole search) in which each worker slot's process stays up across rounds (`pool`)."""
+    return pool.warm_workers(_warm_worker)
 
+
+def _warm_worker(conn, board=None) -> None:
+    """The body of a worker process: jobs `(environ, job, n_trials, timeout, slot)` from `conn`, each run by
+    `run_worker` under the launcher's environment `environ`.
+
+    Each job is answered on `conn` with None when it ran to its end, or with its failure as one line
+    (no traceback; the process then exits 1). Ends on None or when the launcher is gone (EOF).
     `board`: the launcher's shared outage board (`pipeline.retry`), so an outage is announced once.
     """
     retry.configure(board=retry.Board(board) if board is not None else None)
-    try:
-        run_worker(job, n_trials, timeout, slot)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the search with it
-        text = str(exc) if isinstance(exc, TunebenchError) else f"{type(exc).__name__}: {exc}"
-        errors.put(f"worker {slot}: {one_line(redact(text))}")
-        sys.exit(1)
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        if message is None:
+            return
+        env, job, n_trials, timeout, slot = message
+        os.environ.clear()  # the launcher's, not the fork server's (tests and launchers change it between jobs)
+        os.environ.update(env)
+        try:
+            run_worker(job, n_trials, timeout, slot)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the search with it
+            text = str(exc) if isinstance(exc, TunebenchError) else f"{type(exc).__name__}: {exc}"
+            conn.send(f"worker {slot}: {one_line(redact(text))}")
+            sys.exit(1)
+        conn.send(None)

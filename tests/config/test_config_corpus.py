@@ -152,7 +152,7 @@ CASES = [
         text=True,
     ),
     # --- YAML that does not parse --------------------------------------------------------------------
-    Case("yaml-bad-indent", "line", sub("  workers: 1 ", "    workers: 1 "), text=True, also=("not valid YAML",)),
+    Case("yaml-bad-indent", "line", sub("  workers: auto ", "    workers: auto "), text=True, also=("not valid YAML",)),
     Case("yaml-tab", "line", sub("  seed: 0\n", "\tseed: 0\n"), text=True, also=("not valid YAML",)),
     Case(
         "yaml-unclosed-flow",

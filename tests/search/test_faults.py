@@ -255,7 +255,7 @@ def _kill_a_worker_mid_trial(url: str, key: str, launcher_pid: int, timeout: flo
 
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        workers = {c.pid for c in psutil.Process(launcher_pid).children()}
+        workers = {c.pid for c in psutil.Process(launcher_pid).children(recursive=True)}  # forked by its fork server
         for t in _study(url, key).get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             pid = t.user_attrs.get("worker", {}).get("pid")
             if pid in workers and t.params and t.user_attrs.get("mlflow_run_id"):
