@@ -85,7 +85,7 @@ def problems(quick: bool, project: Path = ROOT) -> dict[str, Problem]:
             "units": rng(16, 128, log=True, int=True),
             "depth": rng(1, 3, int=True),
         },
-        4 if quick else 10,
+        4 if quick else 6,
         datasets["boston_housing"],
         project,
     )
