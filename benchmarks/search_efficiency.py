@@ -12,7 +12,7 @@ any method found for that seed. Figures are printed and saved to
 random search runs on for `--random-extra` times the budget, so that the epochs it needs to get
 near the best are measured rather than cut off (its other figures are those within the budget).
 
-    python benchmarks/search_efficiency.py                       # 3 problems x 3 seeds (about 90 min on 2 idle cores)
+    python benchmarks/search_efficiency.py                       # 3 problems x 3 seeds (~45 min a problem here)
     python benchmarks/search_efficiency.py --problems digits --seeds 1 --quick
 """
 
@@ -295,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         default=2.0,
         help="unpruned random search runs this many budgets for its near-best mark",
     )
+    ap.add_argument("--epochs", type=int, help="a full trial's epochs for every problem (default: 6, 6, 8)")
     ap.add_argument("--quick", action="store_true", help="4-epoch trials (a smoke run, not a measurement)")
     ap.add_argument("--project", type=Path, default=ROOT, help="a project after `dvc repro` (its processed data)")
     ap.add_argument("--out", type=Path, default=OUT)
@@ -315,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     for name in args.problems:  # saved after every problem: a long run that stops keeps what it measured
         problem = problems(args.quick, args.project.resolve())[name]
+        problem.epochs = args.epochs or problem.epochs
         rows += run_problem(problem, list(range(args.seeds)), args.methods, args.random_extra)
         result = save(args, rows, time.perf_counter() - started)
     print_tables(result["summary"], result["targets"])
