@@ -140,8 +140,11 @@ def run_round(params: Params, key: str, k: int, space: dict[str, ParamRange], *,
     )  # fmt: skip
     if not run_budget(job, study, timeout or rnd.timeout, workers, trials_per_process(bench.model)):
         print(f"{name}: budget of {budget} trials already met; nothing to run", file=sys.stderr)
-    # a run its ended workers left RUNNING: e.g. created twice when the MLflow server went away mid-request
+    # a run left RUNNING by its ended workers, or by a live (warm) one whose trial ended with another run:
+    # created twice when the MLflow server went away mid-request
+    finished = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     stray = tracking.close_orphan_runs(mlc, experiment_id, by="search")
+    stray += tracking.close_runs_of_finished_trials(mlc, experiment_id, name, finished, by="search")
     if stray:
         print(f"{name}: {len(stray)} MLflow run(s) its workers left RUNNING marked FAILED", file=sys.stderr)
     _summarize_round(mlc, parent, study, space, notes, budget, k=k, rnd=rnd, dataset=bench.dataset, direction=direction)

@@ -242,3 +242,33 @@ def close_orphan_runs(mlc: MlflowClient, experiment_id: str, *, by: str) -> list
         token = page.token
         if not token:
             return closed
+
+
+def close_runs_of_finished_trials(mlc: MlflowClient, experiment_id: str, study_name: str, finished: set[int],
+                                  *, by: str) -> list[str]:  # fmt: skip
+    """Mark FAILED the runs of study `study_name` still RUNNING whose trial (`trial_number`) is in `finished`.
+
+    A finished trial's own run is ended before Optuna hears the result, so such a run is a twin: created
+    a second time when the tracking server went away mid-request, by a worker process that lives on
+    (a warm worker), which `close_orphan_runs` leaves alone. Each gets tags `stray`, `error` and
+    `state` FAIL.
+
+    Returns:
+        The ids of the runs closed.
+    """
+    query = f"attributes.status = 'RUNNING' and tags.study_name = '{study_name}'"
+    closed, token = [], None
+    while True:
+        page = mlc.search_runs([experiment_id], query, max_results=500, page_token=token)
+        for run in page:
+            number = run.data.tags.get("trial_number", "")
+            if not number.isdigit() or int(number) not in finished:
+                continue
+            why = (f"stray: trial {number} has ended but this run of it was still RUNNING (a twin created through a "
+                   f"tracking outage, or its worker was cut off); closed by `tunebench {by}`")  # fmt: skip
+            set_tags(mlc, run.info.run_id, {"stray": why, "error": why, "state": "FAIL"})
+            mlc.set_terminated(run.info.run_id, status="FAILED", end_time=now_ms())
+            closed.append(run.info.run_id)
+        token = page.token
+        if not token:
+            return closed

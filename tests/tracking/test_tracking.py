@@ -484,3 +484,19 @@ def test_learning_curves_png_has_a_panel_per_metric(tmp_path, history):
     with Image.open(path) as img:
         assert img.format == "PNG" and img.size == (800, 290)
         assert len(img.convert("RGB").getcolors(1 << 16)) > 50  # lines, text and anti-aliasing, not a blank
+
+
+def test_a_running_twin_of_a_finished_trial_is_closed_and_nothing_else(store):
+    """A live (warm) worker's twin run of a trial that ended, left by a tracking outage, is closed at round end;
+    the round's other runs (a trial still running, another study's run, the ended trial's own run) are kept."""
+    tags = {"study_name": "b.1-coarse.abc"}
+    own = tracking.start_run(store.mlc, store.exp, "t03", tags={**tags, "trial_number": 3})
+    store.mlc.set_terminated(own, "FINISHED")
+    twin = tracking.start_run(store.mlc, store.exp, "t03", tags={**tags, "trial_number": 3})
+    running = tracking.start_run(store.mlc, store.exp, "t04", tags={**tags, "trial_number": 4})
+    other = tracking.start_run(store.mlc, store.exp, "t03", tags={"study_name": "b.2-fine.abc", "trial_number": 3})
+    closed = tracking.close_runs_of_finished_trials(store.mlc, store.exp, "b.1-coarse.abc", {3}, by="search")
+    assert closed == [twin]
+    status = {r: store.mlc.get_run(r).info.status for r in (own, twin, running, other)}
+    assert status == {own: "FINISHED", twin: "FAILED", running: "RUNNING", other: "RUNNING"}
+    assert "stray" in store.mlc.get_run(twin).data.tags and store.mlc.get_run(twin).data.tags["state"] == "FAIL"
