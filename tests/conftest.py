@@ -64,16 +64,21 @@ def sh(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
     return proc
 
 
-@pytest.fixture(scope="session")
-def project(tmp_path_factory) -> tuple[Path, dict]:
-    """A copy of the project in a new git repo, with the tiny profile, after one `dvc repro`."""
-    dest = tmp_path_factory.mktemp("e2e") / "proj"
+def copy_tracked_files(dest: Path) -> Path:
+    """Copy the project's tracked and untracked-but-not-ignored files into `dest`; return `dest`."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout.split()  # fmt: skip
     for f in files:
         if (ROOT / f).is_file():
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, dest / f)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory) -> tuple[Path, dict]:
+    """A copy of the project in a new git repo, with the tiny profile, after one `dvc repro`."""
+    dest = copy_tracked_files(tmp_path_factory.mktemp("e2e") / "proj")
     shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
     (dest / "params.yaml").write_text(yaml.safe_dump(tiny_profile(shipped), sort_keys=False))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",

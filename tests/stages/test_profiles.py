@@ -6,14 +6,12 @@ preprocess of every offline dataset, one benchmark searched, evaluated and repor
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 
 import pytest
 import yaml
 
-from conftest import ROOT, run_cli, sh
+from conftest import ROOT, copy_tracked_files, run_cli, sh
 from pipeline import profiles, report, stages
 from pipeline.config import load_params
 
@@ -48,12 +46,7 @@ def test_full_profile_validates_and_names_the_full_benchmark():
 @pytest.fixture
 def copy(tmp_path):
     """The tracked project files in a fresh git repository."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split()  # fmt: skip
-    for f in files:
-        if (ROOT / f).is_file():
-            (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, tmp_path / f)
+    copy_tracked_files(tmp_path)
     env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@example.invalid"}  # fmt: skip
