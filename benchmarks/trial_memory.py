@@ -215,8 +215,14 @@ def main(argv: list[str] | None = None) -> int:
         summary["recycled_time_ratio"] = round(b["seconds"] / a["seconds"], 2)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
-    brief = {m: {key: r[key], "peak_largest_process_rss_mb": r["peak_largest_process_rss_mb"],
-                 "seconds_per_trial_after_first": r["seconds_per_trial_after_first"]} for m, r in results.items()}
+    brief = {
+        m: {
+            key: r[key],
+            "peak_largest_process_rss_mb": r["peak_largest_process_rss_mb"],
+            "seconds_per_trial_after_first": r["seconds_per_trial_after_first"],
+        }
+        for m, r in results.items()
+    }
     brief.update({k: v for k, v in summary.items() if k.startswith(("baseline_over", "recycled_"))})
     print(json.dumps(brief, indent=2))
     print(f"written to {args.out}", file=sys.stderr)

@@ -18,6 +18,7 @@ _SECRET_FIELD = re.compile(
     r"|signature|sig|credential|auth)=)[^&;\s#\"']*"
 )
 
+
 def redact(text: str) -> str:
     """Hide credentials in a URI or in any text holding URIs.
 

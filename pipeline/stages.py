@@ -204,8 +204,10 @@ def promote(params: Params, benchmark: str, *, force: bool = False, dry_run: boo
     metrics = io.read_json(paths.metrics_file(benchmark))
     info = io.read_json(paths.model_info(benchmark))
     if info.get("run_id") is None or info["run_id"] != evaluated.get("run_id"):
-        raise MissingInputError(f"{paths.evaluation_file(benchmark)} evaluates another model than "
-                                f"{paths.model_dir(benchmark)}; rerun `tunebench evaluate --benchmark {benchmark}`")
+        raise MissingInputError(
+            f"{paths.evaluation_file(benchmark)} evaluates another model than "
+            f"{paths.model_dir(benchmark)}; rerun `tunebench evaluate --benchmark {benchmark}`"
+        )
     mlc = tracking.connect(params.tracking_uri())
     metric = evaluated["metric"]
     bench = params.benchmark(benchmark)

@@ -40,7 +40,11 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 900
     """Run `python -m pipeline ARGS` in `cwd` and capture its output."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
 

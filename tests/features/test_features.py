@@ -14,8 +14,6 @@ from pipeline.features import OOV, PCA, Vocabulary, multi_hot, preprocess, token
 from pipeline.features import pca as pca_module
 
 
-
-
 def textbook(sequences, dimension):
     """Chollet's vectorize_sequences."""
     results = np.zeros((len(sequences), dimension))

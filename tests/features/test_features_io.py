@@ -15,8 +15,6 @@ from pipeline.features import ProcessedData, Transformer, preprocess
 from pipeline.features import storage
 
 
-
-
 WORDS = "good bad great awful plot acting film boring moving fun dull superb".split()
 
 

@@ -12,8 +12,6 @@ from pipeline.features import holdout_or_folds, iter_folds, preprocess
 from pipeline.features import splits as split_module
 
 
-
-
 def _digits(**kw):
     d = load_digits()
     return Raw("digits", "multiclass", "tabular", d.data, d.target, n_classes=10, **kw)

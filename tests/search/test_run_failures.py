@@ -254,8 +254,10 @@ def _read_only(proj: Path, command: list[str]) -> list[str]:
     probe = shutil.which("unshare") and subprocess.run(["unshare", "-m", "sh", "-c", script, str(proj), "true"],
                                                        capture_output=True, text=True)  # fmt: skip
     if not probe or probe.returncode != 0:
-        missing("running as root, where file modes do not stop writes, and `unshare -m` (for a read-only bind "
-                "mount) is not allowed here")
+        missing(
+            "running as root, where file modes do not stop writes, and `unshare -m` (for a read-only bind "
+            "mount) is not allowed here"
+        )
     return ["unshare", "-m", "sh", "-c", script, str(proj), *command]
 
 
@@ -296,8 +298,10 @@ def test_a_search_without_a_completed_trial_fails_with_the_reason_and_a_rerun_re
     assert "running the round's budget again" in again.stderr
     from pipeline.search.storage import open_storage
 
-    study = optuna.load_study(study_name=_study_names(proj)[0],
-                              storage=open_storage(f"journal:{proj / 'studies' / KEY / 'optuna.journal'}", KEY))
+    study = optuna.load_study(
+        study_name=_study_names(proj)[0],
+        storage=open_storage(f"journal:{proj / 'studies' / KEY / 'optuna.journal'}", KEY),
+    )
     states = [t.state for t in study.get_trials(deepcopy=False)]
     assert states.count(optuna.trial.TrialState.FAIL) == 3 and states.count(optuna.trial.TrialState.COMPLETE) == 3
     assert json.loads((proj / "results" / "search" / f"{KEY}.json").read_text())["best"] is not None
@@ -345,8 +349,13 @@ def test_dvc_repro_with_postgresql_storage_leaves_the_studies_folder_and_no_pass
         (proj / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / f, proj / f)
     (proj / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False))
-    env = _env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", GIT_AUTHOR_NAME="t",
-               GIT_AUTHOR_EMAIL="t@example.invalid", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.invalid")
+    env = _env(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.invalid",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.invalid",
+    )
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         subprocess.run(cmd, cwd=proj, env=env, check=True, capture_output=True)
     with postgres_server() as pg:

@@ -45,24 +45,40 @@ BASE: dict = {
     "search": {"sampler": "random", "seed": 0, "workers": 1, "storage": None},
     "promote": {"min_improvement": 0.0},
     "datasets": {
-        "digits": {"source": "builtin", "preprocess": {"kind": "pca", "n_components": 16, "val_fraction": 0.25,
-                                                       "test_fraction": 0.2, "seed": 42, "max_rows": 600}},
-        "diabetes": {"source": "builtin", "preprocess": {"kind": "standardize", "kfold": 3, "test_fraction": 0.2,
-                                                         "seed": 42}},
+        "digits": {
+            "source": "builtin",
+            "preprocess": {
+                "kind": "pca",
+                "n_components": 16,
+                "val_fraction": 0.25,
+                "test_fraction": 0.2,
+                "seed": 42,
+                "max_rows": 600,
+            },
+        },
+        "diabetes": {
+            "source": "builtin",
+            "preprocess": {"kind": "standardize", "kfold": 3, "test_fraction": 0.2, "seed": 42},
+        },
     },  # fmt: skip
     "benchmarks": {
         "digits_numpy_mlp": {
-            "dataset": "digits", "model": "numpy_mlp", "hparams": {"units": [32], "batch_size": 64},
+            "dataset": "digits",
+            "model": "numpy_mlp",
+            "hparams": {"units": [32], "batch_size": 64},
             "space": {"lr": dict(LR), "l2": {"low": 1.0e-7, "high": 1.0e-2, "log": True}},
             "rounds": [{"name": "coarse", "n_trials": 4, "epochs": 1, "pruner": "none"}],
         },
         "diabetes_numpy_mlp": {
-            "dataset": "diabetes", "model": "numpy_mlp", "hparams": {"units": [32], "batch_size": 32},
+            "dataset": "diabetes",
+            "model": "numpy_mlp",
+            "hparams": {"units": [32], "batch_size": 32},
             "space": {"lr": dict(LR)},
             "rounds": [{"name": "coarse", "n_trials": 2, "epochs": 2, "pruner": "none"}],
         },
         "diabetes_keras_mlp": {
-            "dataset": "diabetes", "model": "keras_mlp",
+            "dataset": "diabetes",
+            "model": "keras_mlp",
             "hparams": {"units": 8, "depth": 1, "optimizer": "sgd", "batch_size": 64},
             "space": {"lr": {"low": 1.0e-5, "high": 1.0e-4, "log": True}},  # sgd on raw targets: small steps
             "rounds": [{"name": "coarse", "n_trials": 2, "epochs": 2, "pruner": "none"}],
@@ -441,7 +457,9 @@ def test_study_name_changes_with_what_defines_a_round_and_only_then():
     def names(mutate=None) -> list[str]:
         raw = copy.deepcopy(BASE)
         raw["benchmarks"]["digits_numpy_mlp"]["rounds"] = [
-            {"name": "coarse", "n_trials": 4, "epochs": 1}, {"name": "fine", "n_trials": 2, "epochs": 2}]
+            {"name": "coarse", "n_trials": 4, "epochs": 1},
+            {"name": "fine", "n_trials": 2, "epochs": 2},
+        ]
         if mutate:
             mutate(raw)
         params = parse_params(raw)

@@ -260,7 +260,8 @@ def test_sigterm_during_download_removes_the_part_file(tmp_path, server, payload
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
-        "error: interrupted; rerun the same command to resume"]
+        "error: interrupted; rerun the same command to resume"
+    ]
     raw = project / "data" / "raw" / "mine"
     assert not raw.exists() or list(raw.iterdir()) == []
 

@@ -98,7 +98,11 @@ def test_registry_aliases_follow_the_rule(tmp_path, monkeypatch):
                      value=0.72, tags={})  # fmt: skip
     audit = json.loads(mlc.get_registered_model("toy-model").tags["alias_history"])
     assert [(a["version"], a["champion"], a.get("moved", True)) for a in audit] == [
-        ("1", True, True), ("2", True, True), ("3", False, True), ("3", False, False)]
+        ("1", True, True),
+        ("2", True, True),
+        ("3", False, True),
+        ("3", False, False),
+    ]
     rows = registry.list_models(mlc)
     assert {r["version"]: r["aliases"] for r in rows}["2"] == ["champion"]
     assert {r["version"]: r["aliases"] for r in rows}["3"] == ["challenger"]

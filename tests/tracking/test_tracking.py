@@ -42,8 +42,10 @@ ROUNDS = [
     {"name": "fine", "n_trials": 2, "epochs": 3, "pruner": "none", "top_quantile": 0.5},
 ]
 PARAMS = digits_search_params(
-    seed=0, hparams={"units": 16, "depth": 1, "optimizer": "adam", "batch_size": 64},
-    lr=(1.0e-3, 1.0e-2), rounds=ROUNDS,
+    seed=0,
+    hparams={"units": 16, "depth": 1, "optimizer": "adam", "batch_size": 64},
+    lr=(1.0e-3, 1.0e-2),
+    rounds=ROUNDS,
 )
 
 

@@ -43,7 +43,8 @@ START_TIMEOUT = 120  # mlflow takes ~20-30 s to start on 2 busy cores
 SECRET = "hunter2"
 KEY = "digits_keras_mlp"
 PARAMS = digits_search_params(
-    seed=1, hparams={"units": 32, "depth": 1, "optimizer": "adam", "batch_size": 16},
+    seed=1,
+    hparams={"units": 32, "depth": 1, "optimizer": "adam", "batch_size": 16},
     lr=(3.0e-3, 3.0e-2),
     rounds=[
         {"name": "coarse", "n_trials": 2, "epochs": 2, "pruner": "none"},
