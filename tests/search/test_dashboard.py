@@ -18,6 +18,7 @@ import optuna
 import pytest
 import yaml
 
+from browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from conftest import missing
 from servers import _stop_group, free_port, wait_for
 
@@ -28,7 +29,6 @@ from pipeline.search.rounds import run_search
 pytestmark = pytest.mark.slow
 
 DASHBOARD = Path(sys.executable).with_name("optuna-dashboard")
-CHROMIUM = "/usr/bin/chromium"
 ROUND = [{"name": "coarse", "n_trials": 2, "epochs": 2, "pruner": "none"}]
 PARAMS = {
     "tracking": {"uri": "sqlite:///mlflow.db", "log_models": False},
@@ -121,8 +121,8 @@ def test_optuna_dashboard_serves_a_journal_file(searched):
         detail = _get_json(f"{base}/api/studies/{listed['study_id']}")
         assert detail["objective_names"] == ["best_val_accuracy"]
         assert len(detail["trials"]) == 2 and all(t["state"] == "Complete" for t in detail["trials"])
-        if Path(CHROMIUM).exists():
-            _render(f"{base}/dashboard/studies/{listed['study_id']}", searched / "dashboard.png")
+        require_chromium()
+        _render(f"{base}/dashboard/studies/{listed['study_id']}", searched / "dashboard.png")
     finally:
         _stop_group(proc)
         log.close()
@@ -133,7 +133,7 @@ def _render(url: str, shot: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(url, wait_until="domcontentloaded")

@@ -27,13 +27,11 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, missing, sh
+from browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
+from conftest import ROOT, sh
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]  # fmt: skip
 KEY = "digits_linear"  # the fastest benchmark: an experiment on it reruns in seconds
 VENDOR = ROOT / "vendor" / "vega"
 
@@ -232,8 +230,7 @@ def test_experiments_show_metrics_for_workspace_head_and_each_experiment(committ
 
 
 def test_plots_show_renders_every_benchmark_offline_in_chromium(committed):
-    if not Path(CHROMIUM).exists():
-        missing(f"{CHROMIUM} not installed (Debian package `chromium`)")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     dest, env = committed

@@ -26,7 +26,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from conftest import digits_search_params, missing
+from browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
+from conftest import digits_search_params
 import yaml
 
 from pipeline import stages, tracking
@@ -36,9 +37,6 @@ from pipeline.search.runner import run_search
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-quic", "--no-first-run"]  # fmt: skip
 START_TIMEOUT = 120  # mlflow takes ~20-30 s to start on 2 busy cores
 SECRET = "hunter2"
 KEY = "digits_keras_mlp"
@@ -62,8 +60,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> tuple[Path, dict]:
     """A project folder holding the store of one two-round search; returns it and the search result."""
-    if not Path(CHROMIUM).exists():
-        missing(f"{CHROMIUM} not installed (Debian package `chromium`)")
+    require_chromium()
     root = tmp_path_factory.mktemp("ui-store")
     mp = pytest.MonkeyPatch()
     try:
