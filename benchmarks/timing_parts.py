@@ -28,7 +28,7 @@ PARTS = {
         ("pipeline.search.rounds", "open_storage"), ("pipeline.search.workers", "fail_interrupted"),
         ("pipeline.search.rounds", "fail_interrupted"), ("pipeline.search.resume", "fail_interrupted")],
     "memory release": [("pipeline.search.workers", "release_memory")],
-    "round summary: Optuna plots, trials table": [("pipeline.search.rounds", "_summarize_round")],
+    "round summary: Optuna plots, trials table": [("pipeline.search.round_summary", "log_round_summary")],
 }  # fmt: skip
 
 

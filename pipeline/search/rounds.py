@@ -16,19 +16,17 @@ in `workers`, within the budget of `budget`.
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import optuna
 
 from pipeline import io, paths, retry, tracking
-from pipeline.config import ParamRange, Params, RoundConfig, fingerprint
+from pipeline.config import ParamRange, Params, fingerprint
 from pipeline.errors import MissingInputError, SearchFailedError
-from pipeline.search import parallel
-from pipeline.search.budget import budget_used, discard_failed_attempt, no_completed_trial
+from pipeline.search import parallel, round_summary
+from pipeline.search.budget import discard_failed_attempt, no_completed_trial
 from pipeline.search.spaces import narrow, space_from_dict, space_to_dict, top_trials
 from pipeline.processes import worker_alive, worker_id
 from pipeline.search.storage import describe, fail_interrupted, is_journal, open_storage
@@ -147,7 +145,9 @@ def run_round(params: Params, key: str, k: int, space: dict[str, ParamRange], *,
     stray += tracking.close_runs_of_finished_trials(mlc, experiment_id, name, finished, by="search")
     if stray:
         print(f"{name}: {len(stray)} MLflow run(s) its workers left RUNNING marked FAILED", file=sys.stderr)
-    _summarize_round(mlc, parent, study, space, notes, budget, k=k, rnd=rnd, dataset=bench.dataset, direction=direction)
+    round_summary.log_round_summary(
+        mlc, parent, study, space, notes, budget, k=k, rnd=rnd, dataset=bench.dataset, direction=direction
+    )
     return study
 
 
@@ -209,45 +209,6 @@ def _inside(r: ParamRange, v) -> bool:
     return v in r.choices if not r.is_numeric else r.low <= v <= r.high
 
 
-def _summarize_round(mlc, parent: str, study: optuna.Study, space: dict[str, ParamRange], notes: list[str],
-                     budget: int, *, k: int, rnd: RoundConfig, dataset: str, direction: str) -> None:  # fmt: skip
-    """Log round `k`'s (0-based) outcome to its parent run: best, counts, compute accounting (`compute.*`,
-    as in `metrics/<b>.json`'s `search.rounds`), trials table, Optuna plots."""
-    from pipeline import search_summary  # noqa: PLC0415
-    from pipeline.search.plots import write_study_plots  # noqa: PLC0415
-
-    counts = _state_counts(study)
-    outcome = ("complete", "pruned", "fail")  # metrics; what is still running or waiting, and the budget, are tags
-    metrics: dict[str, Any] = {f"n_{s}": v for s, v in counts.items() if s in outcome}
-    folds = len(io.read_json(paths.processed_manifest(dataset)).get("folds") or []) or None
-    cost = search_summary.accounting(search_summary.study_rows(study, k + 1, rnd.name, rnd.epochs, folds), direction)
-    metrics |= {f"compute.{n}": v for n, v in cost.items() if n != "rounds"}
-    tags: dict[str, Any] = {"narrowing_notes": "\n".join(notes)[:5000], "budget": budget,
-                            "budget_used": budget_used(study)}  # fmt: skip
-    tags |= {f"n_{s}": v for s, v in counts.items() if s not in outcome}
-    try:
-        best = study.best_trial
-        metrics["best_value"] = best.value
-        tags.update({"best_trial": best.number, "best_params": repr(best.params)})
-        tracking.log_params(mlc, parent, {f"best.{n}": v for n, v in best.params.items()})
-    except (ValueError, Exception) as exc:  # no completed trial, or params already logged on resume
-        tags["best_note"] = str(exc)[:500]
-    tracking.log_metrics(mlc, parent, metrics)
-    tracking.set_tags(mlc, parent, tags)
-    with tempfile.TemporaryDirectory() as tmp:
-        optuna.logging.set_verbosity(optuna.logging.ERROR)  # no "There are no complete trials." per plot
-        try:
-            files = write_study_plots(study, Path(tmp), list(space))
-        finally:
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-        df = study.trials_dataframe()
-        df.to_csv(Path(tmp) / "trials.csv", index=False)
-        io.write_json_atomic(Path(tmp) / "ranges.json", {"ranges": space_to_dict(space), "notes": notes})
-        tracking.log_figure_files(mlc, parent, [*files, Path(tmp) / "trials.csv", Path(tmp) / "ranges.json"])
-    status = "FINISHED" if counts.get("complete") else "FAILED"
-    mlc.set_terminated(parent, status=status)
-
-
 def run_search(params: Params, key: str, *, only_round: int | None = None, n_trials: int | None = None,
                timeout: float | None = None, workers: int | None = None, storage_url: str | None = None,
                release_memory: bool = True) -> dict:  # fmt: skip
@@ -300,16 +261,16 @@ def run_search(params: Params, key: str, *, only_round: int | None = None, n_tri
         if "space" in study.user_attrs:  # the ranges the study really used (stable across resumes)
             space = space_from_dict(study.user_attrs["space"])
             notes = study.user_attrs.get("narrowing_notes", notes)
-        rounds_out.append(_round_result(study, rnd, space, notes))
+        rounds_out.append(round_summary.round_result(study, rnd, space, notes))
         prev = study
         failure = no_completed_trial(study)
         if failure is not None:
             failure = f"{key}: no completed trial in round {k + 1} ({rnd.name}): {failure}"
-            if _overall_best(rounds_out) is None:
-                _write_result(params, key, direction, rounds_out, failure=failure)
+            if round_summary.overall_best(rounds_out) is None:
+                round_summary.write_result(params, key, direction, rounds_out, failure=failure)
                 raise SearchFailedError(f"{failure}; fix the cause and rerun `tunebench search --benchmark {key}`")
             print(f"warning: {failure}; the best stays that of an earlier round", file=sys.stderr)
-    return _write_result(params, key, direction, rounds_out)
+    return round_summary.write_result(params, key, direction, rounds_out)
 
 
 def _load_existing(params: Params, key: str, k: int, storage_url: str | None) -> optuna.Study:
@@ -322,45 +283,3 @@ def _load_existing(params: Params, key: str, k: int, storage_url: str | None) ->
             f"round {k + 1} of {key} ({name}) has not run with this configuration; "
             f"run `tunebench search --benchmark {key}` (or `--round {k + 1}`) first"
         ) from None
-
-
-def _round_result(study: optuna.Study, rnd: RoundConfig, space: dict[str, ParamRange], notes: list[str]) -> dict:
-    """One round of the search result: its study, ranges, notes, counts and best trial."""
-    out: dict[str, Any] = {
-        "study": study.study_name, "round": rnd.name, "epochs": rnd.epochs, "ranges": space_to_dict(space),
-        "notes": notes, "parent_run_id": study.user_attrs.get("mlflow_parent_run_id"),
-        "counts": _state_counts(study), "budget_used": budget_used(study),
-    }  # fmt: skip
-    try:
-        b = study.best_trial
-        out["best"] = {"value": b.value, "params": b.params, "trial": b.number,
-                       "epoch": b.user_attrs.get("best_epoch", rnd.epochs),
-                       "run_id": b.user_attrs.get("mlflow_run_id")}  # fmt: skip
-    except ValueError:
-        out["best"] = None
-    return out
-
-
-def _state_counts(study: optuna.Study) -> dict[str, int]:
-    """How many trials of `study` are in each state (`complete`, `pruned`, `fail`, `running`, `waiting`)."""
-    trials = study.get_trials(deepcopy=False)
-    return {s.name.lower(): sum(t.state == s for t in trials) for s in optuna.trial.TrialState}
-
-
-def _overall_best(rounds: list[dict]) -> dict | None:
-    """The last round's best (it trained longest); earlier rounds only if the last has none."""
-    for r in reversed(rounds):
-        if r["best"] is not None:
-            return {**r["best"], "study": r["study"], "round": r["round"]}
-    return None
-
-
-def _write_result(params: Params, key: str, direction: str, rounds: list[dict], failure: str | None = None) -> dict:
-    """Write `results/search/<key>.json` (with the `failure` when no round has a completed trial)."""
-    bench = params.benchmark(key)
-    result: dict[str, Any] = {"benchmark": key, "dataset": bench.dataset, "model": bench.model, "direction": direction,
-                              "rounds": rounds, "best": _overall_best(rounds)}  # fmt: skip
-    if failure is not None:
-        result["failure"] = failure
-    io.write_json_atomic(paths.search_result(key), result)
-    return result

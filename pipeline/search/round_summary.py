@@ -1,0 +1,96 @@
+"""What a finished round leaves behind: the summary on its MLflow parent run and its part of
+the search result (`results/search/<benchmark>.json`)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from pipeline import io, paths, tracking
+from pipeline.config import ParamRange, Params, RoundConfig
+from pipeline.search.budget import budget_used
+from pipeline.search.spaces import space_to_dict
+
+
+def log_round_summary(mlc, parent: str, study: optuna.Study, space: dict[str, ParamRange], notes: list[str],
+                      budget: int, *, k: int, rnd: RoundConfig, dataset: str, direction: str) -> None:  # fmt: skip
+    """Log round `k`'s (0-based) outcome to its parent run: best, counts, compute accounting (`compute.*`,
+    as in `metrics/<b>.json`'s `search.rounds`), trials table, Optuna plots."""
+    from pipeline import search_summary  # noqa: PLC0415
+    from pipeline.search.plots import write_study_plots  # noqa: PLC0415
+
+    counts = state_counts(study)
+    outcome = ("complete", "pruned", "fail")  # metrics; what is still running or waiting, and the budget, are tags
+    metrics: dict[str, Any] = {f"n_{s}": v for s, v in counts.items() if s in outcome}
+    folds = len(io.read_json(paths.processed_manifest(dataset)).get("folds") or []) or None
+    cost = search_summary.accounting(search_summary.study_rows(study, k + 1, rnd.name, rnd.epochs, folds), direction)
+    metrics |= {f"compute.{n}": v for n, v in cost.items() if n != "rounds"}
+    tags: dict[str, Any] = {"narrowing_notes": "\n".join(notes)[:5000], "budget": budget,
+                            "budget_used": budget_used(study)}  # fmt: skip
+    tags |= {f"n_{s}": v for s, v in counts.items() if s not in outcome}
+    try:
+        best = study.best_trial
+        metrics["best_value"] = best.value
+        tags.update({"best_trial": best.number, "best_params": repr(best.params)})
+        tracking.log_params(mlc, parent, {f"best.{n}": v for n, v in best.params.items()})
+    except (ValueError, Exception) as exc:  # no completed trial, or params already logged on resume
+        tags["best_note"] = str(exc)[:500]
+    tracking.log_metrics(mlc, parent, metrics)
+    tracking.set_tags(mlc, parent, tags)
+    with tempfile.TemporaryDirectory() as tmp:
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # no "There are no complete trials." per plot
+        try:
+            files = write_study_plots(study, Path(tmp), list(space))
+        finally:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+        df = study.trials_dataframe()
+        df.to_csv(Path(tmp) / "trials.csv", index=False)
+        io.write_json_atomic(Path(tmp) / "ranges.json", {"ranges": space_to_dict(space), "notes": notes})
+        tracking.log_figure_files(mlc, parent, [*files, Path(tmp) / "trials.csv", Path(tmp) / "ranges.json"])
+    status = "FINISHED" if counts.get("complete") else "FAILED"
+    mlc.set_terminated(parent, status=status)
+
+
+def round_result(study: optuna.Study, rnd: RoundConfig, space: dict[str, ParamRange], notes: list[str]) -> dict:
+    """One round of the search result: its study, ranges, notes, counts and best trial."""
+    out: dict[str, Any] = {
+        "study": study.study_name, "round": rnd.name, "epochs": rnd.epochs, "ranges": space_to_dict(space),
+        "notes": notes, "parent_run_id": study.user_attrs.get("mlflow_parent_run_id"),
+        "counts": state_counts(study), "budget_used": budget_used(study),
+    }  # fmt: skip
+    try:
+        b = study.best_trial
+        out["best"] = {"value": b.value, "params": b.params, "trial": b.number,
+                       "epoch": b.user_attrs.get("best_epoch", rnd.epochs),
+                       "run_id": b.user_attrs.get("mlflow_run_id")}  # fmt: skip
+    except ValueError:
+        out["best"] = None
+    return out
+
+
+def state_counts(study: optuna.Study) -> dict[str, int]:
+    """How many trials of `study` are in each state (`complete`, `pruned`, `fail`, `running`, `waiting`)."""
+    trials = study.get_trials(deepcopy=False)
+    return {s.name.lower(): sum(t.state == s for t in trials) for s in optuna.trial.TrialState}
+
+
+def overall_best(rounds: list[dict]) -> dict | None:
+    """The last round's best (it trained longest); earlier rounds only if the last has none."""
+    for r in reversed(rounds):
+        if r["best"] is not None:
+            return {**r["best"], "study": r["study"], "round": r["round"]}
+    return None
+
+
+def write_result(params: Params, key: str, direction: str, rounds: list[dict], failure: str | None = None) -> dict:
+    """Write `results/search/<key>.json` (with the `failure` when no round has a completed trial)."""
+    bench = params.benchmark(key)
+    result: dict[str, Any] = {"benchmark": key, "dataset": bench.dataset, "model": bench.model, "direction": direction,
+                              "rounds": rounds, "best": overall_best(rounds)}  # fmt: skip
+    if failure is not None:
+        result["failure"] = failure
+    io.write_json_atomic(paths.search_result(key), result)
+    return result
