@@ -16,12 +16,14 @@ import tarfile
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import yaml
+
+from pipeline.datasets import DatasetSpec
 
 HTML_PAGE = b"<!DOCTYPE html>\n<html><head><title>Error</title></head><body>Quota exceeded</body></html>\n"
 
@@ -148,6 +150,13 @@ def dead_url(name: str = "file.bin") -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}/{name}"
+
+
+def with_files(spec: DatasetSpec, *files, folders=None) -> DatasetSpec:
+    """A copy of a built-in spec whose first file set has other files (and folders); its other file sets stay."""
+    fs = spec.filesets[0]
+    fs = replace(fs, files=tuple(files), folders=fs.folders if folders is None else tuple(folders))
+    return replace(spec, filesets=(fs, *spec.filesets[1:]))
 
 
 # ---------------------------------------------------------------- real text, Keras encoding

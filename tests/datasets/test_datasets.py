@@ -33,12 +33,12 @@ from fixtures_datasets import (
     npz_bytes,
     reuters_like,
     sha256,
+    with_files,
 )
 
 import pipeline.datasets as ds
 from pipeline.datasets import (
     CATALOG,
-    DatasetSpec,
     FetchError,
     FormatError,
     HashMismatchError,
@@ -72,13 +72,6 @@ def corpus() -> tuple[list[str], list[int]]:
 def _custom(url_or_path: str, data: bytes, fmt: str = "keras-npz", task: str = "multiclass", **kw) -> dict:
     key = "url" if url_or_path.startswith("http") else "path"
     return {key: url_or_path, "sha256": sha256(data), "format": fmt, "task": task, **kw}
-
-
-def _with_files(spec: DatasetSpec, *files, folders=None) -> DatasetSpec:
-    """A copy of a built-in spec whose first file set has other files (and folders)."""
-    fs = spec.filesets[0]
-    fs = replace(fs, files=tuple(files), folders=fs.folders if folders is None else tuple(folders))
-    return replace(spec, filesets=(fs,))
 
 
 def _leftovers(dest: Path) -> list[str]:
@@ -265,7 +258,7 @@ def test_http_errors(tmp_path, server, digits_npz, mode, tries):
 def test_server_down_gives_one_clear_message(tmp_path):
     spec = CATALOG["cifar10"]
     (pinned,) = spec.filesets[0].files
-    spec = _with_files(spec, replace(pinned, url=dead_url(pinned.name)))
+    spec = with_files(spec, replace(pinned, url=dead_url(pinned.name)))
     dest = tmp_path / "raw" / "cifar10"
     with pytest.raises(FetchError) as info:
         fetch_spec(spec, dest, progress=False, retries=0)
@@ -359,7 +352,7 @@ def test_cifar_tarball_read_with_restricted_unpickler(tmp_path, server, capsys):
                for n in names}  # fmt: skip
     tar = cifar_tar(batches)
     (pinned,) = CATALOG["cifar10"].filesets[0].files
-    spec = _with_files(CATALOG["cifar10"], replace(pinned, digest=sha256(tar), url=server.add(pinned.name, tar)))
+    spec = with_files(CATALOG["cifar10"], replace(pinned, digest=sha256(tar), url=server.add(pinned.name, tar)))
     fetch_spec(spec, tmp_path / "cifar", progress=False)
     raw = load_spec(spec, tmp_path / "cifar")
     assert raw.x_train.shape == (20, 32, 32, 3) and raw.x_test.shape == (4, 32, 32, 3)
@@ -370,7 +363,7 @@ def test_cifar_tarball_read_with_restricted_unpickler(tmp_path, server, capsys):
 
     bad_batch = pickle.dumps({b"data": Evil(), b"labels": []}, protocol=2)
     evil = cifar_tar({n: b for n, b in batches.items() if n != "test_batch"}, extra={"test_batch": bad_batch})
-    spec = _with_files(CATALOG["cifar10"], replace(pinned, digest=sha256(evil), url=server.add("evil.tgz", evil)))
+    spec = with_files(CATALOG["cifar10"], replace(pinned, digest=sha256(evil), url=server.add("evil.tgz", evil)))
     fetch_spec(spec, tmp_path / "evil", progress=False)
     refused = r"test_batch is not a valid CIFAR batch \(refusing to load global __builtin__.print\)"
     with pytest.raises(FormatError, match=refused):
@@ -396,7 +389,7 @@ def test_idx_mirror_verified_by_decompressed_content(tmp_path, server):
         files.append(replace(f, digest=sha256(data), url=url))
     assert (debian / files[0].name).read_bytes() != gz(raw_bytes["x_train"])
 
-    spec = _with_files(CATALOG["fashion_mnist"], *files, folders=["{keras}/fashion-mnist", str(debian)])
+    spec = with_files(CATALOG["fashion_mnist"], *files, folders=["{keras}/fashion-mnist", str(debian)])
     from_mirror = fetch_spec(spec, tmp_path / "a", progress=False)
     assert server.log == [] and {e["source"]["kind"] for e in from_mirror["files"]} == {"mirror"}
     raw = load_spec(spec, tmp_path / "a")
@@ -433,7 +426,7 @@ def _imdb_spec(tmp_path, corpus, n_test=60):
     (cache / "imdb.npz").write_bytes(npz)
     (cache / "imdb_word_index.json").write_bytes(word_json)
     data_f, index_f = CATALOG["imdb"].filesets[0].files
-    spec = _with_files(
+    spec = with_files(
         CATALOG["imdb"],
         replace(data_f, digest=sha256(npz), url=dead_url()),
         replace(index_f, digest=hashlib.md5(word_json).hexdigest(), url=dead_url()),
@@ -481,7 +474,7 @@ def test_reuters_convention_splits_after_shuffling(tmp_path, corpus):
     (src / "reuters.npz").write_bytes(npz)
     (src / "reuters_word_index.json").write_bytes(word_json)
     data_f, index_f = CATALOG["reuters"].filesets[0].files
-    spec = _with_files(
+    spec = with_files(
         CATALOG["reuters"],
         replace(data_f, digest=sha256(npz), url=None),
         replace(index_f, digest=hashlib.md5(word_json).hexdigest(), url=None),
@@ -517,7 +510,7 @@ def test_loaders_match_keras_itself(tmp_path, corpus, monkeypatch):
     rnpz, rjson, _ = reuters_like(docs, labels)
     (tmp_path / "reuters.npz").write_bytes(rnpz)
     data_f, index_f = CATALOG["reuters"].filesets[0].files
-    rspec = _with_files(
+    rspec = with_files(
         CATALOG["reuters"],
         replace(data_f, digest=sha256(rnpz), url=None, path=str(tmp_path / "reuters.npz")),
         replace(index_f, digest=hashlib.md5(rjson).hexdigest(), url=None, path=str(tmp_path / "wi.json")),
