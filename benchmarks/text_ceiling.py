@@ -13,14 +13,13 @@ It answers "is the MLP's test accuracy limited by the search or by the features?
 tuned network already matches the best linear model on the richest features, more search will
 not reach a goal set above that ceiling. Saves `benchmarks/results/text_ceiling.json`.
 
-    python benchmarks/text_ceiling.py                      # rt_polarity, from data/raw (run `dvc repro fetch@rt_polarity` first)
+    python benchmarks/text_ceiling.py          # rt_polarity from data/raw (`dvc repro fetch@rt_polarity` first)
     python benchmarks/text_ceiling.py --features 1:10000 1,2:30000 1,2:100000
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -103,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         row = measure(raw, base, *parse_features(spec))
         rows.append(row)
         lg, nb = row["logistic"], row["nb_logistic"]
-        print(f"{spec:>12} ({row['columns']} columns): logistic val {lg['val']:.4f} test {lg['test']:.4f} (C {lg['C']}); "
+        print(f"{spec:>12} ({row['columns']} columns): "
+              f"logistic val {lg['val']:.4f} test {lg['test']:.4f} (C {lg['C']}); "
               f"NB-logistic val {nb['val']:.4f} test {nb['test']:.4f} (C {nb['C']})")  # fmt: skip
     out = {"command": "python benchmarks/text_ceiling.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "dataset": args.dataset, "split": {k: base.get(k) for k in ("val_fraction", "test_fraction", "seed")},
