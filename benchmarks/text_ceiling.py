@@ -80,17 +80,18 @@ def parse_features(text: str) -> tuple[list[int], int]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="rt_polarity", help="a multi_hot dataset of --params (default rt_polarity)")
-    ap.add_argument("--params", default=str(ROOT / "params.yaml"))
+    ap.add_argument("--project", default=str(ROOT), help="the project whose params.yaml and data/raw are used")
     ap.add_argument("--features", nargs="+", default=list(DEFAULT_FEATURES), help="ORDERS:NUM_WORDS, e.g. 1,2:30000")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "text_ceiling.json"))
     args = ap.parse_args(argv)
-    params = load_params(args.params)
+    project = Path(args.project)
+    params = load_params(project / "params.yaml")
     cfg = params.dataset(args.dataset)
     base = cfg.preprocess.model_dump()
     if base.get("kind") != "multi_hot":
-        print(f"error: {args.dataset} is not a multi_hot dataset in {args.params}", file=sys.stderr)
+        print(f"error: {args.dataset} is not a multi_hot dataset in {project / 'params.yaml'}", file=sys.stderr)
         return 2
-    raw_dir = ROOT / "data" / "raw" / args.dataset
+    raw_dir = project / "data" / "raw" / args.dataset
     try:
         raw = datasets.load(params.catalog_name(args.dataset), raw_dir, **cfg.options)
     except datasets.FetchError as err:
