@@ -46,14 +46,23 @@ def cmd_validate(params: Params, args) -> int:
 
 
 def cmd_fetch(params: Params, args) -> int:
-    from pipeline import datasets, paths, stages  # noqa: PLC0415
+    from pipeline import datasets, paths, report_sources, stages  # noqa: PLC0415
 
     if args.list:
-        print(f"{'dataset':<16} {'in params':<10} availability")
-        for name in sorted(set(datasets.names()) | set(params.datasets)):
-            where = datasets.availability(name, paths.raw_dir(name), [*params.mirrors]) \
-                if name in datasets.names() else "custom (params.yaml)"  # fmt: skip
-            print(f"{name:<16} {'yes' if name in params.datasets else '-':<10} {where}")
+        names = sorted(set(datasets.names()) | set(params.datasets))
+        width = max(len("dataset"), *map(len, names))
+        print(f"{'dataset':<{width}} {'in params':<10} availability")
+        for name in names:
+            if name in params.datasets:  # its own raw folder; `catalog:` entries and custom sources resolved
+                where = report_sources.availability(params, name)[0]
+                catalog = params.catalog_name(name)
+                if params.dataset(name).source != "builtin":
+                    where += " (custom source in params.yaml)"
+                elif catalog != name:
+                    where += f" (catalog {catalog})"
+            else:
+                where = datasets.availability(name, paths.raw_dir(name), [*params.mirrors])
+            print(f"{name:<{width}} {'yes' if name in params.datasets else '-':<10} {where}")
         return 0
     for ds in _targets(params, args, "dataset"):
         manifest = stages.fetch(params, ds)

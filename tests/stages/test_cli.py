@@ -95,3 +95,17 @@ def test_studies_with_a_bad_storage_prints_only_the_error(tmp_path: Path, monkey
     out, err = capsys.readouterr()
     assert code in (1, 2) and out == ""
     assert "foo://bar" in _one_error_line(err)
+
+
+def test_fetch_list_resolves_catalog_entries_of_the_full_profile(tmp_path: Path, monkeypatch, capsys):
+    """`fetch --list` on the full profile: a `catalog:` entry shows where its catalog dataset comes from
+    (not "custom"), and long names keep the columns aligned."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["fetch", "--list", "--params", str(ROOT / "profiles" / "full.yaml")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line for line in lines[1:]}
+    column = lines[0].index("availability")
+    assert all(line[column - 1] == " " and line[column] != " " for line in lines[1:]), lines
+    assert rows["rt_polarity_ngrams"].endswith("(catalog rt_polarity)")
+    assert rows["fashion_mnist_pca"].endswith("(catalog fashion_mnist)") and "custom" not in "".join(lines)
+    assert "packaged (scikit-learn" in rows["digits"]
