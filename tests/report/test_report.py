@@ -51,7 +51,8 @@ def reported(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     try:
         for var in ("MLFLOW_TRACKING_URI", "TUNEBENCH_STORAGE"):
-            mp.delenv(var, raising=False)
+            mp.setenv(var, "")  # recorded, so undo also removes what MLflow's set_tracking_uri exports
+            mp.delenv(var)
         mp.setenv("HOME", str(root))  # no Keras cache of this machine can hold imdb
         mp.chdir(root)
         (root / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
