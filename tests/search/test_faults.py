@@ -194,6 +194,10 @@ def _check_round(url: str, ml_uri: str, key: str, *, killed: int = 0) -> None:
         run = by_trial.get(str(t.number), [None])[0]
         if t in cut and run is None:
             continue  # killed before its run was created
+        if t in cut and run is not None and "mlflow_run_id" not in t.user_attrs:
+            # killed between creating its run and naming it on the trial: the run's tags name the trial
+            assert run.info.status == "FAILED", f"{key}#{t.number}: killed trial's unnamed run {run.info.status}"
+            continue
         assert run is not None and run.info.run_id == t.user_attrs.get("mlflow_run_id"), f"{key}#{t.number}: no run"
         if t in cut:
             assert run.info.status == "FAILED", f"{key}#{t.number}: killed trial's run {run.info.status}"
