@@ -12,28 +12,28 @@ import os
 import shutil
 from pathlib import Path
 
-# --- Optuna (checked against optuna 5.0.0) -----------------------------------------------------
+# --- Optuna (checked against optuna 5.0.0 and 5.1.0) -----------------------------------------------------
 # tests/test_compat.py (Optuna part) fails when one of these internals changes.
 
-OPTUNA_CHECKED = "5.0.0"
+OPTUNA_CHECKED = "5.1.0"
 OPTIMIZE_LOGGER = "optuna.study._optimize"  # the logger of `Study.optimize` (reports failed trials)
 FAILED_VALUE_LINE = " failed with value None"  # the second message Optuna logs about one failed trial
 
 
 def storage_of(study):
-    """The storage behind `study` (`Study._storage`: there is no public accessor). optuna 5.0.0."""
+    """The storage behind `study` (`Study._storage`: there is no public accessor). optuna 5.0.0, 5.1.0."""
     return study._storage
 
 
 def trial_id(trial) -> int:
-    """The storage's id of a `Trial` or `FrozenTrial` (`_trial_id`; only the number is public). optuna 5.0.0."""
+    """The storage's id of a `Trial` or `FrozenTrial` (`_trial_id`; only the number is public). optuna 5.0.0, 5.1.0."""
     return trial._trial_id
 
 
 def fail_trial(study, trial, user_attrs: dict) -> bool:
     """Set `user_attrs` on a RUNNING `trial` of `study` (asked by another process), then its state to FAIL.
 
-    `Study.tell` only finishes trials this process asked; the storage finishes any. optuna 5.0.0.
+    `Study.tell` only finishes trials this process asked; the storage finishes any. optuna 5.0.0, 5.1.0.
 
     Returns:
         False when the storage did not change the state (another process got there first).
@@ -52,7 +52,7 @@ def fail_trial(study, trial, user_attrs: dict) -> bool:
 def heartbeat_base():
     """Optuna's `BaseHeartbeat`, the class `is_heartbeat_enabled` and `fail_stale_trials` look for on a
     storage (`optuna.storages._heartbeat`; not exported). A storage proxy that keeps heartbeats
-    must derive from it. optuna 5.0.0."""
+    must derive from it. optuna 5.0.0, 5.1.0."""
     from optuna.storages._heartbeat import BaseHeartbeat  # noqa: PLC0415
 
     return BaseHeartbeat
@@ -60,7 +60,7 @@ def heartbeat_base():
 
 def cached_storage(rdb_storage):
     """`rdb_storage` behind Optuna's trial cache, as `optuna.load_study` wraps an `RDBStorage` given to it
-    (`optuna.storages.get_storage`, "only for internal usage"; returns a `_CachedStorage`). optuna 5.0.0."""
+    (`optuna.storages.get_storage`, "only for internal usage"; returns a `_CachedStorage`). optuna 5.0.0, 5.1.0."""
     import optuna  # noqa: PLC0415
 
     return optuna.storages.get_storage(rdb_storage)
@@ -70,7 +70,7 @@ def sampler_random_states(sampler, depth: int = 0) -> list:
     """The NumPy random states of `sampler` and of the samplers it holds (TPE's start-up sampler...).
 
     Read from the sampler's attributes: `LazyRandomState` (`optuna.samplers._lazy_random_state`)
-    or plain `RandomState` values, and nested samplers up to 3 deep. optuna 5.0.0.
+    or plain `RandomState` values, and nested samplers up to 3 deep. optuna 5.0.0, 5.1.0.
     """
     import numpy as np  # noqa: PLC0415
     import optuna  # noqa: PLC0415
@@ -91,7 +91,7 @@ def before_each_trial(sampler, hook):
     """Make `sampler` call `hook(study, trial)` before its own `before_trial`, for every trial.
 
     Replaces the bound method on the instance: `Trial.__init__` calls `study.sampler.before_trial`
-    (an attribute lookup) for each new trial. optuna 5.0.0.
+    (an attribute lookup) for each new trial. optuna 5.0.0, 5.1.0.
 
     Returns:
         The same sampler.
@@ -107,7 +107,7 @@ def before_each_trial(sampler, hook):
 
 
 def optimize_logger():
-    """The logger through which `Study.optimize` reports a failed trial (two warnings a trial). optuna 5.0.0."""
+    """The logger through which `Study.optimize` reports a failed trial (two warnings a trial). optuna 5.0.0, 5.1.0."""
     import logging  # noqa: PLC0415
 
     return logging.getLogger(OPTIMIZE_LOGGER)
