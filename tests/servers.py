@@ -346,3 +346,15 @@ def _stop_group(proc: subprocess.Popen, grace: float = 15) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=grace)
+
+
+@contextlib.contextmanager
+def postgres_and_mlflow() -> Iterator[tuple[Postgres, MlflowServer]]:
+    """PostgreSQL (role with a password) and an MLflow tracking server, for a module's `servers` fixture;
+    skips (fails under CI) where PostgreSQL's server programs are missing."""
+    from conftest import missing  # noqa: PLC0415
+
+    if (why := pg_unavailable()) is not None:
+        missing(f"no PostgreSQL here: {why} (Debian package postgresql)")
+    with postgres_server() as pg, mlflow_server() as ml:
+        yield pg, ml

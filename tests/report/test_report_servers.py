@@ -14,10 +14,10 @@ import time
 import pytest
 import yaml
 
-from conftest import digits_search_params, missing
+from conftest import digits_search_params
 from pipeline import paths, report, stages
 from pipeline.config import load_params
-from servers import mlflow_server, pg_unavailable, postgres_server  # tests/servers.py
+from servers import postgres_and_mlflow  # tests/servers.py
 
 pytestmark = pytest.mark.slow
 
@@ -28,10 +28,8 @@ BUDGETS, EPOCHS = (2, 2), (1, 2)  # trials and epochs of round 1 (coarse) and ro
 @pytest.fixture(scope="module")
 def servers():
     """PostgreSQL (role with a password) and an MLflow tracking server, stopped after the module."""
-    if (why := pg_unavailable()) is not None:
-        missing(f"no PostgreSQL here: {why} (Debian package postgresql)")
-    with postgres_server() as pg, mlflow_server() as ml:
-        yield pg, ml
+    with postgres_and_mlflow() as both:
+        yield both
 
 
 @pytest.fixture(scope="module")

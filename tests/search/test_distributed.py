@@ -39,8 +39,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from servers import mlflow_server, pg_unavailable, postgres_server  # tests/servers.py
-from conftest import missing
+from servers import postgres_and_mlflow  # tests/servers.py
 
 pytestmark = pytest.mark.slow
 
@@ -58,10 +57,8 @@ CLI_TIMEOUT = 400  # seconds for one CLI call (the whole module takes about 2-3 
 @pytest.fixture(scope="module")
 def servers():
     """PostgreSQL (role with a password) and an MLflow tracking server, stopped after the module."""
-    if (why := pg_unavailable()) is not None:
-        missing(f"no PostgreSQL here: {why} (Debian package postgresql)")
-    with postgres_server() as pg, mlflow_server() as ml:
-        yield pg, ml
+    with postgres_and_mlflow() as both:
+        yield both
 
 
 @pytest.fixture(scope="module")

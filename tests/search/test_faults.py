@@ -32,8 +32,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import missing
-from servers import mlflow_server, pg_unavailable, postgres_server  # tests/servers.py
+from servers import postgres_and_mlflow  # tests/servers.py
 
 pytestmark = pytest.mark.slow
 
@@ -47,10 +46,9 @@ GRACE_S = 30  # heartbeat grace period of the last rerun (longer than a launcher
 
 @pytest.fixture(scope="module")
 def servers():
-    if (why := pg_unavailable()) is not None:
-        missing(f"no PostgreSQL here: {why} (Debian package postgresql)")
-    with postgres_server() as pg, mlflow_server() as ml:
-        yield pg, ml
+    """PostgreSQL (role with a password) and an MLflow tracking server, stopped after the module."""
+    with postgres_and_mlflow() as both:
+        yield both
 
 
 @pytest.fixture(scope="module")
