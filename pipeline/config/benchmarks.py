@@ -69,6 +69,7 @@ class RoundConfig(Strict):
     pad: float = Field(0.1, ge=0)
     widen_at_edge: bool = True
     enqueue_best: int = Field(1, ge=0)
+    reinvest_pruned: bool = True  # a pruned trial costs the share of its epochs it trained (`budget.trial_cost`)
 
 
 class BenchmarkConfig(Strict):

@@ -1,7 +1,9 @@
 """A round's trial budget, shared by every process working on its study.
 
 The budget counts finished trials (COMPLETE, PRUNED, FAIL) except those cut off by a crash
-(`interrupted`, see `storage`), whose configurations are retried instead. It is shared by
+(`interrupted`, see `storage`), whose configurations are retried instead, each at its cost
+(`trial_cost`): a full trial 1, a pruned one of a round with `reinvest_pruned` the share of its
+epochs it trained, so the epochs pruning saves buy more configurations. It is shared by
 every process working on the study, local workers and launchers on other machines alike:
 each stops once finished plus running trials reach it (`claimed`, `workers.optimize`), and
 trial numbers settle a tie (a trial asked after the budget is claimed is `surplus`, see
@@ -21,6 +23,8 @@ from pipeline.search.storage import is_interrupted
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 DISCARDED_PREFIX = "discarded."  # study user attr `discarded.<number>`: a failed attempt's trial, budget freed
 SURPLUS_ATTR = "surplus"  # trial user attr: asked after the budget was claimed elsewhere; stopped at once
+COST_ATTR = "budget_cost"  # trial user attr: a pruned trial's share of a full trial's epochs (`reinvest_pruned`)
+MIN_COST = 0.1  # the least a trial costs: a round runs at most 10 x `n_trials` trials
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")
 
 
@@ -40,23 +44,39 @@ def counts_in_budget(attrs: dict, t: optuna.trial.FrozenTrial) -> bool:
     return _ended(attrs, t) and not is_interrupted(attrs, t)
 
 
+def trial_cost(t: optuna.trial.FrozenTrial) -> float:
+    """What trial `t` costs in full trials: 1, or for a pruned trial of a round with `reinvest_pruned`
+    the share of the round's epochs (times folds) it trained (`COST_ATTR`), at least `MIN_COST`.
+    A running trial may train every epoch: it holds 1."""
+    if t.state != optuna.trial.TrialState.PRUNED or COST_ATTR not in t.user_attrs:
+        return 1.0
+    return min(1.0, max(MIN_COST, float(t.user_attrs[COST_ATTR])))
+
+
 def _claims(attrs: dict, t: optuna.trial.FrozenTrial) -> bool:
     """Whether `t` counts against the budget or will once finished (it runs now)."""
     running = t.state == optuna.trial.TrialState.RUNNING and SURPLUS_ATTR not in t.user_attrs
     return counts_in_budget(attrs, t) or running
 
 
-def claimed(study: optuna.Study, before: int | None = None) -> int:
-    """Trials counted against the budget plus those running now; only numbers below `before` if given."""
+def claimed(study: optuna.Study, before: int | None = None) -> float:
+    """The cost of the trials counted against the budget plus the trials running now (1 each);
+    only numbers below `before` if given."""
     attrs = study.user_attrs
     trials = study.get_trials(deepcopy=False)
-    return sum(1 for t in trials if (before is None or t.number < before) and _claims(attrs, t))
+    return _total(trial_cost(t) for t in trials if (before is None or t.number < before) and _claims(attrs, t))
 
 
-def budget_used(study: optuna.Study) -> int:
-    """Trials that count against the budget: finished ones, less those cut off by a crash and surplus ones."""
+def budget_used(study: optuna.Study) -> float:
+    """The cost of the trials that count against the budget: finished ones, less those cut off by a
+    crash and surplus ones; their number when no pruned trial was reinvested."""
     attrs = study.user_attrs
-    return sum(1 for t in study.get_trials(deepcopy=False) if counts_in_budget(attrs, t))
+    return _total(trial_cost(t) for t in study.get_trials(deepcopy=False) if counts_in_budget(attrs, t))
+
+
+def _total(costs) -> float:
+    """A sum of costs, rounded so that float error never starts or stops a trial (0.1 x 10 is 1)."""
+    return round(sum(costs), 6)
 
 
 def discard_failed_attempt(study: optuna.Study) -> int:

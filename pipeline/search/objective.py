@@ -27,6 +27,7 @@ import optuna
 from pipeline import tracking
 from pipeline.models.hparams import resolve_hparams
 from pipeline.redaction import redact
+from pipeline.search.budget import COST_ATTR
 from pipeline.search.spaces import suggest
 from pipeline.tasks import task_metric
 
@@ -46,6 +47,7 @@ class TrialContext:
     parent_run_id: str
     tags: dict = field(default_factory=dict)
     log_models: bool = True
+    reinvest_pruned: bool = False  # record a pruned trial's share of its epochs, its budget cost (`budget.COST_ATTR`)
 
 
 def best_of(curve: list[float], direction: str) -> tuple[float, int]:
@@ -85,8 +87,10 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
     histories: list[dict[str, list[float]]] = []
     fold_scores: list[float] = []
     trained = None
+    epochs_done = [0]  # over every fold: what a pruned trial cost
 
     def on_epoch(epoch: int, logs: dict) -> None:
+        epochs_done[0] += 1
         if not kfold:
             run.log_epoch(epoch + 1, logs)
             value = logs[f"val_{metric}"]
@@ -116,10 +120,12 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
                     )
     except optuna.TrialPruned as exc:
         trial.set_user_attr("pruned_reason", str(exc)[:2000])
+        _record_cost(trial, ctx, epochs_done[0], len(splits))
         _finish_partial(run, trial, histories, kfold, "PRUNED", str(exc), metric, direction)
         raise
     except DivergedError as exc:
         trial.set_user_attr("pruned_reason", f"diverged: {exc}"[:2000])
+        _record_cost(trial, ctx, epochs_done[0], len(splits))
         _finish_partial(run, trial, histories, kfold, "PRUNED", f"diverged: {exc}", metric, direction)
         raise optuna.TrialPruned(f"diverged: {exc}") from exc
     except Exception as exc:
@@ -143,6 +149,12 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
         input_example=None if kfold else splits[0][2][:1],
     )
     return value
+
+
+def _record_cost(trial: optuna.Trial, ctx: TrialContext, epochs_done: int, folds: int) -> None:
+    """With `reinvest_pruned`, record what a pruned trial cost: the share of its epochs (over every fold) it trained."""
+    if ctx.reinvest_pruned:
+        trial.set_user_attr(COST_ATTR, epochs_done / (ctx.epochs * folds))
 
 
 def trial_run_name(number: int, params: dict) -> str:

@@ -10,6 +10,7 @@ stale, and then runs the retries. Trials of live processes of this host are thei
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -60,7 +61,7 @@ def run_budget(job: RoundJob, study: optuna.Study, timeout: float | None, worker
         rest = None if deadline is None else deadline - time.monotonic()
         if rest is not None and rest <= 0:
             return did
-        remaining = job.budget - claimed(study)
+        remaining = math.ceil(job.budget - claimed(study))  # trials; pruned ones give back what they did not train
         if remaining > 0:
             may_kill -= run_workers(job, study, remaining, rest, workers, per_process, may_kill)
             did, waiting = True, False

@@ -2,10 +2,11 @@
 
 Each round is its own Optuna study (`<benchmark>.<k>-<round>.<hash>`, the hash covering
 everything that defines the round, so a changed configuration starts fresh studies while an
-interrupted run resumes its own; a round's own budget, `n_trials` and `timeout`, is left out,
-so raising it extends the study). Round k+1's ranges are narrowed from round k's best trials,
-and round k's best configurations are enqueued first. The ranges of every round are saved in
-the search result and logged to the round's MLflow parent run.
+interrupted run resumes its own; a round's own budget, `n_trials`, `timeout` and
+`reinvest_pruned`, is left out, so raising it extends the study). Round k+1's ranges are
+narrowed from round k's best trials, and round k's best configurations are enqueued first.
+The ranges of every round are saved in the search result and logged to the round's MLflow
+parent run.
 
 The creator of a round's study sets the round up (MLflow parent run, enqueued best trials); a
 launcher that finds the study just created waits for that, and a later round waits for the
@@ -44,11 +45,12 @@ def study_name(params: Params, key: str, k: int) -> str:
 
     The hash covers what defines the round's trials: the dataset's preprocessing, the model,
     fixed hyperparameters, the space, every earlier round (their results shape this round's
-    ranges), this round without its budget (`n_trials`, `timeout`), seeds and the sampler.
+    ranges), this round without its budget (`n_trials`, `timeout`, `reinvest_pruned`), seeds
+    and the sampler.
     Tracking, workers and storage settings do not change it.
     """
     bench = params.benchmark(key)
-    this = bench.rounds[k].model_dump(exclude={"n_trials", "timeout"})
+    this = bench.rounds[k].model_dump(exclude={"n_trials", "timeout", "reinvest_pruned"})
     fp = fingerprint(
         params.dataset(bench.dataset).preprocess, bench.model, bench.hparams, bench.space,
         bench.rounds[:k], this, bench.seed, params.search.sampler, params.search.seed,

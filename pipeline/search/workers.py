@@ -122,6 +122,7 @@ def run_worker(job: RoundJob, n_trials: int, timeout: float | None, slot: int) -
         family=get_family(job.bench.model), data=data, space=job.space, fixed=job.bench.hparams,
         epochs=job.rnd.epochs, seed=job.bench.seed, mlc=tracking.client(job.tracking_uri),
         experiment_id=job.experiment_id, parent_run_id=job.parent_run_id, tags=job.tags, log_models=job.log_models,
+        reinvest_pruned=job.rnd.reinvest_pruned,
     )  # fmt: skip
     if claimed(study) >= job.budget:  # other workers or launchers took the rest meanwhile
         return
@@ -136,7 +137,7 @@ def run_worker(job: RoundJob, n_trials: int, timeout: float | None, slot: int) -
                  callbacks=[bar] if bar else [], before_trial=fail_dead_workers_trials)  # fmt: skip
     finally:
         if bar is not None:
-            bar.bar.close()
+            bar.close(study)
 
 
 def optimize(study: optuna.Study, ctx: TrialContext, *, n_trials: int | None, timeout: float | None,

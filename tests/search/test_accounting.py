@@ -185,7 +185,10 @@ def test_a_real_search_accounts_for_every_epoch_in_metrics_parent_runs_and_leade
 
     got = io.read_json(paths.metrics_file(key))["search"]
     rows = _with_steps(params, key, result, None)
-    assert got["trials"] == len(rows) == 7
+    assert got["trials"] == len(rows) > 7, "pruned trials gave back epochs: more than the 4 + 3 trials ran"
+    for name, n_trials, block in zip(("1-coarse", "2-fine"), (4, 3), got["rounds"].values(), strict=True):
+        # each round trains its budget in epochs (`reinvest_pruned`), overrun by less than one trial
+        assert n_trials * 4 <= block["epochs"] < (n_trials + 1) * 4, (name, block)
     assert all(r["epochs"] == len(r["steps"]) for r in rows) and any(r["epochs"] < 4 for r in rows)
     _check_adds_up(rows, got, None, result)
     assert got == accounting(trial_rows(None, key, result, folds=None), "maximize")
@@ -202,12 +205,13 @@ def test_a_real_search_accounts_for_every_epoch_in_metrics_parent_runs_and_leade
 
 def test_kfold_search_counts_each_reported_fold_as_the_rounds_epochs(project):
     params, key = project, "diabetes_numpy_mlp"
-    _enqueue(params, key, "minimize", (1e-1, 5e-2, 1e-4))
+    _enqueue(params, key, "minimize", (1e-1, 5e-2, 1e-4, 1e-4))
     result = run_search(params, key)
     folds = len(io.read_json(paths.processed_manifest("diabetes"))["folds"])
     rows = _with_steps(params, key, result, folds)
     got = accounting(rows, "minimize")
-    assert folds == 3 and [len(r["steps"]) for r in rows] == [3, 3, 2]
-    assert got["epochs"] == 3 * 3 + 3 * 3 + 2 * 3 and got["epochs_saved"] == 3
+    # the pruned third trial gave back a third of a trial: a fourth one ran (pruned after 2 folds too)
+    assert folds == 3 and [len(r["steps"]) for r in rows] == [3, 3, 2, 2]
+    assert got["epochs"] == 3 * 3 + 3 * 3 + 2 * 3 + 2 * 3 and got["epochs_saved"] == 3 + 3
     _check_adds_up(rows, got, folds, result)
     assert _parent_figures(params, result["rounds"][0]["parent_run_id"]) == got["rounds"]["1-coarse"]

@@ -24,7 +24,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from pipeline import compat, paths, processes, stages, tracking
+from pipeline import compat, paths, processes, search_summary, stages, tracking
 from pipeline.__main__ import main
 from pipeline.config import ParamRange, load_params, parse_params
 from pipeline.errors import MissingInputError
@@ -163,7 +163,7 @@ def test_median_pruner_stops_a_bad_trial_after_the_warmup(proj):
     key = "digits_numpy_mlp"
     b = proj.bench(key)
     b["space"] = {"lr": dict(LR)}
-    b["rounds"] = [{"name": "coarse", "n_trials": 3, "epochs": 4, "pruner": "median"}]
+    b["rounds"] = [{"name": "coarse", "n_trials": 3, "epochs": 4, "pruner": "median", "reinvest_pruned": False}]
     study = proj.create_study(key, "maximize")
     for lr in (3e-2, 2e-2, 1e-4):  # two good trials start the median, then one that learns nothing
         study.enqueue_trial({"lr": lr})
@@ -200,21 +200,23 @@ def test_diverging_keras_trial_is_pruned_with_its_reason_and_the_study_goes_on(p
     result = proj.search(key)
 
     trials = proj.study(key).get_trials()
-    assert len(trials) == 2, "the diverged trial counts against the budget and the study runs on to it"
-    assert [t.state for t in trials] == [TS.PRUNED, TS.COMPLETE], [t.user_attrs for t in trials]
+    # the diverged trial costs the little it trained (at least `MIN_COST`): the budget of 2 runs two more
+    assert [t.state for t in trials] == [TS.PRUNED, TS.COMPLETE, TS.COMPLETE], [t.user_attrs for t in trials]
+    assert trials[0].user_attrs["budget_cost"] <= 1 / 6 and budget_used(proj.study(key)) == 2.1
     reason = trials[0].user_attrs["pruned_reason"]
     assert reason.startswith("diverged: training diverged: loss = ") and "at epoch 1" in reason
     assert trials[0].params["lr"] == 1.0e6
     assert all(math.isfinite(t.value) for t in trials[1:])
     run = proj.child_runs(result["rounds"][0]["parent_run_id"])[0]
     assert run.info.status == "KILLED" and run.data.tags["reason"].startswith("diverged:")
-    # Keras state cleared before every fit (1 fold of the diverged trial, 3 of the other) and after each trial
-    assert len(calls) >= 4 + 2
+    # Keras state cleared before every fit (1 fold of the diverged trial, 3 of the others) and after each trial
+    assert len(calls) >= 7 + 3
 
 
 def test_kfold_objective_reports_the_running_mean_once_per_fold_and_prunes_by_fold(proj):
     key = "diabetes_numpy_mlp"  # 3 folds; warmup 3 // 4 -> 1 fold
-    proj.bench(key)["rounds"] = [{"name": "coarse", "n_trials": 3, "epochs": 3, "pruner": "median"}]
+    proj.bench(key)["rounds"] = [{"name": "coarse", "n_trials": 3, "epochs": 3, "pruner": "median",
+                                  "reinvest_pruned": False}]  # fmt: skip
     study = proj.create_study(key, "minimize")
     for lr in (1e-1, 5e-2, 1e-4):
         study.enqueue_trial({"lr": lr})
@@ -230,6 +232,51 @@ def test_kfold_objective_reports_the_running_mean_once_per_fold_and_prunes_by_fo
     assert "after fold 2 of 3" in trials[2].user_attrs["pruned_reason"]
     runs = proj.child_runs(result["rounds"][0]["parent_run_id"])
     assert len(proj.history(runs[0].info.run_id, "val_mae")) == 3, "the per-epoch curve is the mean over folds"
+
+
+@pytest.mark.parametrize("reinvest", [True, False])
+def test_pruned_trials_give_their_unused_epochs_back_to_the_round(proj, reinvest):
+    key = "digits_numpy_mlp"
+    b = proj.bench(key)
+    b["space"] = {"lr": dict(LR)}
+    b["rounds"] = [{"name": "coarse", "n_trials": 3, "epochs": 4, "pruner": "median", "reinvest_pruned": reinvest}]
+    study = proj.create_study(key, "maximize")
+    for lr in (3e-2, 2e-2, 1e-4, 1e-4):  # two good trials, then trials that learn nothing
+        study.enqueue_trial({"lr": lr})
+    result = proj.search(key)
+
+    study = proj.study(key)
+    waiting = study.get_trials(states=(TS.WAITING,))
+    assert len(waiting) == (0 if reinvest else 1), "without reinvesting, the fourth configuration never runs"
+    trials = study.get_trials(states=(TS.COMPLETE, TS.PRUNED))
+    steps = [len(t.intermediate_values) for t in trials]
+    if reinvest:  # 1 + 1 + 2/4: half a trial is left, and the next one spends it (pruned at epoch 2 again)
+        assert [t.state for t in trials] == [TS.COMPLETE, TS.COMPLETE, TS.PRUNED, TS.PRUNED]
+        assert [t.user_attrs.get("budget_cost") for t in trials] == [None, None, 0.5, 0.5]
+        assert sum(steps) == 3 * 4, "the round trained exactly its budget: 3 full trials' epochs"
+    else:
+        assert [t.state for t in trials] == [TS.COMPLETE, TS.COMPLETE, TS.PRUNED]
+        assert "budget_cost" not in trials[2].user_attrs and sum(steps) == 4 + 4 + 2
+    assert steps[2:] == [2] * (len(trials) - 2)
+    assert budget_used(study) == (3.0 if reinvest else 3)
+    assert result["rounds"][0]["counts"]["pruned"] == len(trials) - 2
+    cost = search_summary.accounting(search_summary.trial_rows(None, key, result, folds=None), "maximize")
+    assert (cost["trials"], cost["epochs"]) == (len(trials), sum(steps))
+
+
+def test_a_pruned_kfold_trial_costs_the_folds_it_trained(proj):
+    key = "diabetes_numpy_mlp"  # 3 folds of 3 epochs; warmup 1 fold
+    proj.bench(key)["rounds"] = [{"name": "coarse", "n_trials": 3, "epochs": 3, "pruner": "median"}]
+    study = proj.create_study(key, "minimize")
+    for lr in (1e-1, 5e-2, 1e-4, 1e-4):
+        study.enqueue_trial({"lr": lr})
+    proj.search(key)
+
+    trials = proj.study(key).get_trials()
+    # 1 + 1 + 2/3 < 3: a fourth trial runs, pruned after 2 of 3 folds as well; 3 1/3 >= 3 ends the round
+    assert [t.state for t in trials] == [TS.COMPLETE, TS.COMPLETE, TS.PRUNED, TS.PRUNED]
+    assert [round(t.user_attrs["budget_cost"], 6) for t in trials[2:]] == [round(2 / 3, 6)] * 2
+    assert budget_used(proj.study(key)) == round(2 + 4 / 3, 6)
 
 
 # --- budget, resume, interruption --------------------------------------------------------------------
@@ -478,7 +525,7 @@ def test_study_name_changes_with_what_defines_a_round_and_only_then():
         "storage": lambda r: r["search"].update(storage="postgresql://db/optuna"),
         "promotion rule": lambda r: r["promote"].update(min_improvement=0.1),
         "another benchmark": lambda r: r["benchmarks"]["diabetes_numpy_mlp"]["space"]["lr"].update(high=0.5),
-        "round 2 budget": lambda r: bench(r)["rounds"][1].update(n_trials=50, timeout=60),
+        "round 2 budget": lambda r: bench(r)["rounds"][1].update(n_trials=50, timeout=60, reinvest_pruned=False),
     }
     for what, fn in same.items():
         assert names(fn) == base, f"{what} must not rename the studies"
@@ -495,6 +542,7 @@ def test_study_name_changes_with_what_defines_a_round_and_only_then():
         assert changed[0] != base[0] and changed[1] != base[1], what
     only_second = {
         "round 1 budget": lambda r: bench(r)["rounds"][0].update(n_trials=8),  # extends round 1, reshapes round 2
+        "round 1 reinvestment": lambda r: bench(r)["rounds"][0].update(reinvest_pruned=False),
         "round 2 epochs": lambda r: bench(r)["rounds"][1].update(epochs=5),
         "round 2 pruner": lambda r: bench(r)["rounds"][1].update(pruner="hyperband"),
     }
