@@ -205,14 +205,20 @@ def _ran(study) -> list:
 
 
 def _assert_budget_met_exactly(study, budget: int, max_surplus: int) -> None:
-    """`budget` trials ran and finished, `budget_used` counts exactly those, and few surplus stops."""
+    """The trials that ran and finished cost the budget (a pruned trial the share it trained), less than one
+    trial over it, the last of them started while some was left, `budget_used` counts exactly those, and few
+    surplus stops."""
     import optuna
 
-    from pipeline.search.budget import budget_used
+    from pipeline.search.budget import budget_used, trial_cost
 
-    ran = [t for t in _finished(study) if not _surplus(t)]
-    assert len(ran) == budget, f"{study.study_name}: {len(ran)} trials ran, budget {budget}"
-    assert budget_used(study) == budget
+    ran = sorted((t for t in _finished(study) if not _surplus(t)), key=lambda t: t.number)
+    costs = [trial_cost(t) for t in ran]
+    name = study.study_name
+    assert budget <= sum(costs) < budget + 1, f"{name}: {len(ran)} trials cost {sum(costs)}, budget {budget}"
+    assert sum(costs[:-1]) < budget, f"{name}: a trial started after the budget was used: {costs}"
+    assert len(ran) == budget or any(c < 1 for c in costs), f"{name}: {len(ran)} trials, none pruned"
+    assert budget_used(study) == round(sum(costs), 6)
     surplus = [t for t in study.get_trials(deepcopy=False) if _surplus(t)]
     assert len(surplus) <= max_surplus, f"{study.study_name}: {len(surplus)} surplus trials"
     for t in surplus:
