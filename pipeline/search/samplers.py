@@ -14,7 +14,7 @@ import optuna
 from pipeline import compat
 from pipeline.config import ParamRange, RoundConfig
 from pipeline.errors import ConfigError
-from pipeline.search.storage import REDRAW_ATTR
+from pipeline.search.storage import REDRAW_ATTR, is_enqueued
 
 
 def grid_points(space: Mapping[str, ParamRange], points: int = 4) -> dict[str, list]:
@@ -67,8 +67,8 @@ def per_trial_seed(sampler: optuna.samplers.BaseSampler, seed: int) -> optuna.sa
     enqueued ones (an earlier round's best, the retry of an interrupted trial) do not count, so a
     run cut off mid-trial and resumed draws the same configurations as an uninterrupted one. It is
     fixed when the trial is created (enqueued trials get their numbers when enqueued) and unique
-    among the trials that draw. A trial interrupted before it drew is followed by one that makes
-    its draw (user attr `redraw_of`, see `storage.InterruptedTrial`).
+    among the trials that draw. A trial interrupted before or while it drew is followed by one that
+    makes its whole draw again (user attr `redraw_of`, see `storage.InterruptedTrial`).
 
     Returns:
         The same sampler.
@@ -78,19 +78,14 @@ def per_trial_seed(sampler: optuna.samplers.BaseSampler, seed: int) -> optuna.sa
     states = compat.sampler_random_states(sampler)
 
     def reseed(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        # a trial cut off before it drew (or during: a retry) draws with that trial's index
+        # a redraw draws with the index of the trial it replaces; a retry (its parameters fixed) with its original's
         number = trial.user_attrs.get(REDRAW_ATTR, trial.system_attrs.get("failed_trial", trial.number))
-        index = sum(1 for t in study.get_trials(deepcopy=False) if t.number < number and not _enqueued(t))
+        index = sum(1 for t in study.get_trials(deepcopy=False) if t.number < number and not is_enqueued(t))
         base = int(np.random.SeedSequence([seed & 0xFFFFFFFF, index]).generate_state(1)[0])
         for i, state in enumerate(states):
             state.seed((base + i) & 0xFFFFFFFF)
 
     return compat.before_each_trial(sampler, reseed)
-
-
-def _enqueued(t: optuna.trial.FrozenTrial) -> bool:
-    """Whether `t` was enqueued with its parameters (`enqueue_trial`, or a retry of a failed trial)."""
-    return "fixed_params" in t.system_attrs or "failed_trial" in t.system_attrs
 
 
 def make_pruner(rnd: RoundConfig, steps: int | None = None) -> optuna.pruners.BasePruner:

@@ -13,7 +13,8 @@ attr `interrupted`, or study user attr `interrupted.<number>` where the storage
 no longer lets a failed trial be annotated), does not count against the budget,
 its MLflow run is closed, and its parameters are enqueued once again
 (`RetryHeartbeatStaleTrialCallback`, the successor of Optuna's
-`RetryFailedTrialCallback`), so an interrupted configuration is retried, not lost.
+`RetryFailedTrialCallback`), so an interrupted configuration is retried, not lost; a trial cut
+off before or while it drew its parameters is drawn again whole, from its own seed.
 """
 
 from __future__ import annotations
@@ -184,6 +185,17 @@ def is_interrupted(study_attrs: dict, trial: optuna.trial.FrozenTrial) -> bool:
     return "interrupted" in trial.user_attrs or f"{INTERRUPTED_PREFIX}{trial.number}" in study_attrs
 
 
+def is_enqueued(t: optuna.trial.FrozenTrial) -> bool:
+    """Whether `t` was enqueued with its parameters (`enqueue_trial`, or a retry of a failed trial)."""
+    return "fixed_params" in t.system_attrs or "failed_trial" in t.system_attrs
+
+
+def drew_every_parameter(study_attrs: dict, t: optuna.trial.FrozenTrial) -> bool:
+    """Whether `t` drew every parameter of its round's space (study user attr `space`; without one: any)."""
+    space = study_attrs.get("space")
+    return bool(t.params) and (space is None or set(space) <= set(t.params))
+
+
 class InterruptedTrial:
     """What happens to a trial cut off by a crash: marked, its MLflow run closed, its configuration retried.
 
@@ -198,7 +210,10 @@ class InterruptedTrial:
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         study.set_user_attr(f"{INTERRUPTED_PREFIX}{trial.number}", "worker stopped while the trial ran")
-        if trial.params:
+        # a trial that drew only some of its parameters is drawn again whole, from its own seed: retrying
+        # the part it drew would draw the rest in another order, unlike an uninterrupted run
+        redraw = REDRAW_ATTR in trial.user_attrs
+        if drew_every_parameter(study.user_attrs, trial) or (is_enqueued(trial) and not redraw):
             retry = copy.deepcopy(trial)
             retry.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in RUN_ATTRS}
             with warnings.catch_warnings():
@@ -208,8 +223,8 @@ class InterruptedTrial:
                 print(f"{study.study_name}: trial {trial.number}'s configuration was interrupted {self.max_retry + 1} "
                       "times and is not retried again (it may be what stops its worker, e.g. out of memory); "
                       "a fresh trial takes its place in the budget", file=sys.stderr)  # fmt: skip
-        elif REDRAW_ATTR not in trial.user_attrs:  # cut off before it drew: a new trial makes its draw
-            study.enqueue_trial({}, user_attrs={REDRAW_ATTR: trial.number})
+        else:  # cut off before or while it drew: a new trial makes its draw, with the same seed
+            study.enqueue_trial({}, user_attrs={REDRAW_ATTR: trial.user_attrs.get(REDRAW_ATTR, trial.number)})
         run_id = trial.user_attrs.get("mlflow_run_id")
         if run_id and self.tracking_uri:
             from pipeline import tracking  # noqa: PLC0415

@@ -36,17 +36,20 @@ class _Heartbeat:
         self.stop = threading.Event()
         self.thread = None
 
+    def beat_once(self) -> None:
+        """Record one heartbeat now (storages that keep heartbeats)."""
+        if self.interval:
+            self.storage.record_heartbeat(self.trial_id)  # never raises (`RetryingStorage`)
+
     def __enter__(self):
         if self.interval:
             self.thread = threading.Thread(target=self._beat, name="trial-heartbeat", daemon=True)
             self.thread.start()
         return self
 
-    def _beat(self) -> None:
-        while True:
+    def _beat(self) -> None:  # the first beat was `beat_once`, before the trial's worker was named
+        while not self.stop.wait(self.interval):
             self.storage.record_heartbeat(self.trial_id)  # never raises (`RetryingStorage`)
-            if self.stop.wait(self.interval):
-                return
 
     def __exit__(self, *exc) -> None:
         self.stop.set()
@@ -78,9 +81,13 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
         with warnings.catch_warnings(), deferred_interrupts():  # a trial asked is a trial whose worker is named
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
             trial = study.ask()
+            heartbeat = _Heartbeat(storage, compat.trial_id(trial))
+            # beating before naming the worker: a trial of another host's worker killed in between would
+            # otherwise stay RUNNING for good (Optuna fails only trials whose heartbeat went stale)
+            heartbeat.beat_once()
             trial.set_user_attr(WORKER_ATTR, worker_id())
         value, state, error = None, TS.COMPLETE, None
-        with _Heartbeat(storage, compat.trial_id(trial)):
+        with heartbeat:
             try:
                 value = objective(trial)
             except optuna.TrialPruned:

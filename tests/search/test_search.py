@@ -32,7 +32,7 @@ from pipeline.models.keras_common import keras_module
 from pipeline.search import storage, workers
 from pipeline.search.budget import FINISHED, budget_used, claimed
 from pipeline.search.rounds import run_search, study_name
-from pipeline.search.spaces import suggest
+from pipeline.search.spaces import space_to_dict, suggest
 from pipeline.search.samplers import make_sampler
 from pipeline.search.storage import open_storage
 
@@ -339,6 +339,29 @@ def test_crashed_running_trial_is_failed_not_counted_and_retried_while_live_ones
     assert budget_used(proj.study(key)) == 3 and len(trials) == 5
 
 
+def test_a_trial_cut_off_while_it_drew_is_drawn_again_whole_as_an_uninterrupted_run_draws_it(proj, monkeypatch):
+    monkeypatch.setenv("TUNEBENCH_GRACE_S", "1")  # the cut-off trial names no worker: dead once this old
+    key = "digits_numpy_mlp"
+    proj.bench(key)["rounds"][0]["n_trials"] = 3
+    params = proj.write()
+    proj.search(key)
+    uninterrupted = sorted(tuple(sorted(t.params.items())) for t in proj.study(key).get_trials() if t.state == TS.COMPLETE)
+    optuna.delete_study(study_name=proj.name(key), storage=open_storage(None, key))
+
+    study = optuna.create_study(study_name=proj.name(key), storage=open_storage(None, key), direction="maximize",
+                                sampler=make_sampler(params.search.sampler, params.search.seed))  # fmt: skip
+    study.set_user_attr("space", space_to_dict(params.benchmarks[key].space))  # as the search stores it
+    cut = study.ask()
+    cut.suggest_float("lr", **proj.bench(key)["space"]["lr"])  # killed here: l2 never drawn
+    time.sleep(1.5)
+    proj.search(key)
+    trials = proj.study(key).get_trials()
+    assert trials[0].state == TS.FAIL and trials[0].user_attrs["interrupted"]
+    assert trials[1].user_attrs[storage.REDRAW_ATTR] == 0 and "failed_trial" not in trials[1].system_attrs
+    resumed = sorted(tuple(sorted(t.params.items())) for t in trials if t.state == TS.COMPLETE)
+    assert resumed == uninterrupted and len(resumed) == 3
+
+
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_rdb_heartbeat_fails_a_stale_trial_and_retries_it(proj, monkeypatch):
@@ -359,6 +382,33 @@ def test_rdb_heartbeat_fails_a_stale_trial_and_retries_it(proj, monkeypatch):
     assert len(retried) == 1 and retried[0].state == TS.COMPLETE
     assert retried[0].params["lr"] == stale.params["lr"]
     assert budget_used(proj.study(key, url=url)) == 2 and len(trials) == 3
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_trial_has_a_heartbeat_before_it_names_its_worker(tmp_path, monkeypatch):
+    """A worker killed between naming itself on a trial and its first heartbeat would leave, on another host,
+    a RUNNING trial nothing ever fails (no heartbeat to go stale): the first beat comes first."""
+    import sqlite3
+
+    from pipeline.search.trial_loop import run_trials
+
+    monkeypatch.setenv("TUNEBENCH_HEARTBEAT_S", "60")  # no beat from the thread during the test
+    db = tmp_path / "optuna.db"
+    study = optuna.create_study(study_name="beat", storage=open_storage(f"sqlite:///{db}", "beat"))
+    store, beats_when_named = compat.storage_of(study), []
+    set_attr = store.set_trial_user_attr
+
+    def spy(trial_id, key, value):
+        if key == storage.WORKER_ATTR:
+            with sqlite3.connect(db) as con:
+                row = con.execute("SELECT COUNT(*) FROM trial_heartbeats WHERE trial_id = ?", (trial_id,)).fetchone()
+            beats_when_named.append(row[0])
+        return set_attr(trial_id, key, value)
+
+    monkeypatch.setattr(store, "set_trial_user_attr", spy)
+    run_trials(study, lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=2, timeout=None, callbacks=[])
+    assert beats_when_named == [1, 1]
+    assert [t.state for t in study.get_trials()] == [TS.COMPLETE, TS.COMPLETE]
 
 
 def test_two_workers_share_one_study_without_duplicates_in_recycled_processes(proj, monkeypatch):
