@@ -283,6 +283,19 @@ def test_mlflow_restart_mid_round(servers, project):
     _check_round(url, ml.uri, key)
 
 
+def _beat_until_waited_for(study, trials: list, launcher: Launcher, timeout: float = 240) -> None:
+    """Keep the heartbeats of `trials` fresh, as their workers on another host would, until `launcher`
+    says it waits for them: a launcher slow to start under load must still find them alive."""
+    from pipeline import compat
+
+    t0 = time.monotonic()
+    while "waiting for" not in launcher.output() and launcher.proc.poll() is None:
+        assert time.monotonic() - t0 < timeout, f"the launcher never waited:\n{launcher.output()[-3000:]}"
+        for t in trials:
+            compat.storage_of(study).record_heartbeat(compat.trial_id(t))
+        time.sleep(0.5)
+
+
 def test_sigkill_of_every_worker_then_reruns(servers, project):
     import optuna
 
@@ -306,10 +319,11 @@ def test_sigkill_of_every_worker_then_reruns(servers, project):
     # killed again, as if on another machine: only their heartbeats tell they are dead
     study = _study(url, key)
     remote = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
-    for t in remote:
-        worker = {**t.user_attrs[WORKER_ATTR], "host": "another-host.invalid"}
+    for t in remote:  # a trial killed before it named its worker gets one made up
+        worker = {**t.user_attrs.get(WORKER_ATTR, {"pid": 1}), "host": "another-host.invalid"}
         compat.storage_of(study).set_trial_user_attr(compat.trial_id(t), WORKER_ATTR, worker)
     last = Launcher(project, key, url, ml.uri, "kill2", TUNEBENCH_HEARTBEAT_S="1", TUNEBENCH_GRACE_S=str(GRACE_S))
+    _beat_until_waited_for(study, remote, last)
     out = last.wait()
     assert last.proc.returncode == 0, out[-5000:]
     assert "waiting for" in out and "already met" not in out, "the launcher must wait for the silent trials, not stop"
