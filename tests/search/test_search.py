@@ -345,7 +345,11 @@ def test_a_trial_cut_off_while_it_drew_is_drawn_again_whole_as_an_uninterrupted_
     proj.bench(key)["rounds"][0]["n_trials"] = 3
     params = proj.write()
     proj.search(key)
-    uninterrupted = sorted(tuple(sorted(t.params.items())) for t in proj.study(key).get_trials() if t.state == TS.COMPLETE)
+
+    def configurations(trials) -> list:
+        return sorted(tuple(sorted(t.params.items())) for t in trials if t.state == TS.COMPLETE)
+
+    uninterrupted = configurations(proj.study(key).get_trials())
     optuna.delete_study(study_name=proj.name(key), storage=open_storage(None, key))
 
     study = optuna.create_study(study_name=proj.name(key), storage=open_storage(None, key), direction="maximize",
@@ -358,8 +362,7 @@ def test_a_trial_cut_off_while_it_drew_is_drawn_again_whole_as_an_uninterrupted_
     trials = proj.study(key).get_trials()
     assert trials[0].state == TS.FAIL and trials[0].user_attrs["interrupted"]
     assert trials[1].user_attrs[storage.REDRAW_ATTR] == 0 and "failed_trial" not in trials[1].system_attrs
-    resumed = sorted(tuple(sorted(t.params.items())) for t in trials if t.state == TS.COMPLETE)
-    assert resumed == uninterrupted and len(resumed) == 3
+    assert configurations(trials) == uninterrupted and len(uninterrupted) == 3
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
