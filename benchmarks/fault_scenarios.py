@@ -3,7 +3,9 @@
 Each scenario runs the real CLI (`python -m pipeline search --benchmark B --storage <PostgreSQL>
 --workers 2`, MLflow runs on an `mlflow server`) on a tiny project (scikit-learn's digits, the
 NumPy network) and injects one fault once round 1 is under way (a trial of round 1 RUNNING in the
-Optuna storage, at least one finished), then counts what the search left:
+Optuna storage, at least one finished), then counts what the search left. A kill first freezes its
+processes (SIGSTOP) and strikes only if a trial is still RUNNING with them frozen, so it always
+cuts a trial off (a trial of a second lasts less than a poll under load takes):
 
 * `kill_one_worker`: SIGKILL of the worker process running a trial;
 * `kill_all_rerun_now`: SIGKILL of the launcher and all its workers, then the same command at once;
@@ -137,9 +139,13 @@ class Launcher:
 
     def kill(self) -> None:
         """SIGKILL the launcher and every worker of its group."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.signal(signal.SIGKILL)
         self.proc.wait()
+
+    def signal(self, sig: int) -> None:
+        """Send `sig` to the launcher and every worker of its group."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -158,19 +164,25 @@ def studies(url: str, key: str) -> list:
     return [optuna.load_study(study_name=n, storage=storage) for n in names]
 
 
-def wait_mid_round(url: str, key: str, launchers: list[Launcher], timeout: float = 300) -> dict:
-    """Wait until round 1 has a finished trial and a RUNNING one that named its worker; return that worker."""
+def _busy(trials: list) -> list:
+    """The RUNNING trials among `trials` that named their worker."""
     import optuna  # noqa: PLC0415
 
-    running = optuna.trial.TrialState.RUNNING
+    return [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and "worker" in t.user_attrs]
+
+
+def _round_one(url: str, key: str) -> list:
+    found = studies(url, key)
+    return found[0].get_trials(deepcopy=False) if found else []
+
+
+def wait_mid_round(url: str, key: str, launchers: list[Launcher], timeout: float = 300) -> dict:
+    """Wait until round 1 has a finished trial and a RUNNING one that named its worker; return that worker."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        found = studies(url, key)
-        if found:
-            trials = found[0].get_trials(deepcopy=False)
-            busy = [t for t in trials if t.state == running and "worker" in t.user_attrs]
-            if busy and any(t.state.is_finished() for t in trials):
-                return busy[0].user_attrs["worker"]
+        trials = _round_one(url, key)
+        if (busy := _busy(trials)) and any(t.state.is_finished() for t in trials):
+            return busy[0].user_attrs["worker"]
         if all(launcher.proc.poll() is not None for launcher in launchers):
             raise RuntimeError(f"{key}: the launchers ended before round 1 was under way:\n"
                                f"{launchers[0].output()[-3000:]}")  # fmt: skip
@@ -178,13 +190,33 @@ def wait_mid_round(url: str, key: str, launchers: list[Launcher], timeout: float
     raise RuntimeError(f"{key}: round 1 not under way after {timeout:.0f} s")
 
 
+def _freeze_mid_trial(run: Run, *, one_worker: bool) -> Callable[[int], None]:
+    """SIGSTOP one worker (or every launcher's processes) once round 1 is under way, and again until a
+    trial is still RUNNING on what is frozen; return how to signal the frozen processes."""
+    while True:
+        worker = wait_mid_round(run.svc.url, run.key, run.launchers)
+
+        def send(sig: int, pid: int = int(worker["pid"])) -> None:
+            if one_worker:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            else:
+                for launcher in run.launchers:
+                    launcher.signal(sig)
+
+        send(signal.SIGSTOP)
+        still = [t.user_attrs["worker"] for t in _busy(_round_one(run.svc.url, run.key))]
+        if worker in still if one_worker else still:
+            return send
+        send(signal.SIGCONT)  # its trial ended before the freeze: let it go on, and try again
+
+
 def _kill_one_worker(run: Run) -> None:
-    worker = wait_mid_round(run.svc.url, run.key, run.launchers)
-    os.kill(int(worker["pid"]), signal.SIGKILL)
+    _freeze_mid_trial(run, one_worker=True)(signal.SIGKILL)
 
 
 def _kill_all(run: Run, wait_s: float) -> None:
-    wait_mid_round(run.svc.url, run.key, run.launchers)
+    _freeze_mid_trial(run, one_worker=False)
     for launcher in run.launchers:
         launcher.kill()
     time.sleep(wait_s)
