@@ -20,6 +20,7 @@ def trials(storage_url: str | None, benchmark: str, result: dict) -> list[dict]:
     `epochs` trained and the sampled `params` (read from the Optuna studies `result` names)."""
     import optuna  # noqa: PLC0415
 
+    from pipeline.search.budget import budget_view  # noqa: PLC0415
     from pipeline.search.storage import open_storage  # noqa: PLC0415
     from pipeline.search_summary import study_rows  # noqa: PLC0415
 
@@ -27,7 +28,7 @@ def trials(storage_url: str | None, benchmark: str, result: dict) -> list[dict]:
     storage = open_storage(storage_url, benchmark)
     rows: list[dict] = []
     for k, rnd in enumerate(result.get("rounds", []), start=1):
-        study = optuna.load_study(study_name=rnd["study"], storage=storage)
+        study = budget_view(optuna.load_study(study_name=rnd["study"], storage=storage), rnd.get("budget"))
         sampled = {t.number: t.params for t in study.get_trials(deepcopy=False)}
         for row in study_rows(study, k, rnd["round"], rnd["epochs"], None):
             rows.append({**{c: row[c] for c in ("round", "round_name", "trial", "state", "value", "epochs")},

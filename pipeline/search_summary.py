@@ -17,7 +17,7 @@ import pandas as pd
 
 from pipeline import paths
 from pipeline.errors import MissingInputError
-from pipeline.search.budget import counts_in_budget
+from pipeline.search.budget import budget_view, counts_in_budget
 from pipeline.search.storage import open_storage
 
 SEARCH_PLOTS = "search"  # plots/<b>/search/<k>-<round>.csv
@@ -45,7 +45,7 @@ def trial_rows(storage_url: str | None, benchmark: str, result: dict, *, folds: 
     rows: list[dict] = []
     for k, rnd in enumerate(result.get("rounds", []), start=1):
         try:
-            study = optuna.load_study(study_name=rnd["study"], storage=storage)
+            study = budget_view(optuna.load_study(study_name=rnd["study"], storage=storage), rnd.get("budget"))
         except KeyError:
             raise MissingInputError(
                 f"{paths.search_result(benchmark)} names study {rnd['study']}, which its storage does not hold; "

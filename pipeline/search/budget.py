@@ -8,12 +8,15 @@ every process working on the study, local workers and launchers on other machine
 each stops once finished plus running trials reach it (`claimed`, `workers.optimize`), and
 trial numbers settle a tie (a trial asked after the budget is claimed is `surplus`, see
 `workers.optimize`). A round that ended without a completed trial has its trials
-`discarded`, so a rerun retries the whole budget.
+`discarded`, so a rerun retries the whole budget. Raising `n_trials` extends a round's study;
+lowering it keeps the study, and the round's outcome is read from the trials a run with the
+lower budget would have asked (`budget_view`), so it equals a fresh run's.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections import Counter
 
 import optuna
@@ -125,3 +128,38 @@ def no_completed_trial(study: optuna.Study) -> str | None:
     pruned = len(trials) - failed
     ended = " and ".join(x for x in (f"{failed} failed" if failed else "", f"{pruned} pruned" if pruned else "") if x)
     return f"{len(trials)} trial(s) ended, {ended}; most common reason ({n} of {len(trials)}): {why}"
+
+
+def within_budget(study: optuna.Study, budget: float) -> list[optuna.trial.FrozenTrial]:
+    """The trials of `study` asked before `budget` was used, in number order: all of them, unless the
+    study ran with a larger budget before (then the first ones, as a fresh run of `budget` asks them)."""
+    attrs, used, out = study.user_attrs, 0.0, []
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        if used >= budget:
+            break
+        out.append(t)
+        if counts_in_budget(attrs, t):
+            used = _total((used, trial_cost(t)))
+    return out
+
+
+def budget_view(study: optuna.Study, budget: float | None) -> optuna.Study:
+    """`study`, or, when it holds trials beyond `budget` (a lowered `n_trials`), an in-memory copy of the
+    trials within it (`within_budget`), its user attrs and metric names: what the round's best, summary,
+    plots, accounting and the next round's narrowing read. None, or a round still running: `study`."""
+    if budget is None:
+        return study
+    trials = study.get_trials(deepcopy=False)
+    kept = within_budget(study, budget)
+    if len(kept) == len(trials) or any(t.state == optuna.trial.TrialState.RUNNING for t in trials):
+        return study
+    view = optuna.create_study(storage=optuna.storages.InMemoryStorage(), study_name=study.study_name,
+                               directions=study.directions)  # fmt: skip
+    for key, value in study.user_attrs.items():
+        view.set_user_attr(key, value)
+    with warnings.catch_warnings():  # metric names: experimental since Optuna 3.2, still in 5.1
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if study.metric_names:
+            view.set_metric_names(study.metric_names)
+    view.add_trials(kept)
+    return view

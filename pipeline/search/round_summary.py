@@ -54,12 +54,14 @@ def log_round_summary(mlc, parent: str, study: optuna.Study, space: dict[str, Pa
     mlc.set_terminated(parent, status=status)
 
 
-def round_result(study: optuna.Study, rnd: RoundConfig, space: dict[str, ParamRange], notes: list[str]) -> dict:
-    """One round of the search result: its study, ranges, notes, counts and best trial."""
+def round_result(study: optuna.Study, rnd: RoundConfig, space: dict[str, ParamRange], notes: list[str],
+                 budget: int) -> dict:  # fmt: skip
+    """One round of the search result: its study, ranges, notes, budget (readers take the study's trials
+    within it, `budget_view`), counts and best trial."""
     out: dict[str, Any] = {
         "study": study.study_name, "round": rnd.name, "epochs": rnd.epochs, "ranges": space_to_dict(space),
         "notes": notes, "parent_run_id": study.user_attrs.get("mlflow_parent_run_id"),
-        "counts": state_counts(study), "budget_used": budget_used(study),
+        "counts": state_counts(study), "budget": budget, "budget_used": budget_used(study),
     }  # fmt: skip
     try:
         b = study.best_trial

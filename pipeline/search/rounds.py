@@ -24,10 +24,10 @@ from typing import Any
 import optuna
 
 from pipeline import io, paths, retry, tracking
-from pipeline.config import ParamRange, Params, fingerprint
+from pipeline.config import ParamRange, Params, RoundConfig, fingerprint
 from pipeline.errors import MissingInputError, SearchFailedError
 from pipeline.search import parallel, round_summary
-from pipeline.search.budget import discard_failed_attempt, no_completed_trial
+from pipeline.search.budget import budget_view, discard_failed_attempt, no_completed_trial
 from pipeline.search.spaces import narrow, space_from_dict, space_to_dict, top_trials
 from pipeline.processes import worker_alive, worker_id
 from pipeline.search.storage import describe, fail_interrupted, is_journal, open_storage
@@ -110,7 +110,7 @@ def run_round(params: Params, key: str, k: int, space: dict[str, ParamRange], *,
     if "space" in study.user_attrs and study.user_attrs["space"] != space_to_dict(space):
         space = space_from_dict(study.user_attrs["space"])
         notes = [*study.user_attrs.get("narrowing_notes", []), "resumed with the ranges this study started with"]
-    budget = n_trials if n_trials is not None else rnd.n_trials
+    budget = _budget(rnd, n_trials)
     tags = _trial_tags(params, key, k, name)
     parent = study.user_attrs.get("mlflow_parent_run_id")
     if parent is None:  # set the round up; the parent run id goes last: launchers waiting for it find the rest
@@ -147,6 +147,7 @@ def run_round(params: Params, key: str, k: int, space: dict[str, ParamRange], *,
     stray += tracking.close_runs_of_finished_trials(mlc, experiment_id, name, finished, by="search")
     if stray:
         print(f"{name}: {len(stray)} MLflow run(s) its workers left RUNNING marked FAILED", file=sys.stderr)
+    study = budget_view(study, budget)  # a lowered budget: the trials a fresh run of it asks
     round_summary.log_round_summary(
         mlc, parent, study, space, notes, budget, k=k, rnd=rnd, dataset=bench.dataset, direction=direction
     )
@@ -259,11 +260,11 @@ def run_search(params: Params, key: str, *, only_round: int | None = None, n_tri
                               storage_url=storage_url, notes=notes, direction=direction,
                               release_memory=release_memory)  # fmt: skip
         else:
-            study = _load_existing(params, key, k, storage_url)
+            study = budget_view(_load_existing(params, key, k, storage_url), _budget(rnd, n_trials))
         if "space" in study.user_attrs:  # the ranges the study really used (stable across resumes)
             space = space_from_dict(study.user_attrs["space"])
             notes = study.user_attrs.get("narrowing_notes", notes)
-        rounds_out.append(round_summary.round_result(study, rnd, space, notes))
+        rounds_out.append(round_summary.round_result(study, rnd, space, notes, _budget(rnd, n_trials)))
         prev = study
         failure = no_completed_trial(study)
         if failure is not None:
@@ -279,9 +280,15 @@ def _load_existing(params: Params, key: str, k: int, storage_url: str | None) ->
     """Load round `k`'s study for a run of a later round only (`--round`)."""
     name = study_name(params, key, k)
     try:
-        return optuna.load_study(study_name=name, storage=open_storage(storage_url, key))
+        study = optuna.load_study(study_name=name, storage=open_storage(storage_url, key))
     except KeyError:
         raise MissingInputError(
             f"round {k + 1} of {key} ({name}) has not run with this configuration; "
             f"run `tunebench search --benchmark {key}` (or `--round {k + 1}`) first"
         ) from None
+    return study
+
+
+def _budget(rnd: RoundConfig, n_trials: int | None) -> int:
+    """Round `rnd`'s budget in full trials: `--n-trials` if given, else its `n_trials`."""
+    return n_trials if n_trials is not None else rnd.n_trials

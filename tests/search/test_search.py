@@ -299,6 +299,44 @@ def test_resume_runs_exactly_the_remaining_budget(proj):
     assert json.loads(paths.search_result(key).read_text())["rounds"][0]["counts"]["complete"] == 5
 
 
+def test_a_lowered_budget_reads_the_trials_a_fresh_run_of_it_asks(proj, prepared, tmp_path, monkeypatch):
+    """`n_trials` lowered after a run (e.g. `dvc exp run -S ...n_trials=3` after 6): the study keeps its
+    extra trials, but the round's best, counts, next round's ranges and accounting equal a fresh run's."""
+    key = "digits_numpy_mlp"
+    rounds = [{"name": "coarse", "n_trials": 6, "epochs": 3, "pruner": "median"},
+              {"name": "fine", "n_trials": 2, "epochs": 3, "pruner": "none", "top_quantile": 0.5}]  # fmt: skip
+    proj.raw["search"]["sampler"] = "tpe"
+    proj.bench(key)["rounds"] = copy.deepcopy(rounds)
+    wide = proj.search(key)
+    assert len(proj.study(key).trials) >= 6
+    proj.bench(key)["rounds"][0]["n_trials"] = 3
+    lowered = proj.search(key)
+    assert len(proj.study(key).trials) > 3, "the study keeps what the larger budget ran"
+
+    fresh = Project(tmp_path / "fresh")
+    fresh.root.mkdir()
+    shutil.copytree(prepared / "data", fresh.root / "data")
+    monkeypatch.chdir(fresh.root)
+    fresh.raw = copy.deepcopy(proj.raw)
+    fresh.raw["tracking"]["uri"] = f"sqlite:///{fresh.root / 'mlflow.db'}"
+    expected = fresh.search(key)
+
+    def outcome(result: dict) -> list:
+        return [(r["study"], r["budget"], r["budget_used"], r["counts"], r["ranges"], r["best"]["value"],
+                 r["best"]["params"], r["best"]["trial"]) for r in result["rounds"]]  # fmt: skip
+
+    assert outcome(lowered) == outcome(expected)
+    assert outcome(wide) != outcome(expected), "the wider run found the same: the test shows nothing"
+    assert lowered["best"]["params"] == expected["best"]["params"]
+
+    def rows(root: Path, result: dict) -> list:
+        monkeypatch.chdir(root)
+        got = search_summary.trial_rows(None, key, result, folds=None)
+        return [(r["round"], r["trial"], r["state"], r["value"], r["epochs"]) for r in got]
+
+    assert rows(proj.root, lowered) == rows(fresh.root, expected)
+
+
 def test_crashed_running_trial_is_failed_not_counted_and_retried_while_live_ones_are_left(proj, monkeypatch):
     monkeypatch.setenv("TUNEBENCH_GRACE_S", "1")  # the crashed trial names no worker: dead once this old
     key = "digits_numpy_mlp"
