@@ -206,7 +206,7 @@ def _freeze_mid_trial(run: Run, *, one_worker: bool) -> Callable[[int], None]:
 
         send(signal.SIGSTOP)
         still = [t.user_attrs["worker"] for t in _busy(_round_one(run.svc.url, run.key))]
-        if worker in still if one_worker else still:
+        if (worker in still) if one_worker else bool(still):
             return send
         send(signal.SIGCONT)  # its trial ended before the freeze: let it go on, and try again
 

@@ -280,13 +280,12 @@ def _load_existing(params: Params, key: str, k: int, storage_url: str | None) ->
     """Load round `k`'s study for a run of a later round only (`--round`)."""
     name = study_name(params, key, k)
     try:
-        study = optuna.load_study(study_name=name, storage=open_storage(storage_url, key))
+        return optuna.load_study(study_name=name, storage=open_storage(storage_url, key))
     except KeyError:
         raise MissingInputError(
             f"round {k + 1} of {key} ({name}) has not run with this configuration; "
             f"run `tunebench search --benchmark {key}` (or `--round {k + 1}`) first"
         ) from None
-    return study
 
 
 def _budget(rnd: RoundConfig, n_trials: int | None) -> int:

@@ -326,7 +326,7 @@ def test_a_lowered_budget_reads_the_trials_a_fresh_run_of_it_asks(proj, prepared
                  r["best"]["params"], r["best"]["trial"]) for r in result["rounds"]]  # fmt: skip
 
     assert outcome(lowered) == outcome(expected)
-    assert outcome(wide) != outcome(expected), "the wider run found the same: the test shows nothing"
+    assert wide["rounds"][0]["best"] != expected["rounds"][0]["best"], "the extra trials changed nothing here"
     assert lowered["best"]["params"] == expected["best"]["params"]
 
     def rows(root: Path, result: dict) -> list:
