@@ -16,7 +16,10 @@ in a throwaway project holding the shipped `params.yaml` and the processed data:
 
 Each is repeated (`--repeat`) and the minimum kept: the machine may be shared. `--scaling` also
 runs the default benchmark with `--workers 1` and `--workers 2` (threads split) and reports trials
-per hour (whole search, and inside the rounds: trials over the rounds' first-start-to-last-end).
+per hour (whole search, and inside the rounds: trials over the rounds' first-start-to-last-end),
+twice: with its shipped rounds (2 workers forced), and as one round of `--round-trials` order-free
+trials (random sampler, no pruner: 2 workers are what `workers: auto` chooses); `--scaling-only`
+measures only that and replaces the scaling figures of the existing `--out` file.
 `--pythonpath DIR` runs the searches with another checkout's `pipeline` (to compare with a
 baseline). Output: a table, and `benchmarks/results/overhead.json` (or `--out`).
 
@@ -243,8 +246,26 @@ def measure(key: str, data_root: Path, work: Path, repeat: int, pythonpath: Path
     }  # fmt: skip
 
 
-def scaling(data_root: Path, work: Path, repeat: int, pythonpath: Path, key: str = BENCHMARKS[0]) -> dict:
-    """Trials per hour of `key`'s search with 1 and 2 local workers (threads split): minimum wall of `repeat`."""
+def parallel_round(proj: Path, key: str, n_trials: int) -> None:
+    """Make `key`'s rounds in `proj` one round that `workers: auto` runs in parallel: its space, `n_trials`
+    trials of its last round's epochs, random sampler, no pruner (trials that do not depend on each other)."""
+    import yaml  # noqa: PLC0415
+
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    bench = params["benchmarks"][key]
+    epochs = bench["rounds"][-1]["epochs"]
+    bench["rounds"] = [{"name": "parallel", "n_trials": n_trials, "epochs": epochs, "sampler": "random",
+                        "pruner": "none"}]  # fmt: skip
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def scaling_runs(data_root: Path, work: Path, repeat: int, pythonpath: Path, key: str,
+                 round_trials: int | None) -> dict:  # fmt: skip
+    """Trials per hour of `key`'s search with 1 and 2 local workers (threads split): minimum wall of `repeat`.
+
+    `round_trials`: instead of the shipped rounds, one round of that many order-free trials
+    (`parallel_round`), where the 2-worker search is what `workers: auto` chooses by itself.
+    """
     from pipeline.config import load_params  # noqa: PLC0415
 
     dataset = load_params(ROOT / "params.yaml").benchmark(key).dataset
@@ -253,19 +274,31 @@ def scaling(data_root: Path, work: Path, repeat: int, pythonpath: Path, key: str
         runs = []
         for _ in range(repeat):
             proj = make_project(work, data_root, dataset)
-            s = run_search(proj, key, pythonpath, workers=workers)
+            if round_trials:
+                parallel_round(proj, key, round_trials)
+            s = run_search(proj, key, pythonpath, workers=None if round_trials and workers == 2 else workers)
             trials = study_trials(proj, key)
             span = rounds_span(trials)
             runs.append({**s, "trials": len(trials), "in_rounds_s": round(span, 2),
                          "trials_per_hour": round(3600 * len(trials) / s["wall_s"], 1),
                          "trials_per_hour_in_rounds": round(3600 * len(trials) / span, 1)})  # fmt: skip
-            print(f"  scaling {workers} worker(s): {runs[-1]['wall_s']} s, in rounds {span:.1f} s", flush=True)
+            print(f"  scaling {workers} worker(s): {runs[-1]['wall_s']} s, in rounds {span:.1f} s "
+                  f"({runs[-1]['first_line']})", flush=True)  # fmt: skip
         best = max(runs, key=lambda r: r["trials_per_hour"])
         out[f"workers_{workers}"] = {**best, "wall_s_all": [r["wall_s"] for r in runs]}
     w1, w2 = out["workers_1"], out["workers_2"]
     out["speedup"] = round(w2["trials_per_hour"] / w1["trials_per_hour"], 3)
     out["speedup_in_rounds"] = round(w2["trials_per_hour_in_rounds"] / w1["trials_per_hour_in_rounds"], 3)
     return out
+
+
+def scaling(data_root: Path, work: Path, repeat: int, pythonpath: Path, round_trials: int,
+            key: str = BENCHMARKS[0]) -> dict:  # fmt: skip
+    """1 vs 2 workers on `key`: its shipped schedule (`--workers 2` forced), and one order-free round of
+    `round_trials` trials (2 workers chosen by `auto`)."""
+    return {"shipped_rounds": scaling_runs(data_root, work, repeat, pythonpath, key, None),
+            "parallel_round": {"n_trials": round_trials,
+                               **scaling_runs(data_root, work, repeat, pythonpath, key, round_trials)}}  # fmt: skip
 
 
 def table(results: dict) -> str:
@@ -285,14 +318,16 @@ def table(results: dict) -> str:
                (results["benchmarks"][k]["instrumented"]["parts"] for k in keys)]  # fmt: skip
         lines.append(f"| {name} | " + " | ".join(row) + " |")
     if "scaling" in results:
-        sc = results["scaling"]
-        lines += ["", "| workers x threads | search s | trials/hour | trials/hour inside the rounds |",
-                  "|---|---|---|---|"]  # fmt: skip
-        for w in (1, 2):
-            r = sc[f"workers_{w}"]
-            choice = r["first_line"].split(": ")[1].split(" (")[0]
-            lines.append(f"| {choice} | {r['wall_s']} | {r['trials_per_hour']} | {r['trials_per_hour_in_rounds']} |")
-        lines.append(f"| speed-up | | {sc['speedup']:.2f}x | {sc['speedup_in_rounds']:.2f}x |")
+        lines += ["", "| search | workers x threads | trials | search s | trials/hour | trials/hour in rounds |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for name, sc in results["scaling"].items():
+            label = "shipped rounds" if name == "shipped_rounds" else f"one order-free round of {sc['n_trials']}"
+            for w in (1, 2):
+                r = sc[f"workers_{w}"]
+                choice = r["first_line"].split(": ")[1].split(" (")[0]
+                lines.append(f"| {label} | {choice} | {r['trials']} | {r['wall_s']} | {r['trials_per_hour']} | "
+                             f"{r['trials_per_hour_in_rounds']} |")  # fmt: skip
+            lines.append(f"| {label} | speed-up | | | {sc['speedup']:.2f}x | {sc['speedup_in_rounds']:.2f}x |")
     return "\n".join(lines)
 
 
@@ -308,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--benchmarks", nargs="+", default=list(BENCHMARKS))
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--scaling", action="store_true", help="also 1 vs 2 workers on the default benchmark")
+    ap.add_argument("--scaling-only", action="store_true", help="only 1 vs 2 workers, into --out's other figures")
+    ap.add_argument("--round-trials", type=int, default=32, help="trials of the order-free round of --scaling")
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "processed")
     ap.add_argument("--pythonpath", type=Path, default=ROOT, help="the checkout whose `pipeline` searches")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "overhead.json")
@@ -327,13 +364,18 @@ def main(argv: list[str] | None = None) -> int:
                      "bare loop of model.fit on the same configurations and epochs in one fresh process (ratio; also "
                      "to the fits alone); minimum of the repeats; instrumented: one more search, timed by part",
                      "goal_max_ratio": GOAL_RATIO, "goal_min_scaling": GOAL_SCALING, "benchmarks": {}}  # fmt: skip
+    if args.scaling_only:
+        results = json.loads(args.out.read_text())
     with tempfile.TemporaryDirectory(prefix="tb-overhead-") as tmp:
-        for key in args.benchmarks:
+        for key in [] if args.scaling_only else args.benchmarks:
             results["benchmarks"][key] = measure(key, args.data, Path(tmp), args.repeat, args.pythonpath)
-        if args.scaling:
-            results["scaling"] = scaling(args.data, Path(tmp), args.repeat, args.pythonpath)
-    results["store_creation_s"] = STORE_CREATION_S[0] if STORE_CREATION_S else None
-    results["machine"] = machine_info(pythonpath=str(args.pythonpath), repeat=args.repeat)
+        if args.scaling or args.scaling_only:
+            results["scaling"] = scaling(args.data, Path(tmp), args.repeat, args.pythonpath, args.round_trials)
+    if args.scaling_only:
+        results["scaling_machine"] = machine_info(pythonpath=str(args.pythonpath), repeat=args.repeat)
+    else:
+        results["store_creation_s"] = STORE_CREATION_S[0] if STORE_CREATION_S else None
+        results["machine"] = machine_info(pythonpath=str(args.pythonpath), repeat=args.repeat)
     text = table(results)
     results["table"] = text
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -55,10 +55,18 @@ class WorkerPool:
         self.target = target
         self.slots: dict[int, Warm] = {}
 
-    def preload(self, modules: list[str]) -> None:
-        """Modules the fork server imports when it starts (once per launcher process: later calls do nothing)."""
+    def preload(self, modules: list[str], *, start: bool = False) -> None:
+        """Modules the fork server imports when it starts (once per launcher process: later calls do nothing).
+
+        `start`: start the fork server now, without waiting for it, so that its imports (TensorFlow:
+        seconds) overlap what this process does before its first worker is needed.
+        """
         if self.ctx.get_start_method() == "forkserver":
             self.ctx.set_forkserver_preload(modules)
+            if start:
+                from multiprocessing import forkserver  # noqa: PLC0415
+
+                forkserver.ensure_running()
 
     def submit(self, slot: int, message: tuple, *, threads: int, trials: int, per_process: int) -> Warm:
         """Hand `message` (a job of `trials` trials) to `slot`'s process, started or replaced as needed."""

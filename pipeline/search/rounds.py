@@ -32,7 +32,7 @@ from pipeline.search.spaces import narrow, space_from_dict, space_to_dict, top_t
 from pipeline.processes import worker_alive, worker_id
 from pipeline.search.storage import describe, fail_interrupted, is_journal, open_storage
 from pipeline.search.resume import run_budget
-from pipeline.search.workers import RoundJob, trials_per_process
+from pipeline.search.workers import RoundJob, start_early, trials_per_process
 from pipeline.tasks import task_metric
 
 SETUP_WAIT_S = 120.0  # how long a launcher waits for the creator of a round's study to set the round up
@@ -238,6 +238,8 @@ def run_search(params: Params, key: str, *, only_round: int | None = None, n_tri
                              sampler=params.search.sampler)  # fmt: skip
     print(choice.line(key), file=sys.stderr, flush=True)
     workers = choice.workers
+    if workers > 1:
+        start_early(bench.model)
     storage_url = storage_url or params.storage_url()
     tracking.check_reachable(params.tracking_uri())
     open_storage(storage_url, key, tracking_uri=params.tracking_uri(), wait=False)  # a bad URL or dead server: fails

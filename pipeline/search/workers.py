@@ -239,7 +239,7 @@ def run_workers(job: RoundJob, study: optuna.Study, remaining: int, timeout: flo
     deadline = None if timeout is None else time.monotonic() + timeout
     own = pool.current() is None  # outside `keep_warm()`: this call's processes end with it
     workers_pool = pool.WorkerPool(_warm_worker) if own else pool.current()
-    workers_pool.preload([__name__, *(["pipeline.models.preload"] if job.bench.model.startswith("keras_") else [])])
+    workers_pool.preload(_preloaded(job.bench.model))
     left = dict(enumerate(quotas))
     running: dict[int, tuple[pool.Warm, int]] = {}
     bad: list[int] = []
@@ -318,6 +318,18 @@ def _dedupe(lines: list[str]) -> list[str]:
 def keep_warm():
     """A context (a whole search) in which each worker slot's process stays up across rounds (`pool`)."""
     return pool.warm_workers(_warm_worker)
+
+
+def _preloaded(model: str) -> list[str]:
+    """What the fork server of a search of `model` imports once for all its workers (TensorFlow for Keras)."""
+    return [__name__, *(["pipeline.models.preload"] if model.startswith("keras_") else [])]
+
+
+def start_early(model: str) -> None:
+    """Within `keep_warm()`, start the fork server of a search that will use worker processes now, so
+    that its imports run while this process sets up the stores and the first round."""
+    if pool.current() is not None:
+        pool.current().preload(_preloaded(model), start=True)
 
 
 def _warm_worker(conn, board=None) -> None:

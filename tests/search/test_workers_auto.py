@@ -135,6 +135,36 @@ def test_a_slot_keeps_its_process_until_it_dies_runs_out_of_trials_or_wants_othe
     assert all(not proc.is_alive() for proc in procs) and not p.slots
 
 
+EARLY_START = """
+import sys, time
+from multiprocessing import forkserver
+from pathlib import Path
+from pipeline.search import pool, workers
+marker = Path(sys.argv[1])
+with workers.keep_warm():
+    pool.current().preload(["marker_on_import"], start=True)
+    t0 = time.monotonic()
+    while not marker.exists() and time.monotonic() - t0 < 60:  # no worker asked for: only the fork server imports it
+        time.sleep(0.1)
+    print(forkserver._forkserver._forkserver_pid is not None, marker.exists())
+"""
+
+
+def test_a_parallel_search_starts_its_fork_server_before_any_worker_is_asked_for(tmp_path):
+    """Its imports (TensorFlow for Keras) then overlap the launcher's set-up (`workers.start_early`)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    marker = tmp_path / "imported"
+    (tmp_path / "marker_on_import.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)])}
+    out = subprocess.run([sys.executable, "-c", EARLY_START, str(marker)], env=env, capture_output=True, text=True,
+                         timeout=120, check=True)  # fmt: skip
+    assert out.stdout.split() == ["True", "True"], out.stderr
+
+
 # --- a real search -----------------------------------------------------------------------------------------
 
 
