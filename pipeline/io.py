@@ -32,6 +32,11 @@ def _tmp_prefix(dest: Path) -> str:
     return f".{dest.name}.tmp-{os.getpid()}-"
 
 
+def temp_sibling(dest: Path) -> Path:
+    """A fresh hidden path next to `dest` to write it under first (`clean_staging` removes it if its process died)."""
+    return dest.with_name(f"{_tmp_prefix(dest)}{secrets.token_hex(4)}")
+
+
 @contextmanager
 def atomic_file(path: Path | str) -> Iterator[IO[bytes]]:
     """Yield a binary file handle whose content replaces `path` atomically when the block ends.
@@ -41,7 +46,7 @@ def atomic_file(path: Path | str) -> Iterator[IO[bytes]]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{_tmp_prefix(path)}{secrets.token_hex(4)}")
+    tmp = temp_sibling(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:

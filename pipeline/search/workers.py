@@ -322,7 +322,7 @@ def keep_warm():
 
 def _preloaded(model: str) -> list[str]:
     """What the fork server of a search of `model` imports once for all its workers (TensorFlow for Keras)."""
-    return [__name__, *(["pipeline.models.preload"] if model.startswith("keras_") else [])]
+    return ["pipeline.search.preload", *(["pipeline.models.preload"] if model.startswith("keras_") else [])]
 
 
 def start_early(model: str) -> None:

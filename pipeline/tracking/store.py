@@ -16,7 +16,7 @@ from urllib.request import url2pathname
 
 from mlflow.tracking import MlflowClient
 
-from pipeline import compat, paths
+from pipeline import compat, io, paths
 from pipeline.tracking import retrying_client
 from pipeline.redaction import redact, split_credentials
 
@@ -41,6 +41,8 @@ def client(uri: str) -> MlflowClient:
         if password is not None:
             os.environ["MLFLOW_TRACKING_PASSWORD"] = password
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    if uri.startswith("sqlite:"):
+        _create_sqlite_store(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     mlc = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -136,6 +138,33 @@ def absolute_sqlite_uri(uri: str) -> str:
     if not path or path == ":memory:":
         return uri
     return f"{prefix}{Path(path).resolve()}{sep}{query}"
+
+
+def _create_sqlite_store(uri: str) -> None:
+    """Create a missing SQLite store whole: its tables are made (by MLflow) in a temporary file next to
+    it, which is then linked into place. MLflow creates them in place over seconds, and a store
+    interrupted then (Ctrl-C, a kill) was left half-made: every later command failed on it ("table
+    ... already exists"). If another process links its store first, that one is used.
+    """
+    path = _local_store_path(uri)
+    if path is None or path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    io.clean_staging(path)  # what a creation killed earlier left
+    tmp = io.temp_sibling(path)
+    try:
+        maker = MlflowClient(tracking_uri=f"sqlite:///{tmp}")
+        maker.search_experiments()  # creates the tables
+        engine = compat.sqlalchemy_engine(maker)
+        if engine is not None:
+            engine.dispose()
+        try:
+            os.link(tmp, path)  # never replaces a store another process made meanwhile
+        except FileExistsError:
+            pass
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
+            leftover.unlink(missing_ok=True)
 
 
 def _tune_sqlite(mlc: MlflowClient) -> None:

@@ -165,6 +165,35 @@ def test_a_parallel_search_starts_its_fork_server_before_any_worker_is_asked_for
     assert out.stdout.split() == ["True", "True"], out.stderr
 
 
+INTERRUPT_EARLY_START = """
+import os, signal, time
+from multiprocessing import forkserver
+from pipeline.search import workers
+with workers.keep_warm():
+    workers.start_early("keras_mlp")  # the fork server imports the worker code and TensorFlow (seconds)
+    time.sleep(2)
+    pid = forkserver._forkserver._forkserver_pid
+    try:
+        os.killpg(0, signal.SIGINT)  # Ctrl-C in the terminal: the whole process group
+        time.sleep(5)
+    except KeyboardInterrupt:
+        pass
+    print(os.waitpid(pid, 0)[1] >> 8)
+"""
+
+
+def test_ctrl_c_while_the_fork_server_imports_ends_it_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", INTERRUPT_EARLY_START], env={**os.environ, "PYTHONPATH": str(root)},
+                         capture_output=True, text=True, timeout=120, start_new_session=True)  # fmt: skip
+    assert "Traceback" not in out.stderr and "KeyboardInterrupt" not in out.stderr, out.stderr
+    assert out.stdout.split() == ["130"], (out.stdout, out.stderr)
+
+
 # --- a real search -----------------------------------------------------------------------------------------
 
 

@@ -502,3 +502,45 @@ def test_a_running_twin_of_a_finished_trial_is_closed_and_nothing_else(store):
     status = {r: store.mlc.get_run(r).info.status for r in (own, twin, running, other)}
     assert status == {own: "FINISHED", twin: "FAILED", running: "RUNNING", other: "RUNNING"}
     assert "stray" in store.mlc.get_run(twin).data.tags and store.mlc.get_run(twin).data.tags["state"] == "FAIL"
+
+
+KILL_MID_CREATION = """
+import sys
+import mlflow
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+from pipeline.tracking import store
+print("ready", flush=True)  # imported: what follows is the store's creation (about a second)
+sys.stdin.readline()
+store.client("sqlite:///mlflow.db").search_experiments()
+print("created", flush=True)
+"""
+
+
+@pytest.mark.parametrize("after_s", [0.15, 0.4, 0.7])
+def test_a_store_killed_while_its_tables_are_made_is_never_left_half_made(tmp_path, after_s):
+    """MLflow makes a new SQLite store's tables over about a second; a kill then must not leave a store
+    that every later command fails on ("table ... already exists")."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-c", KILL_MID_CREATION], cwd=tmp_path, env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+    assert proc.stdout.readline().strip() == "ready"
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    time.sleep(after_s)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    db = tmp_path / "mlflow.db"
+    if db.exists():  # created whole before the kill
+        assert MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    uri = f"sqlite:///{tmp_path / 'again' / 'mlflow.db'}"
+    shutil.copytree(tmp_path, tmp_path / "again", ignore=shutil.ignore_patterns("again"))
+    mlc = tracking.client(uri)  # what the next command does in that folder
+    exp = mlc.create_experiment("after-a-kill")
+    assert mlc.get_experiment(exp).name == "after-a-kill"
+    assert not list((tmp_path / "again").glob(".mlflow.db*")), "the killed creation's file is removed"
