@@ -162,6 +162,9 @@ def _create_sqlite_store(uri: str) -> None:
             os.link(tmp, path)  # never replaces a store another process made meanwhile
         except FileExistsError:
             pass
+        except OSError:  # a file system without hard links: a rename, unless a store appeared meanwhile
+            if not path.exists():
+                os.replace(tmp, path)
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
             leftover.unlink(missing_ok=True)

@@ -544,3 +544,15 @@ def test_a_store_killed_while_its_tables_are_made_is_never_left_half_made(tmp_pa
     exp = mlc.create_experiment("after-a-kill")
     assert mlc.get_experiment(exp).name == "after-a-kill"
     assert not list((tmp_path / "again").glob(".mlflow.db*")), "the killed creation's file is removed"
+
+
+def test_a_new_store_is_made_where_the_file_system_has_no_hard_links(tmp_path, monkeypatch):
+    """Some mounts (FAT, several FUSE and network file systems) refuse `link()`: the store is renamed in."""
+
+    def no_links(src, dst, **kwargs):
+        raise PermissionError(1, "Operation not permitted", str(dst))
+
+    monkeypatch.setattr(os, "link", no_links)
+    mlc = tracking.client(f"sqlite:///{tmp_path / 'fat' / 'mlflow.db'}")
+    assert mlc.get_experiment(mlc.create_experiment("no-hard-links")).name == "no-hard-links"
+    assert not list((tmp_path / "fat").glob(".mlflow.db*"))
