@@ -148,8 +148,12 @@ def test_keras_l1_hinge_and_regression_losses(data, tmp_path):
         "l2": pytest.approx(1e-3),
     }
     r = data["regression"]
+    # unit-scale targets, lr 1e-2: 0.69-0.78 of the mean predictor's MAE over seeds 0-3 (the raw targets, near
+    # 150, with lr 3e-2 left huber, whose delta is 1, at 0.90 on every run: a marginal threshold)
+    mean, scale = r["y_train"].mean(), r["y_train"].std()
+    r = {**r, "y_train": (r["y_train"] - mean) / scale, "y_val": (r["y_val"] - mean) / scale}
     for loss in ("mae", "huber"):
-        m = train("keras_mlp", r, {"units": 32, "lr": 3e-2, "batch_size": 32, "loss": loss}, epochs=15)
+        m = train("keras_mlp", r, {"units": 32, "lr": 1e-2, "batch_size": 32, "loss": loss}, epochs=15)
         assert m.evaluate(r["X_val"], r["y_val"])["mae"] < 0.85 * np.mean(np.abs(r["y_val"] - r["y_train"].mean()))
 
 
