@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import io, paths, report_sources, retry
+from pipeline import io, paths, report_sources, retry, tracking
 from pipeline.config import Params
 from pipeline.reference import goal_for, reference_for
 
@@ -75,7 +75,8 @@ def _row(params: Params, key: str, bench) -> dict:
         "best_params": (search.get("best") or {}).get("params"),
         "best_trial_run_id": (search.get("best") or {}).get("run_id"),
         "promoted": io.read_json(promo).get("promote") if promo.exists() else None,
-        "registered_name": f"{bench.dataset}-{bench.model}", "data_source": report_sources.data_source(bench.dataset),
+        "registered_name": tracking.experiment_name(key, bench.dataset, bench.model),
+        "data_source": report_sources.data_source(bench.dataset),
         "_search": search,
     })  # fmt: skip
     if not ok_ref:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pipeline import io, paths, tracking
+from pipeline import data_identity, io, paths, tracking
 from pipeline.config import Params
-from pipeline.errors import MissingInputError
+from pipeline.errors import MissingInputError, TrackingError
 from pipeline.tasks import task_metric
 
 
@@ -54,7 +54,7 @@ def preprocess(params: Params, dataset: str) -> Path:
     raw = _load_raw(params, dataset)
     data = features.preprocess(raw, params.dataset(dataset).preprocess.model_dump())
     with io.staged_dir(dest) as tmp:
-        data.save(tmp, input_hashes={"raw_manifest": io.file_sha256(paths.raw_manifest(dataset))})
+        data.save(tmp, input_hashes=data_identity.processed_inputs(params, dataset))
         io.write_json_atomic(tmp / paths.RAW_EXAMPLE, serving.raw_example(raw))
     return dest
 
@@ -88,6 +88,7 @@ def train_best(params: Params, benchmark: str) -> dict:
     from pipeline.models.hparams import resolve_hparams  # noqa: PLC0415
 
     bench = params.benchmark(benchmark)
+    data_identity.require_current(params, bench.dataset)
     best = _best(benchmark)
     mlc = tracking.connect(params.tracking_uri())
     data = ProcessedData.load(paths.processed_dir(bench.dataset))
@@ -158,6 +159,7 @@ def evaluate(params: Params, benchmark: str) -> dict:
     from pipeline.models import TrainedModel, get_family  # noqa: PLC0415
 
     bench = params.benchmark(benchmark)
+    data_identity.require_current(params, bench.dataset)
     data = ProcessedData.load(paths.processed_dir(bench.dataset))
     info = io.read_json(paths.model_info(benchmark))
     result = io.read_json(paths.search_result(benchmark))
@@ -189,9 +191,10 @@ def evaluate(params: Params, benchmark: str) -> dict:
 
 
 def registered_name(params: Params, benchmark: str) -> str:
-    """The registry name of a benchmark's model: `<dataset>-<model>`."""
+    """The registry name of a benchmark's model, unique per benchmark: its experiment's name (`<dataset>-<model>`,
+    `-<benchmark>` added when the benchmark is not named `<dataset>_<model>`)."""
     bench = params.benchmark(benchmark)
-    return f"{bench.dataset}-{bench.model}"
+    return tracking.experiment_name(benchmark, bench.dataset, bench.model)
 
 
 def promote(params: Params, benchmark: str, *, force: bool = False, dry_run: bool = False) -> dict:
@@ -208,16 +211,24 @@ def promote(params: Params, benchmark: str, *, force: bool = False, dry_run: boo
             f"{paths.evaluation_file(benchmark)} evaluates another model than "
             f"{paths.model_dir(benchmark)}; rerun `tunebench evaluate --benchmark {benchmark}`"
         )
+    bench = params.benchmark(benchmark)
+    data_identity.require_current(params, bench.dataset)
     mlc = tracking.connect(params.tracking_uri())
     metric = evaluated["metric"]
-    bench = params.benchmark(benchmark)
     tags = {"dataset_manifest_hash": io.file_sha256(paths.processed_manifest(bench.dataset)), "params": info["hparams"],
             "study": info["source"]["study"], "trial": info["source"]["trial"], "git_commit": tracking.git_commit(),
             "benchmark": benchmark}  # fmt: skip
     if not dry_run:
         _recover(mlc, tracking.experiment_name(benchmark, bench.dataset, bench.model), "promote")
+    name = registered_name(params, benchmark)
+    held = registry.champion(mlc, name)
+    owner = held.tags.get("benchmark") if held is not None else None
+    if owner not in (None, benchmark) and not force:  # a store from before names were unique per benchmark
+        raise TrackingError(f"registered model {name}: its champion, version {held.version}, was promoted by "
+                            f"benchmark {owner} (which now registers as its own model); rerun with --force to make "
+                            f"{benchmark}'s model the champion of {name}")  # fmt: skip
     decision = registry.promote(
-        mlc, registered_name(params, benchmark), model_uri=info["model_source"], run_id=info["run_id"],
+        mlc, name, model_uri=info["model_source"], run_id=info["run_id"],
         model_id=info.get("model_id"),
         metric=metric, direction=evaluated["direction"], value=float(metrics["test"][metric]), tags=tags,
         min_improvement=params.promote.min_improvement, force=force, dry_run=dry_run,

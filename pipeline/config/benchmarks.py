@@ -72,6 +72,14 @@ class RoundConfig(Strict):
     reinvest_pruned: bool = True  # a pruned trial costs the share of its epochs it trained (`budget.trial_cost`)
 
 
+def model_name(benchmark: str, dataset: str, model: str) -> str:
+    """A benchmark's MLflow experiment and registered model: `<dataset>-<model>` for a benchmark named
+    `<dataset>_<model>` (or like its dataset), else `<dataset>-<model>-<benchmark>`, so no two benchmarks
+    share a champion (`Params` refuses the rare names that would still collide). No `/`: MLflow's
+    breadcrumb shows only what follows the last one."""
+    return f"{dataset}-{model}" if benchmark in (f"{dataset}_{model}", dataset) else f"{dataset}-{model}-{benchmark}"
+
+
 class BenchmarkConfig(Strict):
     """A dataset searched with one model family; `hparams` and `space` name only what the family reads."""
 

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.config.base import Name, Problems, Strict
-from pipeline.config.benchmarks import SAMPLERS, BenchmarkConfig, task_problems
+from pipeline.config.benchmarks import SAMPLERS, BenchmarkConfig, model_name, task_problems
 from pipeline.config.datasets import DatasetConfig
 from pipeline.config.urls import has_password, storage_url_problem, tracking_uri_problem
 from pipeline.errors import ConfigError
@@ -107,7 +107,15 @@ class Params(Strict):
                     f"unknown dataset; built-in datasets are {', '.join(sorted(known))}, "
                     "or declare `source: {url|path, sha256, format, task}`",
                 ))  # fmt: skip
+        named: dict[str, str] = {}
         for key, bench in self.benchmarks.items():
+            name = model_name(key, bench.dataset, bench.model)
+            if name in named:
+                problems.append((
+                    ("benchmarks", key), key, f"its MLflow experiment and registered model would be {name!r}, "
+                    f"as benchmark {named[name]}'s (one champion for two benchmarks); rename one of them",
+                ))  # fmt: skip
+            named.setdefault(name, key)
             if bench.dataset not in self.datasets:
                 problems.append((
                     ("benchmarks", key, "dataset"), bench.dataset,

@@ -23,7 +23,7 @@ from typing import Any
 
 import optuna
 
-from pipeline import io, paths, retry, tracking
+from pipeline import data_identity, io, paths, retry, tracking
 from pipeline.config import ParamRange, Params, RoundConfig, fingerprint
 from pipeline.errors import MissingInputError, SearchFailedError
 from pipeline.search import parallel, round_summary
@@ -43,7 +43,8 @@ OWNER_ATTR = "created_by"  # study user attr: the worker that created the study 
 def study_name(params: Params, key: str, k: int) -> str:
     """The name of round `k` (0-based) of benchmark `key`: `<key>.<k+1>-<round name>.<hash>`.
 
-    The hash covers what defines the round's trials: the dataset's preprocessing, the model,
+    The hash covers what defines the round's trials: the data (`data_identity.require_current`: the
+    dataset's settings and raw files' content, checked against the processed data), the model,
     fixed hyperparameters, the space, every earlier round (their results shape this round's
     ranges), this round without its budget (`n_trials`, `timeout`, `reinvest_pruned`), seeds
     and the sampler.
@@ -52,7 +53,7 @@ def study_name(params: Params, key: str, k: int) -> str:
     bench = params.benchmark(key)
     this = bench.rounds[k].model_dump(exclude={"n_trials", "timeout", "reinvest_pruned"})
     fp = fingerprint(
-        params.dataset(bench.dataset).preprocess, bench.model, bench.hparams, bench.space,
+        data_identity.require_current(params, bench.dataset), bench.model, bench.hparams, bench.space,
         bench.rounds[:k], this, bench.seed, params.search.sampler, params.search.seed,
     )  # fmt: skip
     return f"{key}.{k + 1}-{bench.rounds[k].name}.{fp}"
@@ -233,6 +234,7 @@ def run_search(params: Params, key: str, *, only_round: int | None = None, n_tri
     from pipeline.search.warm import load_processed  # noqa: PLC0415
 
     bench = params.benchmark(key)
+    data_identity.require_current(params, bench.dataset)  # before anything: stale processed data is refused
     choice = parallel.choose(workers or params.search.workers, model=bench.model, rounds=bench.rounds,
                              input_shape=parallel.input_shape(paths.processed_manifest(bench.dataset)),
                              sampler=params.search.sampler)  # fmt: skip

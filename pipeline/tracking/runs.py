@@ -22,6 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipeline import compat, paths
+from pipeline.config.benchmarks import model_name
 from pipeline.processes import worker_alive, worker_id
 from pipeline.redaction import redact
 from pipeline.tracking.store import local_artifact_dir
@@ -33,9 +34,8 @@ _TEXT_SUFFIXES = {".csv", ".json", ".txt", ".md", ".yaml", ".yml", ".html", ".lo
 
 
 def experiment_name(benchmark: str, dataset: str, model: str) -> str:
-    """The experiment of a benchmark: `<dataset>-<model>` (the registered model's name), `-<benchmark>` added
-    when several benchmarks share them. No `/`: MLflow's breadcrumb shows only what follows the last one."""
-    return f"{dataset}-{model}" if benchmark in (f"{dataset}_{model}", dataset) else f"{dataset}-{model}-{benchmark}"
+    """The experiment of a benchmark, named like its registered model (`pipeline.config.model_name`)."""
+    return model_name(benchmark, dataset, model)
 
 
 def ensure_experiment(mlc: MlflowClient, name: str) -> str:

@@ -1,0 +1,91 @@
+"""A search knows its data: new data (another custom CSV) means new studies, and processed data made
+from other settings (a preprocess that failed after a change) is refused by every later stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import run_cli
+from fixtures_datasets import sha256
+from sklearn.datasets import load_breast_cancer
+
+BENCH = "mine_linear"
+
+
+def _csv(rows: np.ndarray, labels: np.ndarray) -> bytes:
+    head = ",".join(f"f{i}" for i in range(rows.shape[1])) + ",y\n"
+    return (head + "".join(",".join(f"{v:.6g}" for v in r) + f",{int(t)}\n" for r, t in zip(rows, labels))).encode()
+
+
+def _params(dest: Path, csv_name: str, data: bytes, **preprocess) -> None:
+    params = {
+        "tracking": {"uri": "sqlite:///mlflow.db", "log_models": False},
+        "search": {"sampler": "random", "seed": 0, "workers": 1},
+        "datasets": {"mine": {
+            "source": {"path": csv_name, "sha256": sha256(data), "format": "csv", "task": "binary", "target": "y"},
+            "preprocess": {"kind": "standardize", "val_fraction": 0.25, "test_fraction": 0.25, **preprocess}}},
+        "benchmarks": {BENCH: {
+            "dataset": "mine", "model": "linear", "space": {"l2": {"low": 1.0e-3, "high": 10.0, "log": True}},
+            "rounds": [{"name": "a", "n_trials": 3, "epochs": 1, "pruner": "none"}]}},
+    }  # fmt: skip
+    (dest / csv_name).write_bytes(data)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _ok(*args: str, cwd: Path):
+    proc = run_cli(*args, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _stages(cwd: Path) -> dict:
+    for stage in ("fetch", "preprocess"):
+        _ok(stage, "--dataset", "mine", cwd=cwd)
+    proc = _ok("search", "--benchmark", BENCH, cwd=cwd)
+    return json.loads((cwd / "results" / "search" / f"{BENCH}.json").read_text()) | {"stderr": proc.stderr}
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    d = load_breast_cancer()
+    return d.data[:240], d.target[:240]
+
+
+def test_a_changed_dataset_gets_new_studies_and_a_failed_preprocess_is_never_read(tmp_path, cancer):
+    x, y = cancer
+    first = _csv(x, y)
+    _params(tmp_path, "a.csv", first)
+    old = _stages(tmp_path)
+    assert old["best"]["value"] > 0.85  # a learnable problem
+
+    shuffled = _csv(x, np.random.default_rng(0).permutation(y))  # new data: the labels no longer follow
+    _params(tmp_path, "b.csv", shuffled)
+    new = _stages(tmp_path)
+    assert "already met" not in new["stderr"]
+    old_names = {r["study"] for r in old["rounds"]}
+    assert not old_names & {r["study"] for r in new["rounds"]}  # other studies, run afresh
+    assert new["best"]["value"] < 0.8  # the new data's own best, not the old one's 0.9+
+
+    # the same file moved elsewhere is the same data: same studies, nothing to run
+    (tmp_path / "data_in").mkdir()
+    (tmp_path / "data_in" / "b.csv").write_bytes(shuffled)
+    _params(tmp_path, "data_in/b.csv", shuffled)
+    again = _stages(tmp_path)
+    assert [r["study"] for r in again["rounds"]] == [r["study"] for r in new["rounds"]]
+    assert "already met" in again["stderr"]
+
+    # settings changed, preprocess fails: every stage that reads processed data refuses the old folder
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["datasets"]["mine"]["preprocess"]["kfold"] = 500  # more folds than rows: preprocess fails
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert run_cli("preprocess", "--dataset", "mine", cwd=tmp_path).returncode != 0
+    for stage in ("search", "train_best", "evaluate"):
+        proc = run_cli(stage, "--benchmark", BENCH, cwd=tmp_path)
+        assert proc.returncode == 1, (stage, proc.stderr[-2000:])
+        err = proc.stderr.strip().splitlines()[-1]
+        assert err.startswith("error: ") and "made from other settings of datasets.mine" in err, err
+        assert "tunebench preprocess --dataset mine" in err

@@ -1,0 +1,73 @@
+"""Registered model names are unique per benchmark: two benchmarks of one dataset and model keep their own
+champions, names that would still collide are refused at validation, and a champion a store got from
+another benchmark (before names were unique) is never silently replaced."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from conftest import run_cli
+from mlflow.tracking import MlflowClient
+from test_data_identity import _csv, _ok, _params, cancer  # noqa: F401 - `cancer` is a fixture
+
+STRONG = "mine_linear_strong"
+
+
+def _two_benchmarks(tmp_path, x, y) -> None:
+    _params(tmp_path, "a.csv", _csv(x, y))
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["benchmarks"][STRONG] = json.loads(json.dumps(params["benchmarks"]["mine_linear"]))
+    params["benchmarks"][STRONG]["space"]["l2"] = {"low": 100.0, "high": 1000.0, "log": True}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _run(tmp_path, bench: str, *promote_args: str):
+    for stage in ("search", "train_best", "evaluate"):
+        _ok(stage, "--benchmark", bench, cwd=tmp_path)
+    return run_cli("promote", "--benchmark", bench, *promote_args, cwd=tmp_path)
+
+
+def test_two_benchmarks_of_one_dataset_and_model_keep_their_own_champions(tmp_path, cancer, monkeypatch):  # noqa: F811
+    x, y = cancer
+    _two_benchmarks(tmp_path, x, y)
+    for stage in ("fetch", "preprocess"):
+        _ok(stage, "--dataset", "mine", cwd=tmp_path)
+    assert _run(tmp_path, "mine_linear").returncode == 0
+    strong = _run(tmp_path, STRONG)
+    assert strong.returncode == 0, strong.stderr[-2000:]
+    assert "mine-linear-mine_linear_strong: PROMOTE - no champion yet" in strong.stderr
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # MLflow resolves a `models:/` source with the default client
+    mlc = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    for name, bench in (("mine-linear", "mine_linear"), ("mine-linear-mine_linear_strong", STRONG)):
+        champ = mlc.get_model_version_by_alias(name, "champion")
+        assert (str(champ.version), champ.tags["benchmark"]) == ("1", bench)
+        assert json.loads((tmp_path / "promotions" / f"{bench}.json").read_text())["model_name"] == name
+
+    # a store from before: `mine-linear`'s champion came from the other benchmark
+    held = mlc.get_model_version_by_alias("mine-linear-mine_linear_strong", "champion")
+    stray = mlc.create_model_version("mine-linear", held.source, run_id=held.run_id, tags={"benchmark": STRONG})
+    mlc.set_registered_model_alias("mine-linear", "champion", stray.version)
+    refused = run_cli("promote", "--benchmark", "mine_linear", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"error: registered model mine-linear: its champion, version {stray.version}, was promoted by benchmark "
+        f"{STRONG} (which now registers as its own model); rerun with --force to make mine_linear's model the "
+        "champion of mine-linear"
+    )
+    assert mlc.get_model_version_by_alias("mine-linear", "champion").version == stray.version  # nothing moved
+    forced = run_cli("promote", "--benchmark", "mine_linear", "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    assert mlc.get_model_version_by_alias("mine-linear", "champion").tags["benchmark"] == "mine_linear"
+
+
+def test_benchmarks_whose_names_would_still_collide_are_refused(tmp_path, cancer):  # noqa: F811
+    x, y = cancer
+    _params(tmp_path, "a.csv", _csv(x, y))
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["benchmarks"]["mine"] = params["benchmarks"]["mine_linear"]  # `mine` and `mine_linear`: mine-linear
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = run_cli("validate", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "benchmarks.mine" in proc.stderr and "would be 'mine-linear', as benchmark mine_linear's" in proc.stderr
