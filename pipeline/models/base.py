@@ -186,6 +186,10 @@ class TrainedModel:
         """
         dir = Path(dir)
         meta = json.loads((dir / META_FILE).read_text())
+        if meta["family"] == "seed_ensemble":  # several seeds of one configuration (`pipeline.models.ensemble`)
+            from pipeline.models.ensemble import SeedEnsemble  # noqa: PLC0415 - it imports this module
+
+            return SeedEnsemble.load_folder(dir, meta)
         cls = type(get_family(meta["family"])).model_class
         model = cls(
             hparams=meta["hparams"],
