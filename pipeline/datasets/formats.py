@@ -10,6 +10,7 @@ import bz2
 import csv
 import gzip
 import io
+import math
 import pickle
 import re
 import tarfile
@@ -20,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FormatError
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # the models compute in float32: a larger value overflows to inf
 
 # The only globals needed to rebuild numpy arrays (the set Keras's npz_utils allows), plus
 # `_codecs.encode`, which protocol-2 pickles written by Python 3 use for bytes (it only encodes text).
@@ -140,7 +143,8 @@ def read_csv(
         `(X float64, y (float64, or str when not numeric), feature names or None, target name)`.
 
     Raises:
-        FormatError: undecodable text, ragged rows, unknown target, or a non-numeric feature cell.
+        FormatError: undecodable text, a column name given twice, ragged rows, unknown target, a non-numeric
+            feature cell, or a cell no model can use (`unusable`; an empty target too), naming its line and column.
     """
     try:
         text = read_bytes(path).decode("utf-8-sig")
@@ -148,11 +152,13 @@ def read_csv(
         raise FormatError(f"{path}: not UTF-8 text ({exc})") from exc
     stream = io.StringIO(text)
     names = next(csv.reader([stream.readline()], delimiter=delimiter), None) if header else None
-    body = stream.read()
-    try:  # fast path: an all-numeric table
+    _check_names(path, names)
+    body, first = stream.read(), 1 + bool(names)
+    try:  # fast path: an all-numeric table (blank lines and `#` comments skipped)
         table = np.loadtxt(io.StringIO(body), delimiter=delimiter, dtype=np.float64, ndmin=2, quotechar='"')
+        lines = [i for i, line in enumerate(body.splitlines(), first) if line.split("#", 1)[0]]
     except ValueError:
-        table = _read_cells(path, body, delimiter, names)
+        table, lines = _read_cells(path, body, delimiter, names, first)
     width = table.shape[1]
     if not len(table):
         raise FormatError(f"{path}: no data rows")
@@ -164,27 +170,79 @@ def read_csv(
     y = table[:, col]
     feats = np.delete(table, col, axis=1)
     if table.dtype == object:
-        y = y.astype(str)
         try:
             feats = feats.astype(np.float64)
         except ValueError:
             i, j = next((i, j) for i, r in enumerate(feats) for j, v in enumerate(r) if not _is_number(v))
-            line = i + 1 + bool(names)
-            raise FormatError(f"{path}: line {line}: non-numeric feature value {feats[i, j]!r}") from None
+            where = _cell(path, lines[i], names, j + (j >= col))
+            raise FormatError(f"{where}: {_why(feats[i, j])}; fix or remove the row") from None
+        bad = np.insert(unusable(feats), col, [_unusable_cell(v) for v in y], axis=1)
+        y = y.astype(str)
+    else:
+        bad = unusable(table)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        text = table[i, j] if table.dtype == object else _field(body.splitlines()[lines[i] - first], delimiter, j)
+        raise FormatError(f"{_cell(path, lines[i], names, j)}: {_why(text)}; fix or remove the row")
     feature_names = [n for j, n in enumerate(names) if j != col] if names else None
     return feats, y, feature_names, names[col] if names else str(col)
 
 
-def _read_cells(path: Path, body: str, delimiter: str, names: list[str] | None) -> np.ndarray:
-    """Split CSV text into an object array of cells, checking that rows have equal length."""
-    rows = [r for r in csv.reader(io.StringIO(body), delimiter=delimiter) if r]
+def _cell(path: Path, line: int, names: list[str] | None, j: int) -> str:
+    """`<file>: line <n>, column <name or index from 0>`: where a bad cell is, for a message."""
+    return f"{path}: line {line}, column {names[j]!r}" if names else f"{path}: line {line}, column {j} (from 0)"
+
+
+def _field(line: str, delimiter: str, j: int) -> str:
+    """Field `j` of one line of a numeric table, as written (without a `#` comment)."""
+    return next(csv.reader([line.split("#", 1)[0]], delimiter=delimiter))[j].strip()
+
+
+def unusable(values) -> np.ndarray:
+    """Mask of the numbers no model can use: NaN, infinite, or beyond float32's range (they overflow to inf)."""
+    return ~(np.abs(np.asarray(values, dtype=np.float64)) <= FLOAT32_MAX)
+
+
+def _unusable_cell(value: str) -> bool:
+    """An empty cell, or a number that `unusable` refuses (a class name such as `cat` is fine)."""
+    try:
+        return bool(unusable(float(value)))
+    except ValueError:
+        return not value.strip()
+
+
+def _why(value: str) -> str:
+    """What is wrong with a cell's text that `_is_number`, `unusable` or `_unusable_cell` refused."""
+    if not _is_number(value):
+        return f"non-numeric value {value!r}" if value.strip() else "empty cell"
+    if math.isnan(float(value)):
+        return f"{value!r} is not a number (NaN)"
+    return f"{value!r} is infinite or beyond float32's range (+-{FLOAT32_MAX:.1e}; the models compute in float32)"
+
+
+def _check_names(path: Path, names: list[str] | None) -> None:
+    """Refuse a header that names a column twice (the target and the served features are taken by name)."""
+    for j, name in enumerate(names or ()):
+        if name in names[:j]:
+            raise FormatError(f"{path}: line 1: column name {name!r} is given twice; rename one")
+
+
+def _read_cells(path: Path, body: str, delimiter: str, names: list[str] | None, first: int):
+    """Split CSV text into an object array of cells and the file line of each row, checking that rows have
+    equal length (empty lines skipped)."""
+    reader = csv.reader(io.StringIO(body), delimiter=delimiter)
+    rows, lines = [], []
+    for r in reader:
+        if r:
+            rows.append(r)
+            lines.append(first + reader.line_num - 1)
     if not rows:
-        return np.empty((0, len(names or ())), dtype=object)
+        return np.empty((0, len(names or ())), dtype=object), lines
     width = len(names) if names else len(rows[0])
-    for i, r in enumerate(rows):
+    for r, line in zip(rows, lines, strict=True):
         if len(r) != width:
-            raise FormatError(f"{path}: line {i + 1 + bool(names)} has {len(r)} fields, expected {width}")
-    return np.array(rows, dtype=object)
+            raise FormatError(f"{path}: line {line} has {len(r)} fields, expected {width}")
+    return np.array(rows, dtype=object), lines
 
 
 def _is_number(value: str) -> bool:

@@ -12,12 +12,16 @@ Documented choices:
 - multi-hot is a float32 CSR matrix (Keras IMDB conventions, see `text`); an
   empty document is an all-zero row; text gets no start marker 1.
 - standardization uses train mean and population std; a constant column gets
-  std 1 (it maps to 0). NaN/inf inputs are refused, naming column and row count.
+  std 1 (it maps to 0). NaN, inf and values beyond float32 are refused (`DataError`), naming
+  column and row count.
 - PCA only centres (as the notes and scikit-learn); standardize first for
   columns of unrelated scales. Exact covariance SVD up to `pca.WIDE_FEATURES`
   columns, randomized SVD beyond.
 - images: x/255 (`scale`), optional mean-image subtraction, (N, H, W, C) or
   (N, C, H, W); flattened for `standardize` / `pca`.
+- settings the data's size cannot give (more folds than training rows, more PCA components than
+  features or training rows, an empty split) are refused before any work (`SizeError`, a
+  `ConfigError`).
 - every split part must contain every class (see `splits`); K-fold keeps
   `X_train_base` so `iter_folds` refits the scaler / PCA inside each fold.
 - storage is npz + JSON, atomic per file and byte-identical on re-save.
@@ -25,7 +29,7 @@ Documented choices:
 Nothing here imports TensorFlow; `pipeline.models.batches` feeds these arrays to Keras.
 """
 
-from pipeline.features.core import DEFAULTS, SOURCES, preprocess, resolve_config
+from pipeline.features.core import DEFAULTS, SOURCES, DataError, SizeError, preprocess, resolve_config
 from pipeline.features.pca import PCA
 from pipeline.features.processed import ProcessedData, holdout_or_folds, iter_folds
 from pipeline.features.scaling import MeanImage, Standardizer, check_finite
@@ -41,7 +45,9 @@ __all__ = [
     "SOURCES",
     "START",
     "MeanImage",
+    "DataError",
     "ProcessedData",
+    "SizeError",
     "Standardizer",
     "Transformer",
     "Vocabulary",

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipeline.errors import ConfigError, TunebenchError
 from pipeline.features import splits
 from pipeline.features.processed import ProcessedData
 from pipeline.features.transformer import Transformer, vocab_size_from_meta
@@ -59,6 +60,14 @@ TRANSFORM_KEYS = {
     "pca": ("n_components", "whiten", "seed", "scale"),
     "images": ("scale", "mean_subtraction", "channels_last"),
 }
+
+
+class SizeError(ConfigError, ValueError):
+    """A preprocess setting the dataset's size cannot satisfy (too many folds or components, an empty split)."""
+
+
+class DataError(TunebenchError, ValueError):
+    """Raw data no model can use: NaN, infinite or float32-overflowing values, bad labels, indices or texts."""
 
 
 # -- configuration -----------------------------------------------------------------------------
@@ -194,6 +203,56 @@ def _split_pool(raw, p: dict, n_classes: int | None):
     return x, y, x_test, y_test
 
 
+def _split_train(y_pool: np.ndarray, p: dict, classify: bool):
+    """`(folds, None)` with `kfold`, else `(None, (train_idx, val_idx))`."""
+    if p["kfold"]:
+        return splits.kfold(y_pool, p["kfold"], p["seed"], stratify=p["stratify"], classify=classify), None
+    return None, splits.holdout(y_pool, p["val_fraction"], p["seed"], stratify=p["stratify"], classify=classify)
+
+
+def _check_sizes(raw, p: dict) -> str:
+    """Refuse a split, fold count or component count that the data's rows and features cannot give.
+
+    Returns:
+        The sizes for a message: `N rows, T held out for test, M kept by max_rows`.
+
+    Raises:
+        SizeError: naming the dataset, the key, its value and the sizes (before any work is done).
+    """
+    n = len(raw.x_train)
+    size, pool, capped = f"{n} rows", n, False
+    if raw.x_test is None:
+        n_test = splits.held_out(n, p["test_fraction"])
+        pool, size = n - n_test, f"{n} rows, {n_test} held out for test"
+    if p["max_rows"] is not None and p["max_rows"] < pool:
+        pool, size, capped = p["max_rows"], f"{size}, {p['max_rows']} kept by max_rows", True
+
+    def refuse(key: str, why: str) -> None:
+        raise SizeError(f"dataset {raw.name!r} ({size}): preprocess.{key}={p[key]!r} {why}")
+
+    if pool < 1:
+        refuse("test_fraction", "leaves no row to train on; lower it, or add rows")
+    if p["kfold"]:
+        if p["kfold"] > pool:
+            refuse("kfold", f"needs at least {p['kfold']} training rows, there are {pool}; use at most {pool} folds "
+                            "(or 0 for a validation split)")  # fmt: skip
+        n_train = pool - -(-pool // p["kfold"])  # the smallest train part of a fold
+    else:
+        n_val = splits.held_out(pool, p["val_fraction"])
+        n_train = pool - n_val
+        if n_train < 1:
+            if capped:
+                refuse("max_rows", f"leaves no row to train on: val_fraction={p['val_fraction']} holds out {n_val} "
+                                   f"of its {pool} rows; raise max_rows or lower val_fraction")  # fmt: skip
+            refuse("val_fraction", f"leaves no row to train on: it holds out {n_val} of {pool} rows; lower it, "
+                                   "or add rows")  # fmt: skip
+    k, n_features = p["n_components"], int(np.prod(np.shape(raw.x_train)[1:]))
+    most, rows = min(n_train, n_features), f"{n_train} training rows{' of a fold' if p['kfold'] else ''}"
+    if p["kind"] == "pca" and _is_int(k) and k > most:
+        refuse("n_components", f"exceeds the {n_features} features or the {rows}; use at most {most}")
+    return size
+
+
 def preprocess(raw: RawData, cfg: dict) -> ProcessedData:
     """Turn raw data into model-ready features with a transformer fit on train only.
 
@@ -207,14 +266,13 @@ def preprocess(raw: RawData, cfg: dict) -> ProcessedData:
         The processed data (in memory; call `.save(dir)` to store it).
 
     Raises:
-        ValueError: for invalid configuration, inputs (NaN/inf, bad indices,
-            too many components) or splits that leave a class absent.
-        TypeError: for a non-string text document.
+        ValueError: for an invalid configuration.
+        DataError: for unusable inputs (NaN, inf or beyond float32, bad labels or indices, non-string texts).
+        SizeError: for settings the data's size cannot give (too many folds or components, an empty
+            split, a class too rare for a split), before any work is done.
     """
     p = resolve_config(cfg, raw.task, raw.kind)
     meta = dict(getattr(raw, "meta", None) or {})
-    y0 = _labels(raw.y_train, raw.task, getattr(raw, "n_classes", None), "y_train")
-    n_classes = _n_classes(raw, raw.task, y0)
     transformer = Transformer(
         p["kind"],
         raw.kind,
@@ -222,21 +280,28 @@ def preprocess(raw: RawData, cfg: dict) -> ProcessedData:
         vocab_size=vocab_size_from_meta(meta),
         feature_names=meta.get("feature_names"),
     )
-    transformer.validate(raw.x_train, "x_train")
-    if raw.x_test is not None:
-        transformer.validate(raw.x_test, "x_test")
-    x_pool, y_pool, x_test, y_test = _split_pool(raw, p, n_classes)
-    classify = raw.task != "regression"
-    folds, X_val, y_val, base_keep = None, None, None, None
-    if p["kfold"]:
-        folds = splits.kfold(y_pool, p["kfold"], p["seed"], stratify=p["stratify"], classify=classify)
+    try:
+        y0 = _labels(raw.y_train, raw.task, getattr(raw, "n_classes", None), "y_train")
+        n_classes = _n_classes(raw, raw.task, y0)
+        transformer.validate(raw.x_train, "x_train")
+        if raw.x_test is not None:
+            _labels(raw.y_test, raw.task, n_classes, "y_test")
+            transformer.validate(raw.x_test, "x_test")
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"dataset {raw.name!r}: {exc}; fix the source data") from exc
+    size = _check_sizes(raw, p)
+    try:
+        x_pool, y_pool, x_test, y_test = _split_pool(raw, p, n_classes)
+        folds, split = _split_train(y_pool, p, raw.task != "regression")
+    except ValueError as exc:  # a class too rare for a split, or missing from a part
+        raise SizeError(f"dataset {raw.name!r} ({size}): preprocess: {exc}") from exc
+    X_val, y_val, base_keep = None, None, None
+    if folds is not None:
         X_train, base = transformer.fit_transform(x_pool)
         y_train = y_pool
         base_keep = base if transformer.step is not None else None
     else:
-        tr, va = splits.holdout(
-            y_pool, p["val_fraction"], p["seed"], stratify=p["stratify"], classify=classify, what="val"
-        )
+        tr, va = split
         X_train, _ = transformer.fit_transform(_take(x_pool, tr))
         X_val, y_train, y_val = transformer.transform_raw(_take(x_pool, va)), y_pool[tr], y_pool[va]
     X_test = transformer.base(x_test, "x_test")

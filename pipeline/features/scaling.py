@@ -10,9 +10,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pipeline.datasets.formats import unusable
+
 
 def check_finite(X: np.ndarray, what: str, feature_names: Sequence[str] | None = None) -> None:
-    """Refuse NaN or infinite values, naming the first bad column and its row count.
+    """Refuse values no model can use (NaN, infinite, beyond float32), naming the first bad column and its row count.
 
     Args:
         `X`: 2-D feature matrix (images are checked flattened).
@@ -20,12 +22,12 @@ def check_finite(X: np.ndarray, what: str, feature_names: Sequence[str] | None =
         `feature_names`: optional column names for the message.
 
     Raises:
-        ValueError: when any value is NaN or +/-inf.
+        ValueError: when any value is NaN, +/-inf or beyond float32's range (`pipeline.datasets.formats.unusable`).
     """
     if not np.issubdtype(X.dtype, np.floating):
         return
     flat = X.reshape(len(X), -1)
-    bad = ~np.isfinite(flat)
+    bad = unusable(flat)
     if not bad.any():
         return
     per_col = bad.sum(axis=0)
@@ -33,8 +35,9 @@ def check_finite(X: np.ndarray, what: str, feature_names: Sequence[str] | None =
     name = f" ({feature_names[col]!r})" if feature_names is not None and col < len(feature_names) else ""
     first_row = int(np.argmax(bad[:, col]))
     raise ValueError(
-        f"{what}: feature column {col}{name} has {int(per_col[col])} row(s) with NaN or inf "
-        f"(first at row {first_row}); {int(bad.any(axis=1).sum())} row(s) affected in all"
+        f"{what}: feature column {col}{name} has {int(per_col[col])} row(s) with NaN, inf or a value beyond "
+        f"float32's range (first at row {first_row}, from 0: {flat[first_row, col]:g}); "
+        f"{int(bad.any(axis=1).sum())} row(s) affected in all"
     )
 
 

@@ -49,6 +49,11 @@ def _check_stratifiable(y: np.ndarray, need: int, what: str) -> None:
         )
 
 
+def held_out(n: int, fraction: float) -> int:
+    """How many of `n` rows a `holdout` of `fraction` holds out (rounded up)."""
+    return int(np.ceil(fraction * n))
+
+
 def holdout(
     y: np.ndarray, fraction: float, seed: int, *, stratify: bool, classify: bool, what: str = "val"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +74,7 @@ def holdout(
         ValueError: when a part would be empty or lack a class.
     """
     n = len(y)
-    n_held = int(np.ceil(fraction * n))
+    n_held = held_out(n, fraction)
     if n_held < 1 or n - n_held < 1:
         raise ValueError(f"a {what} fraction of {fraction} of {n} rows leaves an empty part")
     if classify and stratify:

@@ -308,7 +308,7 @@ _X_IDX = idx_bytes(np.zeros((5, 2, 2), dtype=np.uint8))
         ("keras-npz", b"PK\x03\x04 not really a zip", {}, "not a valid .npz"),
         ("keras-npz", npz_bytes(a=np.arange(3)), {}, "expected arrays x_train, y_train, x_test, y_test or x, y"),
         ("csv", b"a,b,y\n1,2,0\n3\n", {"target": "y"}, "line 3 has 1 fields, expected 3"),
-        ("csv", b"a,b,y\n1,x,0\n", {"target": "y"}, "line 2: non-numeric feature value 'x'"),
+        ("csv", b"a,b,y\n1,x,0\n", {"target": "y"}, "line 2, column 'b': non-numeric value 'x'"),
         ("csv", b"a,b,c\n1,2,0\n", {"target": "y"}, "target column 'y' not found"),
         ("idx", b"\x00\x00\x08\x01\x00\x00\x00\x05abc", {}, "IDX size 11 bytes, header (5,) implies 13"),
         ("idx", b"\x08\x08\x08\x08", {}, "not an IDX file"),

@@ -10,7 +10,7 @@ from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.decomposition import PCA as SkPCA
 
 from pipeline.datasets import RawData as Raw
-from pipeline.features import OOV, PCA, Vocabulary, multi_hot, preprocess, tokenize
+from pipeline.features import OOV, PCA, DataError, Vocabulary, multi_hot, preprocess, tokenize
 from pipeline.features import pca as pca_module
 
 
@@ -141,8 +141,9 @@ def test_text_vocabulary_is_fit_on_train_only():
 
 def test_non_string_document_names_the_row():
     raw = Raw("t", "binary", "text", ["ok", "fine", None, "good"] * 3, np.array([0, 1, 0, 1] * 3))
-    with pytest.raises(TypeError, match="text row 2 is NoneType"):
+    with pytest.raises(DataError, match="dataset 't': text row 2 is NoneType") as info:
         preprocess(raw, {"kind": "multi_hot", "stratify": False})
+    assert isinstance(info.value.__cause__, TypeError)
 
 
 # -- standardization ------------------------------------------------------------------------------
@@ -171,7 +172,7 @@ def test_nan_and_inf_name_column_and_row_count():
     X[[3, 7], 2] = np.nan
     X[9, 2] = np.inf
     raw = Raw("n", "regression", "tabular", X, np.zeros(30), meta={"feature_names": ["a", "b", "c", "d"]})
-    with pytest.raises(ValueError, match=r"feature column 2 \('c'\) has 3 row\(s\) with NaN or inf"):
+    with pytest.raises(DataError, match=r"feature column 2 \('c'\) has 3 row\(s\) with NaN, inf or a value beyond"):
         preprocess(raw, {"kind": "standardize", "test_fraction": 0.1, "val_fraction": 0.1, "seed": 0})
     raw.x_train = X[~np.isnan(X).any(1) & np.isfinite(X).all(1)]
     data = preprocess(raw.__class__(**{**raw.__dict__, "y_train": np.zeros(len(raw.x_train))}), {"kind": "standardize"})
