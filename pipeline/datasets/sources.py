@@ -13,7 +13,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from pipeline.errors import ConfigError
 from pipeline.io import file_digest
+from pipeline.paths import MANIFEST
 
 from .catalog import resolve_folders
 from .download import DownloadError, download
@@ -24,6 +26,16 @@ from .spec import Archive, FileSet, FileSpec
 
 log = logging.getLogger(__name__)
 PART = ".part"  # suffix of a file being copied or downloaded into the cache folder, before it is verified
+LOCAL = ("path", "mirror")  # sources that stay where they are: a bad copy there is named, never copied in
+
+
+def reserved(name: str) -> str | None:
+    """Why a dataset file cannot be called `name` in its cache folder, where the fetcher keeps its own files."""
+    if name == MANIFEST:
+        return "the folder's manifest has that name"
+    if name.startswith("."):
+        return "names starting with `.` are the fetcher's temporary files and quarantine"
+    return None
 
 
 class FetchAttempt:
@@ -39,7 +51,16 @@ class FetchAttempt:
         self.rejected: set[Path] = set()
 
     def run(self) -> tuple[FileSet, list[dict]]:
-        """Return the first file set obtained completely: local copies first, then the network."""
+        """Return the first file set obtained completely: local copies first, then the network.
+
+        Raises:
+            ConfigError: a file's name is one the cache folder reserves (`reserved`), before anything is done.
+        """
+        for f in (f for fs in self.spec.filesets for f in fs.files):
+            if why := reserved(f.name):
+                where = f"`datasets.{self.spec.name}.source.{'path' if f.path else 'url'}`"
+                raise ConfigError(f"params.yaml: {where}: bad value {f.path or f.url!r}: its file name {f.name!r} "
+                                  f"cannot be used in {self.dest}/ ({why}); rename the file")  # fmt: skip
         for fs in self.spec.filesets:
             if all(any(c[3] for c in self.candidates(fs, f)) for f in fs.files):
                 entries = self.obtain_all(fs, network=False)
@@ -140,6 +161,10 @@ class FetchAttempt:
                 return None
             source["location"] = f"{path}!{archive.member}"
         else:
+            actual = pinned_digest(path, f)  # before copying: a wrong file (anyone's, a root-only one) stays out
+            if actual != f.digest:
+                self.mismatch(f, path, actual, source["location"], kind)
+                return None
             shutil.copyfile(path, part)
         return self.accept(f, part, source)
 
@@ -196,11 +221,18 @@ class FetchAttempt:
         return self.entry(f, source)
 
     def mismatch(self, f: FileSpec, path: Path, actual: str, where: str, kind: str) -> None:
-        """Quarantine a bad copy and remember the mismatch (`kind`: the source's, `cache`, `url`, ...)."""
-        moved = quarantine(path, self.dest, f.name)
+        """Remember a bad copy (`kind`: the source's, `cache`, `url`, ...). One that only this folder holds (the
+        cache's file, a download) is moved to quarantine; a local source (`LOCAL`) is left where it is and never
+        copied in (a temporary copy of it is deleted): the error names it and its actual digest."""
+        moved = None
+        if kind not in LOCAL:
+            moved = quarantine(path, self.dest, f.name)
+        elif path == self.part(f):
+            path.unlink(missing_ok=True)
         self.record(f.name, f.digest, actual, where, moved, kind)
         what = f"{f.algorithm.upper()}{' of content' if f.gunzip else ''}"
-        self.note(f, f"{kind} {where}: {what} {actual} != pinned {f.digest} (moved to {moved})")
+        fate = f"moved to {moved}" if moved else "left where it is, not copied"
+        self.note(f, f"{kind} {where}: {what} {actual} != pinned {f.digest} ({fate})")
 
     def record(self, name: str, expected: str, actual: str, where: str, moved: Path | None, kind: str) -> None:
         """Remember one hash mismatch for the final error (one outside the cache puts the pin in doubt)."""

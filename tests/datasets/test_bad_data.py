@@ -16,6 +16,7 @@ from fixtures_datasets import sha256, write_params
 from conftest import run_cli
 import pipeline.datasets as ds
 from pipeline.datasets import FormatError, RawData
+from pipeline.errors import ConfigError
 from pipeline.features import SizeError, preprocess
 
 
@@ -158,3 +159,54 @@ def test_cli_refuses_too_many_folds_in_one_line(tmp_path):
         "error: dataset 'mine' (12 rows, 3 held out for test): preprocess.kfold=20 needs at least 20 training "
         "rows, there are 9; use at most 9 folds (or 0 for a validation split)"
     )
+
+
+# -- local files with the wrong hash, and names the raw folder reserves -----------------------------------------
+def test_a_wrong_local_file_is_named_never_copied(tmp_path):
+    secret = tmp_path / "elsewhere" / "shadow"  # a stand-in for a root-only file such as /etc/shadow
+    secret.parent.mkdir()
+    secret.write_bytes(b"root:$6$not-a-dataset:19000:0:99999:7:::\n")
+    secret.chmod(0o640)
+    custom = {"path": str(secret), "sha256": "0" * 64, "format": "csv", "task": "regression", "target": "y"}
+    dest = tmp_path / "raw" / "mine"
+    with pytest.raises(ds.HashMismatchError) as info:
+        ds.fetch("mine", dest, custom=custom)
+    err = info.value
+    assert err.quarantined is None and err.source == str(secret) and err.actual == sha256(secret.read_bytes())
+    assert f"path {secret}: SHA256 {err.actual} != pinned {'0' * 64} (left where it is, not copied)" in str(err)
+    assert not dest.exists() or not [p for p in dest.rglob("*") if p.is_file()]  # no copy of it anywhere
+    assert secret.stat().st_mode & 0o777 == 0o640  # the source is left alone
+
+
+def test_a_wrong_download_is_still_quarantined(tmp_path, server):
+    url = server.add("table.csv", b"a,y\n1,2\n")
+    custom = {"url": url, "sha256": "0" * 64, "format": "csv", "task": "regression", "target": "y"}
+    with pytest.raises(ds.HashMismatchError) as info:
+        ds.fetch("mine", tmp_path / "raw" / "mine", custom=custom, progress=False)
+    assert info.value.quarantined and open(info.value.quarantined, "rb").read() == b"a,y\n1,2\n"
+
+
+@pytest.mark.parametrize("name", ["manifest.json", ".table.csv.part", ".quarantine"])
+def test_a_file_name_the_raw_folder_reserves_is_refused(tmp_path, name):
+    src = tmp_path / "src" / name
+    src.parent.mkdir()
+    src.write_text("a,y\n1,2\n")
+    custom = {"path": str(src), "sha256": sha256(src.read_bytes()), "format": "csv", "task": "regression",
+              "target": "y"}  # fmt: skip
+    dest = tmp_path / "raw" / "mine"
+    with pytest.raises(ConfigError, match=re.escape(f"its file name {name!r} cannot be used in {dest}/")) as info:
+        ds.fetch("mine", dest, custom=custom)
+    assert "`datasets.mine.source.path`" in str(info.value) and "rename the file" in str(info.value)
+    assert not dest.exists()
+
+
+def test_cli_refuses_a_custom_manifest_json(tmp_path):
+    src = tmp_path / "manifest.json"
+    src.write_text("a,y\n1,2\n")
+    custom = {"path": str(src), "sha256": sha256(src.read_bytes()), "format": "csv", "task": "regression",
+              "target": "y"}  # fmt: skip
+    project = write_params(tmp_path / "p", custom)
+    proc = run_cli("fetch", "--dataset", "mine", cwd=project, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("error:") == 1 and "Traceback" not in proc.stderr
+    assert "its file name 'manifest.json' cannot be used in data/raw/mine/" in proc.stderr
+    assert not (project / "data" / "raw" / "mine").exists()
