@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import io, paths, report_sources, retry, tracking
+from pipeline import io, paths, report_sources, tracking
 from pipeline.config import Params
 from pipeline.reference import goal_for, reference_for
 
@@ -27,8 +27,7 @@ NOT_YET = "not evaluated yet"
 def collect(params: Params, *, details: bool = False) -> list[dict]:
     """One dict per benchmark (params.yaml's order); with `details`, also `trials_table` (Optuna),
     `curves` (the best trial's per-epoch MLflow metrics) and `ranges` (each round's search space).
-    An outage of the database or MLflow server is ridden out for `search.retry_s`, as the search does."""
-    retry.configure(params.search.retry_s)
+    An unreachable database or MLflow server is noted at once (only a search rides out outages)."""
     mlc, mlflow_note = None, None
     rows = []
     for key, bench in params.benchmarks.items():

@@ -1,12 +1,14 @@
 """Riding out outages of the Optuna database and the MLflow server: bounded retries, one line per outage.
 
 `call` repeats a storage or tracking call that failed on a connection error, with backoff, for
-at most `retry_s` seconds (`search.retry_s`, 120 by default; `configure`). The first failure of
-an outage prints one line (`PostgreSQL at 127.0.0.1:5432 unreachable, retrying for 120 s`), its
-end another (`... back after 7 s`); a worker process shares the launcher's `Board`, so an
-outage seen by several workers is announced once. An outage longer than `retry_s` raises the
-caller's error class (`StorageError`, `TrackingError`) with a one-line message. Light: no Optuna,
-no MLflow (the callers say which errors are transient).
+at most `retry_s` seconds. Only a search rides out outages: it sets `search.retry_s` (120 by
+default) with `configure`; every other command keeps the limit 0 and fails at once (one try).
+The first failure of an outage prints one line (`PostgreSQL at 127.0.0.1:5432 unreachable,
+retrying for 120 s`), its end another (`... back after 7 s`); a worker process shares the
+launcher's `Board`, so an outage seen by several workers is announced once. An outage longer
+than the limit raises the caller's error class (`StorageError`, `TrackingError`) with a one-line
+message (`give_up`) that says how long it lasted and its first cause. Light: no Optuna, no
+MLflow (the callers say which errors are transient).
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import contextlib
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from pipeline.errors import TunebenchError
 from pipeline.redaction import redact
 
 T = TypeVar("T")
+E = TypeVar("E", bound=TunebenchError)
 DEFAULT_RETRY_S = 120.0  # `search.retry_s`
 SERVICES = ("storage", "tracking")  # the kinds of outage a `Board` keeps apart
 FIRST_DELAY, MAX_DELAY = 0.5, 8.0  # seconds between attempts: doubled from the first up to the last
@@ -76,19 +79,31 @@ def _say(line: str) -> None:
     print(redact(line), file=sys.stderr, flush=True)
 
 
-_settings: dict[str, Any] = {"retry_s": DEFAULT_RETRY_S, "board": None, "gave_up": set()}
+# retry_s 0 (fail fast) until a search configures it; gave_up: kind -> when (time.monotonic()) the outage
+# given up on began
+_settings: dict[str, Any] = {"retry_s": 0.0, "board": None, "gave_up": {}}
 
 
 def configure(retry_s: float | None = None, board: Board | None = None) -> None:
-    """Set this process's retry limit (`search.retry_s`) and outage board (a worker: its launcher's)."""
+    """Set this process's retry limit (`search.retry_s`: searches only) and outage board (a worker: its launcher's)."""
     if retry_s is not None:
         _settings["retry_s"] = float(retry_s)
     if board is not None:
         _settings["board"] = board
 
 
+@contextlib.contextmanager
+def scoped() -> Iterator[None]:
+    """A search: a retry limit it `configure`s lasts until the block ends (later work in the process fails fast)."""
+    before = _settings["retry_s"]
+    try:
+        yield
+    finally:
+        _settings["retry_s"] = before
+
+
 def retry_limit() -> float:
-    """Seconds a call is retried through an outage in this process."""
+    """Seconds a call is retried through an outage in this process (0 outside a search)."""
     return _settings["retry_s"]
 
 
@@ -123,7 +138,8 @@ def call(fn: Callable[..., T], *args, kind: str, where: str, transient: Callable
         `error`: the outage lasted longer than `retry_s`; its message is one line.
         Any non-transient error of `fn`, as it is.
     """
-    limit = 0.0 if kind in _settings["gave_up"] else retry_limit() if retry_s is None else retry_s
+    gave_up = _settings["gave_up"]
+    limit = 0.0 if kind in gave_up else retry_limit() if retry_s is None else retry_s
     began: float | None = None
     delay = FIRST_DELAY
     while True:
@@ -134,19 +150,31 @@ def call(fn: Callable[..., T], *args, kind: str, where: str, transient: Callable
                 raise
             now = time.monotonic()
             if began is None:
-                began = now
+                began = gave_up.get(kind, now)
                 if limit > 0:
                     board().down(kind, where, limit)
             if now - began >= limit:
-                _settings["gave_up"].add(kind)
-                raise error(f"{where} unreachable for {limit:.0f} s ({first_line(exc)}); what was done so far "
-                            "is kept: bring it back and rerun the same command to resume") from None  # fmt: skip
+                raise give_up(kind, where, exc, error, began) from None
             time.sleep(min(delay, max(0.05, limit - (now - began))))
             delay = min(2 * delay, MAX_DELAY)
             continue
         board().up(kind, where)  # any call that gets through ends an announced outage
-        _settings["gave_up"].discard(kind)
+        gave_up.pop(kind, None)
         return out
+
+
+def give_up(kind: str, where: str, exc: BaseException, error: type[E], began: float | None = None) -> E:
+    """The one-line `error` that ends the work of this process because `where` stays unreachable.
+
+    It says how long the outage lasted (from `began`, a `time.monotonic()`; None: from when this
+    process first gave up on this `kind`, else now) and its cause, the first line of `exc`'s
+    innermost error; later calls of this `kind` try once until one succeeds (see `call`).
+    """
+    now = time.monotonic()
+    began = _settings["gave_up"].setdefault(kind, now if began is None else began)
+    lasted = f" for {now - began:.0f} s" if now - began >= 1 else ""
+    return error(f"{where} unreachable{lasted} ({first_line(exc)}); what was done so far is kept: bring it back "
+                 "and rerun the same command to resume")  # fmt: skip
 
 
 def noticed(kind: str, where: str) -> None:
@@ -155,10 +183,17 @@ def noticed(kind: str, where: str) -> None:
 
 
 def first_line(exc: BaseException) -> str:
-    """The innermost cause's first line (`psycopg2.OperationalError: connection refused ...`), redacted."""
+    """The innermost cause's first line (`psycopg2.OperationalError: connection refused ...`), redacted.
+
+    The chain is followed down to an error already reported as a `TunebenchError` (raised while
+    handling one, such as a clean-up call during the same outage), not into it.
+    """
     inner = exc
     while inner.__cause__ is not None or (inner.__context__ is not None and not inner.__suppress_context__):
-        inner = inner.__cause__ or inner.__context__
+        nxt = inner.__cause__ or inner.__context__
+        if isinstance(nxt, TunebenchError):
+            break
+        inner = nxt
     lines = str(inner).strip().splitlines()
     return redact(f"{type(inner).__name__}: {lines[0]}" if lines else type(inner).__name__)[:300]
 

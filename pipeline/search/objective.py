@@ -25,6 +25,7 @@ import numpy as np
 import optuna
 
 from pipeline import tracking
+from pipeline.errors import TunebenchError
 from pipeline.models.hparams import resolve_hparams
 from pipeline.redaction import redact
 from pipeline.search.budget import COST_ATTR
@@ -128,7 +129,11 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
         _record_cost(trial, ctx, epochs_done[0], len(splits))
         _finish_partial(run, trial, histories, kfold, "PRUNED", f"diverged: {exc}", metric, direction)
         raise optuna.TrialPruned(f"diverged: {exc}") from exc
+    except TunebenchError:
+        raise  # an outage that outlasted `search.retry_s`: nothing is recorded, the rerun retries the trial
     except Exception as exc:
+        if (cut := tracking.outage_error(ctx.mlc, exc)) is not None:
+            raise cut from None
         reason = redact(f"{type(exc).__name__}: {exc}")
         trial.set_user_attr("fail_reason", reason[:2000])
         _finish_partial(run, trial, histories, kfold, "FAIL", reason, metric, direction)

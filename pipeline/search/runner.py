@@ -7,6 +7,7 @@ against a round's budget across processes), `workers` (the processes that run tr
 
 from __future__ import annotations
 
+from pipeline import retry
 from pipeline.config import Params
 from pipeline.search.rounds import run_search as _run_search
 from pipeline.search.workers import keep_warm
@@ -18,5 +19,6 @@ def run_search(params: Params, params_path: str, key: str, **kwargs) -> dict:
     `params_path` is no longer read (workers receive the typed round); it stays until the
     callers (`stages.search`, the CLI, tests of other packages) stop passing it.
     """
-    with keep_warm():  # worker processes stay up from one round to the next
+    # worker processes stay up from one round to the next; outages are ridden out only while the search runs
+    with keep_warm(), retry.scoped():
         return _run_search(params, key, **kwargs)

@@ -167,6 +167,8 @@ def optimize(study: optuna.Study, ctx: TrialContext, *, n_trials: int | None, ti
         except (optuna.TrialPruned, TunebenchError):
             raise  # an outage that did not end: the trial stays RUNNING, retried once its worker is found dead
         except Exception as exc:  # failed before `run_trial` could record why (bad hyperparameters, tracking...)
+            if (cut := tracking.outage_error(ctx.mlc, exc)) is not None:
+                raise cut from None  # the tracking server went away in a call that is not retried: an outage too
             if "fail_reason" not in trial.user_attrs:
                 trial.set_user_attr("fail_reason", redact(f"{type(exc).__name__}: {exc}")[:2000])
             raise
@@ -288,9 +290,10 @@ def run_workers(job: RoundJob, study: optuna.Study, remaining: int, timeout: flo
     if bad:
         why = _dedupe(errors)
         why += [f"killed by signal {-c}" + (" (out of memory?)" if c == -9 else "") for c in bad if c < 0]
+        said = why and all("rerun the same command" in w for w in why)  # an outage's line says what to do
         raise SearchFailedError(
             f"{study.study_name}: {len(bad)} search worker process(es) failed: {'; '.join(why) or f'exit codes {bad}'}"
-            "; the study is kept: fix the cause and rerun the same command to resume"
+            + ("" if said else "; the study is kept: fix the cause and rerun the same command to resume")
         )
     return killed
 

@@ -9,7 +9,8 @@ One module per job; callers use the names re-exported here (`from pipeline impor
   `start_run`, `reopen_run`), params, metrics and tags in batches, source tags, dataset inputs,
   uploaded files, and `close_orphan_runs` for the runs of a process that died.
 - `trial_run`: `TrialRun`, the child run of one Optuna trial (per-epoch metrics, end status).
-- `retrying_client`: the client of a tracking server, retried through outages (`search.retry_s`).
+- `retrying_client`: the client of a tracking server, retried through outages (`search.retry_s`);
+  `outage_error` for a lost connection in a call that is not retried.
 - `charts`: the learning-curve PNG of a trial (Pillow).
 - `model_logging`: a trial's model as the `TrainedModel` folder plus the MLflow Keras flavor, and
   MLflow 3 logged models (`create_logged_model`, `stamp_mlmodel`, `link_metrics`, `finish_logged_model`).
@@ -52,6 +53,7 @@ from pipeline.tracking.runs import (
     source_tags,
     start_run,
 )
+from pipeline.tracking.retrying_client import outage_error
 from pipeline.tracking.store import (
     absolute_sqlite_uri,
     check_reachable,
@@ -87,6 +89,7 @@ __all__ = [
     "log_metrics",
     "log_params",
     "metric_batch",
+    "outage_error",
     "owner_tags",
     "plot_learning_curves",
     "redact",

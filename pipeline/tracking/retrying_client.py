@@ -23,7 +23,8 @@ TRANSIENT_STATUS = (408, 429, 502, 503, 504)  # HTTP answers of a server that is
 RETRIED = frozenset({
     "get_run", "get_experiment", "get_experiment_by_name", "search_runs", "search_experiments", "list_artifacts",
     "download_artifacts", "get_metric_history", "log_batch", "log_metric", "log_param", "set_tag", "set_terminated",
-    "update_run", "log_artifact", "log_artifacts", "create_experiment", "set_experiment_tag",
+    "update_run", "log_artifact", "log_artifacts", "create_experiment", "set_experiment_tag", "log_inputs",
+    "finalize_logged_model",
     "get_registered_model", "get_model_version", "get_model_version_by_alias", "search_model_versions",
     "search_registered_models", "set_registered_model_alias", "set_registered_model_tag", "set_model_version_tag",
 })  # fmt: skip
@@ -88,6 +89,14 @@ class RetryingClient:
         clauses = [f"tags.`{k}` = '{tags[k]}'" for k in keys if tags.get(k) and "'" not in str(tags[k])]
         runs = self.raw.search_runs([experiment_id], " and ".join(clauses), max_results=1)
         return runs[0] if runs else None
+
+
+def outage_error(client, exc: BaseException) -> TrackingError | None:
+    """The outage's one-line error when `exc` is a lost connection to `client`'s server in a call that is not
+    retried (e.g. creating a logged model), as if the outage had outlasted `search.retry_s`; else None."""
+    if isinstance(client, RetryingClient) and is_transient(exc):
+        return retry.give_up("tracking", client.where, exc, TrackingError)
+    return None
 
 
 def noticed(client) -> None:
