@@ -63,20 +63,29 @@ def example_frame(meta: dict) -> pd.DataFrame:
 def to_raw(frame: Any, meta: dict):
     """Turn a client's DataFrame (or array / list) back into the raw form the transformer expects.
 
-    Tabular columns are taken by name (in any order) when the model knows its columns.
+    Tabular columns are taken by name (in any order) when the model knows its columns; their values are
+    checked by the transformer (`check_finite`: NaN, null, inf and values beyond float32 are refused).
 
     Raises:
-        ValueError: a named feature column is missing (the message lists them).
+        ValueError: no rows, a named feature column missing (the message lists them), or a text or token
+            value that is missing, empty or of the wrong type (the message names the column and row, from 0).
     """
     kind = meta["kind"]
-    if kind == "text":
-        col = frame["text"] if isinstance(frame, pd.DataFrame) else frame
-        return [str(v) for v in list(col)]
-    if kind == "sequences":
-        col = frame["tokens"] if isinstance(frame, pd.DataFrame) else frame
-        seqs = [np.array(str(v).split() if isinstance(v, str) else v, dtype=np.int64) for v in list(col)]
-        out = np.empty(len(seqs), dtype=object)
-        out[:] = seqs
+    if len(frame) == 0:
+        raise ValueError("no input rows: send at least one")
+    if kind in ("text", "sequences"):
+        name = "text" if kind == "text" else "tokens"
+        col = list(frame[name] if isinstance(frame, pd.DataFrame) else frame)
+        values = []
+        for i, v in enumerate(col):
+            try:
+                values.append(_text(v) if kind == "text" else _tokens(v))
+            except ValueError as exc:
+                raise ValueError(f"column {name!r}, row {i}: {exc}") from None
+        if kind == "text":
+            return values
+        out = np.empty(len(values), dtype=object)
+        out[:] = values
         return out
     if isinstance(frame, pd.DataFrame) and meta.get("columns"):
         missing = [c for c in meta["columns"] if c not in frame.columns]
@@ -85,6 +94,33 @@ def to_raw(frame: Any, meta: dict):
         frame = frame[meta["columns"]]
     arr = np.asarray(frame.to_numpy() if isinstance(frame, pd.DataFrame) else frame, dtype=np.float64)
     return arr.reshape(len(arr), *meta["shape"]) if meta["shape"] else arr
+
+
+def _text(value) -> str:
+    """A review text as sent: a non-empty string."""
+    if not isinstance(value, str):
+        raise ValueError(f"{_shown(value)} is not a text; send a non-empty string")
+    if not value.strip():
+        raise ValueError("empty text; send a non-empty string")
+    return value
+
+
+def _tokens(value) -> np.ndarray:
+    """A token-index sequence as sent: integers separated by spaces, or a list of integers; not empty."""
+    try:
+        seq = np.array(value.split() if isinstance(value, str) else value, dtype=np.int64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{_shown(value)} is not a sequence of token indices") from None
+    if seq.ndim != 1 or not len(seq):
+        raise ValueError(f"{_shown(value)} is not a non-empty sequence of token indices (e.g. '1 14 22')")
+    return seq
+
+
+def _shown(value) -> str:
+    """A sent value for a message: `null (missing)` for None and NaN, else its type and a short repr."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "null (missing)"
+    return f"{type(value).__name__} {repr(value)[:40]}"
 
 
 def to_answer(pred: np.ndarray, meta: dict):
@@ -111,7 +147,11 @@ def save_pyfunc(dest: Path, *, model, transformer, meta: dict) -> None:
         `meta`: the raw input description (`raw_example`), the signature's input example.
     """
     import mlflow.pyfunc  # noqa: PLC0415
+    from mlflow.models import ModelSignature  # noqa: PLC0415
+    from mlflow.types.schema import AnyType, ColSpec, Schema  # noqa: PLC0415
 
+    # A text column typed `string` would have MLflow turn null into 'None' and 42 into '42' before `to_raw` sees them.
+    signature = ModelSignature(Schema([ColSpec(AnyType(), "text")])) if meta["kind"] == "text" else None
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.artifacts-") as work:
         model_dir, transformer_dir = Path(work) / paths.MODEL_ARTIFACT, Path(work) / paths.TRANSFORMER_ARTIFACT
         model.save(model_dir)
@@ -123,6 +163,7 @@ def save_pyfunc(dest: Path, *, model, transformer, meta: dict) -> None:
             python_model=str(Path(__file__).with_name("serving_entry.py")),  # models from code: no pickle
             artifacts={"model": str(model_dir), "transformer": str(transformer_dir), "raw_meta": str(meta_file)},
             input_example=example_frame(meta),
+            signature=signature,
             pip_requirements=_requirements(),
             code_paths=[str(Path(__file__).parent)],
         )

@@ -8,8 +8,31 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from pipeline.serving import to_answer, to_raw
+
+
+class BadInput(MlflowException):
+    """Input the model cannot use: the scoring server answers 400 with this one line as the JSON `message`.
+
+    The server puts the whole input batch before the message of a model's `MlflowException`
+    (`Failed to predict data '<DataFrame>'`); this message stays the one line that names the column and
+    what is wrong (and, being an `MlflowException`, it carries no stack trace).
+    """
+
+    def __init__(self, line: str):
+        self._line = line
+        super().__init__(line, error_code=INVALID_PARAMETER_VALUE)
+
+    @property
+    def message(self) -> str:
+        return self._line
+
+    @message.setter
+    def message(self, _rewritten: str) -> None:
+        pass
 
 
 class TunebenchModel(mlflow.pyfunc.PythonModel):
@@ -26,8 +49,16 @@ class TunebenchModel(mlflow.pyfunc.PythonModel):
     # The DataFrame type hint: MLflow checks the input against the signature inferred from the input
     # example (a DataFrame hint asks for no type-hint schema), and warns about no missing hint.
     def predict(self, context, model_input: pd.DataFrame, params=None):
-        """Predict from raw input: `label` and `probability` for classification, values for regression."""
-        features = self.transformer.transform_raw(to_raw(model_input, self.meta))
+        """Predict from raw input: `label` and `probability` for classification, values for regression.
+
+        Raises:
+            BadInput: no rows, a missing column, or a value that is missing, empty, of the wrong type,
+                NaN, infinite or beyond float32 (a 400 answer naming the column).
+        """
+        try:
+            features = self.transformer.transform_raw(to_raw(model_input, self.meta))
+        except (TypeError, ValueError) as exc:
+            raise BadInput(str(exc)) from None
         return to_answer(self.model.predict(features), self.meta)
 
 

@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -168,3 +169,61 @@ def test_frames_in_and_answers_out():
     np.testing.assert_allclose(binary["probability"], [0.8, 0.9])
     multi = to_answer(np.array([[0.1, 0.7, 0.2]]), {"task": "multiclass", "labels": None})
     assert multi.to_dict("records") == [{"label": 1, "probability": 0.7}]
+
+
+def _small_model(dest, raw, cfg):
+    """Preprocess `raw`, fit the linear family, save the pyfunc model at `dest` (seconds, no Keras)."""
+    from pipeline.features import preprocess
+    from pipeline.models import get_family
+    from pipeline.serving import raw_example, save_pyfunc
+
+    data = preprocess(raw, cfg)
+    model = get_family("linear").train({}, data.X_train, data.y_train, data.X_val, data.y_val, task=raw.task,
+                                       n_classes=data.n_classes, epochs=1)  # fmt: skip
+    save_pyfunc(dest, model=model, transformer=data.transformer, meta=raw_example(raw))
+    return str(dest)
+
+
+def test_bad_input_gets_a_400_with_one_line_naming_the_column(tmp_path):
+    """NaN, null, Infinity, a value beyond float32, no rows, a non-text or empty text: 400 with one short line,
+    never the server's stack trace nor a prediction made from 'None' or '42'."""
+    import os
+
+    from sklearn.datasets import load_diabetes
+    from fixtures_datasets import descr_corpus
+
+    from pipeline.datasets import RawData
+
+    d = load_diabetes()
+    names = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+    tab = _small_model(tmp_path / "tab", RawData("diab", "regression", "tabular", d.data, d.target,
+                                                 meta={"feature_names": names}), {"kind": "standardize"})  # fmt: skip
+    docs, labels = descr_corpus()
+    txt = _small_model(tmp_path / "txt", RawData("descr", "binary", "text", docs, np.asarray(labels) % 2, n_classes=2),
+                       {"kind": "multi_hot", "num_words": 500})  # fmt: skip
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    row = dict(zip(names, d.data[0], strict=True))
+    nan = "input: feature column 0 ('age') has 1 row(s) with NaN, inf or a value beyond float32's range (first at row 0"
+    tab_cases = [
+        ({"dataframe_records": [{**row, "age": float("nan")}]}, nan),
+        ({"dataframe_records": [{**row, "age": None}]}, nan),
+        ({"instances": [{**row, "age": float("inf")}]}, nan),
+        ({"dataframe_split": {"columns": names, "data": [[1e308, *d.data[0][1:]]]}}, nan),
+        ({"dataframe_split": {"columns": names, "data": []}}, "no input rows: send at least one"),
+    ]
+    txt_cases = [
+        ({"instances": [{"text": 42}]}, "column 'text', row 0: int 42 is not a text; send a non-empty string"),
+        ({"instances": [{"text": "fine"}, {"text": None}]}, "column 'text', row 1: null (missing) is not a text"),
+        ({"dataframe_split": {"columns": ["text"], "data": [[float("nan")]]}}, "column 'text', row 0: null (missing)"),
+        ({"dataframe_records": [{"text": " "}]}, "column 'text', row 0: empty text; send a non-empty string"),
+        ({"dataframe_split": {"columns": ["text"], "data": []}}, "no input rows: send at least one"),
+    ]
+    for model_uri, cases, good in ((tab, tab_cases, {"dataframe_records": [row]}),
+                                   (txt, txt_cases, {"instances": [{"text": docs[0]}]})):  # fmt: skip
+        with Served(tmp_path, env, model_uri, tmp_path / "serve.log") as server:
+            assert server.ask(good)[0] == 200
+            for body, message in cases:
+                status, answer = server.ask(body)
+                assert status == 400 and answer["error_code"] == "INVALID_PARAMETER_VALUE", (body, answer)
+                assert answer["message"].startswith(message) and "\n" not in answer["message"], (body, answer)
+                assert "stack_trace" not in answer and "Traceback" not in json.dumps(answer), (body, answer)
