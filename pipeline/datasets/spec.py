@@ -74,6 +74,7 @@ class FileSet:
         `defaults`: reader option defaults for this file set.
         `hint`: extra advice for the error message when nothing is found.
         `packaged`: `sklearn:<loader>` for data bundled with a library (no files).
+        `options`: the reader options (`options:` of a dataset in params.yaml) this file set takes.
     """
 
     label: str
@@ -83,6 +84,7 @@ class FileSet:
     defaults: dict[str, Any] = field(default_factory=dict)
     hint: str = ""
     packaged: str | None = None
+    options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,10 @@ class DatasetSpec:
             if fs.label == label:
                 return fs
         raise KeyError(f"dataset {self.name!r} has no file set {label!r}")
+
+    def options(self) -> tuple[str, ...]:
+        """The reader options that every file set takes (any of them may be the one fetched)."""
+        return tuple(o for o in self.filesets[0].options if all(o in fs.options for fs in self.filesets))
 
 
 @dataclass
