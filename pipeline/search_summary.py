@@ -2,7 +2,9 @@
 
 `accounting` gives the numbers of `metrics/<b>.json`'s `search` (trials, pruned, epochs trained and
 saved by pruning, wall time, when the best and a value near it were reached; also per round, as each
-round's MLflow parent run logs them); `write_history` writes one table per round under
+round's MLflow parent run logs them). Wall time is time spent in trials: the union of the trials'
+busy intervals (`busy_spans`), so the idle time between the runs of an extended or resumed study
+never counts; `write_history` writes one table per round under
 `plots/<b>/search/` (trial number, value), which `dvc plots` draws as the coarse-to-fine history,
 one marker shape per round. Trials that never
 counted (surplus, discarded, cut off by a crash) are left out, as in the budget.
@@ -10,6 +12,7 @@ counted (surplus, discarded, cut off by a crash) are left out, as in the budget.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -23,6 +26,7 @@ from pipeline.search.storage import open_storage
 SEARCH_PLOTS = "search"  # plots/<b>/search/<k>-<round>.csv
 NEAR_POINTS = 0.005  # "near the best" for a maximised metric (accuracy): within 0.5 points
 NEAR_RATIO = 0.02  # and for a minimised one (MAE): within 2% of the best
+SESSION_GAP_S = 60.0  # busy intervals further apart than this are separate sessions (runs of the search)
 
 
 def round_file(k: int, name: str) -> str:
@@ -88,12 +92,13 @@ def accounting(rows: list[dict], direction: str) -> dict:
     """What the search cost, over all `rows` and per round (`rounds`, keyed `1-coarse`): numbers only.
 
     `trials`, `pruned`, `epochs` trained, `epochs_saved` by pruning (each pruned trial's full cost,
-    folds x epochs with folds, less what it trained), `wall_s` (each round from its first trial's
-    start to its last one's end, rounds one after the other), and when the best value (completed
-    trials) was reached: `best_at_epochs` and `best_at_s`, the epochs of the trials finished by
-    then (ordered by end time, round by round) and the wall time since the first round began;
-    `near_best_at_*` the same for the first value within 0.5 points (2% for a minimised metric)
-    of it. Per round, everything is counted from the round's start, against the round's own best.
+    folds x epochs with folds, less what it trained), `wall_s` (the seconds some trial of the round
+    ran, `busy_spans`, summed over the rounds, which run one after the other), and when the best
+    value (completed trials) was reached: `best_at_epochs` and `best_at_s`, the epochs of the
+    trials finished by then (ordered by end time, round by round) and the busy seconds until then
+    (the earlier rounds' and this round's up to that trial's end); `near_best_at_*` the same for
+    the first value within 0.5 points (2% for a minimised metric) of it. Per round, everything is
+    counted from the round's start, against the round's own best.
     """
     out = _figures(rows, direction)
     out["rounds"] = {key: _figures([r for r in rows if round_key(r) == key], direction)
@@ -101,21 +106,38 @@ def accounting(rows: list[dict], direction: str) -> dict:
     return out
 
 
+def busy_spans(rows: list[dict]) -> list[tuple[datetime, datetime]]:
+    """The time some trial of `rows` ran: their (start, end) intervals merged across workers, in time order."""
+    spans: list[tuple[datetime, datetime]] = []
+    for start, end in sorted((r["start"], r["end"]) for r in rows if r["start"] is not None and r["end"] is not None):
+        if spans and start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        else:
+            spans.append((start, end))
+    return spans
+
+
+def busy_seconds(spans: list[tuple[datetime, datetime]], until: datetime | None = None) -> float:
+    """The seconds inside `spans` (`busy_spans`), up to `until` if given."""
+    return sum(max(0.0, (min(end, until or end) - start).total_seconds()) for start, end in spans)
+
+
+def sessions(spans: list[tuple[datetime, datetime]]) -> int:
+    """How many separate sessions `spans` (`busy_spans`) make: gaps over `SESSION_GAP_S` split them."""
+    return len(spans) and 1 + sum((b[0] - a[1]).total_seconds() > SESSION_GAP_S for a, b in zip(spans, spans[1:]))
+
+
 def _figures(rows: list[dict], direction: str) -> dict:
     """`accounting` of `rows` without the per-round block."""
-    ordered: list[tuple[float, dict]] = []  # (seconds since the first round began, row), in end order
+    ordered: list[tuple[float, dict]] = []  # (busy seconds since the first round began, row), in end order
     wall = 0.0
     for k in sorted({r["round"] for r in rows}):
         own = [r for r in rows if r["round"] == k]
-        starts = [r["start"] for r in own if r["start"] is not None]
-        ends = [r["end"] for r in own if r["end"] is not None]
-        if not (starts and ends):
-            ordered += [(wall, r) for r in own]
-            continue
-        t0, t1 = min(starts), max(ends)
-        ordered += sorted(((wall + max(0.0, ((r["end"] or t1) - t0).total_seconds()), r) for r in own),
+        spans = busy_spans(own)
+        busy = busy_seconds(spans)
+        ordered += sorted(((wall + (busy_seconds(spans, r["end"]) if r["end"] else busy), r) for r in own),
                           key=lambda x: (x[0], x[1]["trial"]))  # fmt: skip
-        wall += max(0.0, (t1 - t0).total_seconds())
+        wall += busy
     out = {
         "trials": len(rows),
         "pruned": sum(r["state"] == "pruned" for r in rows),

@@ -86,6 +86,7 @@ def train_best(params: Params, benchmark: str) -> dict:
     from pipeline.features import ProcessedData  # noqa: PLC0415
     from pipeline.models import get_family  # noqa: PLC0415
     from pipeline.models.hparams import resolve_hparams  # noqa: PLC0415
+    from pipeline.tracking.superseded import mark_best  # noqa: PLC0415
 
     bench = params.benchmark(benchmark)
     data_identity.require_current(params, bench.dataset)
@@ -135,6 +136,7 @@ def train_best(params: Params, benchmark: str) -> dict:
     except BaseException:
         mlc.set_terminated(run_id, "FAILED")
         raise
+    mark_best(mlc, exp, run_id)  # the earlier best runs are tagged superseded
     return info
 
 

@@ -13,12 +13,14 @@ from pipeline import io, paths, tracking
 from pipeline.config import ParamRange, Params, RoundConfig
 from pipeline.search.budget import budget_used
 from pipeline.search.spaces import space_to_dict
+from pipeline.tracking.superseded import mark_rounds
 
 
 def log_round_summary(mlc, parent: str, study: optuna.Study, space: dict[str, ParamRange], notes: list[str],
                       budget: int, *, k: int, rnd: RoundConfig, dataset: str, direction: str) -> None:  # fmt: skip
     """Log round `k`'s (0-based) outcome to its parent run: best, counts, compute accounting (`compute.*`,
-    as in `metrics/<b>.json`'s `search.rounds`), trials table, Optuna plots."""
+    as in `metrics/<b>.json`'s `search.rounds`), tags `busy_s` (seconds some trial ran) and `sessions`
+    (separate runs of the round: an extended or resumed study), trials table, Optuna plots."""
     from pipeline import search_summary  # noqa: PLC0415
     from pipeline.search.plots import write_study_plots  # noqa: PLC0415
 
@@ -26,10 +28,13 @@ def log_round_summary(mlc, parent: str, study: optuna.Study, space: dict[str, Pa
     outcome = ("complete", "pruned", "fail")  # metrics; what is still running or waiting, and the budget, are tags
     metrics: dict[str, Any] = {f"n_{s}": v for s, v in counts.items() if s in outcome}
     folds = len(io.read_json(paths.processed_manifest(dataset)).get("folds") or []) or None
-    cost = search_summary.accounting(search_summary.study_rows(study, k + 1, rnd.name, rnd.epochs, folds), direction)
+    rows = search_summary.study_rows(study, k + 1, rnd.name, rnd.epochs, folds)
+    cost = search_summary.accounting(rows, direction)
     metrics |= {f"compute.{n}": v for n, v in cost.items() if n != "rounds"}
+    spans = search_summary.busy_spans(rows)  # the run's own start..end spans every session and the gaps between
     tags: dict[str, Any] = {"narrowing_notes": "\n".join(notes)[:5000], "budget": budget,
-                            "budget_used": budget_used(study)}  # fmt: skip
+                            "budget_used": budget_used(study), "busy_s": round(search_summary.busy_seconds(spans), 1),
+                            "sessions": search_summary.sessions(spans)}  # fmt: skip
     tags |= {f"n_{s}": v for s, v in counts.items() if s not in outcome}
     try:
         best = study.best_trial
@@ -88,11 +93,15 @@ def overall_best(rounds: list[dict]) -> dict | None:
 
 
 def write_result(params: Params, key: str, direction: str, rounds: list[dict], failure: str | None = None) -> dict:
-    """Write `results/search/<key>.json` (with the `failure` when no round has a completed trial)."""
+    """Write `results/search/<key>.json` (with the `failure` when no round has a completed trial); once it has
+    a best, the MLflow runs of the benchmark's other studies are tagged superseded (`mark_rounds`)."""
     bench = params.benchmark(key)
     result: dict[str, Any] = {"benchmark": key, "dataset": bench.dataset, "model": bench.model, "direction": direction,
                               "rounds": rounds, "best": overall_best(rounds)}  # fmt: skip
     if failure is not None:
         result["failure"] = failure
     io.write_json_atomic(paths.search_result(key), result)
+    if failure is None:
+        mark_rounds(tracking.client(params.tracking_uri()), tracking.experiment_name(key, bench.dataset, bench.model),
+                    [r["study"] for r in rounds])  # fmt: skip
     return result

@@ -10,6 +10,7 @@ trials' reported steps, and each round's MLflow parent run must log the same num
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta
 
 import optuna
@@ -17,11 +18,12 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import io, paths, stages
+from pipeline import io, paths, search_summary, stages
 from pipeline.config import parse_params
+from pipeline.search.budget import budget_view, counts_in_budget
 from pipeline.search.rounds import run_search, study_name
 from pipeline.search.storage import open_storage
-from pipeline.search_summary import accounting, study_rows, trial_rows
+from pipeline.search_summary import accounting, busy_seconds, busy_spans, sessions, study_rows, trial_rows
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 T0 = datetime(2026, 1, 1, 12, 0, 0)
@@ -92,6 +94,26 @@ def test_no_completed_trial_gives_the_cost_but_no_best():
     got = accounting(rows, "maximize")
     assert got["epochs"] == 1 and got["epochs_saved"] == 3 and got["wall_s"] == 2.0
     assert "best_at_epochs" not in got and "near_best_at_s" not in got["rounds"]["1-coarse"]
+
+
+def test_wall_time_is_the_union_of_busy_intervals_and_never_counts_the_gap_before_an_extension():
+    rows = [  # round 1 on two workers, then extended 12 minutes later (n_trials raised); round 2 after it
+        _row(1, "coarse", 0, "complete", 0.80, 4, 4, 0, 4),
+        _row(1, "coarse", 1, "complete", 0.85, 4, 4, 1, 3),  # overlaps trial 0: counted once
+        _row(1, "coarse", 2, "complete", 0.906, 4, 4, 700, 702),
+        _row(1, "coarse", 3, "complete", 0.70, 4, 4, 701, 705),
+        _row(2, "fine", 0, "complete", 0.91, 8, 8, 800, 810),
+    ]
+    got = accounting(rows, "maximize")
+    assert got["rounds"]["1-coarse"]["wall_s"] == 4 + 5  # not 705: the idle minutes between the runs are left out
+    assert got["rounds"]["1-coarse"]["best_at_s"] == 4 + 2  # busy time up to trial 2's end
+    assert got["wall_s"] == 9 + 10 and got["best_at_s"] == 19.0 and got["near_best_at_s"] == 6.0
+    spans = busy_spans(rows[:4])
+    assert [((a - T0).total_seconds(), (b - T0).total_seconds()) for a, b in spans] == [(0, 4), (700, 705)]
+    assert busy_seconds(spans) == 9 and busy_seconds(spans, T0 + timedelta(seconds=702)) == 6
+    assert sessions(spans) == 2 and sessions(busy_spans(rows[:2])) == 1 and sessions([]) == 0
+    near = [_row(1, "coarse", 0, "complete", 0.8, 1, 1, 0, 10), _row(1, "coarse", 1, "complete", 0.8, 1, 1, 70, 80)]
+    assert sessions(busy_spans(near)) == 1, "a gap of 60 s or less is the same session"
 
 
 # --- a tiny real search ------------------------------------------------------------------------------------------
@@ -215,3 +237,66 @@ def test_kfold_search_counts_each_reported_fold_as_the_rounds_epochs(project):
     assert got["epochs"] == 3 * 3 + 3 * 3 + 2 * 3 + 2 * 3 and got["epochs_saved"] == 3 + 3
     _check_adds_up(rows, got, folds, result)
     assert _parent_figures(params, result["rounds"][0]["parent_run_id"]) == got["rounds"]["1-coarse"]
+
+
+def _runs(params, query: str) -> list:
+    mlc = MlflowClient(tracking_uri=params.tracking_uri())
+    return mlc.search_runs([e.experiment_id for e in mlc.search_experiments()], query, max_results=1000)
+
+
+@pytest.mark.slow
+def test_an_extended_study_counts_only_busy_time_and_its_superseded_runs_are_tagged(project, monkeypatch):
+    """Raising round 1's `n_trials` after a finished search extends its study (12 idle minutes counted as search
+    time before) and starts a new round-2 study: the old round-2 runs, and the first best run, are superseded."""
+    monkeypatch.setattr(search_summary, "SESSION_GAP_S", 3.0)  # the 5 s pause below is a new session, not 60 s
+    key, raw = "digits_numpy_mlp", json.loads(json.dumps(RAW))
+    raw["tracking"]["uri"] = project.tracking.uri
+    t0 = time.time()
+    first = run_search(project, key)
+    t1 = time.time()
+    best1 = stages.train_best(project, key)["run_id"]
+    time.sleep(5)
+    raw["benchmarks"][key]["rounds"][0]["n_trials"] = 6
+    extended = parse_params(raw)
+    t2 = time.time()
+    second = run_search(extended, key)
+    t3 = time.time()
+    best2 = stages.train_best(extended, key)["run_id"]
+    stages.evaluate(extended, key)
+
+    assert first["rounds"][0]["study"] == second["rounds"][0]["study"], "round 1's study was extended"
+    old, new = first["rounds"][1]["study"], second["rounds"][1]["study"]
+    assert old != new, "round 2's study name covers round 1's settings"
+    got = io.read_json(paths.metrics_file(key))["search"]
+    spent = 0.0  # seconds in trials; one worker, so their durations add up
+    for k, rnd in enumerate(second["rounds"], start=1):
+        study = budget_view(optuna.load_study(study_name=rnd["study"], storage=open_storage(None, key)), rnd["budget"])
+        ran = [t for t in study.trials if counts_in_budget(study.user_attrs, t)]
+        took = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in ran)
+        assert abs(got["rounds"][f"{k}-{rnd['round']}"]["wall_s"] - took) <= 0.1, (k, got["rounds"], took)
+        spent += took
+    assert abs(got["wall_s"] - spent) <= 0.2, (got["wall_s"], spent)
+    assert got["wall_s"] < (t1 - t0) + (t3 - t2), "no more than the two searches took"
+    assert got["rounds"]["1-coarse"]["wall_s"] < t2 - t1, "the idle time between the runs is not search time"
+    assert got["best_at_s"] <= got["wall_s"] + 0.1
+
+    mlc = MlflowClient(tracking_uri=extended.tracking_uri())
+    parent1 = mlc.get_run(second["rounds"][0]["parent_run_id"])
+    assert parent1.info.run_id == first["rounds"][0]["parent_run_id"]
+    assert parent1.data.tags["sessions"] == "2" and "superseded" not in parent1.data.tags
+    assert float(parent1.data.tags["busy_s"]) == parent1.data.metrics["compute.wall_s"]
+    assert mlc.get_run(second["rounds"][1]["parent_run_id"]).data.tags["sessions"] == "1"
+    stale = _runs(extended, f"tags.study_name = '{old}'")
+    assert len(stale) >= 1 + 3 and all(r.data.tags.get("superseded") == new for r in stale), "parent and trials"
+    assert all(r.data.tags["mlflow.note.content"].startswith("Superseded: ") for r in stale)
+    current = [r for rnd in second["rounds"] for r in _runs(extended, f"tags.study_name = '{rnd['study']}'")]
+    assert len(current) >= 2 + 6 + 3 and not any("superseded" in r.data.tags for r in current)
+    assert mlc.get_run(best1).data.tags["superseded"] == best2 and "superseded" not in mlc.get_run(best2).data.tags
+    assert len(_runs(extended, "tags.kind = 'train_best' and tags.superseded IS NULL")) == 1
+
+    third = run_search(project, key)  # the configuration changed back: the first round-2 study is current again
+    assert third["rounds"][1]["study"] == old
+    assert not any("superseded" in r.data.tags for r in _runs(project, f"tags.study_name = '{old}'"))
+    note = mlc.get_run(first["rounds"][1]["parent_run_id"]).data.tags["mlflow.note.content"]
+    assert note.startswith("Optuna study `"), note
+    assert all(r.data.tags.get("superseded") == old for r in _runs(project, f"tags.study_name = '{new}'"))
