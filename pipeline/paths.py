@@ -38,7 +38,26 @@ MODEL_INFO = "info.json"  # models/<b>/: the run, the logged model, the hyperpar
 SERVED_MODEL = "mlflow_model"  # models/<b>/: the MLflow pyfunc model folder
 MODEL_ARTIFACT, TRANSFORMER_ARTIFACT = "model", "transformer"  # the served model's artifacts (its `artifacts/`)
 
-_NAME = re.compile(r"[A-Za-z0-9_-]+")
+# Benchmark, dataset and round names: they become file, folder and study names (and CLI arguments, so no leading `-`).
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,99}$"
+_NAME = re.compile(NAME_PATTERN)
+ALLOW_OUTSIDE = "TUNEBENCH_ALLOW_OUTSIDE"  # set to 1: files may be written outside the project folder
+
+
+def outside_project(path: Path | str, root: Path | str = ROOT) -> str | None:
+    """Why `path` (a relative one taken from `root`) lies outside the project folder `root` once symbolic links
+    are resolved, ending in what to do; None when it is inside, or when `TUNEBENCH_ALLOW_OUTSIDE=1`."""
+    if os.environ.get(ALLOW_OUTSIDE, "") not in ("", "0"):
+        return None
+    top = os.path.abspath(root)
+    full = os.path.abspath(os.path.join(top, path))
+    real_top, real = os.path.realpath(top), os.path.realpath(full)
+    if os.path.commonpath([real, real_top]) == real_top:
+        return None
+    how = (
+        "is outside" if os.path.commonpath([full, top]) != top else f"leads through a symbolic link to {real}, outside"
+    )
+    return f"{how} the project folder {top}; keep it inside, or set {ALLOW_OUTSIDE}=1 to allow it"
 
 
 def inside_root(path: Path, *, key: str = "path") -> Path:
@@ -61,7 +80,7 @@ def _named(path: Path, name: str, section: str) -> Path:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(
             f"params.yaml: {section}.{name}: bad value {name!r}: a name: letters, digits, `_` and `-` "
-            "only (it becomes a file or folder name under the project)"
+            "only, at most 100, not starting with `-` (it becomes a file or folder name under the project)"
         )
     return inside_root(path, key=f"{section}.{name}")
 

@@ -12,18 +12,29 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 # `scheme://userinfo@`: the userinfo may hold an unescaped `@` (greedy up to the host) or, after
 # `user:`, an unescaped `/`; both are hidden whole.
 _USERINFO = re.compile(r"(?<=://)(?:[^\s/?#\"'<>,]*|[^\s/?#@:\"'<>,]+:[^\s@\"'<>]*)@")
-# Secrets passed as `key=value` in a query string or a libpq DSN (`?password=`, `&sig=`, `token=`).
-_SECRET_FIELD = re.compile(
-    r"(?i)(^|[?&;\s])((?:[\w.-]*[_.-])?(?:pass|password|passwd|pwd|token|secret|api[_-]?key|access[_-]?key"
-    r"|signature|sig|credential|auth)=)[^&;\s#\"']*"
+# `key=value` fields of a query string, a fragment or a libpq DSN (`?password=`, `&sig=`, `#token=`, `token=`)
+_FIELD = re.compile(r"(^|[?&;#\s])([\w.%-]+)=([^&;\s#\"']*)")
+# the names of those holding a secret (percent-decoded): `password`, `sslpassword`, `api_key`, `X-Amz-Signature`
+_SECRET_NAME = re.compile(
+    r"(?i)(?:[\w.-]*[_.-])?(?:pass|password|passwd|pwd|sslpassword|token|secret|key|api[_-]?key|access[_-]?key"
+    r"|signature|sig|credentials?|auth)"
 )
+
+
+def _secret(name: str) -> bool:
+    return bool(_SECRET_NAME.fullmatch(unquote(name)))
+
+
+def secret_fields(text: str) -> list[str]:
+    """The names of the `key=value` fields of `text` that hold a secret (`password=...`, `?token=...`), decoded."""
+    return [unquote(m[2]) for m in _FIELD.finditer(text) if _secret(m[2])]
 
 
 def redact(text: str) -> str:
     """Hide credentials in a URI or in any text holding URIs.
 
     `postgresql://user:pw@host/db` -> `postgresql://***@host/db`; `https://token@host` ->
-    `https://***@host`; `?password=pw`, `&sig=...`, `token=...` -> `?password=***`, ...
+    `https://***@host`; `?password=pw`, `&sig=...`, `#token=...`, `token=...` -> `?password=***`, ...
 
     Args:
         `text`: a URI, an error message, a log line.
@@ -34,7 +45,7 @@ def redact(text: str) -> str:
     if "://" in text:
         text = _USERINFO.sub("***@", text)
     if "=" in text:
-        text = _SECRET_FIELD.sub(r"\1\2***", text)
+        text = _FIELD.sub(lambda m: f"{m[1]}{m[2]}=***" if _secret(m[2]) else m[0], text)
     return text
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,12 @@ from pipeline.config.urls import storage_url_problem, tracking_uri_problem
 from pipeline.config.yaml_reader import read_yaml
 from pipeline.errors import ConfigError
 
+MAX_BYTES = 2**20  # the largest params file read
 
-def parse_params(data: Any, path: Path | str = "params.yaml") -> Params:
-    """Validate already-parsed YAML data.
+
+def parse_params(data: Any, path: Path | str = "params.yaml", *, root: Path | None = None) -> Params:
+    """Validate already-parsed YAML data; with `root` (the project folder), also refuse a storage or tracking
+    file outside it (`paths.outside_project`).
 
     Raises:
         ConfigError: one line per problem, naming the key path, the bad value and what is allowed.
@@ -45,7 +49,7 @@ def parse_params(data: Any, path: Path | str = "params.yaml") -> Params:
             "(tracking, search, promote, datasets, benchmarks)"
         )
     try:
-        return Params.model_validate(data)
+        return Params.model_validate(data, context={"root": root})
     except ValidationError as err:
         raise ConfigError(format_error(Path(path), err)) from None
 
@@ -54,18 +58,29 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     """Read and validate `params.yaml`.
 
     Raises:
-        ConfigError: the file is missing, not YAML, has duplicate keys, or fails the schema.
+        ConfigError: the file is missing, not a regular file, larger than 1 MiB, not UTF-8 YAML text, has
+            duplicate keys, or fails the schema.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        mode = path.stat().st_mode
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found; run from the project root or pass --params") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: a folder, not a file; pass the params file with --params") from None
+    if stat.S_ISDIR(mode):
+        raise ConfigError(f"{path}: a folder, not a file; pass the params file with --params")
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{path}: not a regular file (a device, pipe or socket); pass the params file with --params")
+    with path.open("rb") as f:
+        data = f.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise ConfigError(f"{path}: <top>: larger than {MAX_BYTES // 2**20} MiB, too large for a params file; "
+                          "pass the params file with --params")  # fmt: skip
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
-    return parse_params(read_yaml(text, path), path)
+        raise ConfigError(f"{path}: <top>: not a UTF-8 YAML text file (byte {err.start} is not UTF-8); "
+                          "save it as UTF-8 text") from None  # fmt: skip
+    return parse_params(read_yaml(text, path), path, root=path.parent)
 
 
 def fingerprint(*parts: Any) -> str:

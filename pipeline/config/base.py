@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
-NAME_RULE = "a name: letters, digits, `_` and `-` only (it becomes part of file, folder and study names)"
+from pipeline.paths import NAME_PATTERN
+
+NAME_RULE = (
+    "a name: 1 to 100 letters, digits, `_` and `-`, not starting with `-` "
+    "(it becomes part of file, folder and study names, and a command-line argument)"
+)
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+INT_MAX = 2**31 - 1  # the largest whole number a seed or an integer range may hold (numpy, Optuna, Keras)
+Seed = Annotated[int, Field(ge=0, le=INT_MAX)]
 
 
 class Strict(BaseModel):

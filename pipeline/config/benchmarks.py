@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from pipeline.config.base import Name, Problems, Strict
+from pipeline.config.base import INT_MAX, Name, Problems, Seed, Strict
 from pipeline.models import hparams as hp
 
 PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband")
@@ -44,6 +44,9 @@ class ParamRange(Strict):
             raise ValueError("a range needs both `low` and `high` (or a `choices` list)")
         if self.int and not (float(self.low).is_integer() and float(self.high).is_integer()):
             raise ValueError(f"an `int: true` range needs whole-number bounds, got [{self.low:g}, {self.high:g}]")
+        if self.int and max(abs(self.low), abs(self.high)) > INT_MAX:
+            raise ValueError(f"an `int: true` range must lie within -{INT_MAX} to {INT_MAX} (2**31 - 1), "
+                             f"got [{self.low:g}, {self.high:g}]")  # fmt: skip
         if self.low >= self.high:
             raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
         if self.log and self.low <= 0:
@@ -89,7 +92,7 @@ class BenchmarkConfig(Strict):
     space: dict[str, ParamRange] = {}
     rounds: list[RoundConfig] = Field(min_length=1)
     final_epochs: int | None = Field(None, gt=0)
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _check(self) -> BenchmarkConfig:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_serializer, model_validator
 
-from pipeline.config.base import Problems, Strict
+from pipeline.config.base import Problems, Seed, Strict
 from pipeline.tasks import TASKS
 
 
@@ -41,7 +41,7 @@ class PreprocessConfig(Strict):
     val_fraction: float = Field(0.2, gt=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
     kfold: int = Field(0, ge=0)
-    seed: int = 42
+    seed: Seed = 42
     stratify: bool | None = None  # None: stratified for classification
     max_rows: int | None = Field(None, gt=10)
     scale: bool = True

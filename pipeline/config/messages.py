@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import reprlib
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -25,6 +26,9 @@ _MESSAGES = {  # pydantic error type -> what to write instead of its message
     "model_attributes_type": "expected a mapping (`key: value` entries)",
     "list_type": "expected a list (`[a, b]` or `- a` lines)",
 }
+
+_REPR = reprlib.Repr()  # as `repr` for the short values `shown` prints whole; cut short (in bounded time) beyond
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxstring, _REPR.maxother = 4, 16, 16, 200, 200
 
 
 def _message(e: dict) -> str:
@@ -101,7 +105,7 @@ def shown(value: Any) -> str:
         return yaml_words[value]
     if isinstance(value, float) and not math.isfinite(value):
         return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
-    text = repr(value)
+    text = _REPR.repr(value)  # bounded: a mapping that aliases expand can hold millions of values
     if isinstance(value, dict | list) and len(text) > 80:
         text = "{...}" if isinstance(value, dict) else "[...]"
     return redact(text)

@@ -6,22 +6,28 @@ import os
 from collections.abc import Callable
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from pipeline.config.base import Name, Problems, Strict
+from pipeline.config.base import Name, Problems, Seed, Strict
 from pipeline.config.benchmarks import SAMPLERS, BenchmarkConfig, model_name, task_problems
 from pipeline.config.datasets import DatasetConfig
-from pipeline.config.urls import has_password, storage_url_problem, tracking_uri_problem
+from pipeline.config.urls import local_path, secret_in, storage_url_problem, tracking_uri_problem
 from pipeline.errors import ConfigError
+from pipeline.paths import outside_project
 from pipeline.redaction import redact
 
 
-def _url(value: str, problem: Callable[[str], str | None], instead: str) -> str:
-    """`value` when `problem` finds nothing wrong and it holds no password (else `instead` says what to do)."""
+def _url(value: str, problem: Callable[[str], str | None], info: ValidationInfo, instead: str) -> str:
+    """`value` when `problem` finds nothing wrong, it holds no secret (else `instead` says where to put it) and
+    the file or folder it names is in the project folder (`root` of the validation context, when given)."""
     if why := problem(value):
         raise ValueError(why)
-    if has_password(value):
-        raise ValueError(f"a password must not be written in params.yaml{instead}")
+    if where := secret_in(value):
+        raise ValueError(f"it holds a secret ({where}), which must not be written in params.yaml (it would reach "
+                         f"dvc.lock and git); {instead}")  # fmt: skip
+    root, path = (info.context or {}).get("root"), local_path(value)
+    if root is not None and path is not None and (why := outside_project(path, root)):
+        raise ValueError(f"{path!r} {why}")
     return value
 
 
@@ -29,7 +35,7 @@ class SearchConfig(Strict):
     """Settings shared by every study."""
 
     sampler: Literal[SAMPLERS] = "tpe"  # type: ignore[valid-type]
-    seed: int = 0
+    seed: Seed = 0
     workers: Literal["auto"] | int = "auto"  # auto: `pipeline.search.parallel` chooses from the machine and model
     storage: str | None = None
     retry_s: float = Field(120.0, ge=0, le=86400)  # seconds an outage of the database or MLflow server is ridden out
@@ -47,11 +53,11 @@ class SearchConfig(Strict):
 
     @field_validator("storage")
     @classmethod
-    def _storage(cls, v: str | None) -> str | None:
+    def _storage(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v is None:
             return v
-        return _url(v, storage_url_problem, " (it would reach dvc.lock and git): "
-                    "set search.storage: null and export TUNEBENCH_STORAGE=<the URL> instead")  # fmt: skip
+        return _url(v, storage_url_problem, info, "give the password through PGPASSWORD or ~/.pgpass (PostgreSQL), "
+                    "or set search.storage: null and export TUNEBENCH_STORAGE=<the URL> instead")  # fmt: skip
 
 
 class TrackingConfig(Strict):
@@ -62,9 +68,10 @@ class TrackingConfig(Strict):
 
     @field_validator("uri")
     @classmethod
-    def _uri(cls, v: str) -> str:
-        return _url(v, tracking_uri_problem, ": export MLFLOW_TRACKING_URI=<the URI> "
-                    "(or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD for a server) instead")  # fmt: skip
+    def _uri(cls, v: str, info: ValidationInfo) -> str:
+        return _url(v, tracking_uri_problem, info, "give it through MLFLOW_TRACKING_USERNAME and "
+                    "MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN (an MLflow server), PGPASSWORD or ~/.pgpass "
+                    "(PostgreSQL), or export MLFLOW_TRACKING_URI=<the URI> instead")  # fmt: skip
 
 
 class PromoteConfig(Strict):
@@ -82,6 +89,22 @@ def _task(name: str, ds: DatasetConfig, builtin: set[str]) -> str | None:
 
         return CATALOG[name].task
     return None
+
+
+def _option_problems(name: str, ds: DatasetConfig, builtin: set[str]) -> list:
+    """The `options` of dataset `name` that its reader does not take (whichever of its file sets is fetched)."""
+    from pipeline.datasets.catalog import CATALOG, FORMAT_OPTIONS  # noqa: PLC0415 - light module
+
+    if ds.source != "builtin":
+        accepted, what = FORMAT_OPTIONS[ds.source.format], f"a custom {ds.source.format} dataset"
+    elif (ds.catalog or name) in builtin:
+        accepted, what = CATALOG[ds.catalog or name].options(), f"dataset {ds.catalog or name}"
+    else:
+        return []
+    if ds.options and not accepted:
+        return [(("datasets", name, "options"), ds.options, f"{what} takes no options; remove `options`")]
+    return [(("datasets", name, "options", key), value, f"{what} takes no option `{key}`; it takes "
+             f"{', '.join(accepted)}") for key, value in ds.options.items() if key not in accepted]  # fmt: skip
 
 
 class Params(Strict):
@@ -107,6 +130,7 @@ class Params(Strict):
                     f"unknown dataset; built-in datasets are {', '.join(sorted(known))}, "
                     "or declare `source: {url|path, sha256, format, task}`",
                 ))  # fmt: skip
+            problems += _option_problems(name, ds, known)
         named: dict[str, str] = {}
         for key, bench in self.benchmarks.items():
             name = model_name(key, bench.dataset, bench.model)

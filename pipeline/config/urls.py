@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+
+from pipeline.redaction import secret_fields
 
 _DB_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle")
 _STORAGE_FORMS = (
@@ -22,12 +24,34 @@ def _scheme(url: str) -> tuple[str, str]:
     return (m.group(1).lower(), m.group(3)) if m else ("", url)
 
 
-def has_password(url: str) -> bool:
-    """True when `url` carries a password (`user:secret@host`)."""
+def secret_in(url: str) -> str | None:
+    """Where `url` holds a secret, in words, else None: a password after `user:`, a user name of an http(s) URL
+    (often a token), or a field such as `password=`, `sslpassword=` or `token=` in its query or fragment."""
     try:
-        return bool(urlsplit(url).password)
+        parts = urlsplit(url)
+        if parts.password:
+            return "a password after `user:`"
+        if parts.scheme.lower() in ("http", "https") and parts.username:
+            return "a user name or token before `@`"
     except ValueError:
-        return False
+        pass
+    names = secret_fields(url)
+    return f"a `{names[0]}=` field" if names else None
+
+
+def local_path(url: str) -> str | None:
+    """The file or folder on this machine that a storage URL or tracking URI names (`journal:<path>`,
+    `sqlite:///<path>`, `file:<path>`, a plain folder path), else None."""
+    if url.startswith("journal:"):
+        return url.removeprefix("journal:")
+    scheme, rest = _scheme(url)
+    if scheme == "sqlite":
+        path = rest.partition("?")[0][1:]  # sqlite:///rel, sqlite:////abs
+        return None if path in ("", ":memory:") else path
+    parts = urlsplit(url)
+    if parts.scheme == "file" and parts.netloc in ("", "localhost"):
+        return unquote(parts.path)
+    return None if scheme or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", url) else url
 
 
 def storage_url_problem(url: str) -> str | None:

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import terminate_as_interrupt
+from pipeline import paths
+from pipeline.errors import ConfigError, terminate_as_interrupt
 
 from .catalog import get_spec
 from .integrity import QUARANTINE, now_iso
@@ -54,6 +55,8 @@ def fetch(
         UnknownDatasetError: unknown name and no `custom`.
         HashMismatchError: the only copies found were corrupt (they are quarantined).
         FetchError: nothing usable found; the message lists every place looked and the fix.
+        ConfigError: a relative `dest` (a project folder) leads outside the project through a symbolic
+            link, and `TUNEBENCH_ALLOW_OUTSIDE=1` is not set (`paths.outside_project`).
     """
     spec = get_spec(name, custom)
     return fetch_spec(spec, dest, mirrors=mirrors, progress=progress, timeout=timeout, retries=retries)
@@ -70,6 +73,8 @@ def fetch_spec(
 ) -> dict[str, Any]:
     """Like `fetch`, for an explicit `DatasetSpec` (e.g. one built in a test)."""
     dest = Path(dest)
+    if not dest.is_absolute() and (why := paths.outside_project(dest)):  # a project folder, as `paths.raw_dir`
+        raise ConfigError(f"{dest} {why}")
     packaged = next((fs for fs in spec.filesets if fs.packaged), None)
     created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)

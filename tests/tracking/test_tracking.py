@@ -382,6 +382,9 @@ def test_epoch_metrics_reach_the_store_every_flush_period_and_all_at_the_end(sto
         ("sqlite:///mlflow.db", "sqlite:///mlflow.db"),
         ("http://127.0.0.1:5000/#/experiments/1", "http://127.0.0.1:5000/#/experiments/1"),
         ("design=2 sig_figs=3", "design=2 sig_figs=3"),
+        ("postgresql://u@h/db?sslmode=require&sslpassword=hunter2", "postgresql://***@h/db?sslmode=require&sslpassword=***"),
+        ("http://h/#token=hunter2", "http://h/#token=***"),  # a fragment
+        ("postgresql://h/db?pass%77ord=hunter2&key=hunter2", "postgresql://h/db?pass%77ord=***&key=***"),
     ],
 )  # fmt: skip
 def test_redact(text, expected):
