@@ -187,6 +187,7 @@ def cmd_ui(params: Params, args) -> int:
     from pipeline import tracking  # noqa: PLC0415
 
     uri = params.tracking_uri()
+    tracking.check_ui_port(args.host, args.port)
     argv, env = tracking.ui_command(uri, args.host, args.port)  # the store URI travels in env, not argv
     print(f"MLflow UI for {tracking.redact(uri)} at http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
     os.execve(argv[0], argv, env)
@@ -207,6 +208,13 @@ def _positive(kind):
 
     parse.__name__ = f"positive {kind.__name__}"
     return parse
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 1-65535."""
+    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use a number from 1 to 65535")
+    return int(text)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -262,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     pf.set_defaults(loads_params=False)
     ui = add("ui", cmd_ui, "serve the MLflow UI over the pipeline's store")
     ui.add_argument("--host", default="127.0.0.1")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=_port, default=5000)
     return p
 
 

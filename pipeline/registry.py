@@ -159,11 +159,16 @@ def promote(
     current = champion(mlc, name)
     existing = versions_of_run(mlc, name, run_id)
     mine = existing[0] if existing else None
+    champ_value = float(current.tags[f"test_{metric}"]) if current and f"test_{metric}" in current.tags else None
     if mine is not None and current is not None and str(current.version) == str(mine.version):
+        if dry_run:  # what a promote would do now: nothing (its stored decision is how it became champion)
+            held = f"test {metric} {champ_value:.6g}" if champ_value is not None else f"no test {metric} recorded"
+            return Decision(name, metric, direction, value, str(current.version), champ_value, min_improvement, False,
+                            f"this model is champion already (version {current.version}, {held})", str(mine.version),
+                            run_id)  # fmt: skip
         decision = _stored_decision(mine) or Decision(name, metric, direction, value, None, None, min_improvement,
                                                       True, "already champion")  # fmt: skip
     else:
-        champ_value = float(current.tags[f"test_{metric}"]) if current and f"test_{metric}" in current.tags else None
         ok, reason = decide(value, champ_value, direction, min_improvement, force)
         decision = Decision(name, metric, direction, value, current.version if current else None, champ_value,
                             min_improvement, ok, reason)  # fmt: skip

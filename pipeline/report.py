@@ -193,9 +193,13 @@ COUNTS = ("trials", "pruned", "failed", "epochs", "epochs_saved", "best_at_epoch
 
 
 def write_report(params: Params) -> Path:
-    """Write `reports/leaderboard.csv`, `reports/leaderboard.md` and `reports/index.html`; return the Markdown path."""
+    """Write `reports/leaderboard.csv`, `reports/leaderboard.md` and `reports/index.html`; return the Markdown path.
+
+    The temporary files a killed report left next to them are removed first."""
     from pipeline import report_page  # noqa: PLC0415
 
+    for out in (paths.LEADERBOARD_CSV, paths.LEADERBOARD_MD, paths.REPORT_HTML):
+        io.clean_staging(out)
     rows = collect(params, details=True)
     df = pd.DataFrame([{k: v for k, v in r.items() if k not in CSV_DROP} for r in rows])
     for col in (c for c in COUNTS if c in df):

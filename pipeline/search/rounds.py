@@ -25,7 +25,7 @@ import optuna
 
 from pipeline import data_identity, io, paths, retry, tracking
 from pipeline.config import ParamRange, Params, RoundConfig, fingerprint
-from pipeline.errors import MissingInputError, SearchFailedError
+from pipeline.errors import ConfigError, MissingInputError, SearchFailedError
 from pipeline.search import parallel, round_summary
 from pipeline.search.budget import budget_view, discard_failed_attempt, no_completed_trial
 from pipeline.search.spaces import narrow, space_from_dict, space_to_dict, top_trials
@@ -114,6 +114,10 @@ def run_round(params: Params, key: str, k: int, space: dict[str, ParamRange], *,
     budget = _budget(rnd, n_trials)
     tags = _trial_tags(params, key, k, name)
     parent = study.user_attrs.get("mlflow_parent_run_id")
+    if parent is not None and not tracking.reopen_run(mlc, parent):
+        print(f"{name}: its MLflow parent run {parent} is gone from {tracking.redact(params.tracking_uri())} (the "
+              "store was deleted or replaced); the round gets a new one", file=sys.stderr)  # fmt: skip
+        parent = None
     if parent is None:  # set the round up; the parent run id goes last: launchers waiting for it find the rest
         parent = tracking.start_run(mlc, experiment_id, round_run_name(params, key, k), tags=tags | {
             "kind": "study_round", "mlflow.note.content": f"Optuna study `{name}`: round {k + 1} ({rnd.name}) of "
@@ -130,8 +134,6 @@ def run_round(params: Params, key: str, k: int, space: dict[str, ParamRange], *,
                 if len(inside) == len(space):
                     study.enqueue_trial(inside, user_attrs={"enqueued_from": f"{prev.study_name}#{t.number}"})
         study.set_user_attr("mlflow_parent_run_id", parent)
-    else:
-        tracking.reopen_run(mlc, parent)
     job = RoundJob(
         key=key, study=name, storage_url=storage_url, bench=bench, rnd=rnd,
         sampler=rnd.sampler or params.search.sampler, sampler_seed=params.search.seed + 1000 * k, space=space,
@@ -229,11 +231,16 @@ def run_search(params: Params, key: str, *, only_round: int | None = None, n_tri
 
     Raises:
         SearchFailedError: no completed trial (the message gives the most common reason and its count).
+        ConfigError: `only_round` is not a round of the benchmark.
         TrackingError, StorageError, MissingInputError: before any study or run is created.
     """
     from pipeline.search.warm import load_processed  # noqa: PLC0415
 
     bench = params.benchmark(key)
+    if only_round is not None and not 1 <= only_round <= len(bench.rounds):
+        names = ", ".join(f"{k + 1} ({r.name})" for k, r in enumerate(bench.rounds))
+        raise ConfigError(f"tunebench search --round {only_round}: benchmark {key} has rounds {names}; pick one of "
+                          "them, or leave --round out to run them all")  # fmt: skip
     data_identity.require_current(params, bench.dataset)  # before anything: stale processed data is refused
     choice = parallel.choose(workers or params.search.workers, model=bench.model, rounds=bench.rounds,
                              input_shape=parallel.input_shape(paths.processed_manifest(bench.dataset)),

@@ -4,7 +4,8 @@ One module per job; callers use the names re-exported here (`from pipeline impor
 `tracking.client(...)`):
 
 - `store`: the client of a tracking store (`client`, SQLite tuning, relative SQLite URIs),
-  the preflight `check_reachable` (`connect`: preflight, then client), the `mlflow ui` command line (`ui_command`).
+  the preflight `check_reachable` (`connect`: preflight, then client), the `mlflow ui` command line
+  (`ui_command`) and its port check (`check_ui_port`).
 - `runs`: experiments (artifact locations relative to the project) and runs (`ensure_experiment`,
   `start_run`, `reopen_run`), params, metrics and tags in batches, source tags, dataset inputs,
   uploaded files, and `close_orphan_runs` for the runs of a process that died.
@@ -57,6 +58,7 @@ from pipeline.tracking.retrying_client import outage_error
 from pipeline.tracking.store import (
     absolute_sqlite_uri,
     check_reachable,
+    check_ui_port,
     client,
     connect,
     local_artifact_dir,
@@ -72,6 +74,7 @@ __all__ = [
     "TrialRun",
     "absolute_sqlite_uri",
     "check_reachable",
+    "check_ui_port",
     "client",
     "connect",
     "close_orphan_runs",

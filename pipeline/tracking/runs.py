@@ -205,10 +205,20 @@ def _owner(tags: Mapping[str, str]) -> dict | None:
         return None
 
 
-def reopen_run(mlc: MlflowClient, run_id: str) -> None:
-    """Set a finished or interrupted run RUNNING again, owned by this process (a resumed study round)."""
-    mlc.update_run(run_id, status="RUNNING")
+def reopen_run(mlc: MlflowClient, run_id: str) -> bool:
+    """Set a finished or interrupted run RUNNING again, owned by this process (a resumed study round).
+
+    Returns:
+        False when the run is gone (the tracking store was deleted or replaced since).
+    """
+    try:
+        mlc.update_run(run_id, status="RUNNING")
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
     set_tags(mlc, run_id, owner_tags())
+    return True
 
 
 def close_orphan_runs(mlc: MlflowClient, experiment_id: str, *, by: str) -> list[str]:

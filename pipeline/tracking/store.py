@@ -218,6 +218,24 @@ def ui_command(uri: str, host: str = "127.0.0.1", port: int = 5000) -> tuple[lis
     return argv, env
 
 
+def check_ui_port(host: str, port: int) -> None:
+    """Refuse to start the UI on a port that is busy or cannot be served here (one line, `TrackingError`)."""
+    import errno  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+
+    from pipeline.errors import TrackingError  # noqa: PLC0415
+
+    try:
+        with socket.create_server((host, port)):  # address reuse on, as the UI's server binds
+            pass
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise TrackingError(f"port {port} on {host} is already in use (another MLflow UI?): stop what uses it, "
+                                "or pick another with --port") from None  # fmt: skip
+        raise TrackingError(f"cannot serve the MLflow UI on {host}:{port}: {exc.strerror or exc}; pick another "
+                            "--host or --port") from None  # fmt: skip
+
+
 def local_artifact_dir(artifact_uri: str) -> Path | None:
     """The folder of a `file:` URI or plain path on this machine (a run's artifacts, a file store), else None."""
     parsed = urlsplit(artifact_uri)
