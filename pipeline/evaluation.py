@@ -89,6 +89,41 @@ def evaluate(model, baseline, data, out: Path, class_names: list[str] | None = N
     return out_dict
 
 
+def seed_scores(ensemble, data) -> dict:
+    """The test metrics of every final seed's model, their mean, spread and interval, and the seeds' average.
+
+    Returns:
+        `{"seeds": {metric: seed_summary}, "per_seed": [{"seed", metric...}], "ensemble": {...}, "single": {...}}`:
+        `single` is the first seed's model (what `serve: single` serves), `ensemble` the average of all.
+    """
+    from pipeline.stats import seed_summary  # noqa: PLC0415
+
+    per_seed = [{k: float(v) for k, v in m.evaluate(data.X_test, data.y_test).items()} for m in ensemble.members]
+    return {
+        "seeds": {k: seed_summary([s[k] for s in per_seed]) for k in per_seed[0]},
+        "per_seed": [{"seed": seed, **s} for seed, s in zip(ensemble.seeds, per_seed)],
+        "ensemble": {k: float(v) for k, v in ensemble.evaluate(data.X_test, data.y_test).items()},
+        "single": per_seed[0],
+    }
+
+
+TEST_PREDICTIONS = "test_predictions.npz"  # the served model's test predictions, the paired test's input
+
+
+def write_test_predictions(path: Path, task: str, pred: np.ndarray, y: np.ndarray) -> None:
+    """Save the served model's predictions of the test split with the labels (npz: `task`, `pred`, `y`)."""
+    from pipeline import io  # noqa: PLC0415
+
+    with io.atomic_file(path) as f:
+        np.savez(f, task=np.array(task), pred=np.asarray(pred), y=np.asarray(y))
+
+
+def read_test_predictions(path: Path) -> dict:
+    """What `write_test_predictions` saved (no pickle): `{"task": str, "pred": array, "y": array}`."""
+    with np.load(path, allow_pickle=False) as z:
+        return {"task": str(z["task"]), "pred": z["pred"], "y": z["y"]}
+
+
 def write_learning_curve(history: dict[str, list[float]], path: Path) -> None:
     """Write the per-epoch history as rows (`epoch` from 1, one column per logged value) for `dvc plots`."""
     n = min((len(v) for v in history.values()), default=0)

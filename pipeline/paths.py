@@ -36,6 +36,7 @@ MANIFEST = "manifest.json"  # data/raw/<d>/ and data/processed/<d>/: what the fo
 RAW_EXAMPLE = "raw_meta.json"  # data/processed/<d>/: the raw input's kind, shape and example rows (serving)
 MODEL_INFO = "info.json"  # models/<b>/: the run, the logged model, the hyperparameters
 SERVED_MODEL = "mlflow_model"  # models/<b>/: the MLflow pyfunc model folder
+SEED_MODELS = "seeds"  # models/<b>/: every final seed's model (a `SeedEnsemble`), what evaluate scores per seed
 MODEL_ARTIFACT, TRANSFORMER_ARTIFACT = "model", "transformer"  # the served model's artifacts (its `artifacts/`)
 
 # Benchmark, dataset and round names: they become file, folder and study names (and CLI arguments, so no leading `-`).
@@ -153,6 +154,11 @@ def served_model(benchmark: str) -> Path:
     return model_dir(benchmark) / SERVED_MODEL
 
 
+def seed_models(benchmark: str) -> Path:
+    """Every final seed's model of a benchmark (`SeedEnsemble` folder)."""
+    return model_dir(benchmark) / SEED_MODELS
+
+
 def trained_model(benchmark: str) -> Path:
     """The trained model inside the served model (`TrainedModel.load` reads it)."""
     return served_model(benchmark) / "artifacts" / MODEL_ARTIFACT
@@ -161,6 +167,11 @@ def trained_model(benchmark: str) -> Path:
 def metrics_file(benchmark: str) -> Path:
     """The numbers people compare across experiments (`dvc metrics`, `dvc exp show`): committed to git."""
     return _named(METRICS / f"{benchmark}.json", benchmark, "benchmarks")
+
+
+def test_predictions(benchmark: str) -> Path:
+    """The evaluated model's test predictions with the labels (npz), what promotion's paired test compares."""
+    return _named(RESULTS / "evaluation" / f"{benchmark}.test_predictions.npz", benchmark, "benchmarks")
 
 
 def evaluation_file(benchmark: str) -> Path:

@@ -59,17 +59,31 @@ class Decision:
     reason: str
     version: str | None = None
     run_id: str | None = None
+    test: dict | None = None  # the paired test against the champion (`stats.paired_bootstrap`), or why none ran
+    alpha: float | None = None
 
 
-def decide(candidate: float, champion: float | None, direction: str, margin: float, force: bool = False):
-    """Return `(promote, reason)` for a candidate test metric against the current champion's."""
+def decide(candidate: float, champion: float | None, direction: str, margin: float, force: bool = False,
+           test: dict | None = None, alpha: float = 0.05):  # fmt: skip
+    """Return `(promote, reason)` for a candidate test metric against the current champion's.
+
+    With a paired `test` (p-value and gain interval), the candidate must also beat the champion
+    significantly, p < `alpha`; without one (`{"test": None, "why": ...}`: predictions that cannot be
+    paired) the metrics alone decide and the reason says why nothing was tested.
+    """
     if force:
         return True, "forced"
     if champion is None:
         return True, "no champion yet"
-    if is_better(candidate, champion, direction, margin):
-        return True, f"{candidate:.6g} beats champion {champion:.6g} by at least {margin:g} ({direction})"
-    return False, f"{candidate:.6g} does not beat champion {champion:.6g} by {margin:g} ({direction})"
+    better = is_better(candidate, champion, direction, margin)
+    versus = f"{candidate:.6g} vs champion {champion:.6g} ({direction}, margin {margin:g})"
+    if test is None or test.get("p_value") is None:
+        untested = f"; untested: {test['why']}" if test else ""
+        return better, f"{versus}: {'beats it' if better else 'does not beat it'}{untested}"
+    p, ci = test["p_value"], f"gain {test['gain']:+.4g}, 95% CI [{test['ci_low']:+.4g}, {test['ci_high']:+.4g}]"
+    verdict = "significant" if p < alpha else "not significant"
+    gain = "beats it" if better else "does not beat it"
+    return better and p < alpha, f"{versus}: {gain}; paired bootstrap {ci}, p={p:.3g} ({verdict} at alpha {alpha:g})"
 
 
 def champion(mlc: MlflowClient, name: str):
@@ -144,6 +158,8 @@ def promote(
     force: bool = False,
     dry_run: bool = False,
     model_id: str | None = None,
+    test: dict | None = None,
+    alpha: float = 0.05,
 ) -> Decision:
     """Register `model_uri` (once per run) as a version of `name` and move the aliases if it wins.
 
@@ -169,9 +185,9 @@ def promote(
         decision = _stored_decision(mine) or Decision(name, metric, direction, value, None, None, min_improvement,
                                                       True, "already champion")  # fmt: skip
     else:
-        ok, reason = decide(value, champ_value, direction, min_improvement, force)
+        ok, reason = decide(value, champ_value, direction, min_improvement, force, test, alpha)
         decision = Decision(name, metric, direction, value, current.version if current else None, champ_value,
-                            min_improvement, ok, reason)  # fmt: skip
+                            min_improvement, ok, reason, test=test, alpha=alpha)  # fmt: skip
     decision.version = str(mine.version) if mine is not None else None
     decision.run_id = run_id
     if dry_run:

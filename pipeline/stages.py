@@ -78,13 +78,16 @@ def _best(benchmark: str) -> dict:
 
 
 def train_best(params: Params, benchmark: str) -> dict:
-    """Retrain the best configuration on train+validation and save it as an MLflow pyfunc model."""
+    """Retrain the best configuration on train+validation with `final_seeds` seeds; save every seed's model
+    (`models/<b>/seeds/`, a `SeedEnsemble`) and the served MLflow pyfunc model: the seeds' average
+    (`serve: ensemble`) or the first seed's model (`serve: single`)."""
     import numpy as np  # noqa: PLC0415
     import scipy.sparse as sp  # noqa: PLC0415
 
     from pipeline import serving  # noqa: PLC0415
     from pipeline.features import ProcessedData  # noqa: PLC0415
     from pipeline.models import get_family  # noqa: PLC0415
+    from pipeline.models.ensemble import SeedEnsemble  # noqa: PLC0415
     from pipeline.models.hparams import resolve_hparams  # noqa: PLC0415
     from pipeline.tracking.superseded import mark_best  # noqa: PLC0415
 
@@ -105,32 +108,42 @@ def train_best(params: Params, benchmark: str) -> dict:
         y = np.concatenate([y, data.y_val])
     digest = io.file_sha256(paths.processed_manifest(bench.dataset))
     exp = tracking.ensure_experiment(mlc, experiment)
+    seeds = [bench.seed + i for i in range(bench.final_seeds)]
     run_id = tracking.start_run(mlc, exp, f"best · {benchmark}", tags={  # spans the training it records
         "kind": "train_best", "benchmark": benchmark, "source_study": best["study"], "source_trial": best["trial"],
         "source_run_id": best.get("run_id"), "dataset": bench.dataset, "dataset_manifest_hash": digest,
         "git_commit": tracking.git_commit(), **tracking.source_tags("tunebench train_best"),
+        "serve": bench.serve,
         "mlflow.note.content": f"{benchmark}: the best trial of `{best['study']}` (trial {best['trial']}) retrained "
-                               f"on train+validation for {epochs} epochs"})  # fmt: skip
+                               f"on train+validation for {epochs} epochs with seeds {seeds}; serves "
+                               + ("their average" if bench.serve == "ensemble" else f"seed {seeds[0]}'s")})  # fmt: skip
     try:
-        tracking.log_params(mlc, run_id, {**hparams, "epochs": epochs, "n_train": len(y)})
+        tracking.log_params(mlc, run_id, {**hparams, "epochs": epochs, "n_train": len(y), "seeds": seeds,
+                                          "serve": bench.serve})  # fmt: skip
         tracking.log_dataset(mlc, run_id, bench.dataset, digest, "train+validation")
+        members = []
+        for i, seed in enumerate(seeds):  # the first seed's curves as `loss`..., the others' as `seed<s>.loss`...
 
-        def on_epoch(epoch: int, logs: dict) -> None:  # epochs numbered from 1, as in the search
-            tracking.log_metrics(mlc, run_id, logs, step=epoch + 1)
+            def on_epoch(epoch: int, logs: dict, prefix: str = "" if i == 0 else f"seed{seed}.") -> None:
+                tracking.log_metrics(mlc, run_id, {prefix + k: v for k, v in logs.items()}, step=epoch + 1)
 
-        trained = family.train(hparams, x, y, None, None, task=data.task, n_classes=data.n_classes, epochs=epochs,
-                               seed=bench.seed, on_epoch=on_epoch)  # fmt: skip
+            members.append(family.train(hparams, x, y, None, None, task=data.task, n_classes=data.n_classes,
+                                        epochs=epochs, seed=seed, on_epoch=on_epoch))  # fmt: skip
+        ensemble = SeedEnsemble(members, seeds)
         with io.staged_dir(dest) as tmp:
+            ensemble.save(tmp / paths.SEED_MODELS)
             model = tracking.create_logged_model(mlc, exp, run_id, "best", params={**hparams, "epochs": epochs},
                                                  model_type="best", step=epochs)  # fmt: skip
             served = tmp / paths.SERVED_MODEL
-            serving.save_pyfunc(served, model=trained, transformer=data.transformer,
+            serving.save_pyfunc(served, model=ensemble if bench.serve == "ensemble" else ensemble.single(),
+                                transformer=data.transformer,
                                 meta=io.read_json(paths.raw_example(bench.dataset)))  # fmt: skip
             tracking.stamp_mlmodel(served, model.model_id, run_id)
             mlc.log_model_artifacts(model.model_id, str(served))
             tracking.finish_logged_model(mlc, model.model_id, True)
             info = {"run_id": run_id, "model_id": model.model_id, "model_source": f"models:/{model.model_id}",
-                    "hparams": hparams, "epochs": epochs, "source": best}  # fmt: skip
+                    "hparams": hparams, "epochs": epochs, "seeds": seeds, "serve": bench.serve,
+                    "source": best}  # fmt: skip
             io.write_json_atomic(tmp / paths.MODEL_INFO, info)
             mlc.set_terminated(run_id, "FINISHED")  # before the swap: a model in place never names an unfinished run
     except BaseException:
@@ -166,7 +179,8 @@ def evaluate(params: Params, benchmark: str) -> dict:
     info = io.read_json(paths.model_info(benchmark))
     result = io.read_json(paths.search_result(benchmark))
     mlc = tracking.connect(params.tracking_uri())
-    model = TrainedModel.load(paths.trained_model(benchmark))
+    model = TrainedModel.load(paths.trained_model(benchmark))  # what is served
+    seeds = TrainedModel.load(paths.seed_models(benchmark)) if paths.seed_models(benchmark).exists() else None
     baseline = get_family("majority").train({}, data.X_train, data.y_train, None, None, task=data.task,
                                             n_classes=data.n_classes, epochs=1)  # fmt: skip
     metric, direction = task_metric(data.task)
@@ -178,15 +192,30 @@ def evaluate(params: Params, benchmark: str) -> dict:
         search_summary.write_history(trials, result, tmp)
     search = search_summary.accounting(trials, direction)
     numbers = {"test": report["test"], "baseline": report["baseline"], "search": search}
+    meaning = {"benchmark": benchmark, "dataset": bench.dataset, "model": bench.model, "metric": metric,
+               "direction": direction, "task": data.task, "run_id": info["run_id"], "n_test": report["n_test"],
+               "serve": info.get("serve", "single")}  # fmt: skip
+    scores = {k: v for k, v in report["test"].items()}
+    if seeds is not None:  # the seeds' spread: mean and 95% interval of the task metric, each seed, their average
+        by_seed = evaluation.seed_scores(seeds, data)
+        summary = by_seed["seeds"][metric]
+        numbers["test_seeds"] = {k: summary[k] for k in ("mean", "std", "ci_low", "ci_high", "n")}
+        numbers["test_ensemble"] = {metric: by_seed["ensemble"][metric]}
+        numbers["test_single"] = {metric: by_seed["single"][metric]}
+        meaning["per_seed"] = by_seed["per_seed"]
+        scores |= {f"seeds_mean_{metric}": summary["mean"], f"seeds_ci_low_{metric}": summary["ci_low"],
+                   f"seeds_ci_high_{metric}": summary["ci_high"],
+                   f"ensemble_{metric}": by_seed["ensemble"][metric]}  # fmt: skip
     if "weights" in report:  # L1-regularized models: their weight sparsity
         numbers["weights"] = report["weights"]
-    meaning = {"benchmark": benchmark, "dataset": bench.dataset, "model": bench.model, "metric": metric,
-               "direction": direction, "run_id": info["run_id"], "n_test": report["n_test"]}  # fmt: skip
-    test = tracking.metric_batch({f"test_{k}": v for k, v in report["test"].items()}, 0)
+    evaluation.write_test_predictions(paths.test_predictions(benchmark), data.task, model.predict(data.X_test),
+                                      data.y_test)  # fmt: skip
+    test = tracking.metric_batch({f"test_{k}": v for k, v in scores.items()}, 0)
     if info.get("model_id"):  # the Models tab shows the test metrics with the model
         test += tracking.link_metrics(test, info["model_id"])
     mlc.log_batch(info["run_id"], metrics=test)
     tracking.log_figure_files(mlc, info["run_id"], sorted(p for p in out_dir.iterdir() if p.is_file()), "evaluation")
+    mlc.log_artifact(info["run_id"], str(paths.test_predictions(benchmark)), "evaluation")  # for later promotions
     io.write_json_atomic(paths.evaluation_file(benchmark), meaning)
     io.write_json_atomic(paths.metrics_file(benchmark), numbers)
     return numbers | meaning
@@ -199,8 +228,34 @@ def registered_name(params: Params, benchmark: str) -> str:
     return tracking.experiment_name(benchmark, bench.dataset, bench.model)
 
 
+def _paired_test(mlc, held, benchmark: str, evaluated: dict) -> dict:
+    """The paired bootstrap of the evaluated model's test predictions against the champion's (logged by its
+    evaluation), or `{"test": None, "why": ...}` when they cannot be paired."""
+    import tempfile  # noqa: PLC0415
+
+    from pipeline import evaluation, stats  # noqa: PLC0415
+    from pipeline.models.base import evaluate_predictions  # noqa: PLC0415
+
+    mine = evaluation.read_test_predictions(paths.test_predictions(benchmark))
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            where = mlc.download_artifacts(held.run_id, f"evaluation/{paths.test_predictions(benchmark).name}", tmp)
+            theirs = evaluation.read_test_predictions(Path(where))
+        except Exception:  # noqa: BLE001 - a champion evaluated before predictions were kept, or gone
+            return {"test": None, "why": "the champion's run keeps no test predictions"}
+    if theirs["y"].shape != mine["y"].shape or not (theirs["y"] == mine["y"]).all():
+        return {"test": None, "why": "the champion was tested on other examples"}
+    metric = evaluated["metric"]
+
+    def score(y, pred) -> float:
+        return evaluate_predictions(mine["task"], pred, y)[metric]
+
+    return stats.paired_bootstrap(score, mine["y"], mine["pred"], theirs["pred"], evaluated["direction"])
+
+
 def promote(params: Params, benchmark: str, *, force: bool = False, dry_run: bool = False) -> dict:
-    """Register the evaluated model and move `champion` if it beats the current one."""
+    """Register the evaluated model and move `champion` if it beats the current one: by at least
+    `promote.min_improvement` and significantly (paired bootstrap on the same test examples, p < `promote.alpha`)."""
     from dataclasses import asdict  # noqa: PLC0415
 
     from pipeline import registry  # noqa: PLC0415
@@ -229,11 +284,13 @@ def promote(params: Params, benchmark: str, *, force: bool = False, dry_run: boo
         raise TrackingError(f"registered model {name}: its champion, version {held.version}, was promoted by "
                             f"benchmark {owner} (which now registers as its own model); rerun with --force to make "
                             f"{benchmark}'s model the champion of {name}")  # fmt: skip
+    test = _paired_test(mlc, held, benchmark, evaluated) if held is not None and held.run_id != info["run_id"] else None
     decision = registry.promote(
         mlc, name, model_uri=info["model_source"], run_id=info["run_id"],
         model_id=info.get("model_id"),
         metric=metric, direction=evaluated["direction"], value=float(metrics["test"][metric]), tags=tags,
         min_improvement=params.promote.min_improvement, force=force, dry_run=dry_run,
+        test=test, alpha=params.promote.alpha,
     )  # fmt: skip
     out = asdict(decision) | {"dry_run": dry_run}
     print(f"{decision.model_name}: {'PROMOTE' if decision.promote else 'keep champion'} - {decision.reason}"

@@ -49,6 +49,13 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 900
     )
 
 
+def cli_ok(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`run_cli` that must succeed (the assertion shows the end of its stderr)."""
+    proc = run_cli(*args, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 def tiny_profile(params: dict) -> dict:
     """Shrink the shipped default: 2 trials a round, 1-3 epochs, small data."""
     params = json.loads(json.dumps(params))

@@ -274,3 +274,30 @@ def write_params(dest: Path, source: dict | str, dataset: str = "mine") -> Path:
 def custom(url: str, data: bytes, **kw) -> dict:
     """A custom `keras-npz` source declaration for `data` served at `url` (extra keys: `kw`)."""
     return {"url": url, "sha256": sha256(data), "format": "keras-npz", "task": "multiclass", **kw}
+
+
+# -- a custom CSV dataset and one linear benchmark on it (data identity, registry names, promotion, selection) --
+CSV_BENCH = "mine_linear"
+
+
+def csv_bytes(rows: np.ndarray, labels: np.ndarray) -> bytes:
+    """A CSV file of feature columns `f0`... and the label column `y`."""
+    head = ",".join(f"f{i}" for i in range(rows.shape[1])) + ",y\n"
+    return (head + "".join(",".join(f"{v:.6g}" for v in r) + f",{int(t)}\n" for r, t in zip(rows, labels))).encode()
+
+
+def csv_project(dest: Path, csv_name: str, data: bytes, **preprocess) -> None:
+    """Write `data` as `dest/csv_name` and a params.yaml declaring it (`mine`, binary, standardized) with
+    benchmark `mine_linear` (one 3-trial round over `l2`; `preprocess` adds preprocessing settings)."""
+    params = {
+        "tracking": {"uri": "sqlite:///mlflow.db", "log_models": False},
+        "search": {"sampler": "random", "seed": 0, "workers": 1},
+        "datasets": {"mine": {
+            "source": {"path": csv_name, "sha256": sha256(data), "format": "csv", "task": "binary", "target": "y"},
+            "preprocess": {"kind": "standardize", "val_fraction": 0.25, "test_fraction": 0.25, **preprocess}}},
+        "benchmarks": {CSV_BENCH: {
+            "dataset": "mine", "model": "linear", "space": {"l2": {"low": 1.0e-3, "high": 10.0, "log": True}},
+            "rounds": [{"name": "a", "n_trials": 3, "epochs": 1, "pruner": "none"}]}},
+    }  # fmt: skip
+    (dest / csv_name).write_bytes(data)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -83,6 +83,14 @@ def model_name(benchmark: str, dataset: str, model: str) -> str:
     return f"{dataset}-{model}" if benchmark in (f"{dataset}_{model}", dataset) else f"{dataset}-{model}-{benchmark}"
 
 
+class SelectionConfig(Strict):
+    """Robust selection after the last round (`pipeline.search.selection`): its `top_k` best configurations
+    trained `repeats` more times with fresh seeds (reshuffled folds on K-fold data); 0 repeats: off."""
+
+    top_k: int = Field(3, ge=1, le=20)
+    repeats: int = Field(2, ge=0, le=20)
+
+
 class BenchmarkConfig(Strict):
     """A dataset searched with one model family; `hparams` and `space` name only what the family reads."""
 
@@ -93,6 +101,9 @@ class BenchmarkConfig(Strict):
     rounds: list[RoundConfig] = Field(min_length=1)
     final_epochs: int | None = Field(None, gt=0)
     seed: Seed = 0
+    selection: SelectionConfig = SelectionConfig()
+    final_seeds: int = Field(3, ge=1, le=20)  # train_best: seeds trained; evaluate reports their mean and 95% CI
+    serve: Literal["ensemble", "single"] = "ensemble"  # registered and served: the seeds' average or the first seed's
 
     @model_validator(mode="after")
     def _check(self) -> BenchmarkConfig:

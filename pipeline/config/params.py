@@ -78,6 +78,7 @@ class PromoteConfig(Strict):
     """The promotion rule of the model registry."""
 
     min_improvement: float = Field(0.0, ge=0)
+    alpha: float = Field(0.05, gt=0, lt=1)  # the paired test's significance level a gain must reach
 
 
 def _task(name: str, ds: DatasetConfig, builtin: set[str]) -> str | None:

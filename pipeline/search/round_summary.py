@@ -12,6 +12,7 @@ import optuna
 from pipeline import io, paths, tracking
 from pipeline.config import ParamRange, Params, RoundConfig
 from pipeline.search.budget import budget_used
+from pipeline.search.selection import selected_best
 from pipeline.search.spaces import space_to_dict
 from pipeline.tracking.superseded import mark_rounds
 
@@ -92,12 +93,19 @@ def overall_best(rounds: list[dict]) -> dict | None:
     return None
 
 
-def write_result(params: Params, key: str, direction: str, rounds: list[dict], failure: str | None = None) -> dict:
+def write_result(params: Params, key: str, direction: str, rounds: list[dict], failure: str | None = None,
+                 selection: dict | None = None) -> dict:  # fmt: skip
     """Write `results/search/<key>.json` (with the `failure` when no round has a completed trial); once it has
-    a best, the MLflow runs of the benchmark's other studies are tagged superseded (`mark_rounds`)."""
+    a best, the MLflow runs of the benchmark's other studies are tagged superseded (`mark_rounds`).
+
+    With a `selection` (`pipeline.search.selection`), the best is its chosen candidate, scored by its repeats' mean.
+    """
     bench = params.benchmark(key)
+    best = overall_best(rounds) if selection is None else selected_best(selection, rounds[-1]["round"])
     result: dict[str, Any] = {"benchmark": key, "dataset": bench.dataset, "model": bench.model, "direction": direction,
-                              "rounds": rounds, "best": overall_best(rounds)}  # fmt: skip
+                              "rounds": rounds, "best": best}  # fmt: skip
+    if selection is not None:
+        result["selection"] = selection
     if failure is not None:
         result["failure"] = failure
     io.write_json_atomic(paths.search_result(key), result)

@@ -26,7 +26,7 @@ import optuna
 from pipeline import data_identity, io, paths, retry, tracking
 from pipeline.config import ParamRange, Params, RoundConfig, fingerprint
 from pipeline.errors import ConfigError, MissingInputError, SearchFailedError
-from pipeline.search import parallel, round_summary
+from pipeline.search import parallel, round_summary, selection
 from pipeline.search.budget import budget_view, discard_failed_attempt, no_completed_trial
 from pipeline.search.spaces import narrow, space_from_dict, space_to_dict, top_trials
 from pipeline.processes import worker_alive, worker_id
@@ -284,7 +284,9 @@ def run_search(params: Params, key: str, *, only_round: int | None = None, n_tri
                 round_summary.write_result(params, key, direction, rounds_out, failure=failure)
                 raise SearchFailedError(f"{failure}; fix the cause and rerun `tunebench search --benchmark {key}`")
             print(f"warning: {failure}; the best stays that of an earlier round", file=sys.stderr)
-    return round_summary.write_result(params, key, direction, rounds_out)
+    last = only_round in (None, len(bench.rounds))  # robust selection follows the last round
+    chosen = selection.run_selection(params, key, prev, direction) if last and prev is not None else None
+    return round_summary.write_result(params, key, direction, rounds_out, selection=chosen)
 
 
 def _load_existing(params: Params, key: str, k: int, storage_url: str | None) -> optuna.Study:

@@ -9,43 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import run_cli
-from fixtures_datasets import sha256
+from conftest import cli_ok, run_cli
+from fixtures_datasets import CSV_BENCH as BENCH
+from fixtures_datasets import csv_bytes as _csv
+from fixtures_datasets import csv_project as _params
 from sklearn.datasets import load_breast_cancer
-
-BENCH = "mine_linear"
-
-
-def _csv(rows: np.ndarray, labels: np.ndarray) -> bytes:
-    head = ",".join(f"f{i}" for i in range(rows.shape[1])) + ",y\n"
-    return (head + "".join(",".join(f"{v:.6g}" for v in r) + f",{int(t)}\n" for r, t in zip(rows, labels))).encode()
-
-
-def _params(dest: Path, csv_name: str, data: bytes, **preprocess) -> None:
-    params = {
-        "tracking": {"uri": "sqlite:///mlflow.db", "log_models": False},
-        "search": {"sampler": "random", "seed": 0, "workers": 1},
-        "datasets": {"mine": {
-            "source": {"path": csv_name, "sha256": sha256(data), "format": "csv", "task": "binary", "target": "y"},
-            "preprocess": {"kind": "standardize", "val_fraction": 0.25, "test_fraction": 0.25, **preprocess}}},
-        "benchmarks": {BENCH: {
-            "dataset": "mine", "model": "linear", "space": {"l2": {"low": 1.0e-3, "high": 10.0, "log": True}},
-            "rounds": [{"name": "a", "n_trials": 3, "epochs": 1, "pruner": "none"}]}},
-    }  # fmt: skip
-    (dest / csv_name).write_bytes(data)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def _ok(*args: str, cwd: Path):
-    proc = run_cli(*args, cwd=cwd)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 def _stages(cwd: Path) -> dict:
     for stage in ("fetch", "preprocess"):
-        _ok(stage, "--dataset", "mine", cwd=cwd)
-    proc = _ok("search", "--benchmark", BENCH, cwd=cwd)
+        cli_ok(stage, "--dataset", "mine", cwd=cwd)
+    proc = cli_ok("search", "--benchmark", BENCH, cwd=cwd)
     return json.loads((cwd / "results" / "search" / f"{BENCH}.json").read_text()) | {"stderr": proc.stderr}
 
 

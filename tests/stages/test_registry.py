@@ -36,6 +36,18 @@ def test_min_improvement_and_force():
     assert decide(0.1, 0.9, "maximize", 0.0, force=True) == (True, "forced")
 
 
+def test_a_gain_must_be_significant_and_reach_the_margin():
+    noise = {"test": "paired bootstrap", "gain": 0.007, "ci_low": -0.007, "ci_high": 0.021, "p_value": 0.19}
+    clear = {"test": "paired bootstrap", "gain": 0.03, "ci_low": 0.01, "ci_high": 0.05, "p_value": 0.004}
+    ok, why = decide(0.867, 0.86, "maximize", 0.0, test=noise, alpha=0.05)
+    assert not ok and "beats it" in why and "p=0.19 (not significant at alpha 0.05)" in why
+    assert decide(0.89, 0.86, "maximize", 0.0, test=clear, alpha=0.05)[0]
+    assert not decide(0.89, 0.86, "maximize", 0.0, test=clear, alpha=0.001)[0]  # a stricter level
+    assert not decide(0.89, 0.86, "maximize", 0.05, test=clear)[0]  # significant, but short of the margin
+    ok, why = decide(2.4, 2.5, "minimize", 0.0, test={"test": None, "why": "the champion was tested on other examples"})
+    assert ok and why.endswith("untested: the champion was tested on other examples")
+
+
 def _candidate(mlc, exp_id, tmp_path, i):
     run_id = tracking.start_run(mlc, exp_id, f"cand-{i}")
     path = tmp_path / f"m{i}"

@@ -6,12 +6,21 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
-from conftest import run_cli
+from conftest import cli_ok, run_cli
 from mlflow.tracking import MlflowClient
-from test_data_identity import _csv, _ok, _params, cancer  # noqa: F401 - `cancer` is a fixture
+from fixtures_datasets import csv_bytes as _csv
+from fixtures_datasets import csv_project as _params
+from sklearn.datasets import load_breast_cancer
 
 STRONG = "mine_linear_strong"
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    d = load_breast_cancer()
+    return d.data[:240], d.target[:240]
 
 
 def _two_benchmarks(tmp_path, x, y) -> None:
@@ -24,15 +33,15 @@ def _two_benchmarks(tmp_path, x, y) -> None:
 
 def _run(tmp_path, bench: str, *promote_args: str):
     for stage in ("search", "train_best", "evaluate"):
-        _ok(stage, "--benchmark", bench, cwd=tmp_path)
+        cli_ok(stage, "--benchmark", bench, cwd=tmp_path)
     return run_cli("promote", "--benchmark", bench, *promote_args, cwd=tmp_path)
 
 
-def test_two_benchmarks_of_one_dataset_and_model_keep_their_own_champions(tmp_path, cancer, monkeypatch):  # noqa: F811
+def test_two_benchmarks_of_one_dataset_and_model_keep_their_own_champions(tmp_path, cancer, monkeypatch):
     x, y = cancer
     _two_benchmarks(tmp_path, x, y)
     for stage in ("fetch", "preprocess"):
-        _ok(stage, "--dataset", "mine", cwd=tmp_path)
+        cli_ok(stage, "--dataset", "mine", cwd=tmp_path)
     assert _run(tmp_path, "mine_linear").returncode == 0
     strong = _run(tmp_path, STRONG)
     assert strong.returncode == 0, strong.stderr[-2000:]
@@ -62,7 +71,7 @@ def test_two_benchmarks_of_one_dataset_and_model_keep_their_own_champions(tmp_pa
     assert mlc.get_model_version_by_alias("mine-linear", "champion").tags["benchmark"] == "mine_linear"
 
 
-def test_benchmarks_whose_names_would_still_collide_are_refused(tmp_path, cancer):  # noqa: F811
+def test_benchmarks_whose_names_would_still_collide_are_refused(tmp_path, cancer):
     x, y = cancer
     _params(tmp_path, "a.csv", _csv(x, y))
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())

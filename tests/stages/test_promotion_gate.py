@@ -1,0 +1,69 @@
+"""Promotion is gated by a paired test on the same test examples: a rerun whose gain is noise leaves the
+champion where it is, a clearly better model moves it; evaluate reports the final seeds' spread."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from conftest import cli_ok
+from mlflow.tracking import MlflowClient
+from sklearn.datasets import load_breast_cancer
+from fixtures_datasets import CSV_BENCH as BENCH
+from fixtures_datasets import csv_bytes as _csv
+from fixtures_datasets import csv_project as _params
+
+NAME = "mine-linear"
+
+
+def _set(tmp_path, **changes) -> None:
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    for path, value in changes.items():
+        *parents, leaf = path.split("__")
+        node = params
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _rerun(tmp_path) -> str:
+    for stage in ("search", "train_best", "evaluate"):
+        cli_ok(stage, "--benchmark", BENCH, cwd=tmp_path)
+    dry = cli_ok("promote", "--benchmark", BENCH, "--dry-run", cwd=tmp_path).stderr
+    cli_ok("promote", "--benchmark", BENCH, cwd=tmp_path)
+    return dry
+
+
+def test_a_noise_gain_keeps_the_champion_and_a_clear_gain_moves_it(tmp_path):
+    d = load_breast_cancer()
+    _params(tmp_path, "a.csv", _csv(d.data, d.target))
+    _set(tmp_path, benchmarks__mine_linear__space={"l2": {"low": 3.0e3, "high": 1.0e4, "log": True}})  # too strong
+    for stage in ("fetch", "preprocess"):
+        cli_ok(stage, "--dataset", "mine", cwd=tmp_path)
+    _rerun(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlc = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    assert str(mlc.get_model_version_by_alias(NAME, "champion").version) == "1"
+    metrics = json.loads((tmp_path / "metrics" / f"{BENCH}.json").read_text())
+    seeds = metrics["test_seeds"]
+    assert seeds["n"] == 3 and seeds["ci_low"] <= seeds["mean"] <= seeds["ci_high"]
+    per_seed = json.loads((tmp_path / "results" / "evaluation" / f"{BENCH}.json").read_text())["per_seed"]
+    assert [s["seed"] for s in per_seed] == [0, 1, 2]
+
+    _set(tmp_path, benchmarks__mine_linear__space={"l2": {"low": 1.0e-2, "high": 1.0e-1, "log": True}})
+    dry = _rerun(tmp_path)  # a clearly better range
+    assert "PROMOTE" in dry and "significant at alpha 0.05" in dry and "not significant" not in dry, dry
+    assert str(mlc.get_model_version_by_alias(NAME, "champion").version) == "2"
+    history = json.loads(mlc.get_registered_model(NAME).tags["alias_history"])
+    assert "p=" in history[-1]["reason"] and history[-1]["champion"]
+    promoted = json.loads((tmp_path / "promotions" / f"{BENCH}.json").read_text())
+    assert promoted["promote"] and promoted["test"]["p_value"] < 0.05 and promoted["test"]["ci_low"] > 0
+
+    _set(tmp_path, search__seed=7)  # another search seed over the same flat range: at best a noise gain
+    dry = _rerun(tmp_path)
+    assert "keep champion" in dry and "paired bootstrap" in dry and "not significant" in dry, dry
+    assert str(mlc.get_model_version_by_alias(NAME, "champion").version) == "2"
+    decision = json.loads(mlc.get_model_version(NAME, "3").tags["promotion"])
+    assert decision["test"]["test"] == "paired bootstrap" and decision["test"]["p_value"] >= 0.05
+    assert not json.loads((tmp_path / "promotions" / f"{BENCH}.json").read_text())["promote"]
