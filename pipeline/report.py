@@ -19,6 +19,7 @@ import pandas as pd
 from pipeline import io, paths, report_sources, tracking
 from pipeline.config import Params
 from pipeline.reference import goal_for, reference_for
+from pipeline.stats import placement
 
 NOT_RUN = "not run here"
 NOT_YET = "not evaluated yet"
@@ -78,10 +79,26 @@ def _row(params: Params, key: str, bench) -> dict:
         "data_source": report_sources.data_source(bench.dataset),
         "_search": search,
     })  # fmt: skip
+    row.update(_seed_columns(m, meaning, promo, metric, direction, ref.value if ok_ref else None))
     if not ok_ref:
         row["reference"] = None
     row["beats_baseline"] = test > row["baseline"] if direction == "maximize" else test < row["baseline"]
     return row
+
+
+def _seed_columns(m: dict, meaning: dict, promo: Path, metric: str, direction: str, ref: float | None) -> dict:
+    """The final seeds' mean and 95% interval, each seed's score, the seeds' average and the first seed's
+    model, where the reference lies against the interval (`beats_reference`: yes, no, inconclusive) and
+    the promotion's paired test."""
+    seeds = m.get("test_seeds") or {}
+    test = (io.read_json(promo).get("test") or {}) if promo.exists() else {}
+    out = {"seeds_mean": seeds.get("mean"), "seeds_ci_low": seeds.get("ci_low"), "seeds_ci_high": seeds.get("ci_high"),
+           "seeds_n": seeds.get("n"), "seed_values": [s[metric] for s in meaning.get("per_seed", [])] or None,
+           "ensemble": (m.get("test_ensemble") or {}).get(metric), "single": (m.get("test_single") or {}).get(metric),
+           "serve": meaning.get("serve"), "promotion_p": test.get("p_value"), "beats_reference": None}  # fmt: skip
+    if ref is not None and seeds:
+        out["beats_reference"] = placement(ref, seeds["ci_low"], seeds["ci_high"], direction)
+    return out
 
 
 def _add_stores(params: Params, row: dict, mlc, mlflow_note: str | None, details: bool) -> None:
@@ -143,9 +160,12 @@ MD_COLUMNS = [
     ("model", lambda r, refs: _model_text(r)),
     ("metric", lambda r, refs: f"{r['metric']} ({r['direction'][:3]})"),
     ("test", lambda r, refs: f"{r['test']:.4f}"),
+    ("seeds: mean [95% CI]", lambda r, refs: seeds_text(r)),
+    ("ensemble / single", lambda r, refs: f"{_num(r['ensemble'], '.4f')} / {_num(r['single'], '.4f')}"),
     ("baseline", lambda r, refs: f"{r['baseline']:.4f}"),
     ("reference", _ref_text),
     ("test - ref", lambda r, refs: _num(r["vs_reference"], "+.4f")),
+    ("beats ref", lambda r, refs: r["beats_reference"] or "-"),
     ("goal", lambda r, refs: "-" if r["goal"] is None else f"{r['goal']:g} {'met' if r['goal_met'] else 'not met'}"),
     ("trials (pruned, failed)", lambda r, refs: f"{r['trials']} ({r['pruned']}, {_num(r['failed'])})"),
     ("epochs (saved by pruning)", lambda r, refs: f"{r['epochs']} ({_num(r['epochs_saved'])})"),
@@ -156,15 +176,34 @@ MD_COLUMNS = [
         "registry",
         lambda r, refs: f"v{r['registry_version']} {r['aliases'] or ''}".strip() if r.get("registry_version") else "-",
     ),
+    ("promotion", lambda r, refs: promotion_text(r)),
 ]
+
+
+def seeds_text(r: dict) -> str:
+    """`0.9130 [0.9010, 0.9250] (3 seeds)`: the final seeds' mean test score and its 95% interval."""
+    if r.get("seeds_mean") is None:
+        return "-"
+    return f"{r['seeds_mean']:.4f} [{r['seeds_ci_low']:.4f}, {r['seeds_ci_high']:.4f}] ({r['seeds_n']} seeds)"
+
+
+def promotion_text(r: dict) -> str:
+    """The promotion decision with its paired test: `champion (p=0.0005)`, `kept champion (p=0.31)`, `champion`."""
+    if r.get("promoted") is None:
+        return "-"
+    p = f" (p={r['promotion_p']:.2g})" if r.get("promotion_p") is not None else ""
+    return ("champion" if r["promoted"] else "kept champion") + p
 
 
 def markdown(rows: list[dict]) -> str:
     """`reports/leaderboard.md`: the table, the reference sources and the benchmarks not run here."""
     lines = ["# tunebench leaderboard", "",
-             "Test-split results of each benchmark's retrained best model, the trivial baseline (majority class / "
-             "mean), the published reference (source below; `test - ref` is signed: below zero is worse for "
-             "accuracy, better for MAE) and what the search cost.", ""]  # fmt: skip
+             "Test-split results of each benchmark's retrained best model (`test`: the served model; `seeds`: the "
+             "mean and 95% interval over the final training seeds; `ensemble / single`: the seeds' average and "
+             "the first seed's model), the trivial baseline (majority class / mean), the published reference "
+             "(source below; `test - ref` is signed: below zero is worse for accuracy, better for MAE; `beats ref`: "
+             "yes when the whole interval is better, no when it is worse, inconclusive when the reference lies "
+             "within it) and what the search cost.", ""]  # fmt: skip
     run = [r for r in rows if r["status"] == "run"]
     refs: list[str] = []
     if not run:
@@ -189,7 +228,17 @@ def markdown(rows: list[dict]) -> str:
 
 
 CSV_DROP = ("trials_table", "curves", "ranges", "run_id", "best_trial_run_id")  # run ids: MLflow has them
-COUNTS = ("trials", "pruned", "failed", "epochs", "epochs_saved", "best_at_epochs", "near_best_at_epochs", "n_test")
+COUNTS = (
+    "trials",
+    "pruned",
+    "failed",
+    "epochs",
+    "epochs_saved",
+    "best_at_epochs",
+    "near_best_at_epochs",
+    "n_test",
+    "seeds_n",
+)
 
 
 def write_report(params: Params) -> Path:

@@ -13,6 +13,7 @@ import math
 from html import escape
 
 from pipeline.report_svg import Point, chart
+from pipeline.report import promotion_text, seeds_text
 
 CSS = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;font-size:12px}
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}th{background:#f3f3f3}
@@ -26,9 +27,12 @@ COLUMNS = [
     ("model", lambda r: r["model"]),
     ("metric", lambda r: f"{r['metric']} ({r['direction'][:3]})"),
     ("test", lambda r: f"{r['test']:.4f}"),
+    ("seeds: mean [95% CI]", lambda r: seeds_text(r)),
+    ("ensemble / single", lambda r: f"{_fmt(r.get('ensemble'), '.4f')} / {_fmt(r.get('single'), '.4f')}"),
     ("baseline", lambda r: f"{r['baseline']:.4f}"),
     ("reference", lambda r: r["reference_shown"]),
     ("test − ref", lambda r: _fmt(r.get("vs_reference"), "+.4f")),
+    ("beats ref", lambda r: r.get("beats_reference") or "-"),
     ("goal", lambda r: "-" if r.get("goal") is None else f"{r['goal']:g} {'met' if r['goal_met'] else 'not met'}"),
     ("trials", lambda r: _fmt(r.get("trials"))),
     ("pruned", lambda r: _fmt(r.get("pruned"))),
@@ -38,6 +42,7 @@ COLUMNS = [
     ("to best s", lambda r: _fmt(r.get("best_at_s"), ".0f")),
     ("best params", lambda r: ", ".join(f"{k}={_fmt(v, '.3g')}" for k, v in (r.get("best_params") or {}).items())),
     ("registry", lambda r: f"v{r['registry_version']} {r.get('aliases') or ''}" if r.get("registry_version") else "-"),
+    ("promotion", lambda r: promotion_text(r)),
 ]
 NUMERIC = {"test", "baseline", "test − ref", "trials", "pruned", "failed", "epochs", "search s", "to best s"}
 
@@ -105,6 +110,8 @@ def figures(row: dict) -> list[str]:
         title = f"{x} vs {y} (filled: completed; hover: score)" if y else f"{metric} vs {x}"
         figs.append(chart(title, x, y or metric, points=pts, series=names, xlog=True, ylog=y is not None,
                           css_class="chart scatter"))  # fmt: skip
+    if row.get("seed_values"):
+        figs.append(_seeds_figure(row))
     curves = row.get("curves") or {}
     if any(len(v) > 1 for v in curves.values()):
         m = row["metric"]
@@ -127,6 +134,18 @@ def figures(row: dict) -> list[str]:
             )
         )
     return figs
+
+
+def _seeds_figure(row: dict) -> str:
+    """Each final seed's test score, the 95% interval of their mean shaded, and the reference as a line."""
+    values = row["seed_values"]
+    m = row["metric"]
+    pts = [Point(i + 1, v, 0, label=f"seed {i + 1}: test {m}={v:.4g}") for i, v in enumerate(values)]
+    bands = [(0.5, len(values) + 0.5, row["seeds_ci_low"], row["seeds_ci_high"], 0)]
+    lines = {"reference": [row["reference"]] * len(values)} if row.get("reference") is not None else None
+    title = f"test {m} per seed, 95% CI shaded" + (", line: reference" if lines else "")
+    return chart(title, "seed", f"test {m}", points=pts, bands=bands, lines=lines, series=["seeds"],
+                 css_class="chart seeds")  # fmt: skip
 
 
 def render(rows: list[dict]) -> str:

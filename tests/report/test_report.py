@@ -76,10 +76,15 @@ def test_leaderboard_rows_carry_reference_cost_and_registry(reported):
     assert (run["trials"], run["failed"]) == ("4", "0") and int(run["epochs"]) == 2 * 2 + 2 * 3
     assert float(run["search_wall_s"]) > 0 and run["best_at_s"] != ""
     assert (run["registry_version"], run["aliases"]) == ("1", "challenger,champion"), run
+    low, mean, high = (float(run[k]) for k in ("seeds_ci_low", "seeds_mean", "seeds_ci_high"))
+    assert run["seeds_n"] == "3" and low < mean < high and run["serve"] == "ensemble"  # 3 seeds, 3 scores
+    assert run["beats_reference"] == ("yes" if low > 0.97 else "no" if high < 0.97 else "inconclusive")
+    assert float(run["test"]) == float(run["ensemble"])  # the served model is the seeds' average
     assert missing["status"] == "not run here" and "tunebench fetch --dataset imdb" in missing["fetch_hint"]
     md = (reported / paths.LEADERBOARD_MD).read_text()
     line = next(x for x in md.splitlines() if x.startswith(f"| {KEY} "))
-    assert "| 0.97 [1] |" in line and "| 4 (0, 0) |" in line and "v1 challenger,champion" in line, line
+    assert "| 0.97 [1] |" in line and "| 4 (0, 0) |" in line and "v1 challenger,champion | champion |" in line, line
+    assert f"| {mean:.4f} [{low:.4f}, {high:.4f}] (3 seeds) |" in line and f"| {run['beats_reference']} |" in line
     assert "1. scikit-learn example 'Recognizing hand-written digits'" in md
     assert "* imdb_keras_mlp (not run here; reference 0.884-0.885): data download needed" in md
 
@@ -102,7 +107,8 @@ def test_report_page_renders_offline_in_chromium(reported):
     assert statuses == ["run", "not run here"]
     assert cells[0] == KEY and "0.97" in cells and "v1 challenger,champion" in cells, cells
     kinds = [f[0] for f in figs]
-    assert kinds == ["chart history", "chart narrowing", "chart scatter", "chart curve", "chart curve"], figs
+    assert kinds == ["chart history", "chart narrowing", "chart scatter", "chart seeds", "chart curve",
+                     "chart curve"], figs  # fmt: skip
     assert all(w > 300 and h > 200 for _, w, h, _ in figs), figs
     history, narrowing = figs[0][3], figs[1][3]
     assert history >= 1 + 4 and narrowing >= 1 + 2 + 4, figs  # frame + trials; frame + 2 round bands + trials
