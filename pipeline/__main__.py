@@ -1,5 +1,4 @@
-"""The `tunebench` command line: one sub-command per DVC stage, plus `ui`, `studies`, `models`, `summary`,
-`validate`.
+"""The `tunebench` command line: one sub-command per DVC stage (fetch ... report), and tools around them.
 
 Start-up imports nothing heavy: TensorFlow is imported only by sub-commands
 that train. Exit codes: 0 success, 1 a failure at run time, 2 bad
@@ -16,6 +15,7 @@ import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no INFO lines (creating tables, inferring signatures)
 
 from pipeline.config import Params, load_params  # noqa: E402
 from pipeline.errors import ConfigError, TunebenchError, terminate_as_interrupt  # noqa: E402
@@ -99,7 +99,8 @@ def cmd_studies(params: Params, args) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = args.storage or params.storage_url()
     ts = optuna.trial.TrialState
-    rows: dict[str, str] = {}  # study name -> its line; storages are opened before anything is printed
+    states = (ts.COMPLETE, ts.PRUNED, ts.FAIL, ts.RUNNING)
+    rows: dict[str, list] = {}  # study name -> its row; storages are opened before anything is printed
     for key in _targets(params, args, "benchmark"):
         if url is None and not paths.journal_file(key).exists():
             continue
@@ -109,15 +110,40 @@ def cmd_studies(params: Params, args) -> int:
                 continue
             trials = optuna.load_study(study_name=s.study_name, storage=storage).get_trials(deepcopy=False)
             count = {st: sum(t.state == st for t in trials) for st in ts}
-            best = f"{s.best_trial.value:.4g}" if s.best_trial else "-"
-            rows[s.study_name] = (f"{s.study_name:<48} {count[ts.COMPLETE]:>8} {count[ts.PRUNED]:>7} "
-                                  f"{count[ts.FAIL]:>5} {count[ts.RUNNING]:>7}  {best}")  # fmt: skip
+            best = s.best_trial.value if s.best_trial else None
+            rows[s.study_name] = [s.study_name, *(count[st] for st in states), best]
     if not rows:
         print("(no studies yet: run `tunebench search` or `dvc repro`)")
         return 0
-    print(f"{'study':<48} {'complete':>8} {'pruned':>7} {'fail':>5} {'running':>7}  best")
-    print("\n".join(rows.values()))
+    print(table(["study", "complete", "pruned", "fail", "running", "best"], list(rows.values())))
     return 0
+
+
+def _number(value) -> float | None:
+    """`value` as a number (numeric strings too, such as registry tags), else None."""
+    try:
+        return None if isinstance(value, bool) or value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _cell(value) -> str:
+    """A table cell: a whole number as is, any other number rounded to 4 decimals, None as `-`."""
+    n = _number(value)
+    if n is None:
+        return "-" if value is None else str(value)
+    return str(int(n)) if isinstance(value, int) else f"{n:.4f}"
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    """`rows` under `headers`, columns aligned: numbers (rounded by `_cell`) to the right, text to the left."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    right = [all(v is None or _number(v) is not None for v in col) for col in zip(*rows)]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    return "\n".join(
+        "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(line, widths, right)).rstrip()
+        for line in [headers, *cells]
+    )
 
 
 def _per_benchmark(fn_name: str):
@@ -147,8 +173,11 @@ def cmd_models(params: Params, args) -> int:
     rows = registry.list_models(tracking.connect(params.tracking_uri()))
     if not rows:
         print("(no registered models yet: run `dvc repro` or `tunebench promote`)")
-    for r in rows:
-        print(f"{r['name']:<32} v{r['version']:<4} {','.join(r['aliases']) or '-':<22} {r['metrics']}")
+        return 0
+    metrics = sorted({m for r in rows for m in r["metrics"]})
+    print(table(["model", "version", "aliases", *metrics],
+                [[r["name"], int(r["version"]), ",".join(r["aliases"]) or "-", *(r["metrics"].get(m) for m in metrics)]
+                 for r in rows]))  # fmt: skip
     return 0
 
 
@@ -217,6 +246,15 @@ def _port(text: str) -> int:
     return int(text)
 
 
+class _Help(argparse.HelpFormatter):
+    """Help on the terminal's width, at least 100 columns, so each command's line stays one line."""
+
+    def __init__(self, prog: str) -> None:
+        import shutil  # noqa: PLC0415
+
+        super().__init__(prog, width=max(100, shutil.get_terminal_size().columns), max_help_position=24)
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage mistakes end in one `error:` line and exit 2, like configuration mistakes."""
 
@@ -225,18 +263,23 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every sub-command."""
-    p = _Parser(prog="tunebench", description=__doc__.splitlines()[0])
+    """The argument parser of every sub-command (each with a one-line description and an example)."""
+    p = _Parser(prog="tunebench", description=__doc__.splitlines()[0], formatter_class=_Help,
+                epilog="`tunebench COMMAND --help` describes a command, with an example.")  # fmt: skip
     common = _Parser(add_help=False)
     common.add_argument("--params", default=argparse.SUPPRESS, help="the params file (default: params.yaml)")
     debug_help = "show the Python traceback of a failure (also TUNEBENCH_DEBUG=1)"
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
+    verbose_help = "say why the search chose its workers and threads (also TUNEBENCH_VERBOSE=1)"
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
     p.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
     p.add_argument("--debug", action="store_true", help=debug_help)
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p.add_argument("--verbose", action="store_true", help=verbose_help)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
-    def add(name, fn, help_, *, dataset=False, benchmark=False):
-        sp = sub.add_parser(name, help=help_, parents=[common])
+    def add(name, fn, help_, example, *, dataset=False, benchmark=False):
+        sp = sub.add_parser(name, help=help_, description=f"{help_}.", epilog=f"example: {example}",
+                            parents=[common], formatter_class=_Help)  # fmt: skip
         sp.set_defaults(fn=fn)
         if dataset:
             sp.add_argument("--dataset", help="only this dataset (default: every one in params.yaml)")
@@ -244,34 +287,49 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--benchmark", help="only this benchmark (default: all, or those of --dataset)")
         return sp
 
-    add("validate", cmd_validate, "check params.yaml and exit")
-    f = add("fetch", cmd_fetch, "fetch and verify datasets into data/raw", dataset=True)
+    add("validate", cmd_validate, "check params.yaml and exit", "tunebench validate --params profiles/full.yaml")
+    f = add("fetch", cmd_fetch, "fetch and verify datasets into data/raw", "tunebench fetch --dataset digits",
+            dataset=True)  # fmt: skip
     f.add_argument("--list", action="store_true", help="print the catalog and where each dataset is available")
-    add("preprocess", cmd_preprocess, "build features into data/processed", dataset=True)
-    s = add("search", cmd_search, "run or resume the Optuna rounds of benchmarks", dataset=True, benchmark=True)
+    add("preprocess", cmd_preprocess, "build features into data/processed", "tunebench preprocess --dataset digits",
+        dataset=True)  # fmt: skip
+    s = add("search", cmd_search, "run or resume the Optuna rounds of benchmarks",
+            "tunebench search --benchmark digits_linear --workers 2", dataset=True, benchmark=True)  # fmt: skip
     s.add_argument("--round", type=_positive(int), help="only round K (1-based); earlier rounds must exist")
     s.add_argument("--n-trials", type=_positive(int), help="trial budget of the round(s), overriding params.yaml")
     s.add_argument("--timeout", type=_positive(float), help="time budget in seconds per round")
     s.add_argument("--workers", type=_positive(int), help="local worker processes sharing each study")
     s.add_argument("--storage", help="Optuna storage URL (default: journal file in studies/<benchmark>)")
-    st = add("studies", cmd_studies, "list studies with trial counts by state", dataset=True, benchmark=True)
+    st = add("studies", cmd_studies, "list studies with trial counts by state and the best value",
+             "tunebench studies --dataset digits", dataset=True, benchmark=True)  # fmt: skip
     st.add_argument("--storage", help="Optuna storage URL")
-    add("train_best", _per_benchmark("train_best"), "retrain the best configuration", dataset=True, benchmark=True)
-    add("evaluate", _per_benchmark("evaluate"), "evaluate on the test split", dataset=True, benchmark=True)
-    pr = add("promote", cmd_promote, "register and promote to champion if better", dataset=True, benchmark=True)
+    add("train_best", _per_benchmark("train_best"), "retrain the best configuration",
+        "tunebench train_best --benchmark digits_linear", dataset=True, benchmark=True)  # fmt: skip
+    add("evaluate", _per_benchmark("evaluate"), "evaluate on the test split",
+        "tunebench evaluate --benchmark digits_linear", dataset=True, benchmark=True)  # fmt: skip
+    pr = add("promote", cmd_promote, "register and promote to champion if better",
+             "tunebench promote --benchmark digits_linear --dry-run", dataset=True, benchmark=True)  # fmt: skip
     pr.add_argument("--force", action="store_true", help="make the new version champion regardless")
     pr.add_argument("--dry-run", action="store_true", help="print the decision, change nothing")
-    add("models", cmd_models, "list registered models, versions, aliases and metrics")
-    add("report", cmd_report, "write the leaderboard")
-    add("summary", cmd_summary, "print per benchmark: test metric, baseline, whether the champion moved")
-    pf = add("profile", cmd_profile, "switch params.yaml to a profile of profiles/ (default, full, ...)")
+    add("models", cmd_models, "list registered models, versions, aliases and test metrics", "tunebench models")
+    add("report", cmd_report, "write the leaderboard", "tunebench report")
+    add("summary", cmd_summary, "print per benchmark: test metric, baseline, whether the champion moved",
+        "tunebench summary")  # fmt: skip
+    pf = add("profile", cmd_profile, "switch params.yaml to a profile of profiles/ (default, full, ...)",
+             "tunebench profile full")  # fmt: skip
     pf.add_argument("name", nargs="?", help="the profile (profiles/<name>.yaml); none: show the current one")
     pf.add_argument("--force", action="store_true", help="overwrite local edits (kept as params.yaml.bak)")
     pf.set_defaults(loads_params=False)
-    ui = add("ui", cmd_ui, "serve the MLflow UI over the pipeline's store")
+    ui = add("ui", cmd_ui, "serve the MLflow UI over the pipeline's store", "tunebench ui --port 5001")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=_port, default=5000)
     return p
+
+
+_EXTRAS = {  # optional packages (pyproject.toml extras) -> how to install them
+    "tensorflow": 'pip install -e ".[cpu]" (or ".[gpu]" on a CUDA machine)',
+    "keras_tuner": 'pip install -e ".[bench]"',
+}
 
 
 def _error_line(err: BaseException) -> tuple[str, int]:
@@ -287,6 +345,10 @@ def _error_line(err: BaseException) -> tuple[str, int]:
         return "no space left on device: free some disk space and rerun (finished work is kept)", 1
     if isinstance(err, KeyboardInterrupt):
         return "interrupted; rerun the same command to resume", 130
+    if isinstance(err, ModuleNotFoundError) and err.name:
+        top = err.name.partition(".")[0]
+        how = _EXTRAS.get(top, f"pip install {top}")
+        return f"Python package {top} is not installed: {how}", 1
     text = str(err).splitlines()[0] if str(err) else ""
     return f"unexpected {type(err).__name__}: {text} (rerun with --debug for the traceback)", 1
 
@@ -304,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `tunebench` and `python -m pipeline`."""
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("TUNEBENCH_DEBUG", "") not in ("", "0")
+    if args.verbose:
+        os.environ["TUNEBENCH_VERBOSE"] = "1"  # read where the details are printed, in workers too
     try:
         params = load_params(args.params) if getattr(args, "loads_params", True) else None
         with terminate_as_interrupt():  # SIGTERM cleans up like Ctrl-C: no half-written output is kept

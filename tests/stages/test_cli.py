@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, run_cli
-from pipeline.__main__ import _error_line, _format_error, main
+from pipeline.__main__ import _error_line, _format_error, build_parser, main, table
 from pipeline.errors import ConfigError, MissingInputError, TunebenchError
 
 
@@ -81,6 +82,11 @@ def test_traceback_only_with_debug(tmp_path: Path):
         (OSError(30, "Read-only file system", "metrics/x.json"), 1, "read-only file system at metrics/x.json"),
         (OSError(28, "No space left on device"), 1, "no space left on device"),
         (KeyError("boom"), 1, "unexpected KeyError"),
+        (
+            ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow"),
+            1,
+            'tensorflow is not installed: pip install -e ".[cpu]"',
+        ),
     ],
 )
 def test_every_failure_maps_to_one_line(err, code, words):
@@ -109,3 +115,63 @@ def test_fetch_list_resolves_catalog_entries_of_the_full_profile(tmp_path: Path,
     assert rows["rt_polarity_ngrams"].endswith("(catalog rt_polarity)")
     assert rows["fashion_mnist_pca"].endswith("(catalog fashion_mnist)") and "custom" not in "".join(lines)
     assert "packaged (scikit-learn" in rows["digits"]
+
+
+def test_help_lists_every_command_with_a_description_and_an_example(capsys):
+    """The top-level help lists every sub-command with its line; each command's help has an example."""
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = capsys.readouterr().out
+    for name, sub in commands.items():
+        assert re.search(rf"^\s+{name}\s+\S", top, re.M), (name, top)
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        text = capsys.readouterr().out
+        assert sub.description and f"example: tunebench {name}" in text, (name, text)
+    assert "`summary`,\n" not in top and top.count("\n\n") >= 2
+
+
+def test_table_rounds_numbers_and_aligns_columns():
+    text = table(["model", "version", "test_accuracy"], [["digits_linear", 2, "0.9527777777777777"], ["b", 10, None]])
+    lines = text.splitlines()
+    assert lines == [
+        "model          version  test_accuracy",
+        "digits_linear        2         0.9528",
+        "b                   10              -",
+    ]
+
+
+def test_models_and_studies_print_rounded_tables(tmp_path: Path, monkeypatch, capsys):
+    """`tunebench models` over a real registry and `tunebench studies` over a real journal: 4 decimals, aligned."""
+    import mlflow
+    import optuna
+
+    from pipeline import paths
+    from pipeline.search.storage import open_storage
+
+    monkeypatch.chdir(tmp_path)
+    params = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params)
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.create_run(client.create_experiment("x", artifact_location=(tmp_path / "art").as_uri()))
+    client.create_registered_model("digits-linear")
+    client.create_model_version(
+        "digits-linear", (tmp_path / "art").as_uri(), run.info.run_id, tags={"test_accuracy": "0.9527777777777777"}
+    )
+    assert main(["models", "--params", str(params)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["model", "version", "aliases", "test_accuracy"]
+    assert out[1].split() == ["digits-linear", "1", "-", "0.9528"]
+    assert len(out[0]) == len(out[1])  # aligned: the number ends under its header
+
+    paths.journal_file("digits_linear").parent.mkdir(parents=True)
+    study = optuna.create_study(
+        study_name="digits_linear.1-coarse.abc", storage=open_storage(None, "digits_linear"), direction="maximize"
+    )
+    study.optimize(lambda t: 0.123456789 + t.suggest_float("x", 0, 0), n_trials=2)
+    assert main(["studies", "--params", str(params), "--benchmark", "digits_linear"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["study", "complete", "pruned", "fail", "running", "best"]
+    assert out[1].split() == ["digits_linear.1-coarse.abc", "2", "0", "0", "0", "0.1235"]
