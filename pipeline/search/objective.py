@@ -58,7 +58,8 @@ def best_of(curve: list[float], direction: str) -> tuple[float, int]:
     return float(arr[idx]), idx + 1
 
 
-def _mean_history(histories: list[dict[str, list[float]]]) -> dict[str, list[float]]:
+def mean_history(histories: list[dict[str, list[float]]]) -> dict[str, list[float]]:
+    """The per-epoch mean over folds' histories (each key, up to the shortest curve)."""
     n = min(len(v) for h in histories for v in h.values())
     return {k: [float(np.mean([h[k][i] for h in histories])) for i in range(n)] for k in histories[0]}
 
@@ -139,7 +140,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
         _finish_partial(run, trial, histories, kfold, "FAIL", reason, metric, direction)
         raise
 
-    history = _mean_history(histories) if kfold else histories[0]
+    history = mean_history(histories) if kfold else histories[0]
     if kfold:
         _log_mean_epochs(run, history)
     value, best_epoch = best_of(history[f"val_{metric}"], direction)
@@ -198,7 +199,7 @@ def _finish_partial(run, trial, histories, kfold, state, reason, metric, directi
     for key in ("pruned_at_epoch", "pruned_at_fold"):
         if key in trial.user_attrs:
             tags[key] = trial.user_attrs[key]
-    history = _mean_history(histories) if kfold and histories else None
+    history = mean_history(histories) if kfold and histories else None
     final = None
     if history:
         _log_mean_epochs(run, history)

@@ -26,7 +26,7 @@ import optuna
 
 from pipeline import io, paths, tracking
 from pipeline.config import Params
-from pipeline.search.objective import _mean_history, best_of
+from pipeline.search.objective import mean_history, best_of
 from pipeline.tasks import task_metric
 
 SEED_STRIDE = 1000  # repeat r trains with seeds seed + 1000 * r (+ fold), far from the trials' seed + fold
@@ -63,7 +63,7 @@ def score_repeat(family, hparams: dict, data, *, epochs: int, seed: int, fold_se
         trained = family.train(hparams, x_tr, y_tr, x_va, y_va, task=data.task, n_classes=data.n_classes,
                                epochs=epochs, seed=seed + fold)  # fmt: skip
         histories.append(trained.history)
-    history = _mean_history(histories) if len(histories) > 1 else histories[0]
+    history = mean_history(histories) if len(histories) > 1 else histories[0]
     return best_of(history[f"val_{metric}"], direction)
 
 
