@@ -47,6 +47,7 @@ def test_a_noise_gain_keeps_the_champion_and_a_clear_gain_moves_it(tmp_path):
     assert str(mlc.get_model_version_by_alias(NAME, "champion").version) == "1"
     metrics = json.loads((tmp_path / "metrics" / f"{BENCH}.json").read_text())
     seeds = metrics["test_seeds"]
+    assert metrics["search"]["selection"]["epochs"] == 3 * 2  # the 3 trials trained twice more, 1 epoch each
     assert seeds["n"] == 3 and seeds["ci_low"] <= seeds["mean"] <= seeds["ci_high"]
     per_seed = json.loads((tmp_path / "results" / "evaluation" / f"{BENCH}.json").read_text())["per_seed"]
     assert [s["seed"] for s in per_seed] == [0, 1, 2]
