@@ -191,11 +191,13 @@ def evaluate(params: Params, benchmark: str) -> dict:
         report = evaluation.evaluate(model, baseline, data, tmp, class_names=_class_names(params, bench.dataset))
         search_summary.write_history(trials, result, tmp)
     search = search_summary.accounting(trials, direction)
+    if result.get("selection"):  # robust selection's cost: a phase of its own, after the rounds
+        search["selection"] = {k: result["selection"][k] for k in ("epochs", "wall_s")}
     numbers = {"test": report["test"], "baseline": report["baseline"], "search": search}
     meaning = {"benchmark": benchmark, "dataset": bench.dataset, "model": bench.model, "metric": metric,
                "direction": direction, "task": data.task, "run_id": info["run_id"], "n_test": report["n_test"],
                "serve": info.get("serve", "single")}  # fmt: skip
-    scores = {k: v for k, v in report["test"].items()}
+    scores = dict(report["test"])
     if seeds is not None:  # the seeds' spread: mean and 95% interval of the task metric, each seed, their average
         by_seed = evaluation.seed_scores(seeds, data)
         summary = by_seed["seeds"][metric]
