@@ -295,10 +295,9 @@ def promote(params: Params, benchmark: str, *, force: bool = False, dry_run: boo
         test=test, alpha=params.promote.alpha,
     )  # fmt: skip
     out = asdict(decision) | {"dry_run": dry_run}
-    print(f"{decision.model_name}: {'PROMOTE' if decision.promote else 'keep champion'} - {decision.reason}"
-          + (" (dry run: nothing changed)" if dry_run else
-             f"; version {decision.version} is {'champion' if decision.promote else 'challenger'}"),
-          file=sys.stderr)  # fmt: skip
+    done = f"; model {decision.model_name} v{decision.version} is {'champion' if decision.promote else 'challenger'}"
+    print(f"{benchmark}: {'PROMOTE' if decision.promote else 'keep champion'} - {decision.reason}"
+          + (" (dry run: nothing changed)" if dry_run else done), file=sys.stderr)  # fmt: skip
     if not dry_run:  # last (see `registry`): a rerun after a kill before here completes these
         tracking.set_tags(mlc, info["run_id"], {"promotion": decision.reason, "registered_version": decision.version})
         io.write_json_atomic(paths.promotion_file(benchmark), out)

@@ -62,10 +62,14 @@ class Choice:
     threads: int
     why: str
 
-    def line(self, key: str) -> str:
-        """The search's first line: `search B: 1 worker x 2 threads (auto: 2 cores; ...)`."""
+    def line(self, key: str, verbose: bool | None = None) -> str:
+        """The search's first line: `search B: 1 worker x 2 threads`, and why (`(auto: 2 cores; ...)`) when
+        `verbose` (default: `--verbose` or TUNEBENCH_VERBOSE=1)."""
         w, t = self.workers, self.threads
-        return f"search {key}: {w} worker{'s' * (w != 1)} x {t} thread{'s' * (t != 1)} ({self.why})"
+        if verbose is None:
+            verbose = os.environ.get("TUNEBENCH_VERBOSE", "") not in ("", "0")
+        why = f" ({self.why})" if verbose else ""
+        return f"search {key}: {w} worker{'s' * (w != 1)} x {t} thread{'s' * (t != 1)}{why}"
 
 
 def choose(requested: int | str | None, *, model: str, input_shape: Sequence[int] | None, rounds: Sequence,

@@ -30,7 +30,7 @@ from pipeline.errors import SearchFailedError, TunebenchError
 from pipeline.redaction import redact
 from pipeline.search.budget import SURPLUS_ATTR, claimed, one_line
 from pipeline.search.objective import TrialContext, run_trial
-from pipeline.search.progress import ProgressBar
+from pipeline.search.progress import SEP, ProgressBar
 from pipeline.search.parallel import threads_for
 from pipeline.search.samplers import make_pruner, make_sampler
 from pipeline.processes import worker_id
@@ -126,7 +126,7 @@ def run_worker(job: RoundJob, n_trials: int, timeout: float | None, slot: int) -
     )  # fmt: skip
     if claimed(study) >= job.budget:  # other workers or launchers took the rest meanwhile
         return
-    bar = ProgressBar(study, job.budget) if slot == 0 else None
+    bar = ProgressBar(study, job.budget, f"{job.key}{SEP}{job.rnd.name}") if slot == 0 else None
     journal = is_journal(job.storage_url)
 
     def fail_dead_workers_trials() -> None:

@@ -50,7 +50,8 @@ def test_auto_keeps_reproducible_rounds_to_one_worker_with_every_core_as_threads
     c = parallel.choose("auto", model="keras_mlp", input_shape=(10000,), rounds=[_round(), _round()],
                         sampler="tpe", n_cores=2)  # fmt: skip
     assert (c.workers, c.threads) == (1, 2)
-    assert c.line("rt_polarity").startswith("search rt_polarity: 1 worker x 2 threads (auto: 2 cores;")
+    assert c.line("rt_polarity", verbose=True).startswith("search rt_polarity: 1 worker x 2 threads (auto: 2 cores;")
+    assert c.line("rt_polarity", verbose=False) == "search rt_polarity: 1 worker x 2 threads"  # the why: --verbose
     assert "reproducible" in c.why and "--workers N" in c.why
 
 
@@ -58,7 +59,7 @@ def test_auto_runs_order_free_rounds_of_a_small_model_in_parallel_up_to_the_tria
     free = [_round("random", "none", 8), _round("grid", "none", 3)]
     c = parallel.choose("auto", model="keras_mlp", input_shape=(28,), rounds=free, sampler="tpe", n_cores=2)
     assert (c.workers, c.threads) == (2, 1)
-    assert c.line("b") == "search b: 2 workers x 1 thread (auto: 2 cores, parallel trials)"
+    assert c.line("b", verbose=True) == "search b: 2 workers x 1 thread (auto: 2 cores, parallel trials)"
     c = parallel.choose("auto", model="numpy_mlp", input_shape=(28,), rounds=free, sampler="tpe", n_cores=8)
     assert (c.workers, c.threads) == (3, 2), "no more workers than a round's trials; the cores split among them"
     tpe_later = [_round("random", "none", 8), _round(None, "none", 8)]  # the second round samples with tpe
