@@ -29,6 +29,7 @@ _LOCATIONS: dict[str, tuple[str, str]] = {
     "numpy_mlp": ("pipeline.models.numpy_mlp", "NumpyMLP"),
     "linear": ("pipeline.models.baselines", "Linear"),
     "majority": ("pipeline.models.baselines", "Majority"),
+    "replay": ("pipeline.models.replay", "Replay"),  # benchmarking only: answers from recorded curves
 }
 
 META_FILE = "meta.json"

@@ -24,7 +24,8 @@ Keys (families that read them):
     and `lr_patience` (halve after k epochs without a better validation loss); `lr_decay`
     (multiply the learning rate by it after every epoch); `early_stopping` patience in epochs
     on the validation metric (best weights restored) or None; keras_cnn: `filters`,
-    `kernel_size`, `augment`, `preset`; numpy_mlp: `use_batchnorm`; linear: `max_iter`.
+    `kernel_size`, `augment`, `preset`; numpy_mlp: `use_batchnorm`; linear: `max_iter`; replay (a
+    benchmarking family answering from recorded curves, `pipeline.models.replay`): `curves`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class HParam:
     """The type and domain of one hyperparameter.
 
     `kind`: `float` (a finite number; ints accepted), `int` (a whole number), `bool`,
-    `choice` (one of `choices`), `widths` (a whole number or a non-empty list of them),
+    `choice` (one of `choices`), `text` (a non-empty string), `widths` (a whole number or a non-empty list of them),
     `blocks` (a non-empty list of `widths`: conv blocks). Numbers lie in the interval from
     `low` to `high`, excluding an end whose `*_open` is set; a missing end is unbounded.
     """
@@ -67,6 +68,8 @@ class HParam:
             return "true or false"
         if self.kind == "choice":
             return f"one of {', '.join(map(str, self.choices))}"
+        if self.kind == "text":
+            return "a non-empty string"
         bounds = self._bounds()
         if self.kind == "float":
             return f"a number {bounds}"
@@ -104,6 +107,8 @@ class HParam:
             return isinstance(value, bool)
         if self.kind == "choice":
             return isinstance(value, str) and value in self.choices
+        if self.kind == "text":
+            return isinstance(value, str) and value != ""
         if self.kind == "float":
             ok = isinstance(value, int | float) and not isinstance(value, bool)
             return ok and math.isfinite(value) and self._in_bounds(value)
@@ -141,6 +146,7 @@ HPARAMS: dict[str, HParam] = {
     "preset": HParam("choice", choices=("notes",)),  # the presets of pipeline.models.keras_cnn.PRESETS
     "use_batchnorm": HParam("bool"),
     "max_iter": HParam("int", low=1),
+    "curves": HParam("text"),  # replay: the recording (`pipeline.models.replay`)
 }
 
 # task -> the losses a family reading `loss` can train with (the first is the default, None).
@@ -212,6 +218,7 @@ DEFAULTS: dict[str, dict] = {
     },
     "linear": {"regularizer": "l2", "l2": None, "l1": None, "max_iter": 1000},
     "majority": {},
+    "replay": {"curves": None, "lr": None, "l2": None, "dropout": None},  # benchmarking only: recorded curves
 }
 
 # family -> task -> the defaults that differ for that task (keras_mlp: the networks of Chollet, ch. 3).

@@ -219,9 +219,9 @@ def test_hparams_resolution():
 
 
 def test_get_family_names():
-    assert FAMILIES == ("keras_mlp", "keras_cnn", "numpy_mlp", "linear", "majority")
+    assert FAMILIES == ("keras_mlp", "keras_cnn", "numpy_mlp", "linear", "majority", "replay")
     assert [get_family(name).name for name in FAMILIES] == list(FAMILIES)
-    with pytest.raises(ValueError, match="keras_mlp, keras_cnn, numpy_mlp, linear, majority"):
+    with pytest.raises(ValueError, match="keras_mlp, keras_cnn, numpy_mlp, linear, majority, replay"):
         get_family("xgboost")
 
 

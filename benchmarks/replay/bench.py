@@ -1,0 +1,256 @@
+"""The replay benchmark: search methods on recorded learning curves, compared by regret, ranks and tests.
+
+Every method (`methods.py`) searches every recorded problem (`curves/*.npz`) with budgets of 10, 30
+and 100 full-trial equivalents (a full trial: the recording's epochs on every fold), once per search
+seed. A method's *regret* is the expected test score (`Curves.quality`) of its configuration below
+the grid's best; *final regret* is that of the configuration it reports, *anytime regret* the mean
+over the budget of the regret of its incumbent (its best finished trial so far by validation score;
+before any, a random configuration's mean regret), as the area under the best-so-far curve. Per
+budget, methods are ranked on each (problem, seed) by final regret (ties share a rank): mean rank,
+Friedman test over methods, and two-sided Wilcoxon signed-rank tests of tunebench against each peer.
+Each finished search is appended to `--runs` (JSON lines), so a stopped run resumes and `--report`
+alone rebuilds the results: `benchmarks/results/replay.json` and an anytime-regret figure per problem
+(`benchmarks/results/replay_<problem>.png`).
+
+    python benchmarks/replay/bench.py                                  # every problem, method, budget; 25 seeds
+    python benchmarks/replay/bench.py --problems digits_numpy_mlp --seeds 5 --budgets 10
+    python benchmarks/replay/bench.py --report                         # tables and figures from --runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import methods as m  # noqa: E402
+from machine import machine_info  # noqa: E402
+
+from pipeline.io import write_json_atomic  # noqa: E402
+from pipeline.models.replay import CURVES  # noqa: E402
+
+RESULTS = HERE.parent / "results"
+BASELINE = "tunebench"
+# name -> tunebench schedule choices (`methods.tunebench_rounds`) or a peer
+TUNEBENCH = {
+    "tunebench": {},
+    "tunebench_sh": {"coarse_pruner": "successive_halving"},
+    "tunebench_coarse20": {"coarse_share": 0.2},
+    "tunebench_coarse60": {"coarse_share": 0.6},
+    "tunebench_enqueue3": {"enqueue_best": 3},
+    "tunebench_hyperband": {"coarse_pruner": "hyperband", "fine_pruner": "hyperband"},
+}
+PEERS = {
+    "random": lambda p, b, s: m.run_optuna(p, b, s, sampler="random", pruner="none"),
+    "optuna_tpe_median": lambda p, b, s: m.run_optuna(p, b, s, sampler="tpe", pruner="median"),
+    "optuna_tpe_hyperband": lambda p, b, s: m.run_optuna(p, b, s, sampler="tpe", pruner="hyperband"),
+    "keras_tuner_hyperband": m.run_keras_tuner,
+}
+DEFAULT_METHODS = ["tunebench", *PEERS]
+
+
+def run_one(problem: m.ReplayProblem, method: str, budget: int, seed: int, workdir: Path) -> dict:
+    """One search; its row: regrets, epochs, trials, seconds and the incumbents' path."""
+    started = time.perf_counter()
+    epochs = budget * problem.epochs * problem.folds
+    if method in TUNEBENCH:
+        rounds = m.tunebench_rounds(problem, budget, **TUNEBENCH[method])
+        project = m.make_project(problem, workdir / problem.name)
+        trace = m.run_tunebench(problem, budget, seed, project, rounds, f"{problem.name}_{method}_b{budget}_s{seed}")
+    else:
+        trace = PEERS[method](problem, epochs, seed)
+    path = anytime_path(problem, trace.events, epochs)
+    return {
+        "problem": problem.name, "method": method, "budget": budget, "seed": seed,
+        "final_regret": problem.regret(trace.best_params), "anytime_regret": anytime(path, epochs),
+        "epochs": trace.epochs, "budget_epochs": epochs, "trials": len(trace.events),
+        "wall_s": round(time.perf_counter() - started, 2), "best_params": trace.best_params, "path": path,
+    }  # fmt: skip
+
+
+def anytime_path(problem: m.ReplayProblem, events: list, budget_epochs: int) -> list[list[float]]:
+    """The incumbent's regret after each finished trial within the budget: `[epochs, regret]` where it changes,
+    starting at `[0, a random configuration's regret]`."""
+    path, best = [[0, problem.regret(None)]], None
+    for epochs, _, value, params in events:
+        if epochs > budget_epochs:
+            break
+        if value is not None and m._better(value, best, problem.direction):
+            best = value
+            path.append([epochs, problem.regret(params)])
+    return path
+
+
+def anytime(path: list[list[float]], budget_epochs: int) -> float:
+    """The mean regret over the budget: the area under the step curve `path`, divided by the budget."""
+    area = sum((b[0] - a[0]) * a[1] for a, b in zip(path, path[1:], strict=False))
+    return float((area + (budget_epochs - path[-1][0]) * path[-1][1]) / budget_epochs)
+
+
+def compare(rows: list[dict], key: str, methods: list[str]) -> dict:
+    """Mean rank of every method over the (problem, seed) blocks that all of `methods` ran, Friedman's test,
+    and Wilcoxon signed-rank tests of `BASELINE` against each other method (two-sided)."""
+    from scipy import stats  # noqa: PLC0415
+
+    by = {(r["problem"], r["seed"], r["method"]): r[key] for r in rows}
+    blocks = sorted({(r["problem"], r["seed"]) for r in rows})
+    blocks = [b for b in blocks if all((*b, x) in by for x in methods)]
+    if not blocks:
+        return {}
+    table = np.array([[by[(*b, x)] for x in methods] for b in blocks])
+    ranks = np.array([stats.rankdata(row) for row in table])
+    out: dict = {"blocks": len(blocks), "mean_rank": dict(zip(methods, ranks.mean(axis=0).round(3).tolist(),
+                                                             strict=True))}  # fmt: skip
+    out["mean"] = dict(zip(methods, table.mean(axis=0).round(5).tolist(), strict=True))
+    if len(methods) >= 3:
+        f = stats.friedmanchisquare(*table.T)
+        out["friedman_p"] = float(f.pvalue) if np.isfinite(f.pvalue) else 1.0
+    if BASELINE in methods:
+        base = table[:, methods.index(BASELINE)]
+        tests = {}
+        for j, x in enumerate(methods):
+            if x == BASELINE:
+                continue
+            diff = base - table[:, j]
+            p = 1.0 if not np.any(diff) else float(stats.wilcoxon(base, table[:, j]).pvalue)
+            tests[x] = {"p": round(p, 5), "tunebench_minus_peer": round(float(diff.mean()), 5),
+                        "tunebench_better": int((diff < 0).sum()), "peer_better": int((diff > 0).sum())}  # fmt: skip
+        out["wilcoxon_vs_tunebench"] = tests
+    return out
+
+
+def report(rows: list[dict], methods: list[str]) -> dict:
+    """Per budget (pooled over problems) and per problem and budget: `compare` of final and anytime regret."""
+    out: dict = {"pooled": {}, "by_problem": {}}
+    for budget in sorted({r["budget"] for r in rows}):
+        at = [r for r in rows if r["budget"] == budget]
+        out["pooled"][str(budget)] = {k: compare(at, k, methods) for k in ("final_regret", "anytime_regret")}
+        for prob in sorted({r["problem"] for r in at}):
+            own = [r for r in at if r["problem"] == prob]
+            out["by_problem"].setdefault(prob, {})[str(budget)] = {
+                k: compare(own, k, methods) for k in ("final_regret", "anytime_regret")
+            }
+    return out
+
+
+def figure(rows: list[dict], prob: str, methods: list[str], out: Path) -> Path:
+    """Mean anytime regret (over seeds) against the budget spent, one line per method, at the largest budget."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    budget = max(r["budget"] for r in rows if r["problem"] == prob)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    for method in methods:
+        own = [r for r in rows if r["problem"] == prob and r["budget"] == budget and r["method"] == method]
+        if not own:
+            continue
+        total = own[0]["budget_epochs"]
+        grid = np.linspace(0, total, 201)
+        curves = [np.array([next(reg for e, reg in reversed(r["path"]) if e <= x) for x in grid]) for r in own]
+        ax.plot(grid / (total / budget), np.mean(curves, axis=0), label=f"{method} ({len(own)} seeds)",
+                lw=2.2 if method == BASELINE else 1.3)  # fmt: skip
+    ax.set(xlabel="full-trial equivalents spent", ylabel="test regret of the incumbent (mean)", yscale="symlog",
+           title=f"{prob}: anytime regret, budget {budget}")  # fmt: skip
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def print_tables(result: dict, methods: list[str]) -> None:
+    """Markdown: per budget, each method's mean final regret, mean rank and Wilcoxon p against tunebench."""
+    for budget, entry in result["pooled"].items():
+        final = entry["final_regret"]
+        if not final:
+            continue
+        print(f"\nbudget {budget} full trials: {final['blocks']} (problem, seed) blocks, "
+              f"Friedman p = {final.get('friedman_p', float('nan')):.3g}\n")  # fmt: skip
+        print("| method | mean final regret | mean rank | anytime regret | anytime rank | p vs tunebench (final) |")
+        print("|---|---|---|---|---|---|")
+        anyt = entry["anytime_regret"]
+        for x in methods:
+            test = final.get("wilcoxon_vs_tunebench", {}).get(x)
+            shown = "" if test is None else f"{test['p']:.3g} ({test['tunebench_better']}:{test['peer_better']})"
+            print(f"| {x} | {final['mean'][x]:.4f} | {final['mean_rank'][x]:.2f} | {anyt['mean'][x]:.4f} | "
+                  f"{anyt['mean_rank'][x]:.2f} | {shown} |")  # fmt: skip
+
+
+def load_rows(path: Path) -> list[dict]:
+    """The searches recorded in `path` (JSON lines), the last of each (problem, method, budget, seed)."""
+    if not path.exists():
+        return []
+    rows = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            rows[(r["problem"], r["method"], r["budget"], r["seed"])] = r
+    return list(rows.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--curves", type=Path, default=CURVES, help="the folder of the recordings")
+    ap.add_argument("--problems", nargs="+", help="recordings in --curves (default: all)")
+    ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=[*TUNEBENCH, *PEERS])
+    ap.add_argument("--budgets", nargs="+", type=int, default=[10, 30, 100])
+    ap.add_argument("--seeds", type=int, default=25, help="search seeds 0..N-1")
+    ap.add_argument(
+        "--runs",
+        type=Path,
+        nargs="+",
+        default=[RESULTS / "replay_runs.jsonl"],
+        help="JSON lines of finished searches: all are read, new ones appended to the first",
+    )
+    ap.add_argument("--out", type=Path, default=RESULTS / "replay.json")
+    ap.add_argument("--report", action="store_true", help="only rebuild the results from --runs")
+    ap.add_argument("--workdir", type=Path, help="where tunebench's projects go (default: a temporary folder)")
+    args = ap.parse_args(argv)
+    args.problems = args.problems or sorted(p.stem for p in args.curves.glob("*.npz"))
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="replay-"))
+    done = {(r["problem"], r["method"], r["budget"], r["seed"]) for p in args.runs for r in load_rows(p)}
+    args.runs[0].parent.mkdir(parents=True, exist_ok=True)
+    for prob, budget, seed, method in (
+        (p, b, s, x) for p in args.problems for b in args.budgets for s in range(args.seeds) for x in args.methods
+    ):
+        if args.report or (prob, method, budget, seed) in done:
+            continue
+        row = run_one(m.ReplayProblem(str(args.curves / f"{prob}.npz")), method, budget, seed, workdir)
+        with args.runs[0].open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(f"{prob} b{budget} s{seed} {method}: regret {row['final_regret']:.4f} ({row['wall_s']} s)", flush=True)
+    rows = [r for p in args.runs for r in load_rows(p) if r["problem"] in args.problems and r["method"] in args.methods]
+    result = report(rows, args.methods)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    wall = {x: round(sum(r["wall_s"] for r in rows if r["method"] == x), 1) for x in args.methods}
+    figures = [
+        str(figure(rows, p, args.methods, args.out.parent / f"replay_{p}.png"))
+        for p in sorted({r["problem"] for r in rows})
+    ]
+    summary = {
+        "command": "python benchmarks/replay/bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": machine_info(libraries=("optuna", "keras-tuner", "mlflow", "numpy", "scipy")),
+        "methods": args.methods, "seconds_by_method": wall, "figures": figures,
+        "searches": len(rows), **result,
+    }  # fmt: skip
+    write_json_atomic(args.out, json.loads(json.dumps(summary, default=float)))
+    print_tables(result, args.methods)
+    print(f"\nsaved {args.out}; seconds by method: {wall}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,200 @@
+"""The replay benchmark: the `replay` family on a tiny recording made here, the methods on it, and the statistics."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from pipeline.config import parse_params
+from pipeline.errors import ConfigError
+from pipeline.models import DivergedError, get_family
+from pipeline.models.replay import Curves, load_curves, save_curves
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "replay"))
+
+LR = [1e-4, 1e-3, 1e-2, 1e-1]
+DROPOUT = [0.0, 0.5]
+
+
+def tiny_recording(path: Path, *, folds: int = 1, epochs: int = 6) -> Path:
+    """A multiclass recording over lr x dropout, 2 seeds: validation = quality x (1 - 0.5^epoch) + seed/100,
+    best at lr 1e-2 and dropout 0; test = validation - 0.01; lr 1e-1 with dropout 0.5 diverges at epoch 3."""
+    quality = np.array([[0.5, 0.6], [0.8, 0.7], [0.9, 0.85], [0.4, 0.3]]).ravel()  # (lr, dropout), row-major
+    shape = (len(quality), 2, folds, epochs)
+    ramp = 1 - 0.5 ** np.arange(1, epochs + 1)
+    seeds = np.arange(2)[None, :, None, None] / 100
+    val = (quality[:, None, None, None] * ramp + seeds + np.arange(folds)[None, None, :, None] / 1000) * np.ones(shape)
+    val[7, :, :, 2:] = np.nan
+    grid = {"lr": {"values": LR, "log": True}, "dropout": {"values": DROPOUT, "log": False}}
+    meta = {"problem": "tiny", "task": "multiclass", "metric": "accuracy", "direction": "maximize", "epochs": epochs,
+            "seeds": 2, "folds": folds, "fixed": {}, "grid": grid, "epoch_s": 0.01}  # fmt: skip
+    save_curves(path, meta, val, val - 0.01)
+    return path
+
+
+@pytest.fixture
+def tiny(tmp_path) -> str:
+    return str(tiny_recording(tmp_path / "tiny.npz"))
+
+
+def train(curves: str, seed: int = 0, epochs: int = 6, on_epoch=None, **config):
+    return get_family("replay").train({"curves": curves, **config}, None, None, [], None, task="multiclass",
+                                      n_classes=3, epochs=epochs, seed=seed, on_epoch=on_epoch)  # fmt: skip
+
+
+def test_nearest_grid_point_in_log_space(tiny):
+    curves = load_curves(tiny)
+    assert curves.point(curves.index({"lr": 2.9e-3, "dropout": 0.1})) == {"lr": 1e-3, "dropout": 0.0}
+    assert curves.point(curves.index({"lr": 3.3e-3, "dropout": 0.3})) == {"lr": 1e-2, "dropout": 0.5}
+    assert curves.point(curves.index({"lr": 5.0, "dropout": 0.0})) == {"lr": 1e-1, "dropout": 0.0}
+    with pytest.raises(ValueError, match="need dropout"):
+        curves.index({"lr": 1e-3})
+
+
+def test_replay_plays_the_recorded_curve_epoch_by_epoch(tiny):
+    seen = []
+    model = train(tiny, on_epoch=lambda e, logs: seen.append((e, logs["val_accuracy"])), lr=0.012, dropout=0.0)
+    recorded = load_curves(tiny).val[4, model_seed(tiny, 0), 0]
+    assert [e for e, _ in seen] == list(range(6))
+    np.testing.assert_allclose([v for _, v in seen], recorded, rtol=1e-6)
+    assert model.best_epoch == 6 and model.history["val_accuracy"] == pytest.approx(recorded.tolist())
+    assert model.evaluate(None, None)["accuracy"] == pytest.approx(recorded[-1] - 0.01)
+
+
+def model_seed(path: str, seed: int) -> int:
+    """Which recorded training seed search seed `seed` replays (holdout)."""
+    val, _ = load_curves(path).run(0, seed)
+    return int(np.argmin([abs(val[0] - load_curves(path).val[0, s, 0, 0]) for s in range(2)]))
+
+
+def test_pruning_stops_the_replay_where_on_epoch_raises(tiny):
+    seen = []
+
+    def prune_at_two(epoch, logs):
+        seen.append(epoch)
+        if epoch == 1:
+            raise optuna.TrialPruned("pruned")
+
+    with pytest.raises(optuna.TrialPruned):
+        train(tiny, on_epoch=prune_at_two, lr=1e-2, dropout=0.0)
+    assert seen == [0, 1]
+
+
+def test_a_recorded_divergence_is_replayed(tiny):
+    with pytest.raises(DivergedError, match="epoch 3"):
+        train(tiny, lr=1e-1, dropout=0.5)
+    assert train(tiny, epochs=2, lr=1e-1, dropout=0.5).best_epoch == 2  # before it diverged
+
+
+def test_folds_and_seeds_pick_recorded_runs(tmp_path):
+    path = str(tiny_recording(tmp_path / "folds.npz", folds=4))
+    curves = load_curves(path)
+    first = [curves.run(0, 4 * 3 + f)[0][0] for f in range(4)]  # search seed 3's four folds
+    assert np.diff(first) == pytest.approx([0.001] * 3, abs=1e-6)  # fold k trains with seed + k
+    seeds = {round(float(curves.run(0, 4 * s)[0][0] * 100)) % 100 for s in range(20)}
+    assert seeds == {25, 26}  # both recorded training seeds get replayed (0.25 + seed / 100)
+
+
+def test_quality_is_the_expected_test_score_at_the_best_validation_epoch(tiny):
+    q = load_curves(tiny).quality
+    assert int(np.argmax(q)) == 4  # lr 1e-2, dropout 0
+    expected = 0.9 * (1 - 0.5**6) + 0.005 - 0.01  # mean over the two seeds, last epoch
+    assert q[4] == pytest.approx(expected, abs=1e-6)
+    assert q[7] == pytest.approx(0.3 * 0.75 + 0.005 - 0.01, abs=1e-6)  # diverged at 3: best epoch 2
+
+
+def test_other_tasks_and_too_many_epochs_are_refused(tiny):
+    family = get_family("replay")
+    with pytest.raises(ValueError, match="6 epochs of a multiclass task, not 6 of a binary task"):
+        family.train({"curves": tiny, "lr": 1e-3, "dropout": 0.0}, None, None, [], None, task="binary",
+                     n_classes=None, epochs=6)  # fmt: skip
+    with pytest.raises(ValueError, match="not 7 of"):
+        train(tiny, epochs=7, lr=1e-3, dropout=0.0)
+    with pytest.raises(ValueError, match="no file"):
+        train(str(Path(tiny).with_name("missing.npz")), lr=1e-3, dropout=0.0)
+
+
+def test_params_yaml_accepts_a_replay_benchmark_and_refuses_an_empty_curves(tiny):
+    bench = {"dataset": "digits", "model": "replay", "hparams": {"curves": tiny},
+             "space": {"lr": {"low": 1e-4, "high": 1e-1, "log": True}, "dropout": {"low": 0.0, "high": 0.5}},
+             "rounds": [{"name": "r", "n_trials": 2, "epochs": 3}]}  # fmt: skip
+    data = {"datasets": {"digits": {"source": "builtin", "preprocess": {"kind": "pca", "n_components": 0.95}}},
+            "benchmarks": {"b": bench}}  # fmt: skip
+    assert parse_params(data).benchmark("b").model == "replay"
+    bench["hparams"] = {"curves": ""}
+    with pytest.raises(ConfigError, match="curves must be a non-empty string"):
+        parse_params(data)
+
+
+def test_anytime_regret_is_the_area_under_the_incumbents_regret():
+    import bench
+
+    assert bench.anytime([[0, 0.3], [10, 0.1], [40, 0.0]], 100) == pytest.approx((10 * 0.3 + 30 * 0.1) / 100)
+    assert bench.anytime([[0, 0.2]], 50) == pytest.approx(0.2)
+
+
+def test_compare_ranks_and_tests_tunebench_against_each_peer():
+    import bench
+
+    rows = []
+    for seed in range(12):
+        for method, regret in (("tunebench", 0.01), ("random", 0.05 + seed / 1000), ("other", 0.01 + seed / 10**4)):
+            rows.append({"problem": "p", "seed": seed, "method": method, "final_regret": regret})
+    rows.append({"problem": "p", "seed": 99, "method": "random", "final_regret": 0.0})  # no block: others missing
+    out = bench.compare(rows, "final_regret", ["tunebench", "random", "other"])
+    assert out["blocks"] == 12
+    tie = 1 / 24  # seed 0: tunebench and other tie, ranks 1.5 each
+    assert out["mean_rank"] == {"tunebench": pytest.approx(1 + tie, abs=1e-3), "random": 3.0,
+                                "other": pytest.approx(2 - tie, abs=1e-3)}  # fmt: skip
+    assert out["friedman_p"] < 1e-3
+    assert out["wilcoxon_vs_tunebench"]["random"]["p"] < 0.01
+    assert out["wilcoxon_vs_tunebench"]["random"]["tunebench_better"] == 12
+
+
+def test_peers_spend_at_most_the_budget(tiny):
+    import methods
+
+    problem = methods.ReplayProblem(tiny)
+    budget = 8 * problem.epochs
+    for trace in (methods.run_optuna(problem, budget, 0, sampler="random", pruner="none"),
+                  methods.run_optuna(problem, budget, 1, sampler="tpe", pruner="median")):  # fmt: skip
+        assert 0 < trace.epochs <= budget and trace.events[-1][0] == trace.epochs
+        assert problem.curves.point(problem.curves.index(trace.best_params)) in [
+            problem.curves.point(i) for i in range(8)
+        ]
+    random_trace = methods.run_optuna(problem, budget, 0, sampler="random", pruner="none")
+    assert random_trace.epochs == budget and len(random_trace.events) == 8  # 8 full trials, none pruned
+
+
+@pytest.mark.slow
+def test_keras_tuner_hyperband_stops_at_the_budget(tiny):
+    import methods
+
+    problem = methods.ReplayProblem(tiny)
+    trace = methods.run_keras_tuner(problem, 20 * problem.epochs, 0)
+    assert 0.8 * 20 * problem.epochs <= trace.epochs <= 20 * problem.epochs
+    assert trace.best_value is not None and problem.regret(trace.best_params) < 0.2
+
+
+@pytest.mark.slow
+def test_tunebench_searches_a_replay_benchmark_with_its_own_rounds(tmp_path, tiny):
+    import methods
+
+    problem = methods.ReplayProblem(tiny)
+    project = methods.make_project(problem, tmp_path / "project")
+    rounds = methods.tunebench_rounds(problem, 6)
+    assert [r["epochs"] for r in rounds] == [1, 6]
+    trace = methods.run_tunebench(problem, 6, 0, project, rounds, "tiny_b6")
+    assert trace.epochs <= 6 * problem.epochs + 1
+    assert len(trace.events) > 6  # the coarse round's cheap trials, then full ones
+    assert problem.regret(trace.best_params) < 0.3
+    assert (project / "results" / "search" / "tiny_b6.json").exists() and (project / "mlflow.db").exists()
+
+
+def test_curves_round_trip(tmp_path, tiny):
+    curves = load_curves(tiny)
+    assert isinstance(curves, Curves) and curves.val.shape == (8, 2, 1, 6) and curves.val.dtype == np.float32
