@@ -121,7 +121,7 @@ def format_error(path: Path, err: ValidationError) -> str:
                 lines.append(f"{path}: {_key((*e['loc'], *rel))}: bad value {shown(value)}: {msg}")
             continue
         if e["type"] == "missing":
-            lines.append(f"{path}: {_key(e['loc'])}: missing: a required key; add it (see README's params reference)")
+            lines.append(f"{path}: {_key(e['loc'])}: missing: a required key; add it (see docs/configuration.md)")
             continue
         lines.append(f"{path}: {_key(e['loc'])}: bad value {shown(e.get('input'))}: {_message(e)}")
     return "\n".join(lines)

@@ -202,7 +202,7 @@ def _check_round(url: str, ml_uri: str, key: str, *, killed: int = 0) -> None:
         elif t.state == ts.COMPLETE:
             assert run.info.status == "FINISHED"
             history = mlc.get_metric_history(run.info.run_id, "val_accuracy")
-            # epochs are numbered from 1 in MLflow steps (README, "Tracking")
+            # epochs are numbered from 1 in MLflow steps (docs/tracking.md)
             assert [m.step for m in history] == list(range(1, EPOCHS + 1)), f"{key}#{t.number}: epochs lost in MLflow"
             assert "best_val_accuracy" in run.data.metrics
 

@@ -2,7 +2,7 @@
 
 The classification champion (rt_polarity) answers a `label` with its `probability`; the regression
 champion (Boston) takes the dataset's own column names (`CRIM` ... `LSTAT`) by name, in any order.
-Both request forms the README shows (`dataframe_split`, `instances`) are sent.
+Both request forms docs/tracking.md shows (`dataframe_split`, `instances`) are sent.
 """
 
 from __future__ import annotations
