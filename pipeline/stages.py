@@ -212,7 +212,7 @@ def evaluate(params: Params, benchmark: str) -> dict:
         numbers["weights"] = report["weights"]
     evaluation.write_test_predictions(paths.test_predictions(benchmark), data.task, model.predict(data.X_test),
                                       data.y_test)  # fmt: skip
-    test = tracking.metric_batch({f"test_{k}": v for k, v in scores.items()}, 0)
+    test = tracking.metric_batch({f"test_{k}": v for k, v in scores.items()} | {"score": scores[metric]}, 0)
     if info.get("model_id"):  # the Models tab shows the test metrics with the model
         test += tracking.link_metrics(test, info["model_id"])
     mlc.log_batch(info["run_id"], metrics=test)

@@ -148,7 +148,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
     run.finish(
         "COMPLETE",
         history=history,
-        final={f"best_val_{metric}": value, "best_epoch": best_epoch},
+        final={f"best_val_{metric}": value, "score": value, "best_epoch": best_epoch},  # `score`: every run's column
         tags={"best_epoch": best_epoch},
         model=None if kfold else trained,
         log_model=ctx.log_models,

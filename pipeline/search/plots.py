@@ -1,4 +1,8 @@
-"""Optuna visualizations of one study, as PNG (matplotlib) and interactive HTML (plotly)."""
+"""Optuna visualizations of one study, as PNG (matplotlib) and one interactive HTML page (plotly).
+
+The page carries plotly.js inline (about 4.7 MB), once for all of the round's plots, so it draws
+offline (a CDN link draws nothing without the network) at the cost of one copy a round.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ import optuna
 
 
 def write_study_plots(study: optuna.Study, out: Path, params: list[str]) -> list[Path]:
-    """Write optimization history, parameter importances, slice, and the contour of the first two dimensions.
+    """Write optimization history, parameter importances, slice, and the contour of the first two dimensions,
+    each as `<name>.png`, and all of them on the page `plots.html`.
 
     `params`: the dimensions of the round's space, in order (the shipped spaces start with
     `lr` and `l2`: their contour is `contour_lr_l2`). A plot that the study cannot support
@@ -33,12 +38,13 @@ def write_study_plots(study: optuna.Study, out: Path, params: list[str]) -> list
         pair = params[:2]
         plots.append((f"contour_{pair[0]}_{pair[1]}", "contour", {"params": pair}))
     written: list[Path] = []
+    parts: list[str] = []  # the page's figures; the first carries plotly.js
     for name, fn, kwargs in plots:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                getattr(vis, f"plot_{fn}")(study, **kwargs).write_html(out / f"{name}.html", include_plotlyjs="cdn")
-                written.append(out / f"{name}.html")
+                figure = getattr(vis, f"plot_{fn}")(study, **kwargs)
+                parts.append(f"<h2>{name}</h2>" + figure.to_html(full_html=False, include_plotlyjs=not parts))
                 ax = getattr(vmpl, f"plot_{fn}")(study, **kwargs)
                 fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
                 fig.savefig(out / f"{name}.png", dpi=80, bbox_inches="tight")
@@ -47,4 +53,9 @@ def write_study_plots(study: optuna.Study, out: Path, params: list[str]) -> list
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:
             (out / f"{name}.skipped.txt").write_text(f"{name} not drawn: {exc}\n")
             written.append(out / f"{name}.skipped.txt")
+    if parts:
+        title = f"<title>{study.study_name}</title>"
+        (out / "plots.html").write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'>{title}</head><body>"
+                                        + "".join(parts) + "</body></html>")  # fmt: skip
+        written.append(out / "plots.html")
     return written

@@ -39,7 +39,7 @@ def log_round_summary(mlc, parent: str, study: optuna.Study, space: dict[str, Pa
     tags |= {f"n_{s}": v for s, v in counts.items() if s not in outcome}
     try:
         best = study.best_trial
-        metrics["best_value"] = best.value
+        metrics["best_value"] = metrics["score"] = best.value  # `score`: the runs table's one sort column
         tags.update({"best_trial": best.number, "best_params": repr(best.params)})
         tracking.log_params(mlc, parent, {f"best.{n}": v for n, v in best.params.items()})
     except (ValueError, Exception) as exc:  # no completed trial, or params already logged on resume

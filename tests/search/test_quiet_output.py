@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import yaml
+from mlflow import MlflowClient
 
 from conftest import run_cli
 from pipeline.config import parse_params
@@ -41,6 +42,23 @@ def test_a_search_prints_a_short_line_named_bars_of_whole_trials_and_no_info(tmp
         last = [x for x in bars if x.startswith(f"{KEY}{SEP}{rnd} ")][-1]
         assert "100%|" in last and f"| {n} trials (0 pruned, 0 failed), budget {n}/{n}, best 0." in last, last
     assert not [x for x in lines if re.search(r"\.[0-9a-f]{8}\b", x) or re.search(r"\d\.\d+/\d", x)], bars
+
+    # every run carries the task metric as `score`: complete trials and rounds (validation), the best run (test)
+    for stage in ("train_best", "evaluate"):
+        done = run_cli(stage, cwd=tmp_path, timeout=600)
+        assert done.returncode == 0 and "INFO" not in done.stderr, done.stderr[-2000:]
+    mlc = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlc.search_runs([e.experiment_id for e in mlc.search_experiments()], order_by=["metrics.score DESC"])
+    trials = [r for r in runs if "trial_number" in r.data.tags]
+    rounds = [r for r in runs if "best_value" in r.data.metrics]
+    best = [r for r in runs if r.data.tags.get("kind") == "train_best"]
+    assert len(trials) == 5 and len(rounds) == 2 and len(best) == 1, [r.info.run_name for r in runs]
+    assert all(r.data.metrics["score"] == r.data.metrics["best_val_accuracy"] for r in trials)
+    assert all(r.data.metrics["score"] == r.data.metrics["best_value"] for r in rounds)
+    assert best[0].data.metrics["score"] == best[0].data.metrics["test_accuracy"]
+    assert all(r.data.tags["state"] == "COMPLETE" for r in trials)  # the state column: COMPLETE, PRUNED or FAIL
+    scores = [r.data.metrics["score"] for r in runs if "score" in r.data.metrics]
+    assert len(scores) >= 8 and scores == sorted(scores, reverse=True), "the runs table sorts by score"
 
 
 def test_the_bar_counts_whole_trials_of_the_budget_and_the_budget_used_apart(capsys):
