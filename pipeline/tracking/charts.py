@@ -1,4 +1,4 @@
-"""Learning curves of a trial as a PNG, drawn with Pillow: raw per-epoch values bold, the book's smoothed curve faint.
+"""Learning curves of a trial as a PNG, drawn with Pillow: raw per-epoch values bold, a centred moving average faint.
 
 Epochs are numbered from 1 on the x axis, as in the runs' metric steps and tags.
 
@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 
 
-def smooth_curve(points: list[float], factor: float = 0.9) -> list[float]:
-    """Exponential moving average of a learning curve, as in Chollet's `smooth_curve`.
-
-    Each point is `previous * factor + point * (1 - factor)`; the first point is kept.
-    """
+def smooth_curve(points: list[float], window: int = 5) -> list[float]:
+    """Centred moving average of a learning curve: each point the mean of the finite values within
+    `window // 2` epochs either side (fewer at the ends). It does not lag behind a trend, as a trailing
+    exponential average does, and stays within the raw values' range."""
+    half = window // 2
     out: list[float] = []
-    for p in points:
-        out.append(out[-1] * factor + p * (1 - factor) if out else p)
+    for i in range(len(points)):
+        near = [p for p in points[max(0, i - half) : i + half + 1] if np.isfinite(p)]
+        out.append(float(np.mean(near)) if near else float("nan"))
     return out
 
 
@@ -98,8 +99,7 @@ def plot_learning_curves(history: Mapping[str, list[float]], path: Path, title: 
     """Save raw and smoothed learning curves as a PNG: one panel per metric with its `val_` twin.
 
     The raw per-epoch values are the main line (bold, a dot per epoch when fewer than 30), epochs
-    numbered from 1; `smooth_curve` (EMA 0.9) is a faint extra; with more than 20 epochs it starts
-    at epoch 11, as in the book.
+    numbered from 1; `smooth_curve` (a centred moving average of 5 epochs) is a faint extra.
 
     Returns:
         `path`.
@@ -113,14 +113,14 @@ def plot_learning_curves(history: Mapping[str, list[float]], path: Path, title: 
     img = Image.new("RGB", (max(1, len(keys)) * pw * s, ph * s), "white")
     draw = ImageDraw.Draw(img)
     fonts = (_font(11 * s), _font(13 * s))
-    note = "per epoch; faint: smoothed (EMA 0.9)"
+    note = "per epoch; faint: moving average of 5 epochs"
     draw.text((8 * s, 6 * s), f"{title}   {note}" if title else note, fill="black", font=fonts[1])
     for col, key in enumerate(keys):
         series = []
         for name in [key] if key.startswith("val_") else [key, f"val_{key}"]:
             raw = [float(v) for v in history.get(name, [])]
             if raw:
-                series.append((name, raw, smooth_curve(raw[10:] if len(raw) > 20 else raw)))
+                series.append((name, raw, smooth_curve(raw)))
         box = (col * pw * s + left * s, top * s, (col + 1) * pw * s - 14 * s, (ph - bottom) * s)
         _panel(draw, box, key, series, fonts)
     img.reduce(s).save(path, optimize=False, compress_level=3)
