@@ -3,9 +3,11 @@
 DVC 3 resolves `${...}` in top-level plots but has no `foreach` there, so one plot per benchmark
 cannot be written once in dvc.yaml; it is generated here instead, for every benchmark:
 
-* classification: the confusion matrix (`confusion` template, class names) and its PNG;
+* classification: the confusion matrix (`confusion` template, class names; its PNG, with the axes the
+  other way round, goes to MLflow only, so each matrix is drawn once);
   regression: predicted against actual (`scatter`) and the residuals PNG;
-* the learning curve of the retrained model (`linear`: loss and the task metric over epochs);
+* the learning curves of the retrained model (`linear`: loss, then the task metric, over epochs: apart,
+  since an MSE loss of hundreds would flatten an MAE on a shared axis);
 * the search history (`scatter`: trial number against validation score, one marker shape per round;
   DVC keeps colours for revisions, so `dvc plots diff` compares them).
 
@@ -54,10 +56,10 @@ def plot_declarations(params: Params) -> list:
             out.append({f"{key}: confusion matrix (test)": {
                 "template": "confusion", "x": "actual", "y": {f"{d}/{evaluation.CONFUSION}": "predicted"},
                 "x_label": "actual", "y_label": "predicted"}})  # fmt: skip
-            out.append(f"{d}/{evaluation.CONFUSION_PNG}")
-        out.append({f"{key}: learning curve of the retrained model": {
-            "template": "linear", "x": "epoch", "y": {f"{d}/{evaluation.LEARNING_CURVE}": ["loss", metric]},
-            "x_label": "epoch", "y_label": f"loss, {metric} (training data)"}})  # fmt: skip
+        for column in ("loss", metric):
+            out.append({f"{key}: {column} of the retrained model": {
+                "template": "linear", "x": "epoch", "y": {f"{d}/{evaluation.LEARNING_CURVE}": column},
+                "x_label": "epoch", "y_label": f"{column} (training data)"}})  # fmt: skip
         rounds = {f"{d}/{round_file(k, r.name)}": "value" for k, r in enumerate(bench.rounds, start=1)}
         out.append({f"{key}: search history (one marker per round)": {
             "template": "scatter", "x": "trial", "y": rounds,

@@ -66,7 +66,12 @@ def test_dvc_yaml_plots_are_generated_from_params(tmp_path):
         mine = {n: p for n, p in named.items() if n.startswith(f"{key}: ")}
         templates = sorted(p["template"] for p in mine.values())
         first = "scatter" if bench["dataset"] == "boston_housing" else "confusion"
-        assert templates == sorted([first, "linear", "scatter"]), (key, templates)
+        assert templates == sorted([first, "linear", "linear", "scatter"]), (key, templates)
+        curves = [p["y"] for p in mine.values() if p["template"] == "linear"]  # loss and metric on their own axes
+        metric = "mae" if first == "scatter" else "accuracy"
+        assert [list(y.values()) for y in curves] == [["loss"], [metric]], curves
+        pngs = [p for p in declared if isinstance(p, str) and f"/{key}/" in p]
+        assert pngs == ([f"plots/{key}/residuals.png"] if first == "scatter" else []), "each figure drawn once"
         history = next(p for n, p in mine.items() if "search history" in n)
         assert list(history["y"]) == [f"plots/{key}/search/{k}-{r['name']}.csv"
                                       for k, r in enumerate(bench["rounds"], start=1)]  # fmt: skip
@@ -244,7 +249,7 @@ def test_plots_show_renders_every_benchmark_offline_in_chromium(committed):
     assert "cdn.jsdelivr" not in html and "../vendor/vega/vega.min.js" in html
     params = yaml.safe_load((dest / "params.yaml").read_text())
     declared = [next(iter(p)) for p in yaml.safe_load((dest / "dvc.yaml").read_text())["plots"] if isinstance(p, dict)]
-    assert len(declared) == 3 * len(params["benchmarks"])
+    assert len(declared) == 4 * len(params["benchmarks"])
     ids = ["".join("_" if c in r"!@#$%^&*()[]{};,<>?\/:.|`~=_+ " else c for c in name) for name in declared]
     outside: list[str] = []
     with sync_playwright() as p:
