@@ -7,6 +7,7 @@ in `pipeline.config.SAMPLERS` / `PRUNERS` (what `params.yaml` may name).
 from __future__ import annotations
 
 import importlib.util
+import zlib
 from collections.abc import Mapping
 
 import optuna
@@ -31,13 +32,15 @@ def grid_points(space: Mapping[str, ParamRange], points: int = 4) -> dict[str, l
     return grid
 
 
-def make_sampler(name: str, seed: int, space: Mapping[str, ParamRange] | None = None) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, space: Mapping[str, ParamRange] | None = None,
+                 salt: str = "") -> optuna.samplers.BaseSampler:  # fmt: skip
     """A seeded sampler: tpe, random, grid (4 points a range), cmaes or gp.
 
-    Its random state is reseeded before every trial from `seed` and the trial's draw index
-    (`per_trial_seed`), so what a trial draws does not depend on which process asks: parallel
-    workers, launchers on other machines and resumed or recycled processes never replay one
-    another's draws, and a rerun of the same study draws the same.
+    Its random state is reseeded before every trial from `seed`, `salt` (the search passes the
+    benchmark's name) and the trial's draw index (`per_trial_seed`), so what a trial draws does
+    not depend on which process asks: parallel workers, launchers on other machines and resumed or
+    recycled processes never replay one another's draws, a rerun of the same study draws the same,
+    and benchmarks with identical spaces draw different configurations.
     """
     s = optuna.samplers
     if name == "tpe":
@@ -57,11 +60,11 @@ def make_sampler(name: str, seed: int, space: Mapping[str, ParamRange] | None = 
         sampler = s.GridSampler(grid_points(space or {}), seed=seed)
     else:
         raise ValueError(f"unknown sampler {name!r}")
-    return per_trial_seed(sampler, seed)
+    return per_trial_seed(sampler, seed, salt)
 
 
-def per_trial_seed(sampler: optuna.samplers.BaseSampler, seed: int) -> optuna.samplers.BaseSampler:
-    """Make `sampler` reseed its random states from `(seed, draw index)` before each trial.
+def per_trial_seed(sampler: optuna.samplers.BaseSampler, seed: int, salt: str = "") -> optuna.samplers.BaseSampler:
+    """Make `sampler` reseed its random states from `(seed, draw index, salt)` before each trial.
 
     The draw index of a trial is how many trials numbered below it drew their own parameters:
     enqueued ones (an earlier round's best, the retry of an interrupted trial) do not count, so a
@@ -81,7 +84,8 @@ def per_trial_seed(sampler: optuna.samplers.BaseSampler, seed: int) -> optuna.sa
         # a redraw draws with the index of the trial it replaces; a retry (its parameters fixed) with its original's
         number = trial.user_attrs.get(REDRAW_ATTR, trial.system_attrs.get("failed_trial", trial.number))
         index = sum(1 for t in study.get_trials(deepcopy=False) if t.number < number and not is_enqueued(t))
-        base = int(np.random.SeedSequence([seed & 0xFFFFFFFF, index]).generate_state(1)[0])
+        entropy = [seed & 0xFFFFFFFF, index, *([zlib.crc32(salt.encode())] if salt else [])]
+        base = int(np.random.SeedSequence(entropy).generate_state(1)[0])
         for i, state in enumerate(states):
             state.seed((base + i) & 0xFFFFFFFF)
 

@@ -115,7 +115,8 @@ def run_worker(job: RoundJob, n_trials: int, timeout: float | None, slot: int) -
     storage = open_storage(job.storage_url, job.key, tracking_uri=job.tracking_uri)
     data = load_processed(job.data_dir)
     study = optuna.load_study(
-        study_name=job.study, storage=storage, sampler=make_sampler(job.sampler, job.sampler_seed, job.space),
+        study_name=job.study, storage=storage,
+        sampler=make_sampler(job.sampler, job.sampler_seed, job.space, salt=job.key),  # salt: its own draws
         pruner=make_pruner(job.rnd, steps=len(data.folds) if data.folds else job.rnd.epochs),
     )  # fmt: skip
     ctx = TrialContext(

@@ -198,3 +198,33 @@ def test_tunebench_searches_a_replay_benchmark_with_its_own_rounds(tmp_path, tin
 def test_curves_round_trip(tmp_path, tiny):
     curves = load_curves(tiny)
     assert isinstance(curves, Curves) and curves.val.shape == (8, 2, 1, 6) and curves.val.dtype == np.float32
+
+
+@pytest.mark.parametrize("name", ["random", "tpe"])
+def test_samplers_salted_by_benchmark_draw_their_own_configurations(name):
+    from pipeline.config import ParamRange
+    from pipeline.search.samplers import make_sampler
+    from pipeline.search.spaces import suggest
+
+    space = {"lr": ParamRange(low=1e-5, high=1e-1, log=True), "dropout": ParamRange(low=0.0, high=0.5)}
+
+    def draws(salt: str) -> list:
+        study = optuna.create_study(sampler=make_sampler(name, 7, salt=salt))
+        study.optimize(lambda t: sum(suggest(t, space).values()), n_trials=3)
+        return [t.params for t in study.trials]
+
+    assert draws("digits_keras_mlp") == draws("digits_keras_mlp")
+    assert all(a != b for a, b in zip(draws("digits_keras_mlp"), draws("rt_polarity_keras_mlp"), strict=True))
+
+
+@pytest.mark.slow
+def test_benchmarks_with_one_space_and_seed_search_different_configurations(tmp_path, tiny):
+    import methods
+
+    problem = methods.ReplayProblem(tiny)
+    project = methods.make_project(problem, tmp_path / "project")
+    rounds = [{"name": "coarse", "n_trials": 4, "epochs": 2, "pruner": "none"}]
+    one, other = (methods.run_tunebench(problem, 1, 0, project, rounds, key) for key in ("digits_a", "rt_b"))
+    assert len(one.events) == len(other.events) == 4
+    drawn = [{k: round(v, 12) for k, v in e[3].items()} for e in one.events]
+    assert all(a != {k: round(v, 12) for k, v in e[3].items()} for a, e in zip(drawn, other.events, strict=True))
