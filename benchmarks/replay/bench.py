@@ -47,6 +47,7 @@ TUNEBENCH = {
     "tunebench_coarse20": {"coarse_share": 0.2},
     "tunebench_coarse60": {"coarse_share": 0.6},
     "tunebench_enqueue3": {"enqueue_best": 3},
+    "tunebench_wide": {"top_quantile": 1.0},
     "tunebench_hyperband": {"coarse_pruner": "hyperband", "fine_pruner": "hyperband"},
 }
 PEERS = {

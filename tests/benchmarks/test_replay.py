@@ -228,3 +228,25 @@ def test_benchmarks_with_one_space_and_seed_search_different_configurations(tmp_
     assert len(one.events) == len(other.events) == 4
     drawn = [{k: round(v, 12) for k, v in e[3].items()} for e in one.events]
     assert all(a != {k: round(v, 12) for k, v in e[3].items()} for a, e in zip(drawn, other.events, strict=True))
+
+
+@pytest.mark.slow
+def test_record_keeps_each_epochs_validation_and_test_score(tmp_path, tiny):
+    import methods
+    import record
+
+    from pipeline.features import ProcessedData
+
+    project = methods.make_project(methods.ReplayProblem(tiny), tmp_path / "project")  # digits, PCA
+    grid = {"lr": {"values": [1e-3, 1e-2], "log": True}, "dropout": {"values": [0.0], "log": False}}
+    spec = {"dataset": "digits", "model": "numpy_mlp", "fixed": {"units": [16], "batch_size": 100}, "epochs": 3,
+            "grid": grid}  # fmt: skip
+    curves = load_curves(str(record.record("mini", spec, project, 2, tmp_path)))
+    assert curves.val.shape == (2, 2, 1, 3) and curves.meta["grid"] == spec["grid"] and curves.meta["epoch_s"] > 0
+    data = ProcessedData.load(project / "data" / "processed" / "digits")
+    for epochs in (1, 3):  # the recorded scores are those of the model after that epoch (NumPy trains bit-identically)
+        model = get_family("numpy_mlp").train({**spec["fixed"], "lr": 1e-2, "dropout": 0.0}, data.X_train,
+                                              data.y_train, data.X_val, data.y_val, task="multiclass",
+                                              n_classes=data.n_classes, epochs=epochs, seed=1)  # fmt: skip
+        assert curves.val[1, 1, 0, epochs - 1] == pytest.approx(model.history["val_accuracy"][-1])
+        assert curves.test[1, 1, 0, epochs - 1] == pytest.approx(model.evaluate(data.X_test, data.y_test)["accuracy"])
