@@ -63,7 +63,7 @@ def tiny_profile(params: dict) -> dict:
     params["datasets"]["rt_polarity"]["preprocess"]["num_words"] = 2000
     params["datasets"]["boston_housing"]["preprocess"]["kfold"] = 2
     for bench in params["benchmarks"].values():
-        for i, rnd in enumerate(bench["rounds"]):
+        for i, rnd in enumerate(bench["rounds"].values()):
             rnd["n_trials"] = 2
             rnd["epochs"] = 1 + i if bench["dataset"] != "boston_housing" else 2 + i
     return params

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from pipeline.config.base import INT_MAX, Name, Problems, Seed, Strict
 from pipeline.models import hparams as hp
@@ -105,6 +105,22 @@ class BenchmarkConfig(Strict):
     final_seeds: int = Field(3, ge=1, le=20)  # train_best: seeds trained; evaluate reports their mean and 95% CI
     serve: Literal["ensemble", "single"] = "ensemble"  # registered and served: the seeds' average or the first seed's
 
+    @field_validator("rounds", mode="wrap")
+    @classmethod
+    def _rounds_by_name(cls, value: Any, handler) -> list[RoundConfig]:
+        """`rounds` as a mapping from name to settings (`dvc exp run -S ...rounds.coarse.n_trials=6`) becomes
+        the list of rounds, in order, named by their keys; its errors name the key (`rounds.coarse.epochs`)."""
+        if not isinstance(value, dict):
+            return handler(value)
+        clash = [((k, "name"), r["name"], f"a round's `name` must be its key `{k}` (or left out)")
+                 for k, r in value.items() if isinstance(r, dict) and r.get("name", k) != k]  # fmt: skip
+        if clash:
+            raise Problems(clash)
+        try:
+            return handler([{"name": k, **r} if isinstance(r, dict) else r for k, r in value.items()])
+        except ValidationError as e:
+            raise ValidationError.from_exception_data(e.title, [_by_key(d, value) for d in e.errors()]) from None
+
     @model_validator(mode="after")
     def _check(self) -> BenchmarkConfig:
         problems = []
@@ -129,6 +145,17 @@ class BenchmarkConfig(Strict):
         if problems:
             raise Problems(problems)
         return self
+
+
+def _by_key(error: dict, rounds: dict) -> dict:
+    """An error of the list made from `rounds` (a mapping) located by the round's key: `coarse.epochs`, and a bad
+    name taken from the key at the key itself."""
+    out = {k: v for k, v in error.items() if k in ("type", "input", "ctx")}
+    if not error["loc"]:
+        return out | {"loc": (), "input": rounds}
+    key = list(rounds)[error["loc"][0]]
+    rest = () if error["loc"][1:] == ("name",) and "name" not in rounds[key] else error["loc"][1:]
+    return out | {"loc": (key, *rest)}
 
 
 def _shown_range(r: ParamRange) -> dict:

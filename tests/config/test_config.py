@@ -49,10 +49,10 @@ MISTAKES = [
     (f"{B}.space.dropout", {"low": 0.5, "high": 0.5}, ["space.dropout", "must be below high"]),
     (f"{B}.model", "keras_rnn", ["model", "keras_rnn", "keras_mlp"]),
     (f"{B}.dataset", "no_such_data", ["dataset", "no_such_data", "add it under `datasets`"]),
-    (f"{B}.rounds.0.n_trials", "many", ["rounds.0.n_trials", "many", "integer"]),
-    (f"{B}.rounds.0.n_trials", 0, ["rounds.0.n_trials", "greater than 0"]),
-    (f"{B}.rounds.0.pruner", "medain", ["rounds.0.pruner", "medain", "median"]),
-    (f"{B}.rounds.0.epocs", 3, ["rounds.0.epocs", "unknown key"]),
+    (f"{B}.rounds.coarse.n_trials", "many", ["rounds.coarse.n_trials", "many", "integer"]),
+    (f"{B}.rounds.coarse.n_trials", 0, ["rounds.coarse.n_trials", "greater than 0"]),
+    (f"{B}.rounds.coarse.pruner", "medain", ["rounds.coarse.pruner", "medain", "median"]),
+    (f"{B}.rounds.coarse.epocs", 3, ["rounds.coarse.epocs", "unknown key"]),
     (f"{B}.hparms", {}, ["hparms", "unknown key"]),
     ("search.sampler", "bayes", ["search.sampler", "bayes", "tpe"]),
     ("search.workers", 0, ["search.workers", "greater than or equal to 1"]),
@@ -76,6 +76,39 @@ def test_mistake_is_named(shipped_params, path, value, words):
     assert "params.yaml" in msg
     for w in words:
         assert w in msg, f"{w!r} missing from: {msg}"
+
+
+def test_rounds_by_name_name_the_same_studies_as_the_list_of_rounds(shipped_params, tmp_path, monkeypatch):
+    """The shipped profiles give `rounds` as a mapping from name to settings (`dvc exp run -S
+    benchmarks.b.rounds.coarse.n_trials=6`); the list of named rounds is read the same, to the study names."""
+    from pipeline import data_identity, io, paths  # noqa: PLC0415
+    from pipeline.search.rounds import study_name  # noqa: PLC0415
+
+    assert all(isinstance(b["rounds"], dict) for b in shipped_params["benchmarks"].values())
+    listed = copy.deepcopy(shipped_params)
+    for bench in listed["benchmarks"].values():
+        bench["rounds"] = [{"name": name, **rnd} for name, rnd in bench["rounds"].items()]
+    by_name, by_list = parse_params(shipped_params), parse_params(listed)
+    assert by_name.model_dump() == by_list.model_dump()
+    monkeypatch.chdir(tmp_path)
+    for ds in by_name.datasets:  # the processed data's identity, as `preprocess` records it
+        io.write_json_atomic(paths.processed_manifest(ds), {"input_hashes": {
+            "dataset_config": data_identity.dataset_fingerprint(by_name, ds), "raw_manifest": "0" * 64}})  # fmt: skip
+    for key, bench in by_name.benchmarks.items():
+        names = [study_name(by_name, key, k) for k in range(len(bench.rounds))]
+        assert names == [study_name(by_list, key, k) for k in range(len(bench.rounds))]
+        assert [n.split(".")[1] for n in names] == ["1-coarse", "2-fine"]
+
+
+@pytest.mark.parametrize("name", [None, "coarse"])
+def test_a_round_by_name_may_repeat_its_name_but_not_another(shipped_params, name):
+    data = copy.deepcopy(shipped_params)
+    data["benchmarks"]["digits_linear"]["rounds"]["coarse"]["name"] = name or "fine"
+    if name:
+        assert [r.name for r in parse_params(data).benchmarks["digits_linear"].rounds] == ["coarse", "fine"]
+        return
+    with pytest.raises(ConfigError, match=r"digits_linear\.rounds\.coarse\.name: bad value 'fine'.*its key"):
+        parse_params(data)
 
 
 def test_custom_source_is_checked(shipped_params):

@@ -27,6 +27,7 @@ RT, BOSTON, DK, DN, DL = (
 )  # fmt: skip
 PD, PB, PR = "datasets.digits.preprocess", "datasets.boston_housing.preprocess", "datasets.rt_polarity.preprocess"
 CSV_SHA = "0" * 64
+ROUND = {"name": "coarse", "n_trials": 1, "epochs": 1}  # a round in the list form
 
 
 @dataclass
@@ -63,6 +64,16 @@ def drop(path: str) -> Callable:
     """An edit removing the key at dotted `path`."""
     parent, _, last = path.rpartition(".")
     return lambda d: _node(d, parent).pop(last)
+
+
+def rename_round(bench: str, old: str, new: str) -> Callable:
+    """An edit renaming round `old` of `bench` (a key path) to `new`, in place."""
+
+    def edit(d):
+        node = _node(d, bench)
+        node["rounds"] = {new if k == old else k: v for k, v in node["rounds"].items()}
+
+    return edit
 
 
 def both(*edits: Callable) -> Callable:
@@ -147,9 +158,15 @@ CASES = [
     Case("dataset-key-slash", "datasets.dig/its", rename("datasets", "digits", "dig/its")),
     Case("benchmark-key-space", "benchmarks.my bench", rename("benchmarks", "digits_linear", "my bench")),
     Case("benchmark-key-dotdot", "benchmarks...", rename("benchmarks", "digits_linear", "..")),
-    Case("round-name-slash", f"{DL}.rounds.0.name", put(f"{DL}.rounds.0.name", "coarse/1")),
-    Case("round-name-empty", f"{DL}.rounds.0.name", put(f"{DL}.rounds.0.name", "")),
-    Case("round-names-duplicate", f"{DL}.rounds.1.name", put(f"{DL}.rounds.1.name", "coarse"), also=("unique",)),
+    Case("round-name-slash", f"{DL}.rounds.coarse/1", rename_round(DL, "coarse", "coarse/1")),
+    Case("round-name-empty", f"{DL}.rounds.", rename_round(DL, "coarse", "")),
+    Case("round-names-duplicate", f"{DL}.rounds.1.name", put(f"{DL}.rounds", [ROUND, ROUND]), also=("unique",)),
+    Case(
+        "round-name-not-its-key",
+        f"{DL}.rounds.fine.name",
+        put(f"{DL}.rounds.fine.name", "coarse"),
+        also=("its key `fine`",),
+    ),
     # --- duplicate keys, at any depth ---------------------------------------------------------------
     Case(
         "duplicate-benchmark",
@@ -160,8 +177,8 @@ CASES = [
     ),
     Case(
         "duplicate-n_trials",
-        f"{RT}.rounds.0.n_trials",
-        sub("- name: coarse\n      n_trials: ", "- name: coarse\n      n_trials: 50\n      n_trials: "),  # any budget
+        f"{RT}.rounds.coarse.n_trials",
+        sub("coarse:\n        n_trials: ", "coarse:\n        n_trials: 50\n        n_trials: "),  # any budget
         text=True,
         also=("duplicate key",),
     ),
@@ -208,19 +225,21 @@ CASES = [
     ),
     Case("dropout-low-minus-inf", f"{RT}.space.dropout.low", put(f"{RT}.space.dropout.low", -math.inf)),
     Case("min-improvement-nan", "promote.min_improvement", put("promote.min_improvement", math.nan)),
-    Case("timeout-inf", f"{DL}.rounds.0.timeout", put(f"{DL}.rounds.0.timeout", math.inf)),
+    Case("timeout-inf", f"{DL}.rounds.coarse.timeout", put(f"{DL}.rounds.coarse.timeout", math.inf)),
     Case(
         "int-range-fraction-bounds",
         f"{RT}.space.units",
         _rt_search_units({"low": 8.5, "high": 9.5, "int": True}),
         also=("whole-number",),
     ),
-    Case("n_trials-true", f"{DL}.rounds.0.n_trials", put(f"{DL}.rounds.0.n_trials", True), also=("true/false",)),
-    Case("n_trials-text", f"{DL}.rounds.0.n_trials", put(f"{DL}.rounds.0.n_trials", "5")),
-    Case("n_trials-zero", f"{DL}.rounds.0.n_trials", put(f"{DL}.rounds.0.n_trials", 0)),
-    Case("epochs-fraction", f"{DL}.rounds.0.epochs", put(f"{DL}.rounds.0.epochs", 2.5), also=("integer",)),
-    Case("epochs-negative", f"{DL}.rounds.0.epochs", put(f"{DL}.rounds.0.epochs", -1)),
-    Case("epochs-zero", f"{DL}.rounds.0.epochs", put(f"{DL}.rounds.0.epochs", 0)),
+    Case(
+        "n_trials-true", f"{DL}.rounds.coarse.n_trials", put(f"{DL}.rounds.coarse.n_trials", True), also=("true/false",)
+    ),
+    Case("n_trials-text", f"{DL}.rounds.coarse.n_trials", put(f"{DL}.rounds.coarse.n_trials", "5")),
+    Case("n_trials-zero", f"{DL}.rounds.coarse.n_trials", put(f"{DL}.rounds.coarse.n_trials", 0)),
+    Case("epochs-fraction", f"{DL}.rounds.coarse.epochs", put(f"{DL}.rounds.coarse.epochs", 2.5), also=("integer",)),
+    Case("epochs-negative", f"{DL}.rounds.coarse.epochs", put(f"{DL}.rounds.coarse.epochs", -1)),
+    Case("epochs-zero", f"{DL}.rounds.coarse.epochs", put(f"{DL}.rounds.coarse.epochs", 0)),
     Case("search-seed-fraction", "search.seed", put("search.seed", 1.5)),
     Case("search-workers-true", "search.workers", put("search.workers", True)),
     Case("search-workers-zero", "search.workers", put("search.workers", 0)),
@@ -396,14 +415,16 @@ CASES = [
     # --- structure ----------------------------------------------------------------------------------
     Case("rounds-missing", f"{DL}.rounds", drop(f"{DL}.rounds"), also=("missing",)),
     Case("rounds-empty", f"{DL}.rounds", put(f"{DL}.rounds", [])),
-    Case("rounds-mapping", f"{DL}.rounds", put(f"{DL}.rounds", {"coarse": {"n_trials": 2}})),
-    Case("round-missing-epochs", f"{DL}.rounds.0.epochs", drop(f"{DL}.rounds.0.epochs")),
-    Case("round-pruner", f"{DL}.rounds.0.pruner", put(f"{DL}.rounds.0.pruner", "medain"), also=("median",)),
-    Case("round-sampler", f"{DL}.rounds.0.sampler", put(f"{DL}.rounds.0.sampler", "bayes")),
-    Case("round-unknown-key", f"{DL}.rounds.0.epocs", put(f"{DL}.rounds.0.epocs", 3), also=("unknown key",)),
-    Case("round-enqueue-negative", f"{DL}.rounds.0.enqueue_best", put(f"{DL}.rounds.0.enqueue_best", -1)),
-    Case("round-pad-negative", f"{DL}.rounds.0.pad", put(f"{DL}.rounds.0.pad", -0.1)),
-    Case("round-top-quantile-0", f"{DL}.rounds.0.top_quantile", put(f"{DL}.rounds.0.top_quantile", 0)),
+    Case("rounds-empty-mapping", f"{DL}.rounds", put(f"{DL}.rounds", {}), also=("{}",)),
+    Case("rounds-mapped-no-epochs", f"{DL}.rounds.coarse.epochs", put(f"{DL}.rounds", {"coarse": {"n_trials": 2}})),
+    Case("round-in-list-epochs-null", f"{DL}.rounds.0.epochs", put(f"{DL}.rounds", [{**ROUND, "epochs": None}])),
+    Case("round-missing-epochs", f"{DL}.rounds.coarse.epochs", drop(f"{DL}.rounds.coarse.epochs")),
+    Case("round-pruner", f"{DL}.rounds.coarse.pruner", put(f"{DL}.rounds.coarse.pruner", "medain"), also=("median",)),
+    Case("round-sampler", f"{DL}.rounds.coarse.sampler", put(f"{DL}.rounds.coarse.sampler", "bayes")),
+    Case("round-unknown-key", f"{DL}.rounds.coarse.epocs", put(f"{DL}.rounds.coarse.epocs", 3), also=("unknown key",)),
+    Case("round-enqueue-negative", f"{DL}.rounds.coarse.enqueue_best", put(f"{DL}.rounds.coarse.enqueue_best", -1)),
+    Case("round-pad-negative", f"{DL}.rounds.coarse.pad", put(f"{DL}.rounds.coarse.pad", -0.1)),
+    Case("round-top-quantile-0", f"{DL}.rounds.coarse.top_quantile", put(f"{DL}.rounds.coarse.top_quantile", 0)),
     Case("search-sampler", "search.sampler", put("search.sampler", "bayes"), also=("tpe",)),
     Case("model-unknown", f"{DL}.model", put(f"{DL}.model", "xgboost"), also=("keras_mlp",)),
     Case("model-missing", f"{DL}.model", drop(f"{DL}.model")),
@@ -571,8 +592,8 @@ CASES = [
     ),
     Case("benchmark-key-101", "benchmarks." + "b" * 101, rename("benchmarks", "digits_linear", "b" * 101)),
     Case("dataset-key-300", "datasets." + "d" * 300, _catalog_digits("d" * 300), also=("100",)),
-    Case("round-name-leading-dash", f"{DL}.rounds.0.name", put(f"{DL}.rounds.0.name", "-coarse")),
-    Case("round-name-101", f"{DL}.rounds.1.name", put(f"{DL}.rounds.1.name", "r" * 101)),
+    Case("round-name-leading-dash", f"{DL}.rounds.-coarse", rename_round(DL, "coarse", "-coarse")),
+    Case("round-name-101", f"{DL}.rounds.{'r' * 101}", rename_round(DL, "fine", "r" * 101)),
     # --- reader options: only those the dataset's reader takes ----------------------------------------
     Case(
         "options-on-digits",
@@ -788,7 +809,7 @@ VALID_EDITS = {
     "tracking-http": put("tracking.uri", "http://127.0.0.1:5000"),
     "tracking-postgres": put("tracking.uri", "postgresql://ml@db/mlflow"),
     "custom-csv": custom(),
-    "timeout-int": put(f"{DL}.rounds.0.timeout", 60),
+    "timeout-int": put(f"{DL}.rounds.coarse.timeout", 60),
     "kfold-0": put("datasets.boston_housing.preprocess.kfold", 0),
     "ngrams-bigrams": put(f"{PR}.ngrams", [1, 2]),
     "ngrams-default": put(f"{PR}.ngrams", [1]),

@@ -106,7 +106,7 @@ def test_shrunken_full_profile_runs_its_offline_part(tmp_path, monkeypatch):
     data["benchmarks"] = {k: v for k, v in data["benchmarks"].items() if k in keep}
     data["datasets"] = {k: v for k, v in data["datasets"].items() if k in (*OFFLINE, "imdb")}
     data["search"]["workers"] = 1
-    for rnd in data["benchmarks"]["fashion_mnist_pca_numpy_mlp"]["rounds"]:
+    for rnd in data["benchmarks"]["fashion_mnist_pca_numpy_mlp"]["rounds"].values():
         rnd.update(n_trials=2, epochs=2)
     for var in ("MLFLOW_TRACKING_URI", "TUNEBENCH_STORAGE"):
         monkeypatch.delenv(var, raising=False)
