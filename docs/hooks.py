@@ -50,11 +50,10 @@ def metrics_table() -> str:
         seeds = m.get("test_seeds")
         spread = f"{_num(seeds['mean'])} [{_num(seeds['ci_low'])}, {_num(seeds['ci_high'])}]" if seeds else "-"
         rows.append([path.stem, metric, _num(test.get(metric)), spread, _num(base.get(metric)),
-                     f"{s.get('trials', '-')} ({s.get('pruned', '-')})",
-                     f"{s.get('epochs', '-')} ({s.get('epochs_saved', '-')})",
-                     f"{s.get('best_at_epochs', '-')}, {s.get('best_at_s', '-')}", s.get("wall_s", "-")])  # fmt: skip
-    head = ["benchmark", "metric", "test", "seeds: mean [95% CI]", "baseline", "trials (pruned)",
-            "epochs (saved by pruning)", "to best: epochs, s", "search s"]  # fmt: skip
+                     f"{s.get('trials', '-')} ({s.get('pruned', '-')})", s.get("epochs", "-"),
+                     s.get("best_at_epochs", "-"), s.get("wall_s", "-")])  # fmt: skip
+    head = ["benchmark", "metric", "test", "seeds: mean [95% CI]", "baseline", "trials (pruned)", "epochs",
+            "epochs to best", "search s"]  # fmt: skip
     return _md(head, rows)
 
 

@@ -169,6 +169,11 @@ def metrics_file(benchmark: str) -> Path:
     return _named(METRICS / f"{benchmark}.json", benchmark, "benchmarks")
 
 
+def accounting_file(benchmark: str) -> Path:
+    """What the search cost, in total and per round (`search_summary.accounting`): not DVC metrics."""
+    return _named(RESULTS / "accounting" / f"{benchmark}.json", benchmark, "benchmarks")
+
+
 def test_predictions(benchmark: str) -> Path:
     """The evaluated model's test predictions with the labels (npz), what promotion's paired test compares."""
     return _named(RESULTS / "evaluation" / f"{benchmark}.test_predictions.npz", benchmark, "benchmarks")
@@ -193,6 +198,7 @@ def promotion_file(benchmark: str) -> Path:
 _PRODUCERS = (
     (("data", "raw"), "fetch --dataset"), (("data", "processed"), "preprocess --dataset"),
     (("results", "search"), "search --benchmark"), (("results", "evaluation"), "evaluate --benchmark"),
+    (("results", "accounting"), "evaluate --benchmark"),
     (("studies",), "search --benchmark"),
     (("models",), "train_best --benchmark"), (("metrics",), "evaluate --benchmark"),
     (("plots",), "evaluate --benchmark"), (("promotions",), "promote --benchmark"),

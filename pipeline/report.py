@@ -58,7 +58,7 @@ def _row(params: Params, key: str, bench) -> dict:
     m, meaning = io.read_json(mfile), io.read_json(paths.evaluation_file(key))
     search = io.read_json(paths.search_result(key)) if paths.search_result(key).exists() else {}
     metric, direction = meaning["metric"], meaning["direction"]
-    s = m.get("search", {})
+    s = io.read_json(paths.accounting_file(key)) if paths.accounting_file(key).exists() else {}
     test = m["test"][metric]
     promo = paths.promotion_file(key)
     ok_ref = ref is not None and ref.metric == metric
@@ -90,7 +90,7 @@ def _seed_columns(m: dict, meaning: dict, promo: Path, metric: str, direction: s
     """The final seeds' mean and 95% interval, each seed's score, the seeds' average and the first seed's
     model, where the reference lies against the interval (`beats_reference`: yes, no, inconclusive) and
     the promotion's paired test."""
-    seeds = m.get("test_seeds") or {}
+    seeds = meaning.get("test_seeds") or {}
     test = (io.read_json(promo).get("test") or {}) if promo.exists() else {}
     out = {"seeds_mean": seeds.get("mean"), "seeds_ci_low": seeds.get("ci_low"), "seeds_ci_high": seeds.get("ci_high"),
            "seeds_n": seeds.get("n"), "seed_values": [s[metric] for s in meaning.get("per_seed", [])] or None,

@@ -162,12 +162,18 @@ def _class_names(params: Params, dataset: str) -> list[str] | None:
     return datasets.get_spec(params.catalog_name(dataset), custom).meta.get("label_names")
 
 
+SEARCH_COMPARED = ("trials", "pruned", "epochs", "wall_s", "best_at_epochs")  # the search in metrics/<b>.json
+
+
 def evaluate(params: Params, benchmark: str) -> dict:
     """Evaluate the retrained model once on the untouched test split; write metrics, plots and what they mean.
 
-    `metrics/<b>.json` holds only numbers people compare across experiments (test and baseline
-    scores, the search's compute accounting, `search_summary.accounting`); the metric's name, its
-    direction and the run evaluated go to `results/evaluation/<b>.json`.
+    `metrics/<b>.json` holds only the numbers people compare across experiments, a few columns each
+    in `dvc exp show`: the task metric and loss on test, the final seeds' mean and 95% interval, the
+    baseline and the search's `SEARCH_COMPARED` figures. The search's whole accounting
+    (`search_summary.accounting`: per round, pruning's savings, selection) goes to
+    `results/accounting/<b>.json`; the metric's name, its direction, the run evaluated and each
+    seed's scores to `results/evaluation/<b>.json`.
     """
     from pipeline import evaluation, search_summary  # noqa: PLC0415
     from pipeline.features import ProcessedData  # noqa: PLC0415
@@ -193,7 +199,9 @@ def evaluate(params: Params, benchmark: str) -> dict:
     search = search_summary.accounting(trials, direction)
     if result.get("selection"):  # robust selection's cost: a phase of its own, after the rounds
         search["selection"] = {k: result["selection"][k] for k in ("epochs", "wall_s")}
-    numbers = {"test": report["test"], "baseline": report["baseline"], "search": search}
+    numbers = {"test": {k: v for k, v in report["test"].items() if k in (metric, "loss")},
+               "baseline": {metric: report["baseline"][metric]},
+               "search": {k: search[k] for k in SEARCH_COMPARED if k in search}}  # fmt: skip
     meaning = {"benchmark": benchmark, "dataset": bench.dataset, "model": bench.model, "metric": metric,
                "direction": direction, "task": data.task, "run_id": info["run_id"], "n_test": report["n_test"],
                "serve": info.get("serve", "single")}  # fmt: skip
@@ -201,10 +209,11 @@ def evaluate(params: Params, benchmark: str) -> dict:
     if seeds is not None:  # the seeds' spread: mean and 95% interval of the task metric, each seed, their average
         by_seed = evaluation.seed_scores(seeds, data)
         summary = by_seed["seeds"][metric]
-        numbers["test_seeds"] = {k: summary[k] for k in ("mean", "std", "ci_low", "ci_high", "n")}
+        numbers["test_seeds"] = {k: summary[k] for k in ("mean", "ci_low", "ci_high")}
         numbers["test_ensemble"] = {metric: by_seed["ensemble"][metric]}
         numbers["test_single"] = {metric: by_seed["single"][metric]}
-        meaning["per_seed"] = by_seed["per_seed"]
+        meaning |= {"test_seeds": {k: summary[k] for k in ("mean", "std", "ci_low", "ci_high", "n")},
+                    "per_seed": by_seed["per_seed"]}  # fmt: skip
         scores |= {f"seeds_mean_{metric}": summary["mean"], f"seeds_ci_low_{metric}": summary["ci_low"],
                    f"seeds_ci_high_{metric}": summary["ci_high"],
                    f"ensemble_{metric}": by_seed["ensemble"][metric]}  # fmt: skip
@@ -219,6 +228,7 @@ def evaluate(params: Params, benchmark: str) -> dict:
     tracking.log_figure_files(mlc, info["run_id"], sorted(p for p in out_dir.iterdir() if p.is_file()), "evaluation")
     mlc.log_artifact(info["run_id"], str(paths.test_predictions(benchmark)), "evaluation")  # for later promotions
     io.write_json_atomic(paths.evaluation_file(benchmark), meaning)
+    io.write_json_atomic(paths.accounting_file(benchmark), search)
     io.write_json_atomic(paths.metrics_file(benchmark), numbers)
     return numbers | meaning
 

@@ -205,7 +205,12 @@ def test_a_real_search_accounts_for_every_epoch_in_metrics_parent_runs_and_leade
     stages.evaluate(params, key)
     stages.report(params)
 
-    got = io.read_json(paths.metrics_file(key))["search"]
+    got = io.read_json(paths.accounting_file(key))
+    metrics = io.read_json(paths.metrics_file(key))  # a few columns each in `dvc exp show`: the rest moved to `got`
+    assert metrics["search"] == {k: got[k] for k in ("trials", "pruned", "epochs", "wall_s", "best_at_epochs")}
+    assert set(metrics["test"]) == {"accuracy", "loss"} and set(metrics["baseline"]) == {"accuracy"}
+    assert set(metrics) <= {"test", "baseline", "search", "test_seeds", "test_ensemble", "test_single"}
+    assert set(metrics.get("test_seeds", {"mean": 0, "ci_low": 0, "ci_high": 0})) == {"mean", "ci_low", "ci_high"}
     rows = _with_steps(params, key, result, None)
     assert got["trials"] == len(rows) > 7, "pruned trials gave back epochs: more than the 4 + 3 trials ran"
     for name, n_trials, block in zip(("1-coarse", "2-fine"), (4, 3), got["rounds"].values(), strict=True):
@@ -213,7 +218,7 @@ def test_a_real_search_accounts_for_every_epoch_in_metrics_parent_runs_and_leade
         assert n_trials * 4 <= block["epochs"] < (n_trials + 1) * 4, (name, block)
     assert all(r["epochs"] == len(r["steps"]) for r in rows) and any(r["epochs"] < 4 for r in rows)
     _check_adds_up(rows, got, None, result)
-    assert got == accounting(trial_rows(None, key, result, folds=None), "maximize")
+    assert got == accounting(trial_rows(None, key, result, folds=None), "maximize") | {"selection": got["selection"]}
     assert list(got["rounds"]) == ["1-coarse", "2-fine"]
     for k, rnd in enumerate(result["rounds"]):
         assert _parent_figures(params, rnd["parent_run_id"]) == got["rounds"][f"{k + 1}-{rnd['round']}"]
@@ -267,7 +272,7 @@ def test_an_extended_study_counts_only_busy_time_and_its_superseded_runs_are_tag
     assert first["rounds"][0]["study"] == second["rounds"][0]["study"], "round 1's study was extended"
     old, new = first["rounds"][1]["study"], second["rounds"][1]["study"]
     assert old != new, "round 2's study name covers round 1's settings"
-    got = io.read_json(paths.metrics_file(key))["search"]
+    got = io.read_json(paths.accounting_file(key))
     spent = 0.0  # seconds in trials; one worker, so their durations add up
     for k, rnd in enumerate(second["rounds"], start=1):
         study = budget_view(optuna.load_study(study_name=rnd["study"], storage=open_storage(None, key)), rnd["budget"])

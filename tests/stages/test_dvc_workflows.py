@@ -1,8 +1,9 @@
 """DVC users' everyday workflows with the stock `dvc` client, on a copy of the tiny finished project.
 
-* Experiments compare: after a commit, `dvc exp run -S 'benchmarks.<b>.rounds.0.n_trials=3'`,
+* Experiments compare: after a commit, `dvc exp run -S 'benchmarks.<b>.rounds.coarse.n_trials=3'`,
   then `dvc exp show`, `dvc metrics diff` and `dvc params diff` give numbers for the workspace,
-  HEAD and the experiment; `-S` changes one line of params.yaml, not its format.
+  HEAD and the experiment; `-S` changes one line of params.yaml, not its format, and `dvc params
+  diff` names the round's setting.
 * Identical data reruns nothing: fetching again (here in a moved copy of the project) writes the
   same bytes, and `dvc status` sees nothing changed; a mirror, a moved mirror and the URL give
   byte-identical raw folders.
@@ -73,8 +74,8 @@ def test_dvc_yaml_plots_are_generated_from_params(tmp_path):
         pngs = [p for p in declared if isinstance(p, str) and f"/{key}/" in p]
         assert pngs == ([f"plots/{key}/residuals.png"] if first == "scatter" else []), "each figure drawn once"
         history = next(p for n, p in mine.items() if "search history" in n)
-        assert list(history["y"]) == [f"plots/{key}/search/{k}-{r['name']}.csv"
-                                      for k, r in enumerate(bench["rounds"], start=1)]  # fmt: skip
+        assert list(history["y"]) == [f"plots/{key}/search/{k}-{name}.csv"
+                                      for k, name in enumerate(bench["rounds"], start=1)]  # fmt: skip
     # a new benchmark in params.yaml gets its plots, and `--check` notices the stale dvc.yaml
     params["benchmarks"]["digits_linear2"] = params["benchmarks"][KEY]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -110,11 +111,14 @@ def test_set_param_changes_one_line_of_params_yaml(tmp_path):
     bad = subprocess.run(["dvc", "exp", "run", "-S", f"benchmarks.{KEY}.rounds[0].n_trials=3"], cwd=tmp_path,
                          env=env, capture_output=True, text=True)  # fmt: skip
     assert bad.returncode != 0 and (tmp_path / "params.yaml").read_text().splitlines() == before
-    sh(["dvc", "exp", "run", "-S", f"benchmarks.{KEY}.rounds.0.n_trials=3"], tmp_path, env)
+    sh(["dvc", "exp", "run", "-S", f"benchmarks.{KEY}.rounds.coarse.n_trials=3"], tmp_path, env)
     after = (tmp_path / "params.yaml").read_text().splitlines()
     changed = [(a, b) for a, b in zip(before, after) if a != b]
     assert len(after) == len(before) and len(changed) == 1, changed
     assert changed[0][0].strip() == "n_trials: 5" and changed[0][1].strip() == "n_trials: 3"
+    diff = sh(["dvc", "params", "diff"], tmp_path, env).stdout  # the workspace against HEAD, one row per setting
+    rows = [line.split() for line in diff.splitlines() if "benchmarks." in line]
+    assert rows == [["params.yaml", f"benchmarks.{KEY}.rounds.coarse.n_trials", "5", "3"]], diff
 
 
 def test_identical_files_from_any_source_give_byte_identical_raw_folders(tmp_path, server):
@@ -200,16 +204,16 @@ def test_experiments_show_metrics_for_workspace_head_and_each_experiment(committ
     dest, env = committed
     head = json.loads((dest / "metrics" / f"{KEY}.json").read_text())
     assert set(head) == {"test", "baseline", "search"}  # numbers only: names and run ids live elsewhere
-
-    def leaves(d: dict) -> list:  # search.rounds.<k>-<round> nests each round's numbers
-        return [x for v in d.values() for x in (leaves(v) if isinstance(v, dict) else [v])]
-
-    assert all(isinstance(v, (int, float)) for v in leaves(head)) and len(leaves(head)) > 10
+    assert set(head["test"]) == {"accuracy", "loss"} and set(head["baseline"]) == {"accuracy"}
+    assert set(head["search"]) == {"trials", "pruned", "epochs", "wall_s", "best_at_epochs"}  # a few columns
+    accounting = json.loads((dest / "results" / "accounting" / f"{KEY}.json").read_text())  # not DVC metrics
+    assert list(accounting["rounds"]) == ["1-coarse", "2-fine"] and "epochs_saved" in accounting
+    assert f"results/accounting/{KEY}.json" not in sh(["dvc", "metrics", "show"], dest, env).stdout
     evaluated = json.loads((dest / "results" / "evaluation" / f"{KEY}.json").read_text())
     assert evaluated["metric"] == "accuracy" and len(evaluated["run_id"]) == 32
     assert head["search"]["trials"] == 4 and head["search"]["epochs"] >= 4 and head["search"]["wall_s"] > 0
 
-    sh(["dvc", "exp", "run", "-S", f"benchmarks.{KEY}.rounds.0.n_trials=3", "-n", "more-trials"], dest, env)
+    sh(["dvc", "exp", "run", "-S", f"benchmarks.{KEY}.rounds.coarse.n_trials=3", "-n", "more-trials"], dest, env)
     rows = _exp_rows(json.loads(sh(["dvc", "exp", "show", "--json"], dest, env).stdout))
     assert {"workspace", "HEAD", "more-trials"} <= set(rows), list(rows)
     for name in ("workspace", "HEAD", "more-trials"):
@@ -218,14 +222,13 @@ def test_experiments_show_metrics_for_workspace_head_and_each_experiment(committ
             assert isinstance(m["test"]["accuracy" if "digits" in key else "mae"], float), (name, key, m)
     assert rows["HEAD"]["metrics"][f"metrics/{KEY}.json"]["search"]["trials"] == 4
     assert rows["more-trials"]["metrics"][f"metrics/{KEY}.json"]["search"]["trials"] == 5
-    assert rows["more-trials"]["params"]["params.yaml"]["benchmarks"][KEY]["rounds"][0]["n_trials"] == 3
+    assert rows["more-trials"]["params"]["params.yaml"]["benchmarks"][KEY]["rounds"]["coarse"]["n_trials"] == 3
 
     diff = json.loads(sh(["dvc", "metrics", "diff", "HEAD", "more-trials", "--json"], dest, env).stdout)
     assert diff[f"metrics/{KEY}.json"]["search.trials"] == {"old": 4, "new": 5, "diff": 1}
     assert not any(k.startswith("metrics/digits_keras_mlp") for k in diff)  # the other benchmarks did not rerun
     params = json.loads(sh(["dvc", "params", "diff", "HEAD", "more-trials", "--json"], dest, env).stdout)
-    changed = params["params.yaml"]
-    assert list(changed) == [f"benchmarks.{KEY}.rounds"] or f"benchmarks.{KEY}.rounds.0.n_trials" in changed, changed
+    assert params["params.yaml"] == {f"benchmarks.{KEY}.rounds.coarse.n_trials": {"old": 2, "new": 3}}, params
     table = list(csv.DictReader(io.StringIO(sh(["dvc", "exp", "show", "--csv"], dest, env).stdout)))
     trials = f"metrics/{KEY}.json:search.trials"
     by_row = {r["Experiment"] or r["rev"]: r for r in table}
