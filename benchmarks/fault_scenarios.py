@@ -111,7 +111,7 @@ def add_benchmark(project: Path, key: str, sizes: Sizes) -> None:
 
     params = yaml.safe_load((project / "params.yaml").read_text())
     shipped = yaml.safe_load((ROOT / "params.yaml").read_text())["benchmarks"]["digits_numpy_mlp"]
-    first = {**shipped["rounds"][0], "epochs": sizes.epochs, "pruner": "none"}
+    first = {**next(iter(shipped["rounds"].values())), "epochs": sizes.epochs, "pruner": "none"}
     first.pop("timeout", None)
     rounds = [{**first, "name": f"r{i + 1}", "n_trials": n} for i, n in enumerate(sizes.budgets)]
     params["benchmarks"][key] = {**shipped, "rounds": rounds}

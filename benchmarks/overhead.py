@@ -253,7 +253,7 @@ def parallel_round(proj: Path, key: str, n_trials: int) -> None:
 
     params = yaml.safe_load((proj / "params.yaml").read_text())
     bench = params["benchmarks"][key]
-    epochs = bench["rounds"][-1]["epochs"]
+    epochs = list(bench["rounds"].values())[-1]["epochs"]  # rounds by name, as the shipped profiles give them
     bench["rounds"] = [{"name": "parallel", "n_trials": n_trials, "epochs": epochs, "sampler": "random",
                         "pruner": "none"}]  # fmt: skip
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
