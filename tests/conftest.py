@@ -122,6 +122,23 @@ def missing(reason: str) -> None:
     pytest.skip(reason)
 
 
+def numpy_digits_params(*, n_trials: int, epochs: int, log_models: bool = False, **search) -> dict:
+    """A tiny params.yaml: `digits_numpy_mlp` (32 units) over lr, one round without pruning, on 600 digits (PCA 16);
+    `search` adds search settings (e.g. `retry_s`)."""
+    return {
+        "tracking": {"uri": "sqlite:///mlflow.db", "log_models": log_models},
+        "search": {"sampler": "random", "seed": 0, "workers": 1, "storage": None, **search},
+        "promote": {"min_improvement": 0.0},
+        "datasets": {"digits": {"source": "builtin", "preprocess": {
+            "kind": "pca", "n_components": 16, "val_fraction": 0.25, "test_fraction": 0.2, "seed": 42,
+            "max_rows": 600}}},
+        "benchmarks": {"digits_numpy_mlp": {
+            "dataset": "digits", "model": "numpy_mlp", "hparams": {"units": [32], "batch_size": 64},
+            "space": {"lr": {"low": 1.0e-3, "high": 1.0e-1, "log": True}},
+            "rounds": [{"name": "coarse", "n_trials": n_trials, "epochs": epochs, "pruner": "none"}]}},
+    }  # fmt: skip
+
+
 def digits_search_params(*, seed: int, hparams: dict, lr: tuple[float, float], rounds: list) -> dict:
     """A tiny params.yaml: digits (PCA, 600 rows) searched by `digits_keras_mlp` over lr and L2."""
     return {

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import numpy_digits_params
 import yaml
 
 from servers import free_port, mlflow_server  # tests/servers.py
@@ -30,17 +31,7 @@ from servers import free_port, mlflow_server  # tests/servers.py
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "digits_numpy_mlp"
 N_TRIALS, CUT = 4, 1  # the round's budget; the trial whose model logging meets the outage
-PARAMS = {
-    "tracking": {"uri": "sqlite:///mlflow.db", "log_models": True},
-    "search": {"sampler": "random", "seed": 0, "workers": 1, "storage": None, "retry_s": 2},
-    "promote": {"min_improvement": 0.0},
-    "datasets": {"digits": {"source": "builtin", "preprocess": {
-        "kind": "pca", "n_components": 16, "val_fraction": 0.25, "test_fraction": 0.2, "seed": 42, "max_rows": 600}}},
-    "benchmarks": {KEY: {
-        "dataset": "digits", "model": "numpy_mlp", "hparams": {"units": [32], "batch_size": 64},
-        "space": {"lr": {"low": 1.0e-3, "high": 1.0e-1, "log": True}},
-        "rounds": [{"name": "coarse", "n_trials": N_TRIALS, "epochs": 3, "pruner": "none"}]}},
-}  # fmt: skip
+PARAMS = numpy_digits_params(n_trials=N_TRIALS, epochs=3, log_models=True, retry_s=2)
 
 # Runs the real CLI; the tracking server (process group TB_SERVER_PGID) is stopped while trial CUT saves its model
 # (after its logged model was created, before its files are sent), the moment an unretried call met the outage.

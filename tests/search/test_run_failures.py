@@ -25,21 +25,11 @@ import pytest
 import yaml
 
 from servers import free_port, pg_unavailable, postgres_server  # tests/servers.py
-from conftest import missing
+from conftest import missing, numpy_digits_params
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "digits_numpy_mlp"
-PARAMS = {
-    "tracking": {"uri": "sqlite:///mlflow.db", "log_models": False},
-    "search": {"sampler": "random", "seed": 0, "workers": 1, "storage": None},
-    "promote": {"min_improvement": 0.0},
-    "datasets": {"digits": {"source": "builtin", "preprocess": {
-        "kind": "pca", "n_components": 16, "val_fraction": 0.25, "test_fraction": 0.2, "seed": 42, "max_rows": 600}}},
-    "benchmarks": {KEY: {
-        "dataset": "digits", "model": "numpy_mlp", "hparams": {"units": [32], "batch_size": 64},
-        "space": {"lr": {"low": 1.0e-3, "high": 1.0e-1, "log": True}},
-        "rounds": [{"name": "coarse", "n_trials": 3, "epochs": 1, "pruner": "none"}]}},
-}  # fmt: skip
+PARAMS = numpy_digits_params(n_trials=3, epochs=1)
 CLEAN_ENV = ("MLFLOW_TRACKING_URI", "TUNEBENCH_STORAGE", "TUNEBENCH_DEBUG", "TUNEBENCH_THREADS")
 
 # Replaces the NumPy MLP's training with a failure (of epochs >= FAIL_FROM_EPOCH), then runs the real CLI.

@@ -22,22 +22,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, missing
+from conftest import ROOT, missing, numpy_digits_params
 
 pytestmark = pytest.mark.slow
 KEY = "digits_numpy_mlp"
 BUDGET = 6
-PARAMS = {
-    "tracking": {"uri": "sqlite:///mlflow.db", "log_models": True},
-    "search": {"sampler": "random", "seed": 0, "workers": 1, "storage": None},
-    "promote": {"min_improvement": 0.0},
-    "datasets": {"digits": {"source": "builtin", "preprocess": {
-        "kind": "pca", "n_components": 16, "val_fraction": 0.25, "test_fraction": 0.2, "seed": 42, "max_rows": 600}}},
-    "benchmarks": {KEY: {
-        "dataset": "digits", "model": "numpy_mlp", "hparams": {"units": [32], "batch_size": 64},
-        "space": {"lr": {"low": 1.0e-3, "high": 1.0e-1, "log": True}},
-        "rounds": [{"name": "coarse", "n_trials": BUDGET, "epochs": 2, "pruner": "none"}]}},
-}  # fmt: skip
+PARAMS = numpy_digits_params(n_trials=BUDGET, epochs=2, log_models=True)
 # where the disk fills, and a tmpfs size that fills during the round (its whole journal is ~9 kB, its artifacts ~370 kB)
 FULL = {"studies": "8k", "mlartifacts": "100k"}
 

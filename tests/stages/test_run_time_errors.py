@@ -21,21 +21,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import run_cli
+from conftest import numpy_digits_params, run_cli
 
 KEY = "digits_numpy_mlp"
 JOURNAL = Path("studies") / KEY / "optuna.journal"
-PARAMS = {
-    "tracking": {"uri": "sqlite:///mlflow.db", "log_models": False},
-    "search": {"sampler": "random", "seed": 0, "workers": 1, "storage": None},
-    "promote": {"min_improvement": 0.0},
-    "datasets": {"digits": {"source": "builtin", "preprocess": {
-        "kind": "pca", "n_components": 16, "val_fraction": 0.25, "test_fraction": 0.2, "seed": 42, "max_rows": 600}}},
-    "benchmarks": {KEY: {
-        "dataset": "digits", "model": "numpy_mlp", "hparams": {"units": [32], "batch_size": 64},
-        "space": {"lr": {"low": 1.0e-3, "high": 1.0e-1, "log": True}},
-        "rounds": [{"name": "coarse", "n_trials": 3, "epochs": 1, "pruner": "none"}]}},
-}  # fmt: skip
+PARAMS = numpy_digits_params(n_trials=3, epochs=1)
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
