@@ -10,7 +10,7 @@ budget, methods are ranked on each (problem, seed) by final regret (ties share a
 Friedman test over methods, and two-sided Wilcoxon signed-rank tests of tunebench against each peer.
 Each finished search is appended to `--runs` (JSON lines), so a stopped run resumes and `--report`
 alone rebuilds the results: `benchmarks/results/replay.json` and an anytime-regret figure per problem
-(`benchmarks/results/replay_<problem>.png`).
+(`benchmarks/results/replay_<problem>.png`, named after `--out`).
 
     python benchmarks/replay/bench.py                                  # every problem, method, budget; 25 seeds
     python benchmarks/replay/bench.py --problems digits_numpy_mlp --seeds 5 --budgets 10
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     wall = {x: round(sum(r["wall_s"] for r in rows if r["method"] == x), 1) for x in args.methods}
     figures = [
-        str(figure(rows, p, args.methods, args.out.parent / f"replay_{p}.png"))
+        str(figure(rows, p, args.methods, args.out.parent / f"{args.out.stem}_{p}.png"))
         for p in sorted({r["problem"] for r in rows})
     ]
     summary = {
