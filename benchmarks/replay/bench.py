@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         with args.runs[0].open("a") as f:
             f.write(json.dumps(row) + "\n")
         print(f"{prob} b{budget} s{seed} {method}: regret {row['final_regret']:.4f} ({row['wall_s']} s)", flush=True)
-    rows = [r for p in args.runs for r in load_rows(p) if r["problem"] in args.problems and r["method"] in args.methods]
+    wanted = {"problem": args.problems, "method": args.methods, "budget": args.budgets}
+    rows = [r for p in args.runs for r in load_rows(p) if all(r[k] in v for k, v in wanted.items())]
     result = report(rows, args.methods)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     wall = {x: round(sum(r["wall_s"] for r in rows if r["method"] == x), 1) for x in args.methods}
