@@ -591,7 +591,9 @@ def test_second_round_narrows_ranges_enqueues_the_best_and_studies_cli_lists_bot
     assert lines[fine.study_name][:4] == ["2", "0", "0", "0"]
 
 
-def test_study_name_changes_with_what_defines_a_round_and_only_then():
+def test_study_name_changes_with_what_defines_a_round_and_only_then(prepared, monkeypatch):
+    monkeypatch.chdir(prepared)  # the names hash the processed data's identity: it must be there and current
+
     def names(mutate=None) -> list[str]:
         raw = copy.deepcopy(BASE)
         raw["benchmarks"]["digits_numpy_mlp"]["rounds"] = [
@@ -623,7 +625,6 @@ def test_study_name_changes_with_what_defines_a_round_and_only_then():
     both = {
         "a range": lambda r: bench(r)["space"]["lr"].update(high=0.5),
         "fixed hparams": lambda r: bench(r)["hparams"].update(batch_size=32),
-        "preprocessing": lambda r: r["datasets"]["digits"]["preprocess"].update(n_components=8),
         "sampler": lambda r: r["search"].update(sampler="tpe"),
         "search seed": lambda r: r["search"].update(seed=1),
         "round 1 epochs": lambda r: bench(r)["rounds"][0].update(epochs=3),
@@ -631,6 +632,8 @@ def test_study_name_changes_with_what_defines_a_round_and_only_then():
     for what, fn in both.items():
         changed = names(fn)
         assert changed[0] != base[0] and changed[1] != base[1], what
+    with pytest.raises(MissingInputError, match="made from other settings of datasets.digits"):
+        names(lambda r: r["datasets"]["digits"]["preprocess"].update(n_components=8))  # not preprocessed so
     only_second = {
         "round 1 budget": lambda r: bench(r)["rounds"][0].update(n_trials=8),  # extends round 1, reshapes round 2
         "round 1 reinvestment": lambda r: bench(r)["rounds"][0].update(reinvest_pruned=False),
