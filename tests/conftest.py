@@ -28,6 +28,30 @@ def _own_mlflow_uris(monkeypatch):
     for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         monkeypatch.setenv(var, "")  # recorded, so the value before the test comes back afterwards
         monkeypatch.delenv(var)
+    _forget_mlflow_globals(monkeypatch)
+
+
+def _forget_mlflow_globals(mp: pytest.MonkeyPatch) -> None:
+    """MLflow keeps the URIs `set_tracking_uri` / `set_registry_uri` gave in process globals too (ahead of the
+    environment): an in-process stage of an earlier test must not point this one's default client elsewhere."""
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
+    mp.setattr(tracking_utils, "_tracking_uri", None)
+    mp.setattr(registry_utils, "_registry_uri", None)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_mlflow_uris_in_module_fixtures():
+    """The same for the fixtures a module builds once (projects made by CLI subprocesses): an in-process stage
+    of an earlier module (`tracking.connect` calls `mlflow.set_tracking_uri`) may have exported the URIs."""
+    mp = pytest.MonkeyPatch()
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        mp.setenv(var, "")
+        mp.delenv(var)
+    _forget_mlflow_globals(mp)
+    yield
+    mp.undo()
 
 
 @pytest.fixture
@@ -47,6 +71,12 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 900
         text=True,
         timeout=timeout,
     )
+
+
+def rounds_list(bench: dict) -> list[dict]:
+    """A benchmark's `rounds` as a list of rounds with their `name` (the shipped profiles map name -> round)."""
+    rounds = bench["rounds"]
+    return [{"name": k, **v} for k, v in rounds.items()] if isinstance(rounds, dict) else list(rounds)
 
 
 def cli_ok(*args: str, cwd: Path) -> subprocess.CompletedProcess:

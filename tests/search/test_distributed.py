@@ -38,6 +38,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import rounds_list
 
 from servers import postgres_and_mlflow  # tests/servers.py
 
@@ -80,7 +81,7 @@ def _tiny_params() -> dict:
     params["search"].update(storage=None, workers=1)  # --storage / TUNEBENCH_STORAGE and --workers override
     params["datasets"] = {"digits": params["datasets"]["digits"]}
     bench = params["benchmarks"]["digits_numpy_mlp"]
-    rounds = bench["rounds"][:2]
+    rounds = rounds_list(bench)[:2]
     for rnd, n, epochs in zip(rounds, BUDGETS, EPOCHS):
         rnd.update(n_trials=n, epochs=epochs)
         rnd.pop("timeout", None)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import rounds_list
 
 from servers import postgres_and_mlflow  # tests/servers.py
 
@@ -58,7 +59,7 @@ def project(servers, tmp_path_factory) -> Path:
     params["search"].update(storage=None, workers=1, retry_s=90)
     params["datasets"] = {"digits": params["datasets"]["digits"]}
     bench = params["benchmarks"]["digits_numpy_mlp"]
-    rnd = {k: v for k, v in bench["rounds"][0].items() if k != "timeout"} | {"epochs": EPOCHS, "pruner": "none"}
+    rnd = {k: v for k, v in rounds_list(bench)[0].items() if k != "timeout"} | {"epochs": EPOCHS, "pruner": "none"}
     params["benchmarks"] = {key: {**bench, "rounds": [{**rnd, "n_trials": n}]} for key, n in BUDGETS.items()}
     proj = tmp_path_factory.mktemp("faults") / "proj"
     proj.mkdir()

@@ -203,7 +203,8 @@ def _exp_rows(shown: list) -> dict[str, dict]:
 def test_experiments_show_metrics_for_workspace_head_and_each_experiment(committed):
     dest, env = committed
     head = json.loads((dest / "metrics" / f"{KEY}.json").read_text())
-    assert set(head) == {"test", "baseline", "search"}  # numbers only: names and run ids live elsewhere
+    assert set(head) == {"test", "test_seeds", "test_ensemble", "test_single", "baseline", "search"}  # numbers only
+    assert set(head["test_seeds"]) == {"mean", "ci_low", "ci_high"}  # the final seeds' interval (std, n: elsewhere)
     assert set(head["test"]) == {"accuracy", "loss"} and set(head["baseline"]) == {"accuracy"}
     assert set(head["search"]) == {"trials", "pruned", "epochs", "wall_s", "best_at_epochs"}  # a few columns
     accounting = json.loads((dest / "results" / "accounting" / f"{KEY}.json").read_text())  # not DVC metrics
@@ -287,6 +288,7 @@ def test_plots_show_renders_every_benchmark_offline_in_chromium(committed):
     assert outside == [], outside
     assert errors == [], errors
     assert all(w > 100 and h > 100 for w, h in sizes), dict(zip(declared, sizes))
-    assert len(images) == len(params["benchmarks"]) and all(w > 0 for w, _ in images), images
+    regression = [k for k, b in params["benchmarks"].items() if b["dataset"] == "boston_housing"]
+    assert len(images) == len(regression) and all(w > 0 for w, _ in images), images  # residuals PNGs only
     assert "Error" not in text and "error" not in text.lower(), text[:2000]
     assert np.all([name.split(":")[0] in params["benchmarks"] for name in declared])

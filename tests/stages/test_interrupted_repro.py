@@ -45,7 +45,7 @@ STAGES = [("fetch", f"fetch@{DATASET}"), ("preprocess", f"preprocess@{DATASET}")
           ("report", "report")]  # fmt: skip
 DATA_STAGES = ("fetch", "preprocess")  # rerun and compared up to the data they write
 GRACE_S = 1.0  # between SIGINT and SIGKILL
-MOMENTS = {"search": "?trial/s]"}  # interrupted when this shows: the first round's progress bar, as trial 0 starts
+MOMENTS = {"search": "<?]"}  # interrupted when this shows: the first round's progress bar, as trial 0 starts
 OUTPUTS = ("data", "studies", "results", "models", "metrics", "plots", "promotions", "reports")
 
 

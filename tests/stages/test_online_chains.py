@@ -24,7 +24,7 @@ import optuna
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, rounds_list
 from fixtures_datasets import cifar_tar, dead_url, descr_corpus, imdb_like, reuters_like, sha256, with_files
 
 from pipeline import io, paths, stages
@@ -99,7 +99,7 @@ def _project(tmp_path: Path, benchmark: str) -> Path:
     ds = full["datasets"][bench["dataset"]]
     if "num_words" in ds["preprocess"]:
         ds["options"]["num_words"] = ds["preprocess"]["num_words"] = NUM_WORDS
-    bench["rounds"] = [{**r, "n_trials": 2, "epochs": 1} for r in bench["rounds"]]
+    bench["rounds"] = [{**r, "n_trials": 2, "epochs": 1} for r in rounds_list(bench)]
     params = {k: full[k] for k in ("mirrors", "tracking", "search", "promote")}
     params |= {"datasets": {bench["dataset"]: ds}, "benchmarks": {benchmark: bench}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

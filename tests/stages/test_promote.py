@@ -32,7 +32,7 @@ def test_dry_run_force_and_failed_evaluation(project):
     history = json.loads(mlc.get_registered_model(NAME).tags["alias_history"])
     for extra in ([], ["--force"]):
         same = run_cli("promote", "--benchmark", KEY, *extra, cwd=dest, env=state["env"])
-        assert same.returncode == 0 and f"version {champion} is champion" in same.stderr, same.stderr
+        assert same.returncode == 0 and f" v{champion} is champion" in same.stderr, same.stderr
         assert _versions(mlc) == before
         assert str(mlc.get_model_version_by_alias(NAME, "champion").version) == champion
         assert json.loads(mlc.get_registered_model(NAME).tags["alias_history"]) == history

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import mlflow
 import pytest
 import yaml
 from conftest import cli_ok, run_cli
@@ -50,7 +51,9 @@ def test_two_benchmarks_of_one_dataset_and_model_keep_their_own_champions(tmp_pa
         "; model mine-linear-mine_linear_strong v1 is champion"
     ), line
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # MLflow resolves a `models:/` source with the default client
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # MLflow resolves a `models:/` source with the default client,
+    previous = mlflow.get_tracking_uri()  # which an earlier test's in-process stage may have pointed elsewhere
+    mlflow.set_tracking_uri(uri)
     mlc = MlflowClient(tracking_uri=uri, registry_uri=uri)
     for name, bench in (("mine-linear", "mine_linear"), ("mine-linear-mine_linear_strong", STRONG)):
         champ = mlc.get_model_version_by_alias(name, "champion")
@@ -59,7 +62,10 @@ def test_two_benchmarks_of_one_dataset_and_model_keep_their_own_champions(tmp_pa
 
     # a store from before: `mine-linear`'s champion came from the other benchmark
     held = mlc.get_model_version_by_alias("mine-linear-mine_linear_strong", "champion")
-    stray = mlc.create_model_version("mine-linear", held.source, run_id=held.run_id, tags={"benchmark": STRONG})
+    try:
+        stray = mlc.create_model_version("mine-linear", held.source, run_id=held.run_id, tags={"benchmark": STRONG})
+    finally:
+        mlflow.set_tracking_uri(previous)
     mlc.set_registered_model_alias("mine-linear", "champion", stray.version)
     refused = run_cli("promote", "--benchmark", "mine_linear", cwd=tmp_path)
     assert refused.returncode == 1
