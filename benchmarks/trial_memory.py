@@ -29,6 +29,7 @@ Usage: `python benchmarks/trial_memory.py [--trials 100] [--every 10] [--epochs 
 
 from __future__ import annotations
 
+import contextlib
 import argparse
 import json
 import os
@@ -112,7 +113,8 @@ def measure(mode: str, root: Path, trials: int, every: int, epochs: int, per_pro
 
     workdir = root / mode
     prepare(workdir, trials, epochs)
-    name = study_name(load_params(workdir / "params.yaml"), KEY, 0)
+    with contextlib.chdir(workdir):  # the study's name hashes the project's processed data
+        name = study_name(load_params(workdir / "params.yaml"), KEY, 0)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TUNEBENCH_THREADS": "1",
            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # fmt: skip
     for var in ("MLFLOW_TRACKING_URI", "TUNEBENCH_STORAGE", "TUNEBENCH_TRIALS_PER_PROCESS"):

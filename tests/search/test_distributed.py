@@ -27,6 +27,7 @@ psycopg2 driver (`test_plain_postgresql_url_opens`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -181,7 +182,8 @@ def _rounds(storage_url: str, project: Path, key: str) -> list:
     storage = _storage(storage_url)
     params = load_params(project / "params.yaml")
     names = sorted(n for n in optuna.get_all_study_names(storage) if n.startswith(f"{key}."))
-    expected = [study_name(params, key, k) for k in range(len(BUDGETS))]
+    with contextlib.chdir(project):  # the names hash the project's processed data
+        expected = [study_name(params, key, k) for k in range(len(BUDGETS))]
     assert names == expected, f"studies of {key} in PostgreSQL: {names}, expected {expected}"
     return [optuna.load_study(study_name=n, storage=storage) for n in names]
 
