@@ -29,8 +29,8 @@ Usage: `python benchmarks/trial_memory.py [--trials 100] [--every 10] [--epochs 
 
 from __future__ import annotations
 
-import contextlib
 import argparse
+import contextlib
 import json
 import os
 import platform
