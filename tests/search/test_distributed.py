@@ -264,7 +264,9 @@ def _assert_run_tree(ml_uri: str, key: str, studies: list, *, one_parent: bool) 
     parents = [r for r in runs if r.data.tags.get("kind") == "study_round"]
     assert {p.data.tags.get("study_name") for p in parents} == {s.study_name for s in studies}
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert len(parents) + len(children) == len(runs), "runs that are neither a round nor a trial"
+    selections = [r for r in runs if r.data.tags.get("kind") == "selection"]  # one per launcher that ran it
+    assert len(parents) + len(children) + len(selections) == len(runs), "runs that are neither a round nor a trial"
+    assert len({r.data.tags["chosen_trial"] for r in selections}) <= 1, "launchers chose different configurations"
     for study in studies:
         mine = {p.info.run_id for p in parents if p.data.tags.get("study_name") == study.study_name}
         if one_parent:
