@@ -229,7 +229,8 @@ def test_experiments_show_metrics_for_workspace_head_and_each_experiment(committ
     assert diff[f"metrics/{KEY}.json"]["search.trials"] == {"old": 4, "new": 5, "diff": 1}
     assert not any(k.startswith("metrics/digits_keras_mlp") for k in diff)  # the other benchmarks did not rerun
     params = json.loads(sh(["dvc", "params", "diff", "HEAD", "more-trials", "--json"], dest, env).stdout)
-    assert params["params.yaml"] == {f"benchmarks.{KEY}.rounds.coarse.n_trials": {"old": 2, "new": 3}}, params
+    changed = {f"benchmarks.{KEY}.rounds.coarse.n_trials": {"old": 2, "new": 3, "diff": 1}}  # the round, by name
+    assert params["params.yaml"] == changed, params
     table = list(csv.DictReader(io.StringIO(sh(["dvc", "exp", "show", "--csv"], dest, env).stdout)))
     trials = f"metrics/{KEY}.json:search.trials"
     by_row = {r["Experiment"] or r["rev"]: r for r in table}
