@@ -3,9 +3,10 @@
 `call` repeats a storage or tracking call that failed on a connection error, with backoff, for
 at most `retry_s` seconds. Only a search rides out outages: it sets `search.retry_s` (120 by
 default) with `configure`; every other command keeps the limit 0 and fails at once (one try).
-The first failure of an outage prints one line (`PostgreSQL at 127.0.0.1:5432 unreachable,
-retrying for 120 s`), its end another (`... back after 7 s`); a worker process shares the
-launcher's `Board`, so an outage seen by several workers is announced once. An outage longer
+An outage that lasts `ANNOUNCE_AFTER_S` prints one line (`PostgreSQL at 127.0.0.1:5432 unreachable,
+retrying for 120 s`), its end another (`... back after 7 s`); a shorter blip (a server that drops a
+connection while it stops, then answers once more) prints nothing, so one restart is one outage. A
+worker process shares the launcher's `Board`, so an outage seen by several workers is announced once. An outage longer
 than the limit raises the caller's error class (`StorageError`, `TrackingError`) with a one-line
 message (`give_up`) that says how long it lasted and its first cause. Light: no Optuna, no
 MLflow (the callers say which errors are transient).
@@ -28,18 +29,20 @@ E = TypeVar("E", bound=TunebenchError)
 DEFAULT_RETRY_S = 120.0  # `search.retry_s`
 SERVICES = ("storage", "tracking")  # the kinds of outage a `Board` keeps apart
 FIRST_DELAY, MAX_DELAY = 0.5, 8.0  # seconds between attempts: doubled from the first up to the last
+ANNOUNCE_AFTER_S = 1.0  # failures for this long before an outage is announced (the third try of a call)
 
 
 class Board:
-    """When each kind of outage began (0: none), shared by a launcher and its worker processes.
+    """Outages under way, shared by a launcher and its worker processes.
 
-    `shared`: a `multiprocessing` Array of doubles (one per `SERVICES`) made by the launcher and
-    handed to its spawned workers (`shared_board`); None keeps the board in this process only.
+    Per kind (`SERVICES`): when its first failure was seen (0: none) and whether it was announced.
+    `shared`: a `multiprocessing` Array of doubles (two per kind) made by the launcher and handed to
+    its spawned workers (`shared_board`); None keeps the board in this process only.
     """
 
     def __init__(self, shared=None):
         self.shared = shared
-        self._local = [0.0] * len(SERVICES)
+        self._local = [0.0] * (2 * len(SERVICES))
         self._lock = shared.get_lock() if shared is not None else threading.Lock()
 
     def _slots(self):
@@ -56,23 +59,26 @@ class Board:
                 self._lock.release()
 
     def down(self, kind: str, where: str, retry_s: float) -> None:
-        """Announce an outage of `where` unless one of this kind is announced already."""
+        """A call to `where` failed: announce the outage once it has lasted `ANNOUNCE_AFTER_S` (once per outage)."""
+        began, announced = 2 * SERVICES.index(kind), 2 * SERVICES.index(kind) + 1
         with self._locked():
-            slots = self._slots()
-            if slots[SERVICES.index(kind)] == 0.0:
-                slots[SERVICES.index(kind)] = time.time()
+            slots, now = self._slots(), time.time()
+            if slots[began] == 0.0:
+                slots[began] = now
+            if not slots[announced] and now - slots[began] >= ANNOUNCE_AFTER_S:
+                slots[announced] = 1.0
                 _say(f"{where} unreachable, retrying for {retry_s:.0f} s")
 
     def up(self, kind: str, where: str) -> None:
-        """Announce the end of the outage of this kind, if it is still announced."""
-        if self._slots()[SERVICES.index(kind)] == 0.0:  # the common case, without the lock
+        """A call to `where` got through: the outage is over (announced if it was announced)."""
+        began, announced = 2 * SERVICES.index(kind), 2 * SERVICES.index(kind) + 1
+        if self._slots()[began] == 0.0:  # the common case, without the lock
             return
         with self._locked():
             slots = self._slots()
-            began = slots[SERVICES.index(kind)]
-            if began:
-                slots[SERVICES.index(kind)] = 0.0
-                _say(f"{where} back after {max(0.0, time.time() - began):.0f} s")
+            if slots[announced]:
+                _say(f"{where} back after {max(0.0, time.time() - slots[began]):.0f} s")
+            slots[began] = slots[announced] = 0.0
 
 
 def _say(line: str) -> None:
@@ -118,7 +124,7 @@ def shared_board(ctx) -> Board:
     """This process's board, made shareable with the worker processes of `ctx` (a multiprocessing context)."""
     current = board()
     if current.shared is None:
-        current = Board(ctx.Array("d", len(SERVICES)))
+        current = Board(ctx.Array("d", 2 * len(SERVICES)))
         _settings["board"] = current
     return current
 
@@ -151,8 +157,8 @@ def call(fn: Callable[..., T], *args, kind: str, where: str, transient: Callable
             now = time.monotonic()
             if began is None:
                 began = gave_up.get(kind, now)
-                if limit > 0:
-                    board().down(kind, where, limit)
+            if limit > 0:
+                board().down(kind, where, limit)
             if now - began >= limit:
                 raise give_up(kind, where, exc, error, began) from None
             time.sleep(min(delay, max(0.05, limit - (now - began))))

@@ -150,7 +150,7 @@ def _check_round(url: str, ml_uri: str, key: str, *, killed: int = 0) -> None:
 
     from pipeline import tracking
     from pipeline.search.budget import SURPLUS_ATTR, budget_used
-    from pipeline.search.storage import is_interrupted
+    from pipeline.search.storage import REDRAW_ATTR, drew_every_parameter, is_enqueued, is_interrupted
 
     study = _study(url, key)
     trials = study.get_trials(deepcopy=False)
@@ -160,11 +160,17 @@ def _check_round(url: str, ml_uri: str, key: str, *, killed: int = 0) -> None:
     assert budget_used(study) == BUDGETS[key], f"{key}: {budget_used(study)} trials count, budget {BUDGETS[key]}"
     cut = [t for t in trials if is_interrupted(attrs, t)]
     assert len(cut) >= killed, f"{key}: {len(cut)} interrupted trials, {killed} expected at least"
-    # a retry names every trial it retries (`retry_history`: the first, then each retry cut off in turn)
+    # a retry names every trial it retries (`retry_history`: the first, then each retry cut off in turn); a
+    # trial cut off while it drew is drawn again whole by a new trial that names it (`redraw_of`)
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
     for t in cut:
         assert t.state == ts.FAIL
-        assert not t.params or t.number in retried, f"{key}: interrupted trial {t.number} was not run again"
+        if drew_every_parameter(attrs, t) or (is_enqueued(t) and REDRAW_ATTR not in t.user_attrs):
+            assert t.number in retried, f"{key}: interrupted trial {t.number} was not run again"
+        else:  # cut off before or while it drew: a later trial draws again what it (or the trial it redrew) drew
+            first = t.user_attrs.get(REDRAW_ATTR, t.number)
+            again = [u.number for u in trials if u.number > t.number and u.user_attrs.get(REDRAW_ATTR) == first]
+            assert again, f"{key}: trial {t.number}, cut off while it drew, was not drawn again"
     ran = [t for t in trials if SURPLUS_ATTR not in t.user_attrs and t.params]
     seen: dict[tuple, int] = {}
     for t in ran:
@@ -310,7 +316,8 @@ def test_sigkill_of_every_worker_then_reruns(servers, project):
     first.kill()
     study = _study(url, key)
     killed = {t.number for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING}
-    assert len(killed) >= 2
+    # two were running a moment before the kill; one may have ended in between (CI saw it happen)
+    assert len(killed) >= 1
 
     # a rerun at once: the killed workers were processes of this host, so their trials are failed at once
     again = Launcher(project, key, url, ml.uri, "kill1", TUNEBENCH_HEARTBEAT_S="1", TUNEBENCH_GRACE_S="6")

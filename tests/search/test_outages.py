@@ -105,6 +105,31 @@ def test_giving_up_says_how_long_the_outage_lasted_and_its_first_cause(retry_set
     assert text.count("unreachable") == 1 and "TrackingError" not in text, text
 
 
+def test_a_blip_is_not_an_outage_and_one_restart_is_announced_once(retry_settings, monkeypatch, capsys):
+    """A server that drops a connection while it stops, answers once more, then stays down for a
+    while: one `unreachable` line and one `back` line (two pairs were printed, `back after 0 s` first)."""
+    clock = [1000.0]
+    monkeypatch.setattr(retry_settings.time, "time", lambda: clock[0])
+    board, where = retry_settings.Board(), "MLflow server at x"
+
+    def lines() -> list[str]:
+        return capsys.readouterr().err.splitlines()
+
+    board.down("tracking", where, 90)  # the blip: one failed call, the next one gets through
+    clock[0] += 0.3
+    board.up("tracking", where)
+    assert lines() == []
+    for step in (0.0, 0.5, 1.0, 2.0, 4.0):  # the restart: a call's tries fail for 7.5 s
+        clock[0] += step
+        board.down("tracking", where, 90)
+        board.down("storage", "PostgreSQL at y", 90)  # another kind: its own outage
+    clock[0] += 8.5
+    board.up("tracking", where)
+    board.up("tracking", where)
+    assert lines() == [f"{where} unreachable, retrying for 90 s", "PostgreSQL at y unreachable, retrying for 90 s",
+                       f"{where} back after 16 s"]  # fmt: skip
+
+
 def test_a_command_other_than_search_fails_at_once_on_a_dead_database(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False))
     url = f"postgresql://tb:deadpw123@127.0.0.1:{free_port()}/tb"
