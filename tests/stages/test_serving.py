@@ -2,7 +2,8 @@
 
 The classification champion (rt_polarity) answers a `label` with its `probability`; the regression
 champion (Boston) takes the dataset's own column names (`CRIM` ... `LSTAT`) by name, in any order.
-Both request forms docs/tracking.md shows (`dataframe_split`, `instances`) are sent.
+Both request forms docs/tracking.md shows (`dataframe_split`, `instances`) are sent, and the docs'
+own `curl` bodies are posted as written: each gets an answer of the shape the docs show.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "tracking.md"
 BOSTON = ["CRIM", "ZN", "INDUS", "CHAS", "NOX", "RM", "AGE", "DIS", "RAD", "TAX", "PTRATIO", "B", "LSTAT"]
 
 
@@ -81,6 +83,28 @@ class Served:
         self.log.close()
 
 
+def _doc_requests(port: int) -> list[tuple[dict, dict | None]]:
+    """The JSON bodies docs/tracking.md posts to `127.0.0.1:<port>/invocations`, each with the answer the docs
+    show after it (`# {...}`), if any."""
+    import re
+
+    text = DOCS.read_text()
+    found = re.findall(rf"127\.0\.0\.1:{port}/invocations \\\n\s+-d '(.*?)'\n(?:# (\{{.*?\}})(?:\s|$))?", text, re.S)
+    assert found, f"no request to port {port} in {DOCS}"
+    return [(json.loads(body), json.loads(answer) if answer else None) for body, answer in found]
+
+
+def _assert_like(got: dict, shown: dict | None) -> None:
+    """`got` has the shape of the answer the docs show: as many predictions, the same keys, the same types."""
+    if shown is None:
+        return
+    assert len(got["predictions"]) == len(shown["predictions"]), (got, shown)
+    for a, b in zip(got["predictions"], shown["predictions"], strict=True):
+        assert type(a) is type(b) or {type(a), type(b)} <= {int, float}, (a, b)
+        if isinstance(b, dict):
+            assert set(a) == set(b), (a, b)
+
+
 def _setup(project, dataset, monkeypatch):
     import mlflow
 
@@ -97,6 +121,7 @@ def _setup(project, dataset, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.dvc
 def test_classification_champion_answers_label_and_probability(project, tmp_path, monkeypatch):
     import mlflow.pyfunc
 
@@ -109,6 +134,11 @@ def test_classification_champion_answers_label_and_probability(project, tmp_path
     with Served(dest, env, model_uri, tmp_path / "serve.log") as server:
         split = server.ask({"dataframe_split": frame.to_dict(orient="split")})
         instances = server.ask({"instances": [{"text": t} for t in frame["text"]]})
+        for body, shown in _doc_requests(5001):  # the docs' requests, as written
+            status, answer = server.ask(body)
+            assert status == 200, (body, answer)
+            _assert_like(answer, shown)
+            assert {p["label"] for p in answer["predictions"]} <= {"rotten", "fresh"}
     for status, answer in (split, instances):
         assert status == 200, answer
         got = pd.DataFrame(answer["predictions"])
@@ -117,6 +147,7 @@ def test_classification_champion_answers_label_and_probability(project, tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.dvc
 def test_multiclass_champion_labels_are_class_names(project, monkeypatch):
     import mlflow.pyfunc
 
@@ -127,6 +158,7 @@ def test_multiclass_champion_labels_are_class_names(project, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.dvc
 def test_regression_champion_takes_the_datasets_column_names(project, tmp_path, monkeypatch):
     import mlflow.pyfunc
 
@@ -141,6 +173,11 @@ def test_regression_champion_takes_the_datasets_column_names(project, tmp_path, 
         instances = server.ask({"instances": frame.to_dict(orient="records")})
         positional = server.ask({"dataframe_split": {"columns": [f"x{i}" for i in range(13)],
                                                      "data": frame.to_numpy().tolist()}})  # fmt: skip
+        for body, shown in _doc_requests(5002):  # the docs' request, as written: a price in thousands of dollars
+            status, answer = server.ask(body)
+            assert status == 200, (body, answer)
+            _assert_like(answer, shown)
+            assert 5 < answer["predictions"][0] < 60, answer
     for status, answer in (split, instances):
         assert status == 200, answer
         got = np.asarray(answer["predictions"], dtype=float).reshape(-1)
