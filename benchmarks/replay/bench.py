@@ -33,6 +33,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import methods as m  # noqa: E402
+from fast import run_rounds  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 from pipeline.io import write_json_atomic  # noqa: E402
@@ -49,6 +50,12 @@ TUNEBENCH = {
     "tunebench_enqueue3": {"enqueue_best": 3},
     "tunebench_wide": {"top_quantile": 1.0},
     "tunebench_hyperband": {"coarse_pruner": "hyperband", "fine_pruner": "hyperband"},
+    "tunebench_warm": {"warm_start": True},
+    "tunebench_warm_wide": {"warm_start": True, "top_quantile": 1.0},
+    "tunebench_pad30": {"pad": 0.3},
+    "tunebench_warm_pad30": {"warm_start": True, "pad": 0.3},
+    "tunebench_explore": {"explore": 1 / 3},
+    "tunebench_warm_explore": {"warm_start": True, "explore": 1 / 3},
 }
 PEERS = {
     "random": lambda p, b, s: m.run_optuna(p, b, s, sampler="random", pruner="none"),
@@ -59,14 +66,18 @@ PEERS = {
 DEFAULT_METHODS = ["tunebench", *PEERS]
 
 
-def run_one(problem: m.ReplayProblem, method: str, budget: int, seed: int, workdir: Path) -> dict:
-    """One search; its row: regrets, epochs, trials, seconds and the incumbents' path."""
+def run_one(problem: m.ReplayProblem, method: str, budget: int, seed: int, workdir: Path, fast: bool = False) -> dict:
+    """One search; its row: regrets, epochs, trials, seconds and the incumbents' path. `fast`: tunebench's
+    rounds in memory (`fast.run_rounds`), for screening."""
     started = time.perf_counter()
     epochs = budget * problem.epochs * problem.folds
-    if method in TUNEBENCH:
+    key = f"{problem.name}_{method}_b{budget}_s{seed}"
+    if method in TUNEBENCH and fast:
+        trace = run_rounds(problem, budget, seed, m.tunebench_rounds(problem, budget, **TUNEBENCH[method]), key)
+    elif method in TUNEBENCH:
         rounds = m.tunebench_rounds(problem, budget, **TUNEBENCH[method])
         project = m.make_project(problem, workdir / problem.name)
-        trace = m.run_tunebench(problem, budget, seed, project, rounds, f"{problem.name}_{method}_b{budget}_s{seed}")
+        trace = m.run_tunebench(problem, budget, seed, project, rounds, key)
     else:
         trace = PEERS[method](problem, epochs, seed)
     path = anytime_path(problem, trace.events, epochs)
@@ -219,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS / "replay.json")
     ap.add_argument("--report", action="store_true", help="only rebuild the results from --runs")
     ap.add_argument("--workdir", type=Path, help="where tunebench's projects go (default: a temporary folder)")
+    ap.add_argument("--fast", action="store_true", help="tunebench's rounds in memory (fast.py): for screening only")
     args = ap.parse_args(argv)
     args.problems = args.problems or sorted(p.stem for p in args.curves.glob("*.npz"))
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="replay-"))
@@ -229,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         if args.report or (prob, method, budget, seed) in done:
             continue
-        row = run_one(m.ReplayProblem(str(args.curves / f"{prob}.npz")), method, budget, seed, workdir)
+        row = run_one(m.ReplayProblem(str(args.curves / f"{prob}.npz")), method, budget, seed, workdir, args.fast)
         with args.runs[0].open("a") as f:
             f.write(json.dumps(row) + "\n")
         print(f"{prob} b{budget} s{seed} {method}: regret {row['final_regret']:.4f} ({row['wall_s']} s)", flush=True)

@@ -73,6 +73,8 @@ class RoundConfig(Strict):
     widen_at_edge: bool = True
     enqueue_best: int = Field(1, ge=0)
     reinvest_pruned: bool = True  # a pruned trial costs the share of its epochs it trained (`budget.trial_cost`)
+    warm_start: bool = False  # a tpe round's sampler learns from the previous round's trials too (`WarmStarted`)
+    explore: float = Field(0.0, ge=0, lt=1)  # share of its budget first drawn at random from params.yaml's ranges
 
 
 def model_name(benchmark: str, dataset: str, model: str) -> str:

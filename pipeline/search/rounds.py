@@ -28,7 +28,7 @@ from pipeline.config import ParamRange, Params, RoundConfig, fingerprint
 from pipeline.errors import ConfigError, MissingInputError, SearchFailedError
 from pipeline.search import parallel, round_summary, selection
 from pipeline.search.budget import budget_view, discard_failed_attempt, no_completed_trial
-from pipeline.search.spaces import narrow, space_from_dict, space_to_dict, top_trials
+from pipeline.search.spaces import narrow, random_points, space_from_dict, space_to_dict, top_trials
 from pipeline.processes import worker_alive, worker_id
 from pipeline.search.storage import describe, fail_interrupted, is_journal, open_storage
 from pipeline.search.resume import run_budget
@@ -51,12 +51,19 @@ def study_name(params: Params, key: str, k: int) -> str:
     Tracking, workers and storage settings do not change it.
     """
     bench = params.benchmark(key)
-    this = bench.rounds[k].model_dump(exclude={"n_trials", "timeout", "reinvest_pruned"})
+    this = _identity(bench.rounds[k], exclude={"n_trials", "timeout", "reinvest_pruned"})
     fp = fingerprint(
         data_identity.require_current(params, bench.dataset), bench.model, bench.hparams, bench.space,
-        bench.rounds[:k], this, bench.seed, params.search.sampler, params.search.seed,
+        [_identity(r) for r in bench.rounds[:k]], this, bench.seed, params.search.sampler, params.search.seed,
     )  # fmt: skip
     return f"{key}.{k + 1}-{bench.rounds[k].name}.{fp}"
+
+
+def _identity(rnd: RoundConfig, exclude: set[str] | frozenset = frozenset()) -> dict:
+    """A round's settings as its study name hashes them: `warm_start` and `explore` only when set, so rounds
+    without them keep the names they had before the keys existed."""
+    out = rnd.model_dump(exclude=set(exclude))
+    return {k: v for k, v in out.items() if not (k in ("warm_start", "explore") and not v)}
 
 
 def _trial_tags(params: Params, key: str, k: int, name: str) -> dict[str, Any]:
@@ -127,12 +134,9 @@ def run_round(params: Params, key: str, k: int, space: dict[str, ParamRange], *,
         study.set_user_attr("narrowing_notes", notes)
         tracking.log_params(mlc, parent, {f"range.{n}": v for n, v in space_to_dict(space).items()}
                             | {"epochs": rnd.epochs, "n_trials": budget, "pruner": rnd.pruner})  # fmt: skip
-        enqueued = any("enqueued_from" in t.user_attrs for t in study.get_trials(deepcopy=False))
-        if prev is not None and rnd.enqueue_best and not enqueued:
-            for t in top_trials(prev.get_trials(deepcopy=False), direction, 1.0)[: rnd.enqueue_best]:
-                inside = {n: v for n, v in t.params.items() if n in space and _inside(space[n], v)}
-                if len(inside) == len(space):
-                    study.enqueue_trial(inside, user_attrs={"enqueued_from": f"{prev.study_name}#{t.number}"})
+        if not any("enqueued_from" in t.user_attrs for t in study.get_trials(deepcopy=False)):
+            enqueue_first(study, prev, rnd, space, bench.space, direction, budget=budget,
+                          seed=params.search.seed + 1000 * k, salt=key)  # fmt: skip
         study.set_user_attr("mlflow_parent_run_id", parent)
     job = RoundJob(
         key=key, study=name, storage_url=storage_url, bench=bench, rnd=rnd,
@@ -140,6 +144,7 @@ def run_round(params: Params, key: str, k: int, space: dict[str, ParamRange], *,
         data_dir=paths.processed_dir(bench.dataset), tracking_uri=params.tracking_uri(),
         log_models=params.tracking.log_models, experiment_id=experiment_id, parent_run_id=parent, tags=tags,
         budget=budget, release_memory=release_memory, retry_s=params.search.retry_s,
+        warm=tuple(prev.get_trials(deepcopy=False)) if prev is not None and rnd.warm_start else (),
     )  # fmt: skip
     if not run_budget(job, study, timeout or rnd.timeout, workers, trials_per_process(bench.model)):
         print(f"{name}: budget of {budget} trials already met; nothing to run", file=sys.stderr)
@@ -155,6 +160,21 @@ def run_round(params: Params, key: str, k: int, space: dict[str, ParamRange], *,
         mlc, parent, study, space, notes, budget, k=k, rnd=rnd, dataset=bench.dataset, direction=direction
     )
     return study
+
+
+def enqueue_first(study: optuna.Study, prev: optuna.Study | None, rnd: RoundConfig, space: dict[str, ParamRange],
+                  full: dict[str, ParamRange], direction: str, *, budget: int, seed: int,
+                  salt: str) -> None:  # fmt: skip
+    """Queue what round `rnd` runs first: the previous round's `enqueue_best` best configurations inside its
+    ranges, then `explore` x `budget` configurations drawn at random from the `full` ranges (params.yaml's), so a
+    narrowing that missed the best region can be recovered; drawn from `seed` and `salt` like the sampler."""
+    if prev is not None and rnd.enqueue_best:
+        for t in top_trials(prev.get_trials(deepcopy=False), direction, 1.0)[: rnd.enqueue_best]:
+            inside = {n: v for n, v in t.params.items() if n in space and _inside(space[n], v)}
+            if len(inside) == len(space):
+                study.enqueue_trial(inside, user_attrs={"enqueued_from": f"{prev.study_name}#{t.number}"})
+    for i, config in enumerate(random_points(full, round(rnd.explore * budget), seed, salt)):
+        study.enqueue_trial(config, user_attrs={"enqueued_from": f"explore#{i}"})
 
 
 def _name_objective(study: optuna.Study, dataset: str) -> None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import importlib.util
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import optuna
 
 from pipeline import compat
 from pipeline.config import ParamRange, RoundConfig
 from pipeline.errors import ConfigError
+from pipeline.search.spaces import distributions
 from pipeline.search.storage import REDRAW_ATTR, is_enqueued
 
 
@@ -32,9 +33,10 @@ def grid_points(space: Mapping[str, ParamRange], points: int = 4) -> dict[str, l
     return grid
 
 
-def make_sampler(name: str, seed: int, space: Mapping[str, ParamRange] | None = None,
-                 salt: str = "") -> optuna.samplers.BaseSampler:  # fmt: skip
-    """A seeded sampler: tpe, random, grid (4 points a range), cmaes or gp.
+def make_sampler(name: str, seed: int, space: Mapping[str, ParamRange] | None = None, salt: str = "",
+                 warm: Sequence[optuna.trial.FrozenTrial] = ()) -> optuna.samplers.BaseSampler:  # fmt: skip
+    """A seeded sampler: tpe, random, grid (4 points a range), cmaes or gp; a tpe sampler given `warm` trials
+    (an earlier round's) learns from them too (`WarmStarted`).
 
     Its random state is reseeded before every trial from `seed`, `salt` (the search passes the
     benchmark's name) and the trial's draw index (`per_trial_seed`), so what a trial draws does
@@ -60,7 +62,74 @@ def make_sampler(name: str, seed: int, space: Mapping[str, ParamRange] | None = 
         sampler = s.GridSampler(grid_points(space or {}), seed=seed)
     else:
         raise ValueError(f"unknown sampler {name!r}")
+    if warm and name == "tpe":
+        sampler = WarmStarted(sampler, space or {}, warm)
     return per_trial_seed(sampler, seed, salt)
+
+
+class WarmStarted(optuna.samplers.BaseSampler):
+    """A sampler that sees an earlier round's trials (`warm`) besides its own study's (a round's `warm_start`).
+
+    The inner sampler reads a study of both: the earlier trials whose parameters lie in this round's
+    `space`, then this round's, as trials of this round's distributions. Rounds train for different
+    epochs, so a completed trial's value is its rank within its own round, scaled to (0, 1] (the order
+    `direction` reads is kept); pruned trials keep their intermediate values. TPE weighs the older
+    (earlier-round) trials down once there are more than 25. The inner sampler draws for a running
+    stand-in of the trial in that study (TPE's constant liar writes its draw there).
+    """
+
+    def __init__(self, inner: optuna.samplers.BaseSampler, space: Mapping[str, ParamRange],
+                 warm: Sequence[optuna.trial.FrozenTrial]) -> None:  # fmt: skip
+        self._inner = inner
+        self._distributions = distributions(space)
+        self._warm = _as_ranks(warm, self._distributions)
+        self._view: tuple[int, optuna.Study, optuna.trial.FrozenTrial] | None = None
+
+    def _study(self, study: optuna.Study, trial: optuna.trial.FrozenTrial):
+        """The study the inner sampler reads and the trial's stand-in there: built once a trial (nothing
+        finishes while it draws)."""
+        if self._view is None or self._view[0] != trial.number:
+            view = optuna.create_study(storage=optuna.storages.InMemoryStorage(), directions=study.directions,
+                                       sampler=optuna.samplers.RandomSampler())  # fmt: skip
+            view.add_trials(self._warm + _as_ranks(study.get_trials(deepcopy=False), self._distributions))
+            view.ask()
+            self._view = (trial.number, view, view.get_trials(deepcopy=False)[-1])
+        return self._view[1:]
+
+    def infer_relative_search_space(self, study, trial):
+        return self._inner.infer_relative_search_space(*self._study(study, trial))
+
+    def sample_relative(self, study, trial, search_space):
+        return self._inner.sample_relative(*self._study(study, trial), search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._inner.sample_independent(*self._study(study, trial), param_name, param_distribution)
+
+    def before_trial(self, study, trial) -> None:
+        self._inner.before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._inner.after_trial(study, trial, state, values)
+
+
+def _as_ranks(trials: Sequence[optuna.trial.FrozenTrial], dists: Mapping) -> list[optuna.trial.FrozenTrial]:
+    """The completed and pruned `trials` whose parameters lie in `dists`, as new trials of those distributions;
+    a completed trial's value is its rank among the completed ones, scaled to (0, 1]."""
+    TS = optuna.trial.TrialState
+
+    def inside(t) -> bool:
+        return all(n in t.params and d._contains(d.to_internal_repr(t.params[n])) for n, d in dists.items())
+
+    kept = [t for t in sorted(trials, key=lambda t: t.number) if t.state in (TS.COMPLETE, TS.PRUNED) and inside(t)]
+    done = sorted((t for t in kept if t.state == TS.COMPLETE), key=lambda t: (t.value, t.number))
+    rank = {t.number: (i + 1) / len(done) for i, t in enumerate(done)}
+    return [
+        optuna.trial.create_trial(
+            state=t.state, value=rank.get(t.number), params={n: t.params[n] for n in dists}, distributions=dict(dists),
+            intermediate_values=dict(t.intermediate_values) if t.state == TS.PRUNED else None,
+        )
+        for t in kept
+    ]  # fmt: skip
 
 
 def per_trial_seed(sampler: optuna.samplers.BaseSampler, seed: int, salt: str = "") -> optuna.samplers.BaseSampler:

@@ -12,6 +12,8 @@ range was probably wrong there), and the note says so.
 from __future__ import annotations
 
 import math
+import warnings
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,14 +32,45 @@ def suggest(trial: optuna.Trial, space: Mapping[str, ParamRange]) -> dict[str, A
         A plain dict of hyperparameters, ready for `ModelFamily.train`.
     """
     params: dict[str, Any] = {}
-    for name, r in space.items():
-        if not r.is_numeric:
-            params[name] = trial.suggest_categorical(name, r.choices)
-        elif r.int:
-            params[name] = trial.suggest_int(name, int(r.low), int(r.high), log=r.log)
-        else:
-            params[name] = trial.suggest_float(name, r.low, r.high, log=r.log)
+    with warnings.catch_warnings():  # an enqueued `explore` trial lies outside the narrowed ranges on purpose
+        warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range", category=UserWarning)
+        for name, r in space.items():
+            if not r.is_numeric:
+                params[name] = trial.suggest_categorical(name, r.choices)
+            elif r.int:
+                params[name] = trial.suggest_int(name, int(r.low), int(r.high), log=r.log)
+            else:
+                params[name] = trial.suggest_float(name, r.low, r.high, log=r.log)
     return params
+
+
+def distributions(space: Mapping[str, ParamRange]) -> dict[str, optuna.distributions.BaseDistribution]:
+    """The Optuna distributions `suggest` draws `space` from."""
+    d = optuna.distributions
+    return {
+        name: d.CategoricalDistribution(r.choices) if not r.is_numeric
+        else d.IntDistribution(int(r.low), int(r.high), log=r.log) if r.int
+        else d.FloatDistribution(r.low, r.high, log=r.log)
+        for name, r in space.items()
+    }  # fmt: skip
+
+
+def random_points(space: Mapping[str, ParamRange], n: int, seed: int, salt: str = "") -> list[dict[str, Any]]:
+    """`n` configurations drawn uniformly from `space` (log ranges in log space); the same seed and salt, the same."""
+    import numpy as np  # noqa: PLC0415
+
+    rng = np.random.default_rng([seed & 0xFFFFFFFF, zlib.crc32(salt.encode())])
+    points = []
+    for _ in range(n):
+        point: dict[str, Any] = {}
+        for name, r in space.items():
+            if not r.is_numeric:
+                point[name] = r.choices[int(rng.integers(len(r.choices)))]
+                continue
+            x = _inv(rng.uniform(_fwd(r.low, r.log), _fwd(r.high, r.log)), r.log)
+            point[name] = min(max(int(round(x)), int(r.low)), int(r.high)) if r.int else min(max(x, r.low), r.high)
+        points.append(point)
+    return points
 
 
 def _fwd(x: float, log: bool) -> float:

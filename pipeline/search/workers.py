@@ -85,6 +85,7 @@ class RoundJob:
     threads: int = 1
     release_memory: bool = True  # clear the Keras session and collect garbage after every trial (off only to measure)
     retry_s: float = retry.DEFAULT_RETRY_S  # `search.retry_s`: how long storage and tracking outages are ridden out
+    warm: tuple = ()  # the previous round's trials its sampler learns from (`warm_start`)
 
 
 def trials_per_process(model: str) -> int:
@@ -116,7 +117,7 @@ def run_worker(job: RoundJob, n_trials: int, timeout: float | None, slot: int) -
     data = load_processed(job.data_dir)
     study = optuna.load_study(
         study_name=job.study, storage=storage,
-        sampler=make_sampler(job.sampler, job.sampler_seed, job.space, salt=job.key),  # salt: its own draws
+        sampler=make_sampler(job.sampler, job.sampler_seed, job.space, salt=job.key, warm=job.warm),  # salt: own draws
         pruner=make_pruner(job.rnd, steps=len(data.folds) if data.folds else job.rnd.epochs),
     )  # fmt: skip
     ctx = TrialContext(

@@ -195,6 +195,29 @@ def test_tunebench_searches_a_replay_benchmark_with_its_own_rounds(tmp_path, tin
     assert (project / "results" / "search" / "tiny_b6.json").exists() and (project / "mlflow.db").exists()
 
 
+@pytest.mark.slow
+def test_a_warm_started_fine_round_on_run_search_draws_as_the_in_memory_rounds(tmp_path, tiny):
+    import fast
+    import methods
+
+    problem = methods.ReplayProblem(tiny)
+    project = methods.make_project(problem, tmp_path / "project")
+
+    def trials(trace) -> list:
+        return [(epochs, value, params) for epochs, _, value, params in trace.events]
+
+    runs = {}
+    for warm in (False, True):  # one benchmark: the studies differ by name only through warm_start
+        rounds = methods.tunebench_rounds(problem, 4, warm_start=warm)
+        real = methods.run_tunebench(problem, 4, 1, project, rounds, "tiny_b4")
+        quick = fast.run_rounds(problem, 4, 1, rounds, "tiny_b4")
+        assert trials(quick) == trials(real) and quick.best_params == real.best_params
+        runs[warm] = trials(real)
+    n_coarse = methods.tunebench_rounds(problem, 4)[0]["n_trials"]
+    assert runs[False][:n_coarse] == runs[True][:n_coarse]  # the coarse round is the same
+    assert runs[False][n_coarse + 1 :] != runs[True][n_coarse + 1 :]  # after the enqueued best, the fine draws differ
+
+
 def test_curves_round_trip(tmp_path, tiny):
     curves = load_curves(tiny)
     assert isinstance(curves, Curves) and curves.val.shape == (8, 2, 1, 6) and curves.val.dtype == np.float32

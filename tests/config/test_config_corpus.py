@@ -425,6 +425,8 @@ CASES = [
     Case("round-enqueue-negative", f"{DL}.rounds.coarse.enqueue_best", put(f"{DL}.rounds.coarse.enqueue_best", -1)),
     Case("round-pad-negative", f"{DL}.rounds.coarse.pad", put(f"{DL}.rounds.coarse.pad", -0.1)),
     Case("round-top-quantile-0", f"{DL}.rounds.coarse.top_quantile", put(f"{DL}.rounds.coarse.top_quantile", 0)),
+    Case("round-warm-start-text", f"{DL}.rounds.fine.warm_start", put(f"{DL}.rounds.fine.warm_start", "often")),
+    Case("round-explore-1", f"{DL}.rounds.fine.explore", put(f"{DL}.rounds.fine.explore", 1)),
     Case("search-sampler", "search.sampler", put("search.sampler", "bayes"), also=("tpe",)),
     Case("model-unknown", f"{DL}.model", put(f"{DL}.model", "xgboost"), also=("keras_mlp",)),
     Case("model-missing", f"{DL}.model", drop(f"{DL}.model")),

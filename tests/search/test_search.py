@@ -619,6 +619,7 @@ def test_study_name_changes_with_what_defines_a_round_and_only_then(prepared, mo
         "promotion rule": lambda r: r["promote"].update(min_improvement=0.1),
         "another benchmark": lambda r: r["benchmarks"]["diabetes_numpy_mlp"]["space"]["lr"].update(high=0.5),
         "round 2 budget": lambda r: bench(r)["rounds"][1].update(n_trials=50, timeout=60, reinvest_pruned=False),
+        "round 2 warm start off": lambda r: bench(r)["rounds"][1].update(warm_start=False),  # the names before the key
     }
     for what, fn in same.items():
         assert names(fn) == base, f"{what} must not rename the studies"
@@ -639,6 +640,7 @@ def test_study_name_changes_with_what_defines_a_round_and_only_then(prepared, mo
         "round 1 reinvestment": lambda r: bench(r)["rounds"][0].update(reinvest_pruned=False),
         "round 2 epochs": lambda r: bench(r)["rounds"][1].update(epochs=5),
         "round 2 pruner": lambda r: bench(r)["rounds"][1].update(pruner="hyperband"),
+        "round 2 warm start": lambda r: bench(r)["rounds"][1].update(warm_start=True),
     }
     for what, fn in only_second.items():
         changed = names(fn)

@@ -121,3 +121,77 @@ def test_pruner_steps_are_folds_for_a_kfold_objective():
     assert make_pruner(rnd, steps=4)._n_warmup_steps == 1
     hb = make_pruner(rnd.model_copy(update={"pruner": "hyperband"}), steps=4)
     assert hb._max_resource == 4
+
+
+def _lr_study(space, n, direction="maximize", seed=1):
+    """`n` random trials of `space` scored by how close lr is to 1e-2 (in log space)."""
+    study = optuna.create_study(direction=direction, sampler=optuna.samplers.RandomSampler(seed=seed))
+    sign = 1 if direction == "minimize" else -1
+    study.optimize(lambda t: sign * abs(math.log10(suggest(t, space)["lr"]) + 2), n_trials=n)
+    return study
+
+
+def test_a_warm_started_round_draws_from_what_the_earlier_round_learned():
+    from pipeline.search.samplers import make_sampler
+
+    space = {"lr": ParamRange(low=1e-5, high=1e-1, log=True)}
+    coarse = _lr_study(space, 30)
+
+    def first_draws(warm) -> list[float]:
+        fine = optuna.create_study(direction="maximize", sampler=make_sampler("tpe", 3, space, "b", warm=warm))
+        fine.optimize(lambda t: 0.0 if suggest(t, space) else 0.0, n_trials=5)  # no signal of its own
+        return [abs(math.log10(t.params["lr"]) + 2) for t in fine.trials]
+
+    cold, warm = first_draws(()), first_draws(coarse.trials)
+    assert sum(warm) < sum(cold) / 3  # TPE from the first trial on, around the earlier round's best (lr 1e-2)
+    assert max(cold) > 1.0  # alone: its 5 start-up trials are random over 4 decades
+    assert first_draws(coarse.trials) == warm  # same seed, same draws
+
+
+def test_warm_trials_are_ranked_within_their_round_and_kept_only_inside_the_space():
+    from pipeline.search.samplers import _as_ranks
+    from pipeline.search.spaces import distributions
+
+    space = {"lr": ParamRange(low=1e-5, high=1e-1, log=True)}
+    coarse = _lr_study(space, 8, direction="minimize")
+    pruned = optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, params={"lr": 1e-3},
+                                       distributions=distributions(space), intermediate_values={0: 5.0})  # fmt: skip
+    coarse.add_trial(pruned)
+    narrowed = {"lr": ParamRange(low=1e-4, high=1e-1, log=True)}
+    inside = [t for t in coarse.trials if t.params["lr"] >= 1e-4]
+    ranked = _as_ranks(coarse.trials, distributions(narrowed))
+    assert [t.params for t in ranked] == [t.params for t in inside]
+    assert all(t.distributions == distributions(narrowed) for t in ranked)
+    done = [(t.value, r.value) for t, r in zip(inside, ranked, strict=True) if t.state.name == "COMPLETE"]
+    assert sorted(v for _, v in done) == [(i + 1) / len(done) for i in range(len(done))]
+    assert [r for _, r in sorted(done)] == sorted(r for _, r in done)  # the values' order kept
+    assert ranked[-1].state.name == "PRUNED" and ranked[-1].intermediate_values == {0: 5.0}
+
+
+def test_explore_queues_a_share_of_the_round_from_the_full_ranges_after_the_best():
+    import warnings
+
+    from pipeline.search.rounds import enqueue_first
+
+    full = {"lr": ParamRange(low=1e-5, high=1e-1, log=True), "dropout": ParamRange(low=0.0, high=0.5)}
+    coarse = _lr_study(full, 20)
+    narrowed, _ = narrow(full, coarse.trials, "maximize", top_quantile=0.25)
+    rnd = RoundConfig(name="fine", n_trials=6, epochs=4, explore=1 / 3)
+
+    def queued(salt="b") -> list[optuna.trial.FrozenTrial]:
+        fine = optuna.create_study(direction="maximize")
+        enqueue_first(fine, coarse, rnd, narrowed, full, "maximize", budget=6, seed=5, salt=salt)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # an explore trial's value outside the round's ranges is no warning
+            fine.optimize(lambda t: suggest(t, narrowed)["lr"], n_trials=3)
+        return fine.trials
+
+    trials = queued()
+    assert [t.user_attrs["enqueued_from"] for t in trials] == [f"{coarse.study_name}#{coarse.best_trial.number}",
+                                                                "explore#0", "explore#1"]  # fmt: skip
+    assert trials[0].params == coarse.best_params
+    explored = [t.params for t in trials[1:]]
+    assert all(1e-5 <= p["lr"] <= 1e-1 and 0 <= p["dropout"] <= 0.5 for p in explored)
+    assert any(not narrowed["lr"].low <= p["lr"] <= narrowed["lr"].high for p in explored)  # outside the narrowed box
+    assert [t.params for t in queued()] == [t.params for t in trials]  # same seed and salt, same draws
+    assert [t.params for t in queued(salt="c")][1:] != explored

@@ -1,0 +1,92 @@
+"""tunebench's rounds on a replay, in memory: for screening schedule variants, not for the results.
+
+`run_search` on a replay costs 20-100 s a search on this machine (journal storage, MLflow
+tracking of every trial), so a variant's 120 searches take hours. This runs the same schedule
+with tunebench's own pieces and no storage or tracking: the round's sampler
+(`samplers.make_sampler`, seeds and salt as `run_round` passes them, `warm_start` included), its
+pruner (`make_pruner`), narrowing (`spaces.narrow`), what a round runs first (`rounds.enqueue_first`), the
+budget's accounting (`budget.claimed`, pruned epochs reinvested) and the trial's reporting and
+pruning as `objective.run_trial` does them: it draws, prunes and reports what `run_search` does
+(tests/benchmarks/test_replay.py checks it), in about 1% of the time. Variants that win here are
+then confirmed by `bench.py` without `--fast`.
+
+    python benchmarks/replay/bench.py --fast --methods tunebench tunebench_warm --runs <screen.jsonl>
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import methods as m  # noqa: E402
+
+from pipeline.config import ParamRange, RoundConfig  # noqa: E402
+from pipeline.search.budget import COST_ATTR, claimed  # noqa: E402
+from pipeline.search.samplers import make_pruner, make_sampler  # noqa: E402
+from pipeline.search.rounds import enqueue_first  # noqa: E402
+from pipeline.search.spaces import narrow, suggest  # noqa: E402
+
+
+def run_rounds(problem: m.ReplayProblem, budget: int, seed: int, rounds: list[dict], key: str,
+               sampler: str = "tpe") -> m.Trace:  # fmt: skip
+    """`m.run_tunebench`'s search without storage or tracking: the trace of benchmark `key`, search seed `seed`."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    direction, folds, trace = problem.direction, problem.folds, m.Trace()
+    space = full = {n: ParamRange(**r) for n, r in problem.space.items()}
+    prev = None
+    for k, spec in enumerate(rounds):
+        rnd = RoundConfig(**spec)
+        if prev is not None:
+            space, _ = narrow(space, prev.get_trials(deepcopy=False), direction, top_quantile=rnd.top_quantile,
+                              pad=rnd.pad, widen_at_edge=rnd.widen_at_edge)  # fmt: skip
+        warm = tuple(prev.get_trials(deepcopy=False)) if prev is not None and rnd.warm_start else ()
+        study = optuna.create_study(
+            direction=direction, sampler=make_sampler(rnd.sampler or sampler, seed + 1000 * k, space, key, warm),
+            pruner=make_pruner(rnd, steps=folds if folds > 1 else rnd.epochs),
+        )  # fmt: skip
+        enqueue_first(study, prev, rnd, space, full, direction, budget=rnd.n_trials, seed=seed + 1000 * k, salt=key)
+        while claimed(study) < rnd.n_trials:
+            trial = study.ask()
+            try:
+                study.tell(trial, _trial(problem, trial, space, rnd, seed * folds))
+            except optuna.TrialPruned:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        for t in study.get_trials(deepcopy=False):
+            trace.epochs += round(m._trial_epochs(t, rnd.epochs, folds))
+            done = t.state == optuna.trial.TrialState.COMPLETE
+            trace.trial_done(t.value if done else None, t.params if done else None)
+        prev = study
+    trace.best_value, trace.best_params = prev.best_value, prev.best_params
+    return trace
+
+
+def _trial(problem: m.ReplayProblem, trial: optuna.Trial, space: dict, rnd: RoundConfig, seed: int) -> float:
+    """One trial as `objective.run_trial` runs a replay: report, prune (not at the last step), record the cost."""
+    config, folds, done, scores = suggest(trial, space), problem.folds, 0, []
+    try:
+        for fold in range(folds):
+            curve = problem.curves.run(problem.curves.index(config), seed + fold)[0][: rnd.epochs]
+            for epoch, value in enumerate(curve):
+                if not np.isfinite(value):
+                    raise optuna.TrialPruned("diverged")
+                done += 1
+                if folds == 1:
+                    trial.report(float(value), epoch)
+                    if epoch < rnd.epochs - 1 and trial.should_prune():
+                        raise optuna.TrialPruned()
+            scores.append(problem.best(curve))
+            if folds > 1:
+                trial.report(float(np.mean(scores)), fold)
+                if fold < folds - 1 and trial.should_prune():
+                    raise optuna.TrialPruned()
+    except optuna.TrialPruned:
+        if rnd.reinvest_pruned:
+            trial.set_user_attr(COST_ATTR, done / (rnd.epochs * folds))
+        raise
+    return float(np.mean(scores))
