@@ -56,6 +56,9 @@ TUNEBENCH = {
     "tunebench_warm_pad30": {"warm_start": True, "pad": 0.3},
     "tunebench_explore": {"explore": 1 / 3},
     "tunebench_warm_explore": {"warm_start": True, "explore": 1 / 3},
+    "tunebench_pad50": {"pad": 0.5},
+    "tunebench_q70": {"top_quantile": 0.7},
+    "tunebench_pad30_explore": {"pad": 0.3, "explore": 1 / 3},
 }
 PEERS = {
     "random": lambda p, b, s: m.run_optuna(p, b, s, sampler="random", pruner="none"),
@@ -154,6 +157,32 @@ def report(rows: list[dict], methods: list[str]) -> dict:
     return out
 
 
+def screen(rows: list[dict], variants: list[str]) -> dict:
+    """Per budget and tunebench variant: `compare` of its final regret with the peers' (the variant in
+    tunebench's place: mean ranks, Friedman, Wilcoxon against each peer), and against tunebench's default
+    (two-sided Wilcoxon; `variant_better`: blocks where the variant's regret is lower)."""
+    from scipy import stats  # noqa: PLC0415
+
+    out: dict = {}
+    for budget in sorted({r["budget"] for r in rows}):
+        at = [r for r in rows if r["budget"] == budget]
+        peers = [x for x in PEERS if any(r["method"] == x for r in at)]
+        base = {(r["problem"], r["seed"]): r["final_regret"] for r in at if r["method"] == BASELINE}
+        for v in variants:
+            own = {(r["problem"], r["seed"]): r["final_regret"] for r in at if r["method"] == v}
+            if not own:
+                continue
+            swapped = [{**r, "method": BASELINE} if r["method"] == v else r for r in at if r["method"] in (v, *peers)]
+            entry = compare(swapped, "final_regret", [BASELINE, *peers])
+            both = sorted(set(own) & set(base))
+            a, b = np.array([own[k] for k in both]), np.array([base[k] for k in both])
+            p = 1.0 if not np.any(a - b) else float(stats.wilcoxon(a, b).pvalue)
+            entry["vs_default"] = {"blocks": len(both), "p": round(p, 5), "variant_better": int((a < b).sum()),
+                                   "default_better": int((a > b).sum())}  # fmt: skip
+            out.setdefault(str(budget), {})[v] = entry
+    return out
+
+
 def figure(rows: list[dict], prob: str, methods: list[str], out: Path) -> Path:
     """Mean anytime regret (over seeds) against the budget spent, one line per method, at the largest budget."""
     import matplotlib  # noqa: PLC0415
@@ -231,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", action="store_true", help="only rebuild the results from --runs")
     ap.add_argument("--workdir", type=Path, help="where tunebench's projects go (default: a temporary folder)")
     ap.add_argument("--fast", action="store_true", help="tunebench's rounds in memory (fast.py): for screening only")
+    ap.add_argument("--screen", type=Path, help="with --report: each tunebench variant against the peers, to here")
     args = ap.parse_args(argv)
     args.problems = args.problems or sorted(p.stem for p in args.curves.glob("*.npz"))
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="replay-"))
@@ -247,6 +277,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prob} b{budget} s{seed} {method}: regret {row['final_regret']:.4f} ({row['wall_s']} s)", flush=True)
     wanted = {"problem": args.problems, "method": args.methods, "budget": args.budgets}
     rows = [r for p in args.runs for r in load_rows(p) if all(r[k] in v for k, v in wanted.items())]
+    if args.screen:
+        variants = [x for x in args.methods if x in TUNEBENCH]
+        write_json_atomic(args.screen, {"command": "python benchmarks/replay/bench.py " + " ".join(sys.argv[1:] if argv
+                                        is None else argv), "budgets": screen(rows, variants)})  # fmt: skip
+        print(f"saved {args.screen}")
+        return 0
     result = report(rows, args.methods)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     wall = {x: round(sum(r["wall_s"] for r in rows if r["method"] == x), 1) for x in args.methods}

@@ -67,11 +67,13 @@ def run_rounds(problem: m.ReplayProblem, budget: int, seed: int, rounds: list[di
 
 
 def _trial(problem: m.ReplayProblem, trial: optuna.Trial, space: dict, rnd: RoundConfig, seed: int) -> float:
-    """One trial as `objective.run_trial` runs a replay: report, prune (not at the last step), record the cost."""
-    config, folds, done, scores = suggest(trial, space), problem.folds, 0, []
+    """One trial as `objective.run_trial` runs a replay: report, prune (not at the last step), record the cost;
+    its value is the best epoch of the mean curve over folds."""
+    config, folds, done, scores, curves = suggest(trial, space), problem.folds, 0, [], []
     try:
         for fold in range(folds):
             curve = problem.curves.run(problem.curves.index(config), seed + fold)[0][: rnd.epochs]
+            curves.append(curve.astype(float))
             for epoch, value in enumerate(curve):
                 if not np.isfinite(value):
                     raise optuna.TrialPruned("diverged")
@@ -89,4 +91,4 @@ def _trial(problem: m.ReplayProblem, trial: optuna.Trial, space: dict, rnd: Roun
         if rnd.reinvest_pruned:
             trial.set_user_attr(COST_ATTR, done / (rnd.epochs * folds))
         raise
-    return float(np.mean(scores))
+    return problem.best(np.mean(curves, axis=0))

@@ -179,12 +179,8 @@ def optimize(study: optuna.Study, ctx: TrialContext, *, n_trials: int | None, ti
         return SURPLUS_ATTR in frozen.user_attrs or (budget is not None and claimed(study) >= budget)
 
     release = _ReleaseMemory() if release_memory else None
-    try:
-        run_trials(study, objective, n_trials=n_trials, timeout=timeout, before_trial=before_trial, stop=stop,
-                   callbacks=[*([release] if release else []), *(callbacks or [])])  # fmt: skip
-    finally:
-        if release is not None and release.frozen:
-            gc.unfreeze()
+    run_trials(study, objective, n_trials=n_trials, timeout=timeout, before_trial=before_trial, stop=stop,
+               callbacks=[*([release] if release else []), *(callbacks or [])])  # fmt: skip
 
 
 class _ReleaseMemory:
@@ -194,16 +190,18 @@ class _ReleaseMemory:
     ~9,000 objects of graph state TensorFlow keeps from every model): it is moved out of the
     collector's sight (`gc.freeze`), so each collection only walks what the next trial makes.
     A full collection with TensorFlow loaded took 0.25 s and grew with every trial; frozen,
-    0.01 s (a trial pays two: here and in the Keras family's `clear_session`).
+    0.01 s (a trial pays two: here and in the Keras family's `clear_session`). The first freeze comes
+    before the first trial, and the process stays frozen after the loop: unfrozen, the next loop's (the
+    next round's) first two collections walked everything again (0.8-1.2 s each).
     """
 
     def __init__(self) -> None:
-        self.frozen = False
+        if not gc.get_freeze_count():
+            self(None, None)
 
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    def __call__(self, study: optuna.Study | None, trial: optuna.trial.FrozenTrial | None) -> None:
         release_memory()
         gc.freeze()
-        self.frozen = True
 
 
 def release_memory() -> None:
@@ -236,7 +234,7 @@ def run_workers(job: RoundJob, study: optuna.Study, remaining: int, timeout: flo
     """
     job = replace(job, threads=threads_for(workers))
     if workers <= 1 and (not per_process or remaining <= per_process):
-        run_worker(job, remaining, timeout, 0)
+        run_worker(job, per_process or None, timeout, 0)  # to the budget's end: pruned trials give some back
         return 0
     quotas = [remaining // workers + (i < remaining % workers) for i in range(workers)]
     per = per_process or max(quotas)
