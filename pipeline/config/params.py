@@ -61,10 +61,18 @@ class SearchConfig(Strict):
 
 
 class TrackingConfig(Strict):
-    """Where MLflow writes; `MLFLOW_TRACKING_URI` overrides `uri`."""
+    """Where MLflow writes; `MLFLOW_TRACKING_URI` overrides `uri`. `log_models`: the trial models logged: true,
+    those of the trials that beat their round's best so far (`search.objective`); `all`, every completed trial's."""
 
     uri: str = "sqlite:///mlflow.db"
-    log_models: bool = True
+    log_models: bool | Literal["all"] = True
+
+    @field_validator("log_models", mode="before")
+    @classmethod
+    def _log_models(cls, v):
+        if isinstance(v, bool) or v == "all":
+            return v
+        raise ValueError("expected true (the models of each round's best trials), false or all (every trial's)")
 
     @field_validator("uri")
     @classmethod
