@@ -6,6 +6,7 @@ offline (a CDN link draws nothing without the network) at the cost of one copy a
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -18,13 +19,15 @@ def write_study_plots(study: optuna.Study, out: Path, params: list[str]) -> list
 
     `params`: the dimensions of the round's space, in order (the shipped spaces start with
     `lr` and `l2`: their contour is `contour_lr_l2`). A plot that the study cannot support
-    yet (too few completed trials) is skipped.
+    yet (too few completed trials) is skipped. Safe in a thread (`round_summary.in_background`) while no
+    other thread draws with matplotlib.
 
     Returns:
         The files written.
     """
     import matplotlib  # noqa: PLC0415
 
+    logging.getLogger("optuna.visualization").setLevel(logging.ERROR)  # no "There are no complete trials." per plot
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
     from optuna import visualization as vis  # noqa: PLC0415
