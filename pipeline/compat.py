@@ -125,6 +125,18 @@ def sqlalchemy_engine(mlc):
     return getattr(store, "engine", None)
 
 
+def build_requirements_map() -> None:
+    """Build, once per process, MLflow's map of installed packages and their modules, read by the requirements
+    check of every model saved (`warn_dependency_requirement_mismatches`, even with pinned `pip_requirements`).
+
+    Private: `mlflow.utils.requirements_utils._init_modules_to_packages_map` (mlflow 3.17.2), which scans every
+    installed distribution the first time (1.5-3.5 s here); `tracking.warm_up_model_logging` runs it in a thread.
+    """
+    from mlflow.utils import requirements_utils  # noqa: PLC0415
+
+    requirements_utils._init_modules_to_packages_map()
+
+
 class _LinkedKerasFile:
     """Stands in for a `keras.Model` given to `mlflow.keras.save_model`; `save(path)` links a file saved before."""
 

@@ -49,8 +49,10 @@ def _quiet_import_tensorflow():
     """
     import sys  # noqa: PLC0415
 
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
+    if "tensorflow" in sys.modules:  # imported, or being imported by another thread: the import statement waits for it
+        import tensorflow as tf  # noqa: PLC0415
+
+        return tf
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)

@@ -76,6 +76,8 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
     from pipeline.models import DivergedError  # noqa: PLC0415
 
     metric, direction = task_metric(ctx.data.task)
+    if ctx.log_models and ctx.family.name.startswith("keras_"):
+        tracking.warm_up_model_logging()  # once per process: done while this trial trains
     hparams = resolve_hparams(ctx.family.name, ctx.data.task, ctx.fixed, suggest(trial, ctx.space))
     sampled = {k: hparams[k] for k in ctx.space if k in hparams}
     run = tracking.TrialRun(ctx.mlc, ctx.experiment_id, ctx.parent_run_id, trial, ctx.tags,

@@ -14,7 +14,8 @@ One module per job; callers use the names re-exported here (`from pipeline impor
   `outage_error` for a lost connection in a call that is not retried.
 - `charts`: the learning-curve PNG of a trial (Pillow).
 - `model_logging`: a trial's model as the `TrainedModel` folder plus the MLflow Keras flavor, and
-  MLflow 3 logged models (`create_logged_model`, `stamp_mlmodel`, `link_metrics`, `finish_logged_model`).
+  MLflow 3 logged models (`create_logged_model`, `stamp_mlmodel`, `link_metrics`, `finish_logged_model`);
+  `warm_up_model_logging` does the first model's one-off work in a thread while a trial trains.
 
 Credentials never reach MLflow's own output, our logs, params or tags: every value logged goes
 through `pipeline.redaction.redact` (re-exported here as `redact`), which stays outside this
@@ -32,6 +33,7 @@ from pipeline.tracking.model_logging import (
     link_metrics,
     save_trial_model,
     stamp_mlmodel,
+    warm_up_model_logging,
 )
 from pipeline.tracking.runs import (
     MAX_PARAM_LENGTH,
@@ -105,4 +107,5 @@ __all__ = [
     "start_run",
     "split_credentials",
     "ui_command",
+    "warm_up_model_logging",
 ]

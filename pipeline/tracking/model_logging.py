@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,17 @@ def _keras_requirements() -> tuple[str, ...]:
     return tuple(reqs)
 
 
+@functools.cache
+def warm_up_model_logging() -> threading.Thread:
+    """Start, once per process, the one-off work of the first Keras-flavor model saved (MLflow's map of installed
+    packages, `compat.build_requirements_map`) in a thread, so that it runs while a trial trains; `save_trial_model`
+    joins it. It imports nothing of Keras or TensorFlow (the trial's thread may be importing them).
+    """
+    thread = threading.Thread(target=compat.build_requirements_map, name="model-logging-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def save_trial_model(model, dest: Path, input_example=None, *, keras_flavor: bool = True) -> str:
     """Save a trial's `TrainedModel` into `dest`, as an MLflow Keras-flavor model too when it is Keras.
 
@@ -67,6 +79,7 @@ def save_trial_model(model, dest: Path, input_example=None, *, keras_flavor: boo
     km = _keras_model(model) if keras_flavor else None
     if km is None:
         return "tunebench"
+    warm_up_model_logging().join()
     import mlflow.keras  # noqa: PLC0415
     from mlflow.models import ModelSignature  # noqa: PLC0415
     from mlflow.types import Schema, TensorSpec  # noqa: PLC0415
