@@ -1,5 +1,11 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the whole test suite.
+# Set up (if needed) and run the tests; arguments go to pytest. Markers (pyproject.toml):
+# slow (minutes-long runs), servers (PostgreSQL or an MLflow server), browser (Chromium), dvc (runs `dvc`).
+#   bash scripts/test.sh                          # everything: what CI's .ci/run runs
+#   bash scripts/test.sh -m "not slow"            # the fast tier: 5 minutes or less on 2 cores
+#   bash scripts/test.sh -m slow --durations=30   # the slow tier, its slowest tests listed
+#   bash scripts/test.sh -m "not servers and not browser"   # without PostgreSQL, `mlflow server` or Chromium
+#   bash scripts/test.sh tests/search -k outage   # one folder, tests by name
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -8,11 +8,15 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 METHODS = ["keras_tuner_hyperband", "tunebench", "optuna_tpe_median", "random_unpruned"]
 
 
+@pytest.mark.slow
+@pytest.mark.dvc  # `project`: dvc repro
 def test_quick_comparison_on_digits(project, tmp_path):
     proj, _ = project
     out = tmp_path / "eff.json"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from conftest import ROOT
@@ -23,6 +24,8 @@ def test_nb_ratio_favours_the_words_of_the_positive_class():
     assert parse_features("1,2:30000") == ([1, 2], 30000)
 
 
+@pytest.mark.slow
+@pytest.mark.dvc  # `project`: dvc repro
 def test_ceiling_on_rt_polarity_of_the_project(project, tmp_path):
     proj, _ = project
     out = tmp_path / "ceiling.json"

@@ -67,6 +67,7 @@ def reported(tmp_path_factory):
     return root
 
 
+@pytest.mark.browser  # `reported` needs Chromium
 def test_leaderboard_rows_carry_reference_cost_and_registry(reported):
     rows = {r["benchmark"]: r for r in csv.DictReader((reported / paths.LEADERBOARD_CSV).open())}
     run, missing = rows[KEY], rows["imdb_keras_mlp"]
@@ -89,6 +90,7 @@ def test_leaderboard_rows_carry_reference_cost_and_registry(reported):
     assert "* imdb_keras_mlp (not run here; reference 0.884-0.885): data download needed" in md
 
 
+@pytest.mark.browser
 def test_report_page_renders_offline_in_chromium(reported):
     page_file = reported / paths.REPORT_HTML
     html = page_file.read_text()

@@ -20,7 +20,7 @@ from pipeline import paths, report, stages
 from pipeline.config import load_params
 from servers import postgres_and_mlflow  # tests/servers.py
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.servers]
 
 KEY = "digits_numpy_mlp"
 BUDGETS, EPOCHS = (2, 2), (1, 2)  # trials and epochs of round 1 (coarse) and round 2 (fine)

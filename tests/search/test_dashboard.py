@@ -26,7 +26,7 @@ from pipeline import paths, stages
 from pipeline.config import load_params
 from pipeline.search.rounds import run_search
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 DASHBOARD = Path(sys.executable).with_name("optuna-dashboard")
 ROUND = [{"name": "coarse", "n_trials": 2, "epochs": 2, "pruner": "none"}]

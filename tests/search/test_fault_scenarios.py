@@ -20,7 +20,7 @@ from conftest import missing
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import fault_scenarios as fs  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.servers]
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ from conftest import rounds_list
 
 from servers import postgres_and_mlflow  # tests/servers.py
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.servers]
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCHS = 15

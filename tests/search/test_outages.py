@@ -158,6 +158,7 @@ def _counted(trials: list) -> list:
 
 
 @pytest.mark.slow
+@pytest.mark.servers
 def test_an_mlflow_outage_longer_than_retry_s_leaves_the_trial_to_the_rerun(tmp_path):
     from pipeline.search.storage import is_interrupted
 

@@ -31,7 +31,7 @@ import yaml
 from browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from conftest import ROOT, sh
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.dvc]
 
 KEY = "digits_linear"  # the fastest benchmark: an experiment on it reruns in seconds
 VENDOR = ROOT / "vendor" / "vega"
@@ -239,6 +239,7 @@ def test_experiments_show_metrics_for_workspace_head_and_each_experiment(committ
     assert head[trials] == "4" and "!" not in head.values() and "!" not in by_row["more-trials"].values(), head
 
 
+@pytest.mark.browser
 def test_plots_show_renders_every_benchmark_offline_in_chromium(committed):
     require_chromium()
     from playwright.sync_api import sync_playwright

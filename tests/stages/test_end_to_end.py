@@ -17,7 +17,7 @@ import yaml
 
 from conftest import sh
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.dvc]
 
 
 def test_stage_outputs_exist(project):

@@ -38,7 +38,7 @@ import yaml
 
 from conftest import ROOT, sh, tiny_profile
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.dvc]
 KEY, DATASET, NAME = "digits_numpy_mlp", "digits", "digits-numpy_mlp"
 STAGES = [("fetch", f"fetch@{DATASET}"), ("preprocess", f"preprocess@{DATASET}"), ("search", f"search@{KEY}"),
           ("train_best", f"train_best@{KEY}"), ("evaluate", f"evaluate@{KEY}"), ("promote", f"promote@{KEY}"),

@@ -12,6 +12,7 @@ from pipeline.report import _champion_note
 
 
 @pytest.mark.slow
+@pytest.mark.dvc
 def test_repro_log_has_no_colour_codes_or_python_warnings(project):
     _, state = project
     log = state["first"].stdout + state["first"].stderr  # `dvc repro` with its output captured: no TTY
@@ -20,6 +21,7 @@ def test_repro_log_has_no_colour_codes_or_python_warnings(project):
 
 
 @pytest.mark.slow
+@pytest.mark.dvc
 def test_summary_is_one_short_row_per_benchmark(project):
     dest, state = project
     proc = run_cli("summary", cwd=dest, env=state["env"])

@@ -8,7 +8,7 @@ from nbclient import NotebookClient
 
 from conftest import ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.dvc]
 
 
 def test_explore_results_notebook_executes_and_shows_figures(project, monkeypatch):

@@ -56,6 +56,7 @@ def copy(tmp_path):
     return tmp_path, env
 
 
+@pytest.mark.dvc
 def test_profile_switches_both_ways_and_keeps_local_edits(copy):
     dest, env = copy
     shipped, dvc_yaml = (dest / "params.yaml").read_bytes(), (dest / "dvc.yaml").read_bytes()

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import run_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.dvc]
 KEY, NAME = "digits_keras_mlp", "digits-keras_mlp"
 
 

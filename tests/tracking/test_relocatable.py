@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import run_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.dvc]
 KEY, NAME = "digits_linear", "digits-linear"
 
 

@@ -34,7 +34,7 @@ from pipeline import stages, tracking
 from pipeline.config import load_params
 from pipeline.search.runner import run_search
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.servers, pytest.mark.browser]
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 120  # mlflow takes ~20-30 s to start on 2 busy cores
