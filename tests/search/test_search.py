@@ -10,6 +10,7 @@ and copied, so each test pays only for its own trials. Trials are 1-4 epochs of 
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import math
 import os
@@ -337,8 +338,14 @@ def test_a_lowered_budget_reads_the_trials_a_fresh_run_of_it_asks(proj, prepared
     assert rows(proj.root, lowered) == rows(fresh.root, expected)
 
 
+def _aged(monkeypatch) -> None:
+    """A 1 s grace period, and `is_dead`'s clock 2 s on: a trial that names no worker is dead at once."""
+    monkeypatch.setenv("TUNEBENCH_GRACE_S", "1")
+    monkeypatch.setattr(storage, "now", lambda: datetime.datetime.now() + datetime.timedelta(seconds=2))
+
+
 def test_crashed_running_trial_is_failed_not_counted_and_retried_while_live_ones_are_left(proj, monkeypatch):
-    monkeypatch.setenv("TUNEBENCH_GRACE_S", "1")  # the crashed trial names no worker: dead once this old
+    _aged(monkeypatch)  # the crashed trial names no worker
     key = "digits_numpy_mlp"
     proj.bench(key)["rounds"][0]["n_trials"] = 3
     study = proj.create_study(key, "maximize")
@@ -378,7 +385,7 @@ def test_crashed_running_trial_is_failed_not_counted_and_retried_while_live_ones
 
 
 def test_a_trial_cut_off_while_it_drew_is_drawn_again_whole_as_an_uninterrupted_run_draws_it(proj, monkeypatch):
-    monkeypatch.setenv("TUNEBENCH_GRACE_S", "1")  # the cut-off trial names no worker: dead once this old
+    _aged(monkeypatch)  # the cut-off trial names no worker
     key = "digits_numpy_mlp"
     proj.bench(key)["rounds"][0]["n_trials"] = 3
     params = proj.write()
@@ -395,7 +402,6 @@ def test_a_trial_cut_off_while_it_drew_is_drawn_again_whole_as_an_uninterrupted_
     study.set_user_attr("space", space_to_dict(params.benchmarks[key].space))  # as the search stores it
     cut = study.ask()
     cut.suggest_float("lr", **proj.bench(key)["space"]["lr"])  # killed here: l2 never drawn
-    time.sleep(1.5)
     proj.search(key)
     trials = proj.study(key).get_trials()
     assert trials[0].state == TS.FAIL and trials[0].user_attrs["interrupted"]
