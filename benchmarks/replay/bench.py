@@ -59,6 +59,9 @@ TUNEBENCH = {
     "tunebench_pad50": {"pad": 0.5},
     "tunebench_q70": {"top_quantile": 0.7},
     "tunebench_pad30_explore": {"pad": 0.3, "explore": 1 / 3},
+    "tunebench_pad10": {"pad": 0.1},  # the default until the replay chose 0.5
+    "tunebench_pad40": {"pad": 0.4},
+    "tunebench_pad70": {"pad": 0.7},
 }
 PEERS = {
     "random": lambda p, b, s: m.run_optuna(p, b, s, sampler="random", pruner="none"),
@@ -89,6 +92,7 @@ def run_one(problem: m.ReplayProblem, method: str, budget: int, seed: int, workd
         "final_regret": problem.regret(trace.best_params), "anytime_regret": anytime(path, epochs),
         "epochs": trace.epochs, "budget_epochs": epochs, "trials": len(trace.events),
         "wall_s": round(time.perf_counter() - started, 2), "best_params": trace.best_params, "path": path,
+        **({"fast": True} if fast and method in TUNEBENCH else {}),
     }  # fmt: skip
 
 
@@ -248,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--problems", nargs="+", help="recordings in --curves (default: all)")
     ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=[*TUNEBENCH, *PEERS])
     ap.add_argument("--budgets", nargs="+", type=int, default=[10, 30, 100])
-    ap.add_argument("--seeds", type=int, default=25, help="search seeds 0..N-1")
+    ap.add_argument("--seeds", type=int, default=25, help="search seeds 0..N-1 (from --first-seed)")
+    ap.add_argument("--first-seed", type=int, default=0, help="the first search seed (held-out seeds: 25)")
     ap.add_argument(
         "--runs",
         type=Path,
@@ -266,8 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="replay-"))
     done = {(r["problem"], r["method"], r["budget"], r["seed"]) for p in args.runs for r in load_rows(p)}
     args.runs[0].parent.mkdir(parents=True, exist_ok=True)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     for prob, budget, seed, method in (
-        (p, b, s, x) for p in args.problems for b in args.budgets for s in range(args.seeds) for x in args.methods
+        (p, b, s, x) for p in args.problems for b in args.budgets for s in seeds for x in args.methods
     ):
         if args.report or (prob, method, budget, seed) in done:
             continue

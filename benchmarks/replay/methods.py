@@ -237,11 +237,11 @@ def make_project(problem: ReplayProblem, folder: Path) -> Path:
 
 def tunebench_rounds(problem: ReplayProblem, budget: int, *, coarse_share: float = 0.4, coarse_pruner: str = "median",
                      fine_pruner: str = "median", top_quantile: float = 0.4, enqueue_best: int = 1,
-                     reinvest_pruned: bool = True, warm_start: bool = False, pad: float = 0.1,
+                     reinvest_pruned: bool = True, warm_start: bool = False, pad: float | None = None,
                      explore: float = 0.0) -> list[dict]:  # fmt: skip
     """tunebench's coarse-to-fine schedule for `budget` full trials (`efficiency_methods.tunebench_rounds`: a
     quarter of a full trial's epochs on `coarse_share` of the budget, then full trials narrowed to the best
-    `top_quantile`), with the choices the replay weighs."""
+    `top_quantile`), with the choices the replay weighs (`pad`: `RoundConfig`'s default unless given)."""
     coarse_epochs = max(1, problem.epochs // 4)
     n_coarse = max(2, round(coarse_share * budget * problem.epochs / coarse_epochs))
     n_fine = max(2, int(budget - n_coarse * coarse_epochs / problem.epochs))
@@ -249,8 +249,8 @@ def tunebench_rounds(problem: ReplayProblem, budget: int, *, coarse_share: float
     return [
         {"name": "coarse", "n_trials": n_coarse, "epochs": coarse_epochs, "pruner": coarse_pruner, **common},
         {"name": "fine", "n_trials": n_fine, "epochs": problem.epochs, "pruner": fine_pruner,
-         "top_quantile": top_quantile, "enqueue_best": enqueue_best, "warm_start": warm_start, "pad": pad,
-         "explore": explore, **common},
+         "top_quantile": top_quantile, "enqueue_best": enqueue_best, "warm_start": warm_start, "explore": explore,
+         **({} if pad is None else {"pad": pad}), **common},
     ]  # fmt: skip
 
 

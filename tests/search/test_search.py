@@ -567,6 +567,7 @@ def test_second_round_narrows_ranges_enqueues_the_best_and_studies_cli_lists_bot
         {"name": "coarse", "n_trials": 5, "epochs": 1, "pruner": "none"},
         {"name": "fine", "n_trials": 2, "epochs": 2, "pruner": "none", "top_quantile": 0.4, "enqueue_best": 1},
     ]
+    proj.bench(key)["rounds"][1]["pad"] = 0.1  # narrower than the default's: both ranges narrow from 5 trials
     result = proj.search(key)
     coarse, fine = proj.study(key, 0), proj.study(key, 1)
     assert [r["study"] for r in result["rounds"]] == [coarse.study_name, fine.study_name]

@@ -195,3 +195,15 @@ def test_explore_queues_a_share_of_the_round_from_the_full_ranges_after_the_best
     assert any(not narrowed["lr"].low <= p["lr"] <= narrowed["lr"].high for p in explored)  # outside the narrowed box
     assert [t.params for t in queued()] == [t.params for t in trials]  # same seed and salt, same draws
     assert [t.params for t in queued(salt="c")][1:] != explored
+
+
+def test_the_default_round_narrows_to_the_best_trials_padded_by_half_the_width():
+    """The replay benchmark's choice: short coarse trials favour no dropout, the optimum has 0.25."""
+    rnd = RoundConfig(name="fine", n_trials=2, epochs=4)
+    space = {"dropout": ParamRange(low=0.0, high=0.5), "lr": ParamRange(low=1e-4, high=1e-1, log=True)}
+    study = _study(space, lambda p: p["dropout"], n=40)  # minimized: the best trials have little dropout
+    best = top_trials(study.trials, "minimize", rnd.top_quantile)
+    new, _ = narrow(space, study.trials, "minimize", top_quantile=rnd.top_quantile, pad=rnd.pad)
+    assert rnd.pad == 0.5
+    assert new["dropout"].high == pytest.approx(max(t.params["dropout"] for t in best) + 0.25)
+    assert new["dropout"].high > 0.25 > max(t.params["dropout"] for t in best) + 0.1 * 0.5  # the old default's reach
