@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         with args.runs[0].open("a") as f:
             f.write(json.dumps(row) + "\n")
         print(f"{prob} b{budget} s{seed} {method}: regret {row['final_regret']:.4f} ({row['wall_s']} s)", flush=True)
-    wanted = {"problem": args.problems, "method": args.methods, "budget": args.budgets}
+    wanted = {"problem": args.problems, "method": args.methods, "budget": args.budgets, "seed": seeds}
     rows = [r for p in args.runs for r in load_rows(p) if all(r[k] in v for k, v in wanted.items())]
     if args.screen:
         variants = [x for x in args.methods if x in TUNEBENCH]
