@@ -155,6 +155,21 @@ def test_compare_ranks_and_tests_tunebench_against_each_peer():
     assert out["wilcoxon_vs_tunebench"]["random"]["tunebench_better"] == 12
 
 
+def test_screen_puts_each_variant_in_tunebenchs_place_and_tests_it_against_the_default():
+    import bench
+
+    rows, kt = [], "keras_tuner_hyperband"
+    for seed in range(12):
+        regrets = {"tunebench": 0.02, "tunebench_pad10": 0.03 + seed / 10**4, "random": 0.01, kt: 0.04}
+        rows += [dict(problem="p", seed=seed, method=x, budget=10, final_regret=r) for x, r in regrets.items()]
+    out = bench.screen(rows, ["tunebench", "tunebench_pad10"])["10"]
+    assert out["tunebench"]["mean_rank"] == {"tunebench": 2.0, "random": 1.0, kt: 3.0}
+    variant = out["tunebench_pad10"]
+    assert variant["mean_rank"] == {"tunebench": 2.0, "random": 1.0, kt: 3.0}  # in its place
+    assert variant["wilcoxon_vs_tunebench"]["random"]["peer_better"] == 12
+    assert variant["vs_default"]["default_better"] == 12 and variant["vs_default"]["p"] < 0.01
+
+
 def test_peers_spend_at_most_the_budget(tiny):
     import methods
 
