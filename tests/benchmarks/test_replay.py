@@ -233,6 +233,26 @@ def test_a_warm_started_fine_round_on_run_search_draws_as_the_in_memory_rounds(t
     assert runs[False][n_coarse + 1 :] != runs[True][n_coarse + 1 :]  # after the enqueued best, the fine draws differ
 
 
+@pytest.mark.slow
+def test_a_kfold_search_on_run_search_scores_as_the_in_memory_rounds(tmp_path):
+    """A K-fold trial's value is the best epoch of its mean curve over folds, whose best epochs differ here."""
+    import fast
+    import methods
+
+    path = tmp_path / "kfold.npz"
+    curves = load_curves(str(tiny_recording(tmp_path / "classes.npz", folds=4)))
+    wobble = 0.05 * np.sin(np.arange(6)[None, None, None, :] * (1 + np.arange(4)[None, None, :, None]))
+    meta = {**curves.meta, "task": "regression", "metric": "mae", "direction": "minimize"}
+    save_curves(path, meta, 3 - curves.val + wobble, 3 - curves.test + wobble)  # MAE: lower is better
+    problem = methods.ReplayProblem(str(path))
+    project = methods.make_project(problem, tmp_path / "project")  # Boston, 4 folds
+    rounds = methods.tunebench_rounds(problem, 4)
+    real = methods.run_tunebench(problem, 4, 1, project, rounds, "kfold_b4")
+    quick = fast.run_rounds(problem, 4, 1, rounds, "kfold_b4")
+    assert [e[2:] for e in quick.events] == [e[2:] for e in real.events] and quick.epochs == real.epochs
+    assert quick.best_params == real.best_params
+
+
 def test_curves_round_trip(tmp_path, tiny):
     curves = load_curves(tiny)
     assert isinstance(curves, Curves) and curves.val.shape == (8, 2, 1, 6) and curves.val.dtype == np.float32
