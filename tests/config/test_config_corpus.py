@@ -812,6 +812,7 @@ VALID_EDITS = {
     "tracking-postgres": put("tracking.uri", "postgresql://ml@db/mlflow"),
     "custom-csv": custom(),
     "timeout-int": put(f"{DL}.rounds.coarse.timeout", 60),
+    "hand-over-guards": both(put(f"{DL}.rounds.fine.warm_start", True), put(f"{DL}.rounds.fine.explore", 0.99)),
     "kfold-0": put("datasets.boston_housing.preprocess.kfold", 0),
     "ngrams-bigrams": put(f"{PR}.ngrams", [1, 2]),
     "ngrams-default": put(f"{PR}.ngrams", [1]),
