@@ -330,6 +330,7 @@ def test_a_failing_worker_process_fails_the_search_with_its_error(tmp_path, monk
 # ---------------------------------------------------------------- database storage under DVC
 
 
+@pytest.mark.slow
 @pytest.mark.servers
 @pytest.mark.dvc
 def test_dvc_repro_with_postgresql_storage_leaves_the_studies_folder_and_no_password(tmp_path):

@@ -16,6 +16,9 @@ from fixtures_datasets import csv_project as _params
 from sklearn.datasets import load_breast_cancer
 
 
+pytestmark = pytest.mark.slow  # the CLI stages again after each change of data: over a minute
+
+
 def _stages(cwd: Path) -> dict:
     for stage in ("fetch", "preprocess"):
         cli_ok(stage, "--dataset", "mine", cwd=cwd)

@@ -35,6 +35,8 @@ from pipeline.reference import reference_for
 from pipeline.report import collect
 from pipeline.search.storage import open_storage
 
+pytestmark = pytest.mark.slow  # a whole stage chain per dataset, minutes in all
+
 NUM_WORDS = 1000  # the profile's 10,000 exceeds these files' vocabulary (1,459 words): the top 1,000 instead
 
 

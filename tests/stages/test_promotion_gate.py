@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from conftest import cli_ok
 from mlflow.tracking import MlflowClient
@@ -12,6 +13,8 @@ from sklearn.datasets import load_breast_cancer
 from fixtures_datasets import CSV_BENCH as BENCH
 from fixtures_datasets import csv_bytes as _csv
 from fixtures_datasets import csv_project as _params
+
+pytestmark = pytest.mark.slow  # search to promote twice through the CLI: over a minute
 
 NAME = "mine-linear"
 
