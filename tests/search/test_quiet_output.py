@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import yaml
 from mlflow import MlflowClient
 
@@ -27,6 +28,7 @@ PARAMS: dict = {
 }  # fmt: skip
 
 
+@pytest.mark.slow  # five CLI stages: most of a minute
 def test_a_search_prints_a_short_line_named_bars_of_whole_trials_and_no_info(tmp_path):
     parse_params(PARAMS)  # valid
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False))

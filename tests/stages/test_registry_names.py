@@ -38,6 +38,7 @@ def _run(tmp_path, bench: str, *promote_args: str):
     return run_cli("promote", "--benchmark", bench, *promote_args, cwd=tmp_path)
 
 
+@pytest.mark.slow  # two benchmarks from fetch to promote: most of a minute
 def test_two_benchmarks_of_one_dataset_and_model_keep_their_own_champions(tmp_path, cancer, monkeypatch):
     x, y = cancer
     _two_benchmarks(tmp_path, x, y)
