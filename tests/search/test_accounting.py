@@ -197,6 +197,7 @@ def _with_steps(params, key: str, result: dict, folds: int | None) -> list[dict]
     return [r | {"steps": steps[(r["round_name"], r["trial"])]} for r in rows]
 
 
+@pytest.mark.slow  # a search, train_best, evaluate and report: over 10 s
 def test_a_real_search_accounts_for_every_epoch_in_metrics_parent_runs_and_leaderboard(project):
     params, key = project, "digits_numpy_mlp"
     _enqueue(params, key, "maximize", (3e-2, 2e-2, 1e-4, 1e-4))

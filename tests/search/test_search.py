@@ -188,6 +188,7 @@ def test_median_pruner_stops_a_bad_trial_after_the_warmup(proj):
     assert result["best"]["trial"] in (0, 1)
 
 
+@pytest.mark.slow  # Keras trials: over 10 s
 @pytest.mark.filterwarnings("ignore:Fixed parameter lr with value 1000000.0 is out of range")
 def test_diverging_keras_trial_is_pruned_with_its_reason_and_the_study_goes_on(proj, monkeypatch):
     keras = keras_module()
@@ -476,6 +477,7 @@ def test_two_workers_share_one_study_without_duplicates_in_recycled_processes(pr
     assert {r.info.run_id for r in runs} == {t.user_attrs["mlflow_run_id"] for t in trials}
 
 
+@pytest.mark.slow  # two launcher processes: over 10 s
 def test_two_launchers_on_one_journal_share_each_budget_and_parent_and_draw_apart(proj):
     key = "digits_numpy_mlp"
     budgets = (8, 4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from conftest import cli_ok
 from mlflow.tracking import MlflowClient
@@ -14,6 +15,7 @@ from fixtures_datasets import csv_bytes as _csv
 from fixtures_datasets import csv_project as _params
 
 
+@pytest.mark.slow  # a search and the retraining of its top trials: over 10 s
 def test_top_configurations_are_retrained_and_chosen_by_their_mean(tmp_path):
     d = load_breast_cancer()
     _params(tmp_path, "a.csv", _csv(d.data[:300], d.target[:300]), kfold=3)

@@ -232,6 +232,7 @@ def _search(root, data_dir, monkeypatch, capsys, *args: str) -> tuple[str, list[
     return err, [optuna.load_study(study_name=n, storage=storage).get_trials() for n in names]
 
 
+@pytest.mark.slow  # two searches, one with 2 worker processes: over 10 s
 def test_two_warm_workers_run_every_round_and_find_what_one_worker_finds(tmp_path, data_dir, monkeypatch, capsys):
     err, _ = _search(tmp_path / "auto", data_dir, monkeypatch, capsys)
     rounds = parse_params(PARAMS).benchmark(KEY).rounds

@@ -95,6 +95,7 @@ def test_invalid_profile_is_refused_before_anything_is_written(copy):
     assert (dest / "params.yaml").read_bytes() == before
 
 
+@pytest.mark.slow  # every offline dataset of the full profile, and a search: over 10 s
 def test_shrunken_full_profile_runs_its_offline_part(tmp_path, monkeypatch):
     """Every offline dataset of the full profile is fetched and preprocessed (300 rows); the
     from-scratch network on Fashion-MNIST's PCA features is searched (2 x 2 trials), retrained,
