@@ -116,6 +116,18 @@ def copy_tracked_files(dest: Path) -> Path:
     return dest
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items) -> None:
+    """A test on the session fixture `project` below (a `dvc repro`) must be marked `slow` and `dvc`."""
+    bare = [i.nodeid for i in items if "project" in i.fixturenames and not hasattr(i.module, "project")
+            and not (i.get_closest_marker("slow") and i.get_closest_marker("dvc"))]  # fmt: skip
+    if bare:
+        raise pytest.UsageError(
+            f"{bare[0]} uses the fixture `project` (dvc repro): mark it slow and dvc "
+            f"(`pytestmark = [pytest.mark.slow, pytest.mark.dvc]`); {len(bare)} such tests"
+        )
+
+
 @pytest.fixture(scope="session")
 def project(tmp_path_factory) -> tuple[Path, dict]:
     """A copy of the project in a new git repo, with the tiny profile, after one `dvc repro`."""
