@@ -119,7 +119,7 @@ def copy_tracked_files(dest: Path) -> Path:
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects
 def pytest_collection_modifyitems(items) -> None:
     """A test on the session fixture `project` below (a `dvc repro`) must be marked `slow` and `dvc`."""
-    bare = [i.nodeid for i in items if "project" in i.fixturenames and not hasattr(i.module, "project")
+    bare = [i.nodeid for i in items if "project" in getattr(i, "fixturenames", ()) and not hasattr(i.module, "project")
             and not (i.get_closest_marker("slow") and i.get_closest_marker("dvc"))]  # fmt: skip
     if bare:
         raise pytest.UsageError(
