@@ -134,6 +134,7 @@ def write_result(params: Params, key: str, direction: str, rounds: list[dict], f
     a best, the MLflow runs of the benchmark's other studies are tagged superseded (`mark_rounds`).
 
     With a `selection` (`pipeline.search.selection`), the best is its chosen candidate, scored by its repeats' mean.
+    The rounds' files still being logged in the background are waited for first (`wait_for_files`).
     """
     wait_for_files()
     bench = params.benchmark(key)
