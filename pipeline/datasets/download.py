@@ -10,6 +10,7 @@ SIGKILLed fetch is removed by the next one.
 from __future__ import annotations
 
 import http.client
+import os
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-BACKOFF_SECONDS = 1.0
+BACKOFF_SECONDS = float(os.environ.get("TUNEBENCH_BACKOFF_S") or 1.0)  # the first retry's wait, doubled after
 USER_AGENT = "tunebench-fetch/0.1"
 _HTML_STARTS = (b"<!doctype", b"<html")
 
