@@ -231,6 +231,7 @@ def test_a_real_search_accounts_for_every_epoch_in_metrics_parent_runs_and_leade
     assert f"| {got['epochs']} ({got['epochs_saved']}) | {got['best_at_epochs']}, {got['best_at_s']:g} |" in md
 
 
+@pytest.mark.slow  # a K-fold search: over 10 s
 def test_kfold_search_counts_each_reported_fold_as_the_rounds_epochs(project):
     params, key = project, "diabetes_numpy_mlp"
     _enqueue(params, key, "minimize", (1e-1, 5e-2, 1e-4, 1e-4))

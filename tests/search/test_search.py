@@ -160,6 +160,7 @@ def proj(prepared, tmp_path, monkeypatch) -> Project:
 # --- pruning, divergence, K-fold -------------------------------------------------------------------
 
 
+@pytest.mark.slow  # searches of over 10 s each: the rest of this module is the fast tier's
 def test_median_pruner_stops_a_bad_trial_after_the_warmup(proj):
     key = "digits_numpy_mlp"
     b = proj.bench(key)
@@ -215,6 +216,7 @@ def test_diverging_keras_trial_is_pruned_with_its_reason_and_the_study_goes_on(p
     assert len(calls) >= 7 + 3
 
 
+@pytest.mark.slow
 def test_kfold_objective_reports_the_running_mean_once_per_fold_and_prunes_by_fold(proj):
     key = "diabetes_numpy_mlp"  # 3 folds; warmup 3 // 4 -> 1 fold
     proj.bench(key)["rounds"] = [{"name": "coarse", "n_trials": 3, "epochs": 3, "pruner": "median",
@@ -236,6 +238,7 @@ def test_kfold_objective_reports_the_running_mean_once_per_fold_and_prunes_by_fo
     assert len(proj.history(runs[0].info.run_id, "val_mae")) == 3, "the per-epoch curve is the mean over folds"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reinvest", [True, False])
 def test_pruned_trials_give_their_unused_epochs_back_to_the_round(proj, reinvest):
     key = "digits_numpy_mlp"
@@ -266,6 +269,7 @@ def test_pruned_trials_give_their_unused_epochs_back_to_the_round(proj, reinvest
     assert (cost["trials"], cost["epochs"]) == (len(trials), sum(steps))
 
 
+@pytest.mark.slow
 def test_a_pruned_kfold_trial_costs_the_folds_it_trained(proj):
     key = "diabetes_numpy_mlp"  # 3 folds of 3 epochs; warmup 1 fold
     proj.bench(key)["rounds"] = [{"name": "coarse", "n_trials": 3, "epochs": 3, "pruner": "median"}]
@@ -345,6 +349,7 @@ def _aged(monkeypatch) -> None:
     monkeypatch.setattr(storage, "now", lambda: datetime.datetime.now() + datetime.timedelta(seconds=2))
 
 
+@pytest.mark.slow
 def test_crashed_running_trial_is_failed_not_counted_and_retried_while_live_ones_are_left(proj, monkeypatch):
     _aged(monkeypatch)  # the crashed trial names no worker
     key = "digits_numpy_mlp"
@@ -410,6 +415,7 @@ def test_a_trial_cut_off_while_it_drew_is_drawn_again_whole_as_an_uninterrupted_
     assert configurations(trials) == uninterrupted and len(uninterrupted) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_rdb_heartbeat_fails_a_stale_trial_and_retries_it(proj, monkeypatch):

@@ -82,6 +82,7 @@ def test_a_torn_last_journal_record_is_named_and_never_glued_onto(proj):
     assert cli("studies", cwd=proj).returncode == 0
 
 
+@pytest.mark.slow  # a search through the CLI on a new MLflow store: over 10 s
 def test_a_deleted_tracking_store_gets_the_round_a_new_parent_run(proj):
     import optuna
     from mlflow.tracking import MlflowClient
