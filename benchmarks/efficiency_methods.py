@@ -362,7 +362,7 @@ def run_tunebench(problem: Problem, data, budget: int, seed: int, rounds: list[d
     cwd = os.getcwd()
     os.chdir(project)
     try:
-        rows = search_summary.trial_rows(None, problem.name, result, folds=folds)
+        rows = search_summary.trial_rows(problem.name, result)
     finally:
         os.chdir(cwd)
     for row in sorted(rows, key=lambda r: (r["round"], r["end"] or launched)):

@@ -139,6 +139,11 @@ def search_result(benchmark: str) -> Path:
     return _named(RESULTS / "search" / f"{benchmark}.json", benchmark, "benchmarks")
 
 
+def search_trials(benchmark: str) -> Path:
+    """Every trial of one benchmark's search, a row each: the search stage's output that later stages read."""
+    return _named(RESULTS / "search" / f"{benchmark}.trials.json", benchmark, "benchmarks")
+
+
 def model_dir(benchmark: str) -> Path:
     """The retrained best model (an MLflow pyfunc model folder) and its run id."""
     return _named(MODELS / benchmark, benchmark, "benchmarks")

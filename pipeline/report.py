@@ -102,15 +102,15 @@ def _seed_columns(m: dict, meaning: dict, promo: Path, metric: str, direction: s
 
 
 def _add_stores(params: Params, row: dict, mlc, mlflow_note: str | None, details: bool) -> None:
-    """Fill a run row's columns that come from the Optuna storage and the MLflow store."""
+    """Fill a run row's columns that come from the search's trials table and the MLflow store."""
     notes = []
     search = row.pop("_search")
     try:
-        table = report_sources.trials(params.storage_url(), row["benchmark"], search)
+        table = report_sources.trials(row["benchmark"], search)
         row["failed"] = sum(t["state"] == "fail" for t in table)
-    except Exception as err:  # noqa: BLE001 - an unreadable storage empties these columns, with a note
+    except Exception as err:  # noqa: BLE001 - a missing trials table empties these columns, with a note
         table = []
-        notes.append(f"Optuna storage unreadable: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+        notes.append(f"trials unreadable: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
     curves = {}
     if mlc is None:
         notes.append(f"MLflow unreadable: {mlflow_note}")

@@ -1,8 +1,8 @@
-"""What the report reads besides the stage files: the Optuna storages, the MLflow store, the dataset catalog.
+"""What the report reads besides its own inputs: the search stage's trials table, the MLflow store, the catalog.
 
-Each reader takes a storage URL or an MLflow client, so the report works the same against the
-local journal files and SQLite store or a shared PostgreSQL database and `mlflow server`. A store
-that cannot be read leaves its columns empty and adds one note; it never stops the report.
+The MLflow readers take a client, so the report works the same against the local SQLite store
+or an `mlflow server`. A source that cannot be read leaves its columns empty and adds one note;
+it never stops the report.
 """
 
 from __future__ import annotations
@@ -15,25 +15,13 @@ from pipeline.config import Params
 from pipeline.errors import TunebenchError
 
 
-def trials(storage_url: str | None, benchmark: str, result: dict) -> list[dict]:
+def trials(benchmark: str, result: dict) -> list[dict]:
     """Every trial that counted, round by round: `round`, `round_name`, `trial`, `state`, `value`,
-    `epochs` trained and the sampled `params` (read from the Optuna studies `result` names)."""
-    import optuna  # noqa: PLC0415
+    `epochs` trained and the sampled `params` (the search stage's `results/search/<b>.trials.json`)."""
+    from pipeline.search_summary import trial_rows  # noqa: PLC0415
 
-    from pipeline.search.budget import budget_view  # noqa: PLC0415
-    from pipeline.search.storage import open_storage  # noqa: PLC0415
-    from pipeline.search_summary import study_rows  # noqa: PLC0415
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(storage_url, benchmark)
-    rows: list[dict] = []
-    for k, rnd in enumerate(result.get("rounds", []), start=1):
-        study = budget_view(optuna.load_study(study_name=rnd["study"], storage=storage), rnd.get("budget"))
-        sampled = {t.number: t.params for t in study.get_trials(deepcopy=False)}
-        for row in study_rows(study, k, rnd["round"], rnd["epochs"], None):
-            rows.append({**{c: row[c] for c in ("round", "round_name", "trial", "state", "value", "epochs")},
-                         "params": sampled.get(row["trial"], {})})  # fmt: skip
-    return rows
+    keep = ("round", "round_name", "trial", "state", "value", "epochs", "params")
+    return [{c: row[c] for c in keep} for row in trial_rows(benchmark, result)]
 
 
 def registry_entry(mlc, name: str, run_id: str | None) -> dict:

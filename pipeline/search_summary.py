@@ -1,13 +1,16 @@
-"""A finished search read back from its studies: what it cost and how it went, for `dvc metrics` and `dvc plots`.
+"""A finished search: its trials as one table, what it cost and how it went, for `dvc metrics` and `dvc plots`.
 
-`accounting` gives the numbers of `metrics/<b>.json`'s `search` (trials, pruned, epochs trained and
-saved by pruning, wall time, when the best and a value near it were reached; also per round, as each
-round's MLflow parent run logs them). Wall time is time spent in trials: the union of the trials'
-busy intervals (`busy_spans`), so the idle time between the runs of an extended or resumed study
-never counts; `write_history` writes one table per round under
-`plots/<b>/search/` (trial number, value), which `dvc plots` draws as the coarse-to-fine history,
-one marker shape per round. Trials that never
-counted (surplus, discarded, cut off by a crash) are left out, as in the budget.
+The search stage writes every trial of its rounds, a row each (`write_trials`:
+`results/search/<b>.trials.json`: round, study, number, state, value, parameters, reported values,
+epochs trained, start and end, whether it counted in the budget), the one place later stages and
+the notebook read trials from (`trial_rows`); nothing after the search reopens the Optuna storage.
+`accounting` gives the numbers of `metrics/<b>.json`'s `search` (trials, pruned, epochs trained
+and saved by pruning, wall time, when the best and a value near it were reached; also per round,
+as each round's MLflow parent run logs them). Wall time is time spent in trials: the union of the
+trials' busy intervals (`busy_spans`), so the idle time between the runs of an extended or resumed
+study never counts; `write_history` writes one table per round under `plots/<b>/search/` (trial
+number, value), which `dvc plots` draws as the coarse-to-fine history, one marker shape per round.
+Trials that never counted (surplus, discarded, cut off by a crash) are left out, as in the budget.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from pipeline import paths
+from pipeline import io, paths
 from pipeline.errors import MissingInputError
 from pipeline.search.budget import budget_view, counts_in_budget
 from pipeline.search.storage import open_storage
@@ -34,44 +37,65 @@ def round_file(k: int, name: str) -> str:
     return f"{SEARCH_PLOTS}/{k}-{name}.csv"
 
 
-def trial_rows(storage_url: str | None, benchmark: str, result: dict, *, folds: int | None) -> list[dict]:
-    """One row per trial that counted, in the order the rounds ran (see `study_rows`).
+def write_trials(benchmark: str, rounds: list[dict], storage_url: str | None, dataset: str) -> Path:
+    """Write `results/search/<b>.trials.json`: every trial of the studies `rounds` (the search result's) name,
+    a row each (`study_rows`, plus its study, `counted` in the budget, `params` and reported `values`)."""
+    storage = open_storage(storage_url, benchmark)
+    folds = len(io.read_json(paths.processed_manifest(dataset)).get("folds") or []) or None
+    rows: list[dict] = []
+    for k, rnd in enumerate(rounds, start=1):
+        study = budget_view(optuna.load_study(study_name=rnd["study"], storage=storage), rnd.get("budget"))
+        by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+        for row in study_rows(study, k, rnd["round"], rnd["epochs"], folds, counted_only=False):
+            t = by_number[row["trial"]]
+            rows.append({**row, "study": rnd["study"], "params": t.params,
+                         "values": [t.intermediate_values[s] for s in sorted(t.intermediate_values)],
+                         "start": _iso(row["start"]), "end": _iso(row["end"])})  # fmt: skip
+    out = paths.search_trials(benchmark)
+    io.write_json_atomic(out, {"benchmark": benchmark, "folds": folds, "studies": [r["study"] for r in rounds],
+                               "trials": rows})  # fmt: skip
+    return out
 
-    Args:
-        `result`: the search result (`results/search/<b>.json`), which names each round's study.
-        `folds`: the data's number of folds (None without folds): each reported step is then a whole
-            fold of the round's epochs.
+
+def trial_rows(benchmark: str, result: dict) -> list[dict]:
+    """The trials that counted, a row each in the order the rounds ran (see `write_trials`), read from
+    `results/search/<b>.trials.json`; `start` and `end` as datetimes.
 
     Raises:
-        MissingInputError: a study the result names is gone from the storage.
+        MissingInputError: the file is missing, or it holds other studies than `result` (the search result) names.
     """
-    storage = open_storage(storage_url, benchmark)
-    rows: list[dict] = []
-    for k, rnd in enumerate(result.get("rounds", []), start=1):
-        try:
-            study = budget_view(optuna.load_study(study_name=rnd["study"], storage=storage), rnd.get("budget"))
-        except KeyError:
-            raise MissingInputError(
-                f"{paths.search_result(benchmark)} names study {rnd['study']}, which its storage does not hold; "
-                f"rerun `tunebench search --benchmark {benchmark}`"
-            ) from None
-        rows += study_rows(study, k, rnd["round"], rnd["epochs"], folds)
-    return rows
+    path = paths.search_trials(benchmark)
+    table = io.read_json(path) if path.exists() else {}
+    if table.get("studies") != [r["study"] for r in result.get("rounds", [])]:
+        why = "is missing" if not table else "holds other studies than the search result names"
+        raise MissingInputError(f"{path} {why}; rerun `tunebench search --benchmark {benchmark}` (it writes both)")
+    return [{**r, "start": _when(r["start"]), "end": _when(r["end"])} for r in table["trials"] if r["counted"]]
 
 
-def study_rows(study: optuna.Study, k: int, name: str, epochs: int, folds: int | None) -> list[dict]:
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else when.isoformat()
+
+
+def _when(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def study_rows(study: optuna.Study, k: int, name: str, epochs: int, folds: int | None, *,
+               counted_only: bool = True) -> list[dict]:  # fmt: skip
     """The rows of round `k` (from 1) named `name`, `epochs` a trial: round, number, state, value, times,
-    `epochs` trained (reported steps, times `epochs` with folds) and `full` (what it costs unpruned)."""
+    `epochs` trained (reported steps, times `epochs` with folds), `full` (what it costs unpruned) and
+    `counted` (in the budget); only the trials that counted unless `counted_only` is off."""
     attrs = study.user_attrs
     rows = []
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        if not counts_in_budget(attrs, t):
+        counted = counts_in_budget(attrs, t)
+        if counted_only and not counted:
             continue
         steps = len(t.intermediate_values) or (1 if t.state == optuna.trial.TrialState.COMPLETE else 0)
         rows.append({
             "round": k, "round_name": name, "trial": t.number, "state": t.state.name.lower(), "value": t.value,
             "epochs": steps * (epochs if folds else 1), "full": epochs * (folds or 1),
-            "start": t.datetime_start, "end": t.datetime_complete,
+            "start": t.datetime_start, "end": t.datetime_complete, "counted": counted,
         })  # fmt: skip
     return rows
 

@@ -190,7 +190,7 @@ def evaluate(params: Params, benchmark: str) -> dict:
     baseline = get_family("majority").train({}, data.X_train, data.y_train, None, None, task=data.task,
                                             n_classes=data.n_classes, epochs=1)  # fmt: skip
     metric, direction = task_metric(data.task)
-    trials = search_summary.trial_rows(params.storage_url(), benchmark, result, folds=len(data.folds or []) or None)
+    trials = search_summary.trial_rows(benchmark, result)  # the search stage's table: no Optuna storage here
     out_dir = paths.plots_dir(benchmark)
     _recover(mlc, tracking.experiment_name(benchmark, bench.dataset, bench.model), "evaluate", out_dir)
     with io.staged_dir(out_dir) as tmp:

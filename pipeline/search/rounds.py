@@ -23,7 +23,7 @@ from typing import Any
 
 import optuna
 
-from pipeline import data_identity, io, paths, retry, tracking
+from pipeline import data_identity, io, paths, retry, search_summary, tracking
 from pipeline.config import ParamRange, Params, RoundConfig, fingerprint
 from pipeline.errors import ConfigError, MissingInputError, SearchFailedError
 from pipeline.search import parallel, round_summary, selection
@@ -301,11 +301,13 @@ def run_search(params: Params, key: str, *, only_round: int | None = None, n_tri
         if failure is not None:
             failure = f"{key}: no completed trial in round {k + 1} ({rnd.name}): {failure}"
             if round_summary.overall_best(rounds_out) is None:
+                search_summary.write_trials(key, rounds_out, storage_url, bench.dataset)
                 round_summary.write_result(params, key, direction, rounds_out, failure=failure)
                 raise SearchFailedError(f"{failure}; fix the cause and rerun `tunebench search --benchmark {key}`")
             print(f"warning: {failure}; the best stays that of an earlier round", file=sys.stderr)
     last = only_round in (None, len(bench.rounds))  # robust selection follows the last round
     chosen = selection.run_selection(params, key, prev, direction) if last and prev is not None else None
+    search_summary.write_trials(key, rounds_out, storage_url, bench.dataset)  # what later stages read of the trials
     return round_summary.write_result(params, key, direction, rounds_out, selection=chosen)
 
 

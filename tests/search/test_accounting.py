@@ -188,7 +188,7 @@ def _check_adds_up(rows: list[dict], got: dict, folds: int | None, result: dict)
 
 def _with_steps(params, key: str, result: dict, folds: int | None) -> list[dict]:
     """`trial_rows` plus each trial's reported steps, read from the studies independently."""
-    rows = trial_rows(None, key, result, folds=folds)
+    rows = trial_rows(key, result)
     storage = open_storage(None, key)
     steps = {}
     for rnd in result["rounds"]:
@@ -219,7 +219,7 @@ def test_a_real_search_accounts_for_every_epoch_in_metrics_parent_runs_and_leade
         assert n_trials * 4 <= block["epochs"] < (n_trials + 1) * 4, (name, block)
     assert all(r["epochs"] == len(r["steps"]) for r in rows) and any(r["epochs"] < 4 for r in rows)
     _check_adds_up(rows, got, None, result)
-    assert got == accounting(trial_rows(None, key, result, folds=None), "maximize") | {"selection": got["selection"]}
+    assert got == accounting(trial_rows(key, result), "maximize") | {"selection": got["selection"]}
     assert list(got["rounds"]) == ["1-coarse", "2-fine"]
     for k, rnd in enumerate(result["rounds"]):
         assert _parent_figures(params, rnd["parent_run_id"]) == got["rounds"][f"{k + 1}-{rnd['round']}"]
@@ -307,3 +307,28 @@ def test_an_extended_study_counts_only_busy_time_and_its_superseded_runs_are_tag
     note = mlc.get_run(first["rounds"][1]["parent_run_id"]).data.tags["mlflow.note.content"]
     assert note.startswith("Optuna study `"), note
     assert all(r.data.tags.get("superseded") == old for r in _runs(project, f"tags.study_name = '{new}'"))
+
+
+def test_the_trials_table_must_be_the_search_results_own(tmp_path, monkeypatch):
+    """Later stages read trials from `results/search/<b>.trials.json` only: a missing table, or one left by
+    another search (other studies), is refused with the command that writes both, never read as this one's."""
+    from pipeline import io, paths
+    from pipeline.errors import MissingInputError
+
+    monkeypatch.chdir(tmp_path)
+    key = "digits_numpy_mlp"
+    result = {"rounds": [{"study": f"{key}.1-coarse.aaaa"}, {"study": f"{key}.2-fine.bbbb"}]}
+    missing = rf"trials\.json is missing; rerun `tunebench search --benchmark {key}`"
+    with pytest.raises(MissingInputError, match=missing):
+        trial_rows(key, result)
+    row = {"round": 1, "round_name": "coarse", "trial": 0, "state": "complete", "value": 0.9, "epochs": 2, "full": 2,
+           "start": "2026-12-07T05:00:00", "end": "2026-12-07T05:00:09", "counted": True, "params": {"lr": 0.01},
+           "values": [0.8, 0.9], "study": f"{key}.1-coarse.aaaa"}  # fmt: skip
+    io.write_json_atomic(paths.search_trials(key), {"studies": [f"{key}.1-coarse.old"], "trials": [row]})
+    with pytest.raises(MissingInputError, match="holds other studies than the search result names"):
+        trial_rows(key, result)
+    surplus = {**row, "trial": 1, "counted": False}
+    io.write_json_atomic(paths.search_trials(key), {"studies": [r["study"] for r in result["rounds"]],
+                                                    "trials": [row, surplus]})  # fmt: skip
+    (got,) = trial_rows(key, result)
+    assert got["params"] == {"lr": 0.01} and (got["end"] - got["start"]).total_seconds() == 9

@@ -265,7 +265,7 @@ def test_pruned_trials_give_their_unused_epochs_back_to_the_round(proj, reinvest
     assert steps[2:] == [2] * (len(trials) - 2)
     assert budget_used(study) == (3.0 if reinvest else 3)
     assert result["rounds"][0]["counts"]["pruned"] == len(trials) - 2
-    cost = search_summary.accounting(search_summary.trial_rows(None, key, result, folds=None), "maximize")
+    cost = search_summary.accounting(search_summary.trial_rows(key, result), "maximize")
     assert (cost["trials"], cost["epochs"]) == (len(trials), sum(steps))
 
 
@@ -337,7 +337,7 @@ def test_a_lowered_budget_reads_the_trials_a_fresh_run_of_it_asks(proj, prepared
 
     def rows(root: Path, result: dict) -> list:
         monkeypatch.chdir(root)
-        got = search_summary.trial_rows(None, key, result, folds=None)
+        got = search_summary.trial_rows(key, result)
         return [(r["round"], r["trial"], r["state"], r["value"], r["epochs"]) for r in got]
 
     assert rows(proj.root, lowered) == rows(fresh.root, expected)
