@@ -268,6 +268,7 @@ def test_a_read_only_project_is_one_line(proj, command, expected):
 # ---------------------------------------------------------------- searches without a completed trial
 
 
+@pytest.mark.slow  # two searches through the CLI: over 10 s
 def test_a_search_without_a_completed_trial_fails_with_the_reason_and_a_rerun_retries(proj):
     shutil.rmtree(proj / "studies")
     proc = cli("search", cwd=proj, fail_from=1)

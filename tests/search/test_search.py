@@ -390,6 +390,7 @@ def test_crashed_running_trial_is_failed_not_counted_and_retried_while_live_ones
     assert budget_used(proj.study(key)) == 3 and len(trials) == 5
 
 
+@pytest.mark.slow
 def test_a_trial_cut_off_while_it_drew_is_drawn_again_whole_as_an_uninterrupted_run_draws_it(proj, monkeypatch):
     _aged(monkeypatch)  # the cut-off trial names no worker
     key = "digits_numpy_mlp"

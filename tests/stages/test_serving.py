@@ -221,6 +221,7 @@ def _small_model(dest, raw, cfg):
     return str(dest)
 
 
+@pytest.mark.slow  # trains and serves two models: over 10 s
 def test_bad_input_gets_a_400_with_one_line_naming_the_column(tmp_path):
     """NaN, null, Infinity, a value beyond float32, no rows, a non-text or empty text: 400 with one short line,
     never the server's stack trace nor a prediction made from 'None' or '42'."""
