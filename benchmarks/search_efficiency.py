@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from efficiency_methods import ROOT, Problem, direction_of, run_keras_tuner, run_optuna, run_tunebench  # noqa: E402
 from machine import machine_info  # noqa: E402
 
-from pipeline.io import write_json_atomic  # noqa: E402
+from pipeline.fileio import write_json_atomic  # noqa: E402
 from pipeline.models.runtime import configure_tensorflow  # noqa: E402
 from pipeline.search_summary import NEAR_POINTS, NEAR_RATIO  # noqa: E402
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from machine import machine_info  # noqa: E402
 
-from pipeline import datasets, features, io  # noqa: E402
+from pipeline import datasets, features, fileio  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
 
 DEFAULT_FEATURES = ("1:10000", "1,2:30000", "1,2:100000")
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
            "dataset": args.dataset, "split": {k: base.get(k) for k in ("val_fraction", "test_fraction", "seed")},
            "machine": machine_info(libraries=("scikit-learn", "numpy", "scipy")), "rows": rows,
            "wall_s": round(time.perf_counter() - t0, 1)}  # fmt: skip
-    io.write_json_atomic(Path(args.out), out)
+    fileio.write_json_atomic(Path(args.out), out)
     print(f"saved {args.out}")
     return 0
 

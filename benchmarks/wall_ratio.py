@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         plain_main(args.plain)
         return 0
     if args.summarize:
-        from pipeline.io import write_json_atomic  # noqa: PLC0415
+        from pipeline.fileio import write_json_atomic  # noqa: PLC0415
 
         result = json.loads(args.summarize.read_text())
         result["summary"] = summarize(result["runs"])
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table(result["summary"]))
         return 0
     from pipeline.config import load_params  # noqa: PLC0415
-    from pipeline.io import write_json_atomic  # noqa: PLC0415
+    from pipeline.fileio import write_json_atomic  # noqa: PLC0415
 
     os.environ["TUNEBENCH_THREADS"] = str(args.threads)  # every child inherits it (`overhead._env`)
     params = load_params(ROOT / "params.yaml")

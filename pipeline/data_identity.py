@@ -11,7 +11,7 @@ study names hash the returned identity, so new data always means new studies.
 
 from __future__ import annotations
 
-from pipeline import io, paths
+from pipeline import fileio, paths
 from pipeline.config import Params, fingerprint
 from pipeline.errors import MissingInputError
 
@@ -29,7 +29,7 @@ def dataset_fingerprint(params: Params, dataset: str) -> str:
 
 def processed_inputs(params: Params, dataset: str) -> dict[str, str]:
     """The `input_hashes` that `preprocess` records: the raw manifest's SHA-256 and the settings' fingerprint."""
-    return {"raw_manifest": io.file_sha256(paths.raw_manifest(dataset)),
+    return {"raw_manifest": fileio.file_sha256(paths.raw_manifest(dataset)),
             "dataset_config": dataset_fingerprint(params, dataset)}  # fmt: skip
 
 
@@ -44,11 +44,11 @@ def require_current(params: Params, dataset: str) -> dict[str, str]:
     rebuild = f"run `tunebench preprocess --dataset {dataset}` (or `dvc repro`) and fix what makes it fail"
     if not where.is_file():
         raise MissingInputError(f"{where} is missing: {dataset} is not preprocessed; {rebuild}")
-    recorded = io.read_json(where).get("input_hashes") or {}
+    recorded = fileio.read_json(where).get("input_hashes") or {}
     if recorded.get("dataset_config") != dataset_fingerprint(params, dataset):
         raise MissingInputError(f"{where} was made from other settings of datasets.{dataset} than params.yaml "
                                 f"gives now (an older preprocess, or one that failed since); {rebuild}")  # fmt: skip
     raw = paths.raw_manifest(dataset)
-    if raw.is_file() and recorded.get("raw_manifest") != io.file_sha256(raw):
+    if raw.is_file() and recorded.get("raw_manifest") != fileio.file_sha256(raw):
         raise MissingInputError(f"{where} was made from other raw files than {raw.parent} holds now; {rebuild}")
     return {"raw_manifest": recorded["raw_manifest"], "dataset_config": recorded["dataset_config"]}

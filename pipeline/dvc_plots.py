@@ -97,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     if new != text:
-        from pipeline import io  # noqa: PLC0415
+        from pipeline import fileio  # noqa: PLC0415
 
-        io.write_text_atomic(target, new)
+        fileio.write_text_atomic(target, new)
         print(f"{target}: plots section rewritten from {args.params}", file=sys.stderr)
     return 0
 

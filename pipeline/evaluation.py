@@ -112,9 +112,9 @@ TEST_PREDICTIONS = "test_predictions.npz"  # the served model's test predictions
 
 def write_test_predictions(path: Path, task: str, pred: np.ndarray, y: np.ndarray) -> None:
     """Save the served model's predictions of the test split with the labels (npz: `task`, `pred`, `y`)."""
-    from pipeline import io  # noqa: PLC0415
+    from pipeline import fileio  # noqa: PLC0415
 
-    with io.atomic_file(path) as f:
+    with fileio.atomic_file(path) as f:
         np.savez(f, task=np.array(task), pred=np.asarray(pred), y=np.asarray(y))
 
 

@@ -4,7 +4,7 @@ All paths are relative to the project root (the working directory of
 `dvc repro` and of the CLI); `dvc.yaml` names the same folders. A file that one
 stage writes and another reads is named here (`model_info`, `raw_example`, ...);
 the files inside a format's own folder (`features.npz`, a model's `meta.json`)
-belong to the module of that format. Reading and writing them: `pipeline.io`.
+belong to the module of that format. Reading and writing them: `pipeline.fileio`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ LEADERBOARD_CSV = REPORTS / "leaderboard.csv"
 LEADERBOARD_MD = REPORTS / "leaderboard.md"
 REPORT_HTML = REPORTS / "index.html"
 
-# Names of files and folders inside the stage outputs (written in a staging folder first, see `pipeline.io`).
+# Names of files and folders inside the stage outputs (written in a staging folder first, see `pipeline.fileio`).
 MANIFEST = "manifest.json"  # data/raw/<d>/ and data/processed/<d>/: what the folder holds, with hashes
 RAW_EXAMPLE = "raw_meta.json"  # data/processed/<d>/: the raw input's kind, shape and example rows (serving)
 MODEL_INFO = "info.json"  # models/<b>/: the run, the logged model, the hyperparameters

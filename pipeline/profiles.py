@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline import io
+from pipeline import fileio
 from pipeline.config import load_params
 from pipeline.errors import ConfigError
 
@@ -69,12 +69,12 @@ def switch(
                 f"(keeps them as {params_path}{BACKUP_SUFFIX})"
             )
         backup = params_path.with_name(params_path.name + BACKUP_SUFFIX)
-        io.write_bytes_atomic(backup, params_path.read_bytes())
-    io.write_bytes_atomic(params_path, source.read_bytes())
+        fileio.write_bytes_atomic(backup, params_path.read_bytes())
+    fileio.write_bytes_atomic(params_path, source.read_bytes())
     if dvc_yaml.is_file():
         text = dvc_yaml.read_text(encoding="utf-8")
         new = dvc_plots.render(text, params)
         if new != text:
-            io.write_text_atomic(dvc_yaml, new)
+            fileio.write_text_atomic(dvc_yaml, new)
     return {"profile": name, "previous": previous, "backup": str(backup) if backup else None,
             "datasets": list(params.datasets), "benchmarks": list(params.benchmarks)}  # fmt: skip

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import io, paths, report_sources, tracking
+from pipeline import fileio, paths, report_sources, tracking
 from pipeline.config import Params
 from pipeline.reference import goal_for, reference_for
 from pipeline.stats import placement
@@ -55,10 +55,10 @@ def _row(params: Params, key: str, bench) -> dict:
         where, hint = report_sources.availability(params, bench.dataset)
         return {**row, "status": NOT_RUN if hint else NOT_YET, "availability": where, "fetch_hint": hint,
                 "metric": ref.metric if ref else None}  # fmt: skip
-    m, meaning = io.read_json(mfile), io.read_json(paths.evaluation_file(key))
-    search = io.read_json(paths.search_result(key)) if paths.search_result(key).exists() else {}
+    m, meaning = fileio.read_json(mfile), fileio.read_json(paths.evaluation_file(key))
+    search = fileio.read_json(paths.search_result(key)) if paths.search_result(key).exists() else {}
     metric, direction = meaning["metric"], meaning["direction"]
-    s = io.read_json(paths.accounting_file(key)) if paths.accounting_file(key).exists() else {}
+    s = fileio.read_json(paths.accounting_file(key)) if paths.accounting_file(key).exists() else {}
     test = m["test"][metric]
     promo = paths.promotion_file(key)
     ok_ref = ref is not None and ref.metric == metric
@@ -74,7 +74,7 @@ def _row(params: Params, key: str, bench) -> dict:
         "weight_sparsity": (m.get("weights") or {}).get("sparsity"),
         "best_params": (search.get("best") or {}).get("params"),
         "best_trial_run_id": (search.get("best") or {}).get("run_id"),
-        "promoted": io.read_json(promo).get("promote") if promo.exists() else None,
+        "promoted": fileio.read_json(promo).get("promote") if promo.exists() else None,
         "registered_name": tracking.experiment_name(key, bench.dataset, bench.model),
         "data_source": report_sources.data_source(bench.dataset),
         "_search": search,
@@ -91,7 +91,7 @@ def _seed_columns(m: dict, meaning: dict, promo: Path, metric: str, direction: s
     model, where the reference lies against the interval (`beats_reference`: yes, no, inconclusive) and
     the promotion's paired test."""
     seeds = meaning.get("test_seeds") or {}
-    test = (io.read_json(promo).get("test") or {}) if promo.exists() else {}
+    test = (fileio.read_json(promo).get("test") or {}) if promo.exists() else {}
     out = {"seeds_mean": seeds.get("mean"), "seeds_ci_low": seeds.get("ci_low"), "seeds_ci_high": seeds.get("ci_high"),
            "seeds_n": seeds.get("n"), "seed_values": [s[metric] for s in meaning.get("per_seed", [])] or None,
            "ensemble": (m.get("test_ensemble") or {}).get(metric), "single": (m.get("test_single") or {}).get(metric),
@@ -248,14 +248,14 @@ def write_report(params: Params) -> Path:
     from pipeline import report_page  # noqa: PLC0415
 
     for out in (paths.LEADERBOARD_CSV, paths.LEADERBOARD_MD, paths.REPORT_HTML):
-        io.clean_staging(out)
+        fileio.clean_staging(out)
     rows = collect(params, details=True)
     df = pd.DataFrame([{k: v for k, v in r.items() if k not in CSV_DROP} for r in rows])
     for col in (c for c in COUNTS if c in df):
         df[col] = df[col].astype("Int64")  # counts stay whole numbers beside the rows not run here
-    io.write_text_atomic(paths.LEADERBOARD_CSV, df.to_csv(index=False))
-    io.write_text_atomic(paths.LEADERBOARD_MD, markdown(rows))
-    io.write_text_atomic(paths.REPORT_HTML, report_page.render(rows))
+    fileio.write_text_atomic(paths.LEADERBOARD_CSV, df.to_csv(index=False))
+    fileio.write_text_atomic(paths.LEADERBOARD_MD, markdown(rows))
+    fileio.write_text_atomic(paths.REPORT_HTML, report_page.render(rows))
     return paths.LEADERBOARD_MD
 
 
@@ -269,7 +269,7 @@ def summary_table(params: Params) -> str:
     rows = [("benchmark", "metric", "test", "baseline", "champion")]
     for r in df.to_dict("records"):
         promo = paths.promotion_file(r["benchmark"])
-        champion = _champion_note(io.read_json(promo)) if promo.exists() else "- (not promoted yet)"
+        champion = _champion_note(fileio.read_json(promo)) if promo.exists() else "- (not promoted yet)"
         rows.append((r["benchmark"], f"{r['metric']} ({r['direction'][:3]})", f"{r['test']:.4f}",
                      f"{r['baseline']:.4f}", champion))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(4)]

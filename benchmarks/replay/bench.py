@@ -36,7 +36,7 @@ import methods as m  # noqa: E402
 from fast import run_rounds  # noqa: E402
 from machine import machine_info  # noqa: E402
 
-from pipeline.io import write_json_atomic  # noqa: E402
+from pipeline.fileio import write_json_atomic  # noqa: E402
 from pipeline.models.replay import CURVES  # noqa: E402
 
 RESULTS = HERE.parent / "results"

@@ -8,7 +8,7 @@ import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipeline.io import file_digest, stream_digest
+from pipeline.fileio import file_digest, stream_digest
 
 from .spec import FileSpec
 

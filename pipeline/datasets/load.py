@@ -7,7 +7,7 @@ from typing import Any
 
 from .catalog import get_spec
 from .errors import FetchError, HashMismatchError
-from pipeline.io import file_digest
+from pipeline.fileio import file_digest
 
 from .integrity import quarantine
 from .manifest import read_manifest

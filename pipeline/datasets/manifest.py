@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipeline.io import write_json_atomic
+from pipeline.fileio import write_json_atomic
 from pipeline.paths import MANIFEST, fetch_log
 from pipeline.redaction import redact
 

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from pipeline.errors import ConfigError
-from pipeline.io import file_digest
+from pipeline.fileio import file_digest
 from pipeline.paths import MANIFEST
 
 from .catalog import resolve_folders

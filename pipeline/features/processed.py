@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from pipeline import io, paths
+from pipeline import fileio, paths
 from pipeline.features import storage
 from pipeline.features.transformer import Transformer
 
@@ -106,9 +106,9 @@ class ProcessedData:
         storage.write_npz(d / "labels.npz", labels)
         names = ["features.npz", "labels.npz"]
         names += [f"transformer/{n}" for n in self.transformer.save(d / "transformer")]
-        files = {n: io.file_digest(d / n) for n in names}
+        files = {n: fileio.file_digest(d / n) for n in names}
         hashes = input_hashes if input_hashes is not None else self.input_hashes
-        io.write_json_atomic(d / paths.MANIFEST, self.manifest(files, hashes), strict=True)
+        fileio.write_json_atomic(d / paths.MANIFEST, self.manifest(files, hashes), strict=True)
         return d / paths.MANIFEST
 
     @classmethod

@@ -1,4 +1,4 @@
-"""Byte-deterministic files of the feature store (npz and json, never pickle), written through `pipeline.io`."""
+"""Byte-deterministic files of the feature store (npz and json, never pickle), written through `pipeline.fileio`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from pipeline import io
+from pipeline import fileio
 
 # A fixed timestamp for every zip entry: np.savez stamps the current time, which
 # makes two saves of the same arrays differ byte for byte.
@@ -25,7 +25,7 @@ def read_manifest(directory: Path, format_version: int) -> dict:
     from pipeline.errors import MissingInputError  # noqa: PLC0415
 
     where = Path(directory) / paths.MANIFEST
-    man = io.read_json(where)
+    man = fileio.read_json(where)
     redo = f"rerun `{paths.producer(where)}`"
     if man.get("format_version") != format_version:
         raise MissingInputError(f"{where}: processed-data format {man.get('format_version')!r} is not the "
@@ -37,7 +37,7 @@ def read_manifest(directory: Path, format_version: int) -> dict:
         f = Path(directory) / name
         if not f.is_file():
             raise MissingInputError(f"{f} is missing (listed in {where}); {redo}")
-        if io.file_digest(f) != digest:
+        if fileio.file_digest(f) != digest:
             raise MissingInputError(f"{f} is corrupt (its SHA-256 differs from the one in {where}); {redo}")
     return man
 
@@ -55,7 +55,7 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     Raises:
         ValueError: for an object-dtype array.
     """
-    with io.atomic_file(path) as fh:
+    with fileio.atomic_file(path) as fh:
         with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
             for name in sorted(arrays):
                 arr = np.asarray(arrays[name])

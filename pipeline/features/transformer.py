@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from pipeline import io
+from pipeline import fileio
 from pipeline.features import storage
 from pipeline.features.pca import PCA, plot_png
 from pipeline.features.scaling import MeanImage, Standardizer, check_finite
@@ -290,13 +290,13 @@ class Transformer:
         if isinstance(self.step, PCA):
             written["explained_variance.json"] = self.step.curve()
         for name, obj in written.items():
-            io.write_json_atomic(d / name, obj, strict=True)
+            fileio.write_json_atomic(d / name, obj, strict=True)
         names = list(written)
         if self.step is not None:
             storage.write_npz(d / "transformer.npz", self.step.to_arrays())
             names.append("transformer.npz")
         if isinstance(self.step, PCA):
-            io.write_bytes_atomic(d / "explained_variance.png", plot_png(self.step.curve()))
+            fileio.write_bytes_atomic(d / "explained_variance.png", plot_png(self.step.curve()))
             names.append("explained_variance.png")
         for stale in set(OPTIONAL_FILES) - set(names):
             (d / stale).unlink(missing_ok=True)
@@ -310,7 +310,7 @@ class Transformer:
             ValueError: for an unknown format version.
         """
         d = Path(directory)
-        desc = io.read_json(d / "transformer.json")
+        desc = fileio.read_json(d / "transformer.json")
         if desc.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{d}: unsupported transformer format {desc.get('format_version')!r}")
         obj = cls(
@@ -322,7 +322,7 @@ class Transformer:
         )
         obj.raw_shape = tuple(desc["raw_shape"]) if desc["raw_shape"] is not None else None
         if (d / "vocabulary.json").exists() and (desc["source"] == "text" or obj.ngrams != (1,)):
-            obj.vocab = Vocabulary.from_json(io.read_json(d / "vocabulary.json"))
+            obj.vocab = Vocabulary.from_json(fileio.read_json(d / "vocabulary.json"))
         if desc["step"] is not None:
             step_cls = STEPS[desc["step"]["name"]]
             obj.step = step_cls.from_arrays(storage.read_npz(d / "transformer.npz"), desc["step"]["params"])

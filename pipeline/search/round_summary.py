@@ -10,7 +10,7 @@ from typing import Any
 
 import optuna
 
-from pipeline import io, paths, tracking
+from pipeline import fileio, paths, tracking
 from pipeline.config import ParamRange, Params, RoundConfig
 from pipeline.search.budget import budget_used
 from pipeline.search.selection import selected_best
@@ -29,7 +29,7 @@ def log_round_summary(mlc, parent: str, study: optuna.Study, space: dict[str, Pa
     counts = state_counts(study)
     outcome = ("complete", "pruned", "fail")  # metrics; what is still running or waiting, and the budget, are tags
     metrics: dict[str, Any] = {f"n_{s}": v for s, v in counts.items() if s in outcome}
-    folds = len(io.read_json(paths.processed_manifest(dataset)).get("folds") or []) or None
+    folds = len(fileio.read_json(paths.processed_manifest(dataset)).get("folds") or []) or None
     rows = search_summary.study_rows(study, k + 1, rnd.name, rnd.epochs, folds)
     cost = search_summary.accounting(rows, direction)
     metrics |= {f"compute.{n}": v for n, v in cost.items() if n != "rounds"}
@@ -60,7 +60,7 @@ def _log_files(mlc, parent: str, study: optuna.Study, space: dict[str, ParamRang
         files = write_study_plots(study, Path(tmp), list(space))
         df = study.trials_dataframe()
         df.to_csv(Path(tmp) / "trials.csv", index=False)
-        io.write_json_atomic(Path(tmp) / "ranges.json", {"ranges": space_to_dict(space), "notes": notes})
+        fileio.write_json_atomic(Path(tmp) / "ranges.json", {"ranges": space_to_dict(space), "notes": notes})
         tracking.log_figure_files(mlc, parent, [*files, Path(tmp) / "trials.csv", Path(tmp) / "ranges.json"])
     mlc.set_terminated(parent, status=status)
 
@@ -145,7 +145,7 @@ def write_result(params: Params, key: str, direction: str, rounds: list[dict], f
         result["selection"] = selection
     if failure is not None:
         result["failure"] = failure
-    io.write_json_atomic(paths.search_result(key), result)
+    fileio.write_json_atomic(paths.search_result(key), result)
     if failure is None:
         mark_rounds(tracking.client(params.tracking_uri()), tracking.experiment_name(key, bench.dataset, bench.model),
                     [r["study"] for r in rounds])  # fmt: skip

@@ -23,7 +23,7 @@ from typing import Any
 
 import optuna
 
-from pipeline import data_identity, io, paths, retry, search_summary, tracking
+from pipeline import data_identity, fileio, paths, retry, search_summary, tracking
 from pipeline.config import ParamRange, Params, RoundConfig, fingerprint
 from pipeline.errors import ConfigError, MissingInputError, SearchFailedError
 from pipeline.search import parallel, round_summary, selection
@@ -69,7 +69,7 @@ def _identity(rnd: RoundConfig, exclude: set[str] | frozenset = frozenset()) -> 
 def _trial_tags(params: Params, key: str, k: int, name: str) -> dict[str, Any]:
     """MLflow tags of the round's parent run and of every trial's run (the study's hash in `study_hash`)."""
     bench = params.benchmark(key)
-    digest = io.file_sha256(paths.processed_manifest(bench.dataset))
+    digest = fileio.file_sha256(paths.processed_manifest(bench.dataset))
     commit = tracking.git_commit()
     return {
         "study_name": name, "study_hash": name.rpartition(".")[2], "round": k + 1, "round_name": bench.rounds[k].name,
@@ -180,7 +180,7 @@ def enqueue_first(study: optuna.Study, prev: optuna.Study | None, rnd: RoundConf
 def _name_objective(study: optuna.Study, dataset: str) -> None:
     """Name the objective (`best_val_accuracy` / `best_val_mae`, the trial runs' MLflow metric) so
     optuna-dashboard and `trials_dataframe` label it."""
-    metric, _ = task_metric(io.read_json(paths.processed_manifest(dataset))["task"])
+    metric, _ = task_metric(fileio.read_json(paths.processed_manifest(dataset))["task"])
     with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5.0
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([f"best_val_{metric}"])
@@ -275,7 +275,7 @@ def run_search(params: Params, key: str, *, only_round: int | None = None, n_tri
     retry.configure(params.search.retry_s)  # from here on, storage and tracking outages are ridden out
     _, direction = task_metric(load_processed(paths.processed_dir(bench.dataset)).task)
     names = [study_name(params, key, k) for k in range(len(bench.rounds))]
-    io.write_json_atomic(paths.storage_note(key), {**describe(storage_url, key), "studies": names})
+    fileio.write_json_atomic(paths.storage_note(key), {**describe(storage_url, key), "studies": names})
     rounds_out: list[dict] = []
     prev: optuna.Study | None = None
     space = dict(bench.space)

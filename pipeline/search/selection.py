@@ -24,7 +24,7 @@ from typing import Any
 
 import optuna
 
-from pipeline import io, paths, tracking
+from pipeline import fileio, paths, tracking
 from pipeline.config import Params
 from pipeline.search.objective import mean_history, best_of
 from pipeline.tasks import task_metric
@@ -83,7 +83,7 @@ def run_selection(params: Params, key: str, study: optuna.Study, direction: str)
     family = get_family(bench.model)
     metric, _ = task_metric(data.task)
     cache_file = paths.study_dir(key) / "selection.json"
-    cache = io.read_json(cache_file) if cache_file.exists() else {}
+    cache = fileio.read_json(cache_file) if cache_file.exists() else {}
     if cache.get("study") != study.study_name:
         cache = {"study": study.study_name, "scores": {}}
     preprocess_seed = int(data.params.get("seed", 0))
@@ -97,7 +97,7 @@ def run_selection(params: Params, key: str, study: optuna.Study, direction: str)
             value, epoch = score_repeat(family, hparams, data, epochs=rnd.epochs, seed=bench.seed + step,
                                         fold_seed=preprocess_seed + step)  # fmt: skip
             done.append({"value": value, "epoch": epoch, "wall_s": round(time.monotonic() - started, 2)})
-            io.write_json_atomic(cache_file, cache)
+            fileio.write_json_atomic(cache_file, cache)
             ran = True
             print(f"{key}: selection {i * sel.repeats + r + 1}/{total}: trial {t.number} repeat {r + 1} "
                   f"val_{metric}={value:.4g}", file=sys.stderr, flush=True)  # fmt: skip
@@ -113,7 +113,7 @@ def run_selection(params: Params, key: str, study: optuna.Study, direction: str)
               "epochs": len(repeats) * rnd.epochs * folds, "wall_s": round(sum(d["wall_s"] for d in repeats), 1)}
     if ran or not cache.get("run_id"):  # a rerun with nothing new to train logs no second run
         cache["run_id"] = _log(params, key, record, metric)
-        io.write_json_atomic(cache_file, cache)
+        fileio.write_json_atomic(cache_file, cache)
     return record | {"run_id": cache["run_id"]}
 
 

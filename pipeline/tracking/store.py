@@ -16,7 +16,7 @@ from urllib.request import url2pathname
 
 from mlflow.tracking import MlflowClient
 
-from pipeline import compat, io, paths
+from pipeline import compat, fileio, paths
 from pipeline.tracking import retrying_client
 from pipeline.redaction import redact, split_credentials
 
@@ -150,8 +150,8 @@ def _create_sqlite_store(uri: str) -> None:
     if path is None or path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    io.clean_staging(path)  # what a creation killed earlier left
-    tmp = io.temp_sibling(path)
+    fileio.clean_staging(path)  # what a creation killed earlier left
+    tmp = fileio.temp_sibling(path)
     try:
         maker = MlflowClient(tracking_uri=f"sqlite:///{tmp}")
         maker.search_experiments()  # creates the tables

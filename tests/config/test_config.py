@@ -81,7 +81,7 @@ def test_mistake_is_named(shipped_params, path, value, words):
 def test_rounds_by_name_name_the_same_studies_as_the_list_of_rounds(shipped_params, tmp_path, monkeypatch):
     """The shipped profiles give `rounds` as a mapping from name to settings (`dvc exp run -S
     benchmarks.b.rounds.coarse.n_trials=6`); the list of named rounds is read the same, to the study names."""
-    from pipeline import data_identity, io, paths  # noqa: PLC0415
+    from pipeline import data_identity, fileio, paths  # noqa: PLC0415
     from pipeline.search.rounds import study_name  # noqa: PLC0415
 
     assert all(isinstance(b["rounds"], dict) for b in shipped_params["benchmarks"].values())
@@ -92,7 +92,7 @@ def test_rounds_by_name_name_the_same_studies_as_the_list_of_rounds(shipped_para
     assert by_name.model_dump() == by_list.model_dump()
     monkeypatch.chdir(tmp_path)
     for ds in by_name.datasets:  # the processed data's identity, as `preprocess` records it
-        io.write_json_atomic(paths.processed_manifest(ds), {"input_hashes": {
+        fileio.write_json_atomic(paths.processed_manifest(ds), {"input_hashes": {
             "dataset_config": data_identity.dataset_fingerprint(by_name, ds), "raw_manifest": "0" * 64}})  # fmt: skip
     for key, bench in by_name.benchmarks.items():
         names = [study_name(by_name, key, k) for k in range(len(bench.rounds))]
@@ -257,7 +257,7 @@ def test_every_stage_depends_on_the_code_that_shapes_its_outputs():
     """Each DVC stage lists the stage shell (CLI config, paths, atomic I/O, stages.py) and its core's code,
     and every code dependency exists, so changing that code reruns the stage."""
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    shell = {"pipeline/config", "pipeline/io.py", "pipeline/paths.py", "pipeline/stages.py"}
+    shell = {"pipeline/config", "pipeline/fileio.py", "pipeline/paths.py", "pipeline/stages.py"}
     core = {"fetch": {"pipeline/datasets"}, "preprocess": {"pipeline/datasets", "pipeline/features"},
             "search": {"pipeline/search", "pipeline/models", "pipeline/features", "pipeline/tracking"},
             "train_best": {"pipeline/models", "pipeline/features", "pipeline/serving.py", "pipeline/tracking"},

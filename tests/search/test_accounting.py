@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import io, paths, search_summary, stages
+from pipeline import fileio, paths, search_summary, stages
 from pipeline.config import parse_params
 from pipeline.search.budget import budget_view, counts_in_budget
 from pipeline.search.rounds import run_search, study_name
@@ -206,8 +206,8 @@ def test_a_real_search_accounts_for_every_epoch_in_metrics_parent_runs_and_leade
     stages.evaluate(params, key)
     stages.report(params)
 
-    got = io.read_json(paths.accounting_file(key))
-    metrics = io.read_json(paths.metrics_file(key))  # a few columns each in `dvc exp show`: the rest moved to `got`
+    got = fileio.read_json(paths.accounting_file(key))
+    metrics = fileio.read_json(paths.metrics_file(key))  # a few columns each in `dvc exp show`: the rest moved to `got`
     assert metrics["search"] == {k: got[k] for k in ("trials", "pruned", "epochs", "wall_s", "best_at_epochs")}
     assert set(metrics["test"]) == {"accuracy", "loss"} and set(metrics["baseline"]) == {"accuracy"}
     assert set(metrics) <= {"test", "baseline", "search", "test_seeds", "test_ensemble", "test_single"}
@@ -236,7 +236,7 @@ def test_kfold_search_counts_each_reported_fold_as_the_rounds_epochs(project):
     params, key = project, "diabetes_numpy_mlp"
     _enqueue(params, key, "minimize", (1e-1, 5e-2, 1e-4, 1e-4))
     result = run_search(params, key)
-    folds = len(io.read_json(paths.processed_manifest("diabetes"))["folds"])
+    folds = len(fileio.read_json(paths.processed_manifest("diabetes"))["folds"])
     rows = _with_steps(params, key, result, folds)
     got = accounting(rows, "minimize")
     # the pruned third trial gave back a third of a trial: a fourth one ran (pruned after 2 folds too)
@@ -274,7 +274,7 @@ def test_an_extended_study_counts_only_busy_time_and_its_superseded_runs_are_tag
     assert first["rounds"][0]["study"] == second["rounds"][0]["study"], "round 1's study was extended"
     old, new = first["rounds"][1]["study"], second["rounds"][1]["study"]
     assert old != new, "round 2's study name covers round 1's settings"
-    got = io.read_json(paths.accounting_file(key))
+    got = fileio.read_json(paths.accounting_file(key))
     spent = 0.0  # seconds in trials; one worker, so their durations add up
     for k, rnd in enumerate(second["rounds"], start=1):
         study = budget_view(optuna.load_study(study_name=rnd["study"], storage=open_storage(None, key)), rnd["budget"])
@@ -312,7 +312,7 @@ def test_an_extended_study_counts_only_busy_time_and_its_superseded_runs_are_tag
 def test_the_trials_table_must_be_the_search_results_own(tmp_path, monkeypatch):
     """Later stages read trials from `results/search/<b>.trials.json` only: a missing table, or one left by
     another search (other studies), is refused with the command that writes both, never read as this one's."""
-    from pipeline import io, paths
+    from pipeline import fileio, paths
     from pipeline.errors import MissingInputError
 
     monkeypatch.chdir(tmp_path)
@@ -324,11 +324,11 @@ def test_the_trials_table_must_be_the_search_results_own(tmp_path, monkeypatch):
     row = {"round": 1, "round_name": "coarse", "trial": 0, "state": "complete", "value": 0.9, "epochs": 2, "full": 2,
            "start": "2026-12-07T05:00:00", "end": "2026-12-07T05:00:09", "counted": True, "params": {"lr": 0.01},
            "values": [0.8, 0.9], "study": f"{key}.1-coarse.aaaa"}  # fmt: skip
-    io.write_json_atomic(paths.search_trials(key), {"studies": [f"{key}.1-coarse.old"], "trials": [row]})
+    fileio.write_json_atomic(paths.search_trials(key), {"studies": [f"{key}.1-coarse.old"], "trials": [row]})
     with pytest.raises(MissingInputError, match="holds other studies than the search result names"):
         trial_rows(key, result)
     surplus = {**row, "trial": 1, "counted": False}
-    io.write_json_atomic(paths.search_trials(key), {"studies": [r["study"] for r in result["rounds"]],
+    fileio.write_json_atomic(paths.search_trials(key), {"studies": [r["study"] for r in result["rounds"]],
                                                     "trials": [row, surplus]})  # fmt: skip
     (got,) = trial_rows(key, result)
     assert got["params"] == {"lr": 0.01} and (got["end"] - got["start"]).total_seconds() == 9

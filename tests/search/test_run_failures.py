@@ -142,20 +142,20 @@ def test_truncated_or_changed_processed_data_is_caught_before_the_search(proj, n
 
 
 def test_read_json_names_a_missing_or_malformed_file_and_its_stage(tmp_path):
-    from pipeline import io
+    from pipeline import fileio
     from pipeline.errors import MissingInputError
 
     result = tmp_path / "results" / "search" / f"{KEY}.json"
     with pytest.raises(MissingInputError, match=rf"{result} is missing: run `tunebench search --benchmark {KEY}`"):
-        io.read_json(result)
+        fileio.read_json(result)
     result.parent.mkdir(parents=True)
     for text in ('{"best": ', "\xff\xfe", "[1, 2]"):
         result.write_bytes(text.encode("latin-1"))
         with pytest.raises(MissingInputError, match=rf"is corrupt .*rerun `tunebench search --benchmark {KEY}`"):
-            io.read_json(result)
+            fileio.read_json(result)
     other = tmp_path / "elsewhere.json"
     with pytest.raises(MissingInputError, match="run `dvc repro` first"):
-        io.read_json(other)
+        fileio.read_json(other)
 
 
 def test_promote_refuses_metrics_of_another_model(proj):

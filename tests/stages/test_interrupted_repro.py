@@ -187,7 +187,7 @@ def interrupt_repro(before: Path, dest: Path, kind: str, cpu: float) -> dict:
 
 def _files(project: Path) -> dict[str, str]:
     """Every output file (relative path) with its SHA-256 (of a data manifest: without its times)."""
-    from pipeline.io import file_digest
+    from pipeline.fileio import file_digest
 
     found = {}
     for top in OUTPUTS:

