@@ -12,6 +12,11 @@ from pathlib import Path
 
 import optuna
 
+# Optuna's plot functions warn on every call that they are experimental. A process-wide filter, set when this
+# module is imported (in the main thread, see round_summary), keeps them out of the logs: `catch_warnings` around
+# the calls saves and restores the global filter list, which races with other threads' own `catch_warnings`.
+warnings.filterwarnings("ignore", message=r".*plot_\w+ is experimental", category=optuna.exceptions.ExperimentalWarning)
+
 
 def write_study_plots(study: optuna.Study, out: Path, params: list[str]) -> list[Path]:
     """Write optimization history, parameter importances, slice, and the contour of the first two dimensions,

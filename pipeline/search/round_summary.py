@@ -13,6 +13,7 @@ import optuna
 from pipeline import fileio, paths, tracking
 from pipeline.config import ParamRange, Params, RoundConfig
 from pipeline.search.budget import budget_used
+from pipeline.search.plots import write_study_plots  # imported here, in the main thread: its warning filter
 from pipeline.search.selection import selected_best
 from pipeline.search.spaces import space_to_dict
 from pipeline.tracking.superseded import mark_rounds
@@ -54,8 +55,6 @@ def log_round_summary(mlc, parent: str, study: optuna.Study, space: dict[str, Pa
 def _log_files(mlc, parent: str, study: optuna.Study, space: dict[str, ParamRange], notes: list[str],
                status: str) -> None:  # fmt: skip
     """Upload the round's plots, trials table and ranges to its parent run, then end the run with `status`."""
-    from pipeline.search.plots import write_study_plots  # noqa: PLC0415
-
     with tempfile.TemporaryDirectory() as tmp:
         files = write_study_plots(study, Path(tmp), list(space))
         df = study.trials_dataframe()
