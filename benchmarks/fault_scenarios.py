@@ -56,7 +56,7 @@ class Sizes:
 
 
 QUICK = Sizes(budgets=(6, 4), epochs=10)
-TINY = Sizes(budgets=(4,), epochs=8)
+TINY = Sizes(budgets=(8,), epochs=15)  # the tests: 4 workers on 2 launchers must still find round 1 under way
 
 
 @dataclass

@@ -164,7 +164,7 @@ def missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-def numpy_digits_params(*, n_trials: int, epochs: int, log_models: bool = False, **search) -> dict:
+def numpy_digits_params(*, n_trials: int, epochs: int, log_models: bool | str = False, **search) -> dict:
     """A tiny params.yaml: `digits_numpy_mlp` (32 units) over lr, one round without pruning, on 600 digits (PCA 16);
     `search` adds search settings (e.g. `retry_s`)."""
     return {

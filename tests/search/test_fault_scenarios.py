@@ -1,7 +1,7 @@
 """Each fault scenario of `benchmarks/faults.py`, once, at tiny size: nothing lost, duplicated or left running.
 
 The scenarios (`benchmarks/fault_scenarios.py`) run the real CLI (`python -m pipeline search
---workers 2`) against a throwaway PostgreSQL cluster and `mlflow server`, one round of 4 trials of
+--workers 2`) against a throwaway PostgreSQL cluster and `mlflow server`, one round of 8 trials of
 the NumPy network on digits, and inject their fault once round 1 is under way: SIGKILL of one
 worker, SIGKILL of every process then a rerun (at once, and after the shortened grace period),
 a PostgreSQL restart, an MLflow server restart, and a PostgreSQL restart under 4 workers on 2

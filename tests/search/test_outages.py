@@ -31,7 +31,7 @@ from servers import free_port, mlflow_server  # tests/servers.py
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "digits_numpy_mlp"
 N_TRIALS, CUT = 4, 1  # the round's budget; the trial whose model logging meets the outage
-PARAMS = numpy_digits_params(n_trials=N_TRIALS, epochs=3, log_models=True, retry_s=2)
+PARAMS = numpy_digits_params(n_trials=N_TRIALS, epochs=3, log_models="all", retry_s=2)  # every trial saves its model
 
 # Runs the real CLI; the tracking server (process group TB_SERVER_PGID) is stopped while trial CUT saves its model
 # (after its logged model was created, before its files are sent), the moment an unretried call met the outage.
