@@ -1,12 +1,19 @@
 """Imported by a search's fork server (`pipeline.search.pool`): the worker code, once for all workers.
 
-A Ctrl-C while the fork server imports ends it quietly (the launcher reports the interrupt); once
-it has started serving, the fork server ignores SIGINT and its workers handle it themselves.
+A Ctrl-C while the fork server imports ends it at once with status 130 (the launcher reports the
+interrupt): the handler exits from the signal itself, so no library's `except:` around an import can
+swallow it. Once it serves, the fork server ignores SIGINT (multiprocessing's own rule), and each
+worker it forks puts Python's default SIGINT handler back first (`workers._warm_worker`).
 """
 
 import os
+import signal
 
-try:
-    import pipeline.search.workers  # noqa: F401
-except KeyboardInterrupt:
+
+def _exit_on_ctrl_c(signum, frame):
     os._exit(130)
+
+
+signal.signal(signal.SIGINT, _exit_on_ctrl_c)
+
+import pipeline.search.workers  # noqa: E402, F401

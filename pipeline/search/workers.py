@@ -15,6 +15,7 @@ import logging
 import multiprocessing as mp
 import multiprocessing.connection
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -343,6 +344,7 @@ def _warm_worker(conn, board=None) -> None:
     (no traceback; the process then exits 1). Ends on None or when the launcher is gone (EOF).
     `board`: the launcher's shared outage board (`pipeline.retry`), so an outage is announced once.
     """
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the fork server's preload handler exits at once
     retry.configure(board=retry.Board(board) if board is not None else None)
     while True:
         try:
