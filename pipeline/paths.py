@@ -30,6 +30,7 @@ MLARTIFACTS = ROOT / "mlartifacts"
 LEADERBOARD_CSV = REPORTS / "leaderboard.csv"
 LEADERBOARD_MD = REPORTS / "leaderboard.md"
 REPORT_HTML = REPORTS / "index.html"
+TEST_METRICS = ROOT / "test_metrics.json"  # each benchmark's test metric, a DVC metric committed to git (the report)
 
 # Names of files and folders inside the stage outputs (written in a staging folder first, see `pipeline.fileio`).
 MANIFEST = "manifest.json"  # data/raw/<d>/ and data/processed/<d>/: what the folder holds, with hashes

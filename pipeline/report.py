@@ -4,9 +4,9 @@
 `results/`, `promotions/`), the Optuna storages (trials by round, failed ones) and MLflow (the
 registry version and aliases of the evaluated model, the best trial's learning curves); a
 benchmark whose data is not available here is a row "not run here" with the fetch hint.
-`write_report` writes `reports/leaderboard.{md,csv}` and the self-contained page
-`reports/index.html` (`pipeline.report_page`). To add a column: a key in `_row` and an entry
-in `MD_COLUMNS`.
+`write_report` writes `reports/leaderboard.{md,csv}`, the self-contained page
+`reports/index.html` (`pipeline.report_page`) and the DVC metric `test_metrics.json`
+(`metric_per_benchmark`). To add a column: a key in `_row` and an entry in `MD_COLUMNS`.
 """
 
 from __future__ import annotations
@@ -241,13 +241,23 @@ COUNTS = (
 )
 
 
+def metric_per_benchmark(rows: list[dict]) -> dict[str, float]:
+    """`test_metrics.json`: each evaluated benchmark's test metric, keyed by the benchmark (params.yaml's order).
+
+    A DVC metric of the report stage, declared first in dvc.yaml: `dvc exp show` names a column by its key alone
+    when no other metric or param has that key, and orders the columns by the stage declaring them, so these are
+    its first columns, one a benchmark (the rest of `metrics/<b>.json` follows, file by file)."""
+    return {r["benchmark"]: r["test"] for r in rows if r["status"] == "run"}
+
+
 def write_report(params: Params) -> Path:
-    """Write `reports/leaderboard.csv`, `reports/leaderboard.md` and `reports/index.html`; return the Markdown path.
+    """Write `reports/leaderboard.csv`, `reports/leaderboard.md`, `reports/index.html` and `test_metrics.json`;
+    return the Markdown path.
 
     The temporary files a killed report left next to them are removed first."""
     from pipeline import report_page  # noqa: PLC0415
 
-    for out in (paths.LEADERBOARD_CSV, paths.LEADERBOARD_MD, paths.REPORT_HTML):
+    for out in (paths.LEADERBOARD_CSV, paths.LEADERBOARD_MD, paths.REPORT_HTML, paths.TEST_METRICS):
         fileio.clean_staging(out)
     rows = collect(params, details=True)
     df = pd.DataFrame([{k: v for k, v in r.items() if k not in CSV_DROP} for r in rows])
@@ -256,6 +266,7 @@ def write_report(params: Params) -> Path:
     fileio.write_text_atomic(paths.LEADERBOARD_CSV, df.to_csv(index=False))
     fileio.write_text_atomic(paths.LEADERBOARD_MD, markdown(rows))
     fileio.write_text_atomic(paths.REPORT_HTML, report_page.render(rows))
+    fileio.write_json_atomic(paths.TEST_METRICS, metric_per_benchmark(rows), sort_keys=False)
     return paths.LEADERBOARD_MD
 
 

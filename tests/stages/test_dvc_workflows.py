@@ -7,6 +7,9 @@
 * Identical data reruns nothing: fetching again (here in a moved copy of the project) writes the
   same bytes, and `dvc status` sees nothing changed; a mirror, a moved mirror and the URL give
   byte-identical raw folders.
+* `dvc exp show` in a 160-column terminal (its pager, `less -S`, shows each line's first 160
+  characters) shows each benchmark's test metric, its header whole and its value, for the workspace,
+  HEAD and an experiment: `test_metrics.json` holds one a benchmark and its columns come first.
 * `dvc plots show` draws each benchmark's plots with their templates, from Vega scripts vendored
   in `vendor/vega/` (checked by SHA-256): the page renders in headless Chromium with every
   network request refused.
@@ -19,9 +22,15 @@ import filecmp
 import hashlib
 import io
 import json
+import math
+import os
+import pty
+import re
+import select
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -237,6 +246,58 @@ def test_experiments_show_metrics_for_workspace_head_and_each_experiment(committ
     assert [by_row[n][trials] for n in ("workspace", "more-trials")] == ["5", "5"], table
     head = next(r for r in table if r["typ"] == "baseline" and r["rev"] != "workspace")
     assert head[trials] == "4" and "!" not in head.values() and "!" not in by_row["more-trials"].values(), head
+
+
+def _in_terminal(cmd: list[str], cwd: Path, env: dict, timeout: float = 300) -> str:
+    """What `cmd` prints with its output on a pseudo-terminal (so DVC pipes its table into `$PAGER`), ANSI codes
+    removed."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    os.close(slave)
+    out, deadline = bytearray(), time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([master], [], [], 1)[0]:
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every writer closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(timeout=max(1.0, deadline - time.monotonic())) == 0, out.decode(errors="replace")[-4000:]
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.decode()).replace("\r", "")
+
+
+def test_exp_show_in_a_160_column_terminal_shows_each_benchmarks_test_metric(committed):
+    dest, env = committed
+    sh(["dvc", "exp", "run", "-S", f"benchmarks.{KEY}.rounds.fine.n_trials=3", "-n", "wide-check"], dest, env)
+    benchmarks = list(yaml.safe_load((dest / "params.yaml").read_text())["benchmarks"])
+    assert len(benchmarks) == 5, benchmarks
+    for b in benchmarks:  # test_metrics.json is each benchmark's test metric of metrics/<b>.json
+        metric = json.loads((dest / "results" / "evaluation" / f"{b}.json").read_text())["metric"]
+        test = json.loads((dest / "metrics" / f"{b}.json").read_text())["test"][metric]
+        assert json.loads((dest / "test_metrics.json").read_text())[b] == test, b
+    rows = _exp_rows(json.loads(sh(["dvc", "exp", "show", "--json"], dest, env).stdout))
+    terminal = {**env, "COLUMNS": "160", "LINES": "50", "PAGER": "cat"}  # cat: the lines DVC gives its pager
+    shown = _in_terminal(["dvc", "exp", "show"], dest, terminal).splitlines()
+    screen = [line[:160] for line in shown]  # what `less -S`, DVC's pager, shows of each line before scrolling
+    header = next(line for line in screen if " Experiment " in line)
+    by_row = {"workspace": next(line for line in screen if line.strip().startswith("workspace")),
+              "wide-check": next(line for line in screen if "[wide-check]" in line)}  # fmt: skip
+    by_row["HEAD"] = screen[screen.index(by_row["workspace"]) + 1]  # the baseline row under the workspace
+    for b in benchmarks:
+        found = re.search(rf"(?<=\s){re.escape(b)}(?=\s)", header)
+        assert found, f"no whole {b!r} header in the first 160 columns:\n" + "\n".join(screen)
+        for name, line in by_row.items():
+            cell = line[: found.end()].split()[-1]  # metric columns are right-aligned under their header
+            expected = rows[name]["metrics"]["test_metrics.json"][b]
+            assert "…" not in cell and math.isclose(float(cell), expected, rel_tol=1e-4), (name, b, cell, expected)
 
 
 @pytest.mark.browser
