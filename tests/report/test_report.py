@@ -1,13 +1,15 @@
 """The report against the literature: a real tiny search (digits, the NumPy network, 2 rounds of 2
 trials; fetch, preprocess, search, train_best, evaluate, promote in process), plus a benchmark whose
 data cannot be fetched here (imdb). Checks leaderboard.md/csv (reference and source, trials,
-registry version and alias, the "not run here" row with its fetch hint) and opens
+registry version and alias, the "not run here" row with its fetch hint), test_metrics.json, and opens
 reports/index.html in headless Chromium: the table and every figure render, with no network
 request and no console error."""
 
 from __future__ import annotations
 
 import csv
+import json
+import math
 
 import pytest
 import yaml
@@ -82,6 +84,8 @@ def test_leaderboard_rows_carry_reference_cost_and_registry(reported):
     assert run["beats_reference"] == ("yes" if low > 0.97 else "no" if high < 0.97 else "inconclusive")
     assert float(run["test"]) == float(run["ensemble"])  # the served model is the seeds' average
     assert missing["status"] == "not run here" and "tunebench fetch --dataset imdb" in missing["fetch_hint"]
+    tested = json.loads((reported / paths.TEST_METRICS).read_text())  # the DVC metric: one a benchmark run here
+    assert list(tested) == [KEY] and math.isclose(tested[KEY], float(run["test"]), rel_tol=1e-12), tested
     md = (reported / paths.LEADERBOARD_MD).read_text()
     line = next(x for x in md.splitlines() if x.startswith(f"| {KEY} "))
     assert "| 0.97 [1] |" in line and "| 4 (0, 0) |" in line and "v1 challenger,champion | champion |" in line, line
