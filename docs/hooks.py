@@ -97,6 +97,14 @@ def results_table(name: str, part: str | None) -> str:
         keys = ["baseline_over_in_process_growth", "recycled_over_in_process_growth", "recycled_peak_saving_mb",
                 "recycled_time_ratio"]  # fmt: skip
         return _md(["figure (trials in fresh processes against one process)", "value"], [[k, data[k]] for k in keys])
+    if name == "profile_regression":
+
+        def seeds(s: dict) -> str:
+            return f"{_num(s['mean'])} [{_num(s['ci_low'])}, {_num(s['ci_high'])}] (n={s['n']})"
+
+        return _md(["benchmark", "metric", "default: mean [95% CI]", "full: mean [95% CI]", "Welch p", "verdict"], [
+            [r["benchmark"], r["metric"], seeds(r["default"]), seeds(r["bigger"]), _num(r["welch_p"], 3),
+             r["verdict"]] for r in data["rows"]])  # fmt: skip
     raise ValueError(f"docs: unknown table marker {name!r}: add its renderer to docs/hooks.py")
 
 
