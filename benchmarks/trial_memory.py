@@ -109,7 +109,7 @@ def measure(mode: str, root: Path, trials: int, every: int, epochs: int, per_pro
 
     from pipeline.config import load_params  # noqa: PLC0415
     from pipeline.search.rounds import study_name  # noqa: PLC0415
-    from pipeline.search.workers import TRIALS_PER_PROCESS  # noqa: PLC0415
+    from pipeline.search.execution.worker import TRIALS_PER_PROCESS  # noqa: PLC0415
 
     workdir = root / mode
     prepare(workdir, trials, epochs)

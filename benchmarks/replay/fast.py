@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE))
 import methods as m  # noqa: E402
 
 from pipeline.config import ParamRange, RoundConfig  # noqa: E402
-from pipeline.search.budget import COST_ATTR, claimed  # noqa: E402
+from pipeline.search.execution.budget import COST_ATTR, claimed  # noqa: E402
 from pipeline.search.samplers import make_pruner, make_sampler  # noqa: E402
 from pipeline.search.rounds import enqueue_first  # noqa: E402
 from pipeline.search.spaces import narrow, suggest  # noqa: E402

@@ -26,13 +26,14 @@ import optuna
 from pipeline import data_identity, fileio, paths, retry, search_summary, tracking
 from pipeline.config import ParamRange, Params, RoundConfig, fingerprint
 from pipeline.errors import ConfigError, MissingInputError, SearchFailedError
-from pipeline.search import parallel, round_summary, selection
-from pipeline.search.budget import budget_view, discard_failed_attempt, no_completed_trial
+from pipeline.search import round_summary, selection
+from pipeline.search.execution import concurrency
+from pipeline.search.execution.budget import budget_view, discard_failed_attempt, no_completed_trial
 from pipeline.search.spaces import narrow, random_points, space_from_dict, space_to_dict, top_trials
 from pipeline.processes import worker_alive, worker_id
 from pipeline.search.storage import describe, fail_interrupted, is_journal, open_storage
-from pipeline.search.resume import run_budget
-from pipeline.search.workers import RoundJob, start_early, trials_per_process
+from pipeline.search.execution.resume import run_budget
+from pipeline.search.execution.worker import RoundJob, start_early, trials_per_process
 from pipeline.tasks import task_metric
 
 SETUP_WAIT_S = 120.0  # how long a launcher waits for the creator of a round's study to set the round up
@@ -254,7 +255,7 @@ def run_search(params: Params, key: str, *, only_round: int | None = None, n_tri
         ConfigError: `only_round` is not a round of the benchmark.
         TrackingError, StorageError, MissingInputError: before any study or run is created.
     """
-    from pipeline.search.warm import load_processed  # noqa: PLC0415
+    from pipeline.search.execution.data_cache import load_processed  # noqa: PLC0415
 
     bench = params.benchmark(key)
     if only_round is not None and not 1 <= only_round <= len(bench.rounds):
@@ -262,8 +263,8 @@ def run_search(params: Params, key: str, *, only_round: int | None = None, n_tri
         raise ConfigError(f"tunebench search --round {only_round}: benchmark {key} has rounds {names}; pick one of "
                           "them, or leave --round out to run them all")  # fmt: skip
     data_identity.require_current(params, bench.dataset)  # before anything: stale processed data is refused
-    choice = parallel.choose(workers or params.search.workers, model=bench.model, rounds=bench.rounds,
-                             input_shape=parallel.input_shape(paths.processed_manifest(bench.dataset)),
+    choice = concurrency.choose(workers or params.search.workers, model=bench.model, rounds=bench.rounds,
+                             input_shape=concurrency.input_shape(paths.processed_manifest(bench.dataset)),
                              sampler=params.search.sampler)  # fmt: skip
     print(choice.line(key), file=sys.stderr, flush=True)
     workers = choice.workers

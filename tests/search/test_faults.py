@@ -149,7 +149,7 @@ def _check_round(url: str, ml_uri: str, key: str, *, killed: int = 0) -> None:
     from mlflow.tracking import MlflowClient
 
     from pipeline import tracking
-    from pipeline.search.budget import SURPLUS_ATTR, budget_used
+    from pipeline.search.execution.budget import SURPLUS_ATTR, budget_used
     from pipeline.search.storage import REDRAW_ATTR, drew_every_parameter, is_enqueued, is_interrupted
 
     study = _study(url, key)

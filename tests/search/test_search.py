@@ -30,8 +30,9 @@ from pipeline.__main__ import main
 from pipeline.config import ParamRange, load_params, parse_params
 from pipeline.errors import MissingInputError
 from pipeline.models.keras_common import keras_module
-from pipeline.search import storage, workers
-from pipeline.search.budget import FINISHED, budget_used, claimed
+from pipeline.search import storage
+from pipeline.search.execution import worker as workers
+from pipeline.search.execution.budget import FINISHED, budget_used, claimed
 from pipeline.search.rounds import run_search, study_name
 from pipeline.search.spaces import space_to_dict, suggest
 from pipeline.search.samplers import make_sampler
@@ -445,7 +446,7 @@ def test_a_trial_has_a_heartbeat_before_it_names_its_worker(tmp_path, monkeypatc
     a RUNNING trial nothing ever fails (no heartbeat to go stale): the first beat comes first."""
     import sqlite3
 
-    from pipeline.search.trial_loop import run_trials
+    from pipeline.search.execution.trial_loop import run_trials
 
     monkeypatch.setenv("TUNEBENCH_HEARTBEAT_S", "60")  # no beat from the thread during the test
     db = tmp_path / "optuna.db"

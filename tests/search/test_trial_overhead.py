@@ -22,7 +22,8 @@ from conftest import numpy_digits_params
 from pipeline import stages, tracking
 from pipeline.config import load_params, parse_params
 from pipeline.errors import ConfigError
-from pipeline.search import round_summary, workers
+from pipeline.search import round_summary
+from pipeline.search.execution import worker as workers
 from pipeline.search.rounds import run_search, study_name
 from pipeline.search.storage import open_storage
 

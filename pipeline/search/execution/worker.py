@@ -25,18 +25,18 @@ from typing import Any
 import optuna
 
 from pipeline import compat, retry, tracking
-from pipeline.search import pool
+from pipeline.search.execution import worker_pool
 from pipeline.config import BenchmarkConfig, ParamRange, RoundConfig
 from pipeline.errors import SearchFailedError, TunebenchError
 from pipeline.redaction import redact
-from pipeline.search.budget import SURPLUS_ATTR, claimed, one_line
+from pipeline.search.execution.budget import SURPLUS_ATTR, claimed, one_line
 from pipeline.search.objective import TrialContext, run_trial
 from pipeline.search.progress import SEP, ProgressBar
-from pipeline.search.parallel import threads_for
+from pipeline.search.execution.concurrency import threads_for
 from pipeline.search.samplers import make_pruner, make_sampler
 from pipeline.processes import worker_id
 from pipeline.search.storage import WORKER_ATTR, fail_interrupted, is_journal, open_storage
-from pipeline.search.trial_loop import run_trials
+from pipeline.search.execution.trial_loop import run_trials
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar reports trials instead
 TRIALS_PER_PROCESS = 50  # Keras families: trials per worker process before a fresh one (see trials_per_process)
@@ -111,7 +111,7 @@ def run_worker(job: RoundJob, n_trials: int, timeout: float | None, slot: int) -
     """
     os.environ["TUNEBENCH_THREADS"] = str(job.threads)
     retry.configure(job.retry_s)
-    from pipeline.search.warm import load_processed  # noqa: PLC0415
+    from pipeline.search.execution.data_cache import load_processed  # noqa: PLC0415
     from pipeline.models import get_family  # noqa: PLC0415
 
     storage = open_storage(job.storage_url, job.key, tracking_uri=job.tracking_uri)
@@ -240,11 +240,11 @@ def run_workers(job: RoundJob, study: optuna.Study, remaining: int, timeout: flo
     quotas = [remaining // workers + (i < remaining % workers) for i in range(workers)]
     per = per_process or max(quotas)
     deadline = None if timeout is None else time.monotonic() + timeout
-    own = pool.current() is None  # outside `keep_warm()`: this call's processes end with it
-    workers_pool = pool.WorkerPool(_warm_worker) if own else pool.current()
+    own = worker_pool.current() is None  # outside `keep_warm()`: this call's processes end with it
+    workers_pool = worker_pool.WorkerPool(_warm_worker) if own else worker_pool.current()
     workers_pool.preload(_preloaded(job.bench.model))
     left = dict(enumerate(quotas))
-    running: dict[int, tuple[pool.Warm, int]] = {}
+    running: dict[int, tuple[worker_pool.Warm, int]] = {}
     bad: list[int] = []
     errors: list[str] = []
     killed = 0
@@ -266,7 +266,7 @@ def run_workers(job: RoundJob, study: optuna.Study, remaining: int, timeout: flo
             mp.connection.wait([x for w, _ in running.values() for x in (w.proc.sentinel, w.conn)])
             for slot, (warm, n) in list(running.items()):
                 report = warm.report()
-                if report is pool.BUSY:
+                if report is worker_pool.BUSY:
                     continue
                 del running[slot]
                 if report is None:  # the job ran to its end; the process waits for the next
@@ -321,19 +321,20 @@ def _dedupe(lines: list[str]) -> list[str]:
 
 def keep_warm():
     """A context (a whole search) in which each worker slot's process stays up across rounds (`pool`)."""
-    return pool.warm_workers(_warm_worker)
+    return worker_pool.warm_workers(_warm_worker)
 
 
 def _preloaded(model: str) -> list[str]:
     """What the fork server of a search of `model` imports once for all its workers (TensorFlow for Keras)."""
-    return ["pipeline.search.preload", *(["pipeline.models.preload"] if model.startswith("keras_") else [])]
+    keras = ["pipeline.search.execution.preload_keras"] if model.startswith("keras_") else []
+    return ["pipeline.search.execution.preload_worker", *keras]
 
 
 def start_early(model: str) -> None:
     """Within `keep_warm()`, start the fork server of a search that will use worker processes now, so
     that its imports run while this process sets up the stores and the first round."""
-    if pool.current() is not None:
-        pool.current().preload(_preloaded(model), start=True)
+    if worker_pool.current() is not None:
+        worker_pool.current().preload(_preloaded(model), start=True)
 
 
 def _warm_worker(conn, board=None) -> None:

@@ -17,9 +17,9 @@ import time
 import optuna
 
 from pipeline.processes import worker_alive, worker_id
-from pipeline.search.budget import SURPLUS_ATTR, claimed
+from pipeline.search.execution.budget import SURPLUS_ATTR, claimed
 from pipeline.search.storage import WORKER_ATTR, fail_interrupted, grace_period, is_journal
-from pipeline.search.workers import MAX_KILLED_WORKERS, RoundJob, run_workers
+from pipeline.search.execution.worker import MAX_KILLED_WORKERS, RoundJob, run_workers
 
 POLL_S = 2.0  # seconds between looks at trials this launcher waits for
 

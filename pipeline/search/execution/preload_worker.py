@@ -1,4 +1,4 @@
-"""Imported by a search's fork server (`pipeline.search.pool`): the worker code, once for all workers.
+"""Imported by a search's fork server (`pipeline.search.execution.worker_pool`): the worker code, once for all workers.
 
 A Ctrl-C while the fork server imports ends it at once with status 130 (the launcher reports the
 interrupt): the handler exits from the signal itself, so no library's `except:` around an import can
@@ -16,4 +16,4 @@ def _exit_on_ctrl_c(signum, frame):
 
 signal.signal(signal.SIGINT, _exit_on_ctrl_c)
 
-import pipeline.search.workers  # noqa: E402, F401
+import pipeline.search.execution.worker  # noqa: E402, F401

@@ -1,0 +1,1 @@
+"""Executing a search's trials (map: see below, filled in by the split)."""
