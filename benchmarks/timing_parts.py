@@ -26,8 +26,9 @@ PARTS = {
     "Optuna studies (open, create, interrupted trials)": [
         ("optuna", "create_study"), ("optuna", "load_study"), ("pipeline.search.execution.worker", "open_storage"),
         ("pipeline.search.rounds", "open_storage"), ("pipeline.search.execution.worker", "fail_interrupted"),
-        ("pipeline.search.rounds", "fail_interrupted"), ("pipeline.search.execution.resume", "fail_interrupted")],
-    "memory release": [("pipeline.search.execution.worker", "release_memory")],
+        ("pipeline.search.rounds", "fail_interrupted"), ("pipeline.search.execution.resume", "fail_interrupted"),
+        ("pipeline.search.execution.dispatch", "fail_interrupted")],
+    "memory release": [("pipeline.search.execution.memory", "release_memory")],
     "round summary: Optuna plots, trials table": [("pipeline.search.round_summary", "log_round_summary")],
 }  # fmt: skip
 

@@ -31,9 +31,12 @@ from pipeline.search.execution import concurrency
 from pipeline.search.execution.budget import budget_view, discard_failed_attempt, no_completed_trial
 from pipeline.search.spaces import narrow, random_points, space_from_dict, space_to_dict, top_trials
 from pipeline.processes import worker_alive, worker_id
-from pipeline.search.storage import describe, fail_interrupted, is_journal, open_storage
+from pipeline.search.storage import describe, is_journal, open_storage
+from pipeline.search.execution.stale_trials import fail_interrupted
 from pipeline.search.execution.resume import run_budget
-from pipeline.search.execution.worker import RoundJob, start_early, trials_per_process
+from pipeline.search.execution.fork_server import start_early
+from pipeline.search.execution.job import RoundJob
+from pipeline.search.execution.memory import trials_per_process
 from pipeline.tasks import task_metric
 
 SETUP_WAIT_S = 120.0  # how long a launcher waits for the creator of a round's study to set the round up

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pipeline import retry
 from pipeline.config import Params
 from pipeline.search.rounds import run_search as _run_search
-from pipeline.search.execution.worker import keep_warm
+from pipeline.search.execution.fork_server import keep_warm
 
 
 def run_search(params: Params, params_path: str, key: str, **kwargs) -> dict:

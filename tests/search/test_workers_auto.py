@@ -142,9 +142,9 @@ EARLY_START = """
 import sys, time
 from multiprocessing import forkserver
 from pathlib import Path
-from pipeline.search.execution import worker, worker_pool
+from pipeline.search.execution import fork_server, worker_pool
 marker = Path(sys.argv[1])
-with worker.keep_warm():
+with fork_server.keep_warm():
     worker_pool.current().preload(["marker_on_import"], start=True)
     t0 = time.monotonic()
     while not marker.exists() and time.monotonic() - t0 < 60:  # no worker asked for: only the fork server imports it
@@ -154,7 +154,7 @@ with worker.keep_warm():
 
 
 def test_a_parallel_search_starts_its_fork_server_before_any_worker_is_asked_for(tmp_path):
-    """Its imports (TensorFlow for Keras) then overlap the launcher's set-up (`worker.start_early`)."""
+    """Its imports (TensorFlow for Keras) then overlap the launcher's set-up (`fork_server.start_early`)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -171,9 +171,9 @@ def test_a_parallel_search_starts_its_fork_server_before_any_worker_is_asked_for
 INTERRUPT_EARLY_START = """
 import os, signal, time
 from multiprocessing import forkserver
-from pipeline.search.execution import worker
-with worker.keep_warm():
-    worker.start_early("keras_mlp")  # the fork server imports the worker code and TensorFlow (seconds)
+from pipeline.search.execution import fork_server
+with fork_server.keep_warm():
+    fork_server.start_early("keras_mlp")  # the fork server imports the worker code and TensorFlow (seconds)
     pid = forkserver._forkserver._forkserver_pid
     time.sleep(0.5)
     try:

@@ -1,7 +1,7 @@
 """Running a round's budget to the end through crashes: the trials of dead workers never hold it.
 
 A launcher counts the budget only after failing, as interrupted, the RUNNING trials whose
-worker is gone (`storage.fail_interrupted`: at once for a dead process of this host, after the
+worker is gone (`stale_trials.fail_interrupted`: at once for a dead process of this host, after the
 heartbeat grace period for other hosts); their configurations are queued again. When the rest
 of the budget is claimed by trials running elsewhere, it does not stop with "budget met": it
 waits for those it cannot see alive (other hosts, or no worker named yet) to finish or go
@@ -18,8 +18,11 @@ import optuna
 
 from pipeline.processes import worker_alive, worker_id
 from pipeline.search.execution.budget import SURPLUS_ATTR, claimed
-from pipeline.search.storage import WORKER_ATTR, fail_interrupted, grace_period, is_journal
-from pipeline.search.execution.worker import MAX_KILLED_WORKERS, RoundJob, run_workers
+from pipeline.search.execution.dispatch import MAX_KILLED_WORKERS, run_workers
+from pipeline.search.execution.heartbeats import grace_period
+from pipeline.search.execution.job import RoundJob
+from pipeline.search.execution.stale_trials import WORKER_ATTR, fail_interrupted
+from pipeline.search.storage import is_journal
 
 POLL_S = 2.0  # seconds between looks at trials this launcher waits for
 
