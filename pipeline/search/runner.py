@@ -1,7 +1,7 @@
 """The search's entry point for `pipeline.stages`: run every round of one benchmark.
 
-The work is split by job: `rounds` (studies, narrowing, the result), `budget` (what counts
-against a round's budget across processes), `workers` (the processes that run trials),
+The work is split by job: `rounds` (studies, narrowing, the result), `round_setup` (a round's
+study and parent run), `execution` (the processes that run trials, the budget across them),
 `samplers` (samplers and pruners), `objective` (one trial), `storage` (Optuna storages).
 """
 

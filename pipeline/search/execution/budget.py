@@ -1,7 +1,7 @@
 """A round's trial budget, shared by every process working on its study.
 
 The budget counts finished trials (COMPLETE, PRUNED, FAIL) except those cut off by a crash
-(`interrupted`, see `storage`), whose configurations are retried instead, each at its cost
+(`interrupted`, see `stale_trials`), whose configurations are retried instead, each at its cost
 (`trial_cost`): a full trial 1, a pruned one of a round with `reinvest_pruned` the share of its
 epochs it trained, so the epochs pruning saves buy more configurations. It is shared by
 every process working on the study, local workers and launchers on other machines alike:
