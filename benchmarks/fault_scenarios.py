@@ -285,8 +285,8 @@ def count(svc: Services, key: str, sizes: Sizes) -> dict:
     from mlflow.tracking import MlflowClient  # noqa: PLC0415
 
     from pipeline import tracking  # noqa: PLC0415
-    from pipeline.search.budget import SURPLUS_ATTR, budget_used  # noqa: PLC0415
-    from pipeline.search.storage import is_interrupted  # noqa: PLC0415
+    from pipeline.search.execution.budget import SURPLUS_ATTR, budget_used  # noqa: PLC0415
+    from pipeline.search.execution.stale_trials import is_interrupted  # noqa: PLC0415
 
     found = studies(svc.url, key)
     finished = lost = duplicates = left = interrupted = 0

@@ -220,7 +220,7 @@ def rounds_span(trials: list[dict]) -> float:
 def measure(key: str, data_root: Path, work: Path, repeat: int, pythonpath: Path) -> dict:
     """Search, bare loop and instrumented search of `key`: minimum over `repeat` runs each."""
     from pipeline.config import load_params  # noqa: PLC0415
-    from pipeline.search.parallel import threads_for  # noqa: PLC0415
+    from pipeline.search.execution.concurrency import threads_for  # noqa: PLC0415
 
     dataset = load_params(ROOT / "params.yaml").benchmark(key).dataset
     searches, bares = [], []

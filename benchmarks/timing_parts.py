@@ -24,10 +24,11 @@ PARTS = {
         "check_reachable", "client", "ensure_experiment", "close_orphan_runs", "start_run", "log_dataset", "reopen_run",
         "log_metrics", "set_tags", "log_figure_files")],
     "Optuna studies (open, create, interrupted trials)": [
-        ("optuna", "create_study"), ("optuna", "load_study"), ("pipeline.search.workers", "open_storage"),
-        ("pipeline.search.rounds", "open_storage"), ("pipeline.search.workers", "fail_interrupted"),
-        ("pipeline.search.rounds", "fail_interrupted"), ("pipeline.search.resume", "fail_interrupted")],
-    "memory release": [("pipeline.search.workers", "release_memory")],
+        ("optuna", "create_study"), ("optuna", "load_study"), ("pipeline.search.execution.worker", "open_storage"),
+        ("pipeline.search.rounds", "open_storage"), ("pipeline.search.execution.worker", "fail_interrupted"),
+        ("pipeline.search.rounds", "fail_interrupted"), ("pipeline.search.execution.resume", "fail_interrupted"),
+        ("pipeline.search.execution.dispatch", "fail_interrupted")],
+    "memory release": [("pipeline.search.execution.memory", "release_memory")],
     "round summary: Optuna plots, trials table": [("pipeline.search.round_summary", "log_round_summary")],
 }  # fmt: skip
 

@@ -16,7 +16,7 @@ is a fresh `run_search` in its own subprocess and project folder:
 - `baseline`: the same with both disabled (`keras.backend.clear_session` a
   no-op, `run_search(..., release_memory=False)`);
 - `recycled`: the search as shipped: Keras trials in spawned worker processes
-  of at most `workers.TRIALS_PER_PROCESS` trials (`--per-process` overrides).
+  of at most `memory.TRIALS_PER_PROCESS` trials (`--per-process` overrides).
 
 Reported per mode: RSS growth of the training process between trial
 `--every` and the last trial (MB), peak RSS of the largest process and of the
@@ -109,7 +109,7 @@ def measure(mode: str, root: Path, trials: int, every: int, epochs: int, per_pro
 
     from pipeline.config import load_params  # noqa: PLC0415
     from pipeline.search.rounds import study_name  # noqa: PLC0415
-    from pipeline.search.workers import TRIALS_PER_PROCESS  # noqa: PLC0415
+    from pipeline.search.execution.memory import TRIALS_PER_PROCESS  # noqa: PLC0415
 
     workdir = root / mode
     prepare(workdir, trials, epochs)

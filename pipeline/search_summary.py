@@ -23,7 +23,7 @@ import pandas as pd
 
 from pipeline import fileio, paths
 from pipeline.errors import MissingInputError
-from pipeline.search.budget import budget_view, counts_in_budget
+from pipeline.search.execution.budget import budget_view, counts_in_budget
 from pipeline.search.storage import open_storage
 
 SEARCH_PLOTS = "search"  # plots/<b>/search/<k>-<round>.csv

@@ -4,7 +4,7 @@
 tracking of every trial), so a variant's 120 searches take hours. This runs the same schedule
 with tunebench's own pieces and no storage or tracking: the round's sampler
 (`samplers.make_sampler`, seeds and salt as `run_round` passes them, `warm_start` included), its
-pruner (`make_pruner`), narrowing (`spaces.narrow`), what a round runs first (`rounds.enqueue_first`), the
+pruner (`make_pruner`), narrowing (`spaces.narrow`), what a round runs first (`round_setup.enqueue_first`), the
 budget's accounting (`budget.claimed`, pruned epochs reinvested) and the trial's reporting and
 pruning as `objective.run_trial` does them: it draws, prunes and reports what `run_search` does
 (tests/benchmarks/test_replay.py checks it), in about 1% of the time. Variants that win here are
@@ -27,9 +27,9 @@ sys.path.insert(0, str(HERE))
 import methods as m  # noqa: E402
 
 from pipeline.config import ParamRange, RoundConfig  # noqa: E402
-from pipeline.search.budget import COST_ATTR, claimed  # noqa: E402
+from pipeline.search.execution.budget import COST_ATTR, claimed  # noqa: E402
 from pipeline.search.samplers import make_pruner, make_sampler  # noqa: E402
-from pipeline.search.rounds import enqueue_first  # noqa: E402
+from pipeline.search.round_setup import enqueue_first  # noqa: E402
 from pipeline.search.spaces import narrow, suggest  # noqa: E402
 
 

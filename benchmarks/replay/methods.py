@@ -301,7 +301,7 @@ def run_tunebench(problem: ReplayProblem, budget: int, seed: int, project: Path,
 
 def _trial_epochs(t: optuna.trial.FrozenTrial, epochs: int, folds: int) -> float:
     """The epochs (over every fold) trial `t` trained."""
-    from pipeline.search.budget import COST_ATTR  # noqa: PLC0415
+    from pipeline.search.execution.budget import COST_ATTR  # noqa: PLC0415
 
     if t.state == optuna.trial.TrialState.COMPLETE:
         return epochs * folds

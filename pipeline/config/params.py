@@ -36,7 +36,7 @@ class SearchConfig(Strict):
 
     sampler: Literal[SAMPLERS] = "tpe"  # type: ignore[valid-type]
     seed: Seed = 0
-    workers: Literal["auto"] | int = "auto"  # auto: `pipeline.search.parallel` chooses from the machine and model
+    workers: Literal["auto"] | int = "auto"  # auto: `search.execution.concurrency` chooses from the machine and model
     storage: str | None = None
     retry_s: float = Field(120.0, ge=0, le=86400)  # seconds an outage of the database or MLflow server is ridden out
 

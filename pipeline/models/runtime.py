@@ -16,7 +16,7 @@ def configure_tensorflow(threads: int | None = None) -> None:
     Args:
         `threads`: intra- and inter-op threads for this process; default from
             `TUNEBENCH_THREADS`, else every core of the machine (a search's worker
-            processes get their share: `pipeline.search.parallel`).
+            processes get their share: `pipeline.search.execution.concurrency`).
     """
     global _configured
     if _configured:

@@ -28,7 +28,7 @@ from pipeline import tracking
 from pipeline.errors import TunebenchError
 from pipeline.models.hparams import resolve_hparams
 from pipeline.redaction import redact
-from pipeline.search.budget import COST_ATTR
+from pipeline.search.execution.budget import COST_ATTR
 from pipeline.search.spaces import suggest
 from pipeline.tasks import task_metric
 

@@ -6,7 +6,7 @@ import sys
 
 import optuna
 
-from pipeline.search.budget import counts_in_budget, trial_cost
+from pipeline.search.execution.budget import counts_in_budget, trial_cost
 
 SEP = " · "  # between the benchmark and the round in a bar's name
 

@@ -12,7 +12,7 @@ import optuna
 
 from pipeline import fileio, paths, tracking
 from pipeline.config import ParamRange, Params, RoundConfig
-from pipeline.search.budget import budget_used
+from pipeline.search.execution.budget import budget_used
 from pipeline.search.plots import write_study_plots  # imported here, in the main thread: its warning filter
 from pipeline.search.selection import selected_best
 from pipeline.search.spaces import space_to_dict

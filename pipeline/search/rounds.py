@@ -1,4 +1,4 @@
-"""Drive the coarse-to-fine rounds of one benchmark and write its search result.
+"""What a round is, and the rounds of one benchmark driven to its search result.
 
 Each round is its own Optuna study (`<benchmark>.<k>-<round>.<hash>`, the hash covering
 everything that defines the round, so a changed configuration starts fresh studies while an
@@ -8,36 +8,34 @@ narrowed from round k's best trials, and round k's best configurations are enque
 The ranges of every round are saved in the search result and logged to the round's MLflow
 parent run.
 
-The creator of a round's study sets the round up (MLflow parent run, enqueued best trials); a
-launcher that finds the study just created waits for that, and a later round waits for the
-trials still running in the previous one before narrowing from it. The trials themselves run
-in `workers`, within the budget of `budget`.
+The creator of a round's study sets the round up (`round_setup`: MLflow parent run, enqueued
+best trials); a launcher that finds the study just created waits for that, and a later round
+waits for the trials still running in the previous one before narrowing from it
+(`execution.resume.wait_round_finished`). The trials themselves run in `execution`, within
+the budget of `execution.budget`.
 """
 
 from __future__ import annotations
 
 import sys
-import time
-import warnings
-from typing import Any
 
 import optuna
 
 from pipeline import data_identity, fileio, paths, retry, search_summary, tracking
 from pipeline.config import ParamRange, Params, RoundConfig, fingerprint
 from pipeline.errors import ConfigError, MissingInputError, SearchFailedError
-from pipeline.search import parallel, round_summary, selection
-from pipeline.search.budget import budget_view, discard_failed_attempt, no_completed_trial
-from pipeline.search.spaces import narrow, random_points, space_from_dict, space_to_dict, top_trials
-from pipeline.processes import worker_alive, worker_id
-from pipeline.search.storage import describe, fail_interrupted, is_journal, open_storage
-from pipeline.search.resume import run_budget
-from pipeline.search.workers import RoundJob, start_early, trials_per_process
+from pipeline.search import round_summary, selection
+from pipeline.search.execution import concurrency
+from pipeline.search.execution.budget import budget_view, discard_failed_attempt, no_completed_trial
+from pipeline.search.execution.fork_server import start_early
+from pipeline.search.execution.job import RoundJob
+from pipeline.search.execution.memory import trials_per_process
+from pipeline.search.execution.resume import run_budget, wait_round_finished
+from pipeline.search.execution.stale_trials import fail_interrupted
+from pipeline.search.round_setup import close_left_runs, close_stray_runs, create_or_join, set_up_round, trial_tags
+from pipeline.search.spaces import narrow, space_from_dict, space_to_dict
+from pipeline.search.storage import describe, is_journal, open_storage
 from pipeline.tasks import task_metric
-
-SETUP_WAIT_S = 120.0  # how long a launcher waits for the creator of a round's study to set the round up
-OWNERLESS_WAIT_S = 10.0  # how long a launcher waits for the creator of a new study to name itself (OWNER_ATTR)
-OWNER_ATTR = "created_by"  # study user attr: the worker that created the study and sets the round up
 
 
 def study_name(params: Params, key: str, k: int) -> str:
@@ -66,23 +64,6 @@ def _identity(rnd: RoundConfig, exclude: set[str] | frozenset = frozenset()) -> 
     return {k: v for k, v in out.items() if not (k in ("warm_start", "explore") and not v)}
 
 
-def _trial_tags(params: Params, key: str, k: int, name: str) -> dict[str, Any]:
-    """MLflow tags of the round's parent run and of every trial's run (the study's hash in `study_hash`)."""
-    bench = params.benchmark(key)
-    digest = fileio.file_sha256(paths.processed_manifest(bench.dataset))
-    commit = tracking.git_commit()
-    return {
-        "study_name": name, "study_hash": name.rpartition(".")[2], "round": k + 1, "round_name": bench.rounds[k].name,
-        "benchmark": key, "dataset": bench.dataset, "model": bench.model, "dataset_manifest_hash": digest,
-        "git_commit": commit, **tracking.source_tags("tunebench search", commit),
-    }  # fmt: skip
-
-
-def round_run_name(params: Params, key: str, k: int) -> str:
-    """The parent run of round `k` (0-based): `coarse · r1`, what the runs table shows first."""
-    return f"{params.benchmark(key).rounds[k].name} · r{k + 1}"
-
-
 def run_round(params: Params, key: str, k: int, space: dict[str, ParamRange], *, prev: optuna.Study | None,
               n_trials: int | None, timeout: float | None, workers: int, storage_url: str | None, notes: list[str],
               direction: str, release_memory: bool = True) -> optuna.Study:  # fmt: skip
@@ -94,13 +75,7 @@ def run_round(params: Params, key: str, k: int, space: dict[str, ParamRange], *,
     rnd = bench.rounds[k]
     storage = open_storage(storage_url, key, tracking_uri=params.tracking_uri())
     name = study_name(params, key, k)
-    try:  # creating a study is atomic in every storage: its creator sets the round up (parent run, enqueues)
-        study = optuna.create_study(study_name=name, storage=storage, direction=direction)
-        _name_objective(study, bench.dataset)
-        study.set_user_attr(OWNER_ATTR, worker_id())
-    except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(study_name=name, storage=storage)
-        _wait_for_setup(study)
+    study = create_or_join(storage, name, direction, bench.dataset)
     interrupted = fail_interrupted(study, journal=is_journal(storage_url), tracking_uri=params.tracking_uri())
     if interrupted:
         print(f"{name}: {interrupted} trial(s) interrupted earlier marked FAIL and queued again; resuming",
@@ -111,33 +86,14 @@ def run_round(params: Params, key: str, k: int, space: dict[str, ParamRange], *,
               file=sys.stderr)  # fmt: skip
     mlc = tracking.client(params.tracking_uri())
     experiment_id = tracking.ensure_experiment(mlc, tracking.experiment_name(key, bench.dataset, bench.model))
-    closed = tracking.close_orphan_runs(mlc, experiment_id, by="search")
-    if closed:
-        print(f"{name}: {len(closed)} MLflow run(s) left RUNNING by an interrupted process marked FAILED",
-              file=sys.stderr)  # fmt: skip
+    close_left_runs(mlc, experiment_id, name)
     if "space" in study.user_attrs and study.user_attrs["space"] != space_to_dict(space):
         space = space_from_dict(study.user_attrs["space"])
         notes = [*study.user_attrs.get("narrowing_notes", []), "resumed with the ranges this study started with"]
     budget = _budget(rnd, n_trials)
-    tags = _trial_tags(params, key, k, name)
-    parent = study.user_attrs.get("mlflow_parent_run_id")
-    if parent is not None and not tracking.reopen_run(mlc, parent):
-        print(f"{name}: its MLflow parent run {parent} is gone from {tracking.redact(params.tracking_uri())} (the "
-              "store was deleted or replaced); the round gets a new one", file=sys.stderr)  # fmt: skip
-        parent = None
-    if parent is None:  # set the round up; the parent run id goes last: launchers waiting for it find the rest
-        parent = tracking.start_run(mlc, experiment_id, round_run_name(params, key, k), tags=tags | {
-            "kind": "study_round", "mlflow.note.content": f"Optuna study `{name}`: round {k + 1} ({rnd.name}) of "
-            f"{key}, {rnd.epochs} epochs a trial; one nested run per trial"})  # fmt: skip
-        tracking.log_dataset(mlc, parent, bench.dataset, tags["dataset_manifest_hash"], "train/validation")
-        study.set_user_attr("space", space_to_dict(space))
-        study.set_user_attr("narrowing_notes", notes)
-        tracking.log_params(mlc, parent, {f"range.{n}": v for n, v in space_to_dict(space).items()}
-                            | {"epochs": rnd.epochs, "n_trials": budget, "pruner": rnd.pruner})  # fmt: skip
-        if not any("enqueued_from" in t.user_attrs for t in study.get_trials(deepcopy=False)):
-            enqueue_first(study, prev, rnd, space, bench.space, direction, budget=budget,
-                          seed=params.search.seed + 1000 * k, salt=key)  # fmt: skip
-        study.set_user_attr("mlflow_parent_run_id", parent)
+    tags = trial_tags(params, key, k, name)
+    parent = set_up_round(study, mlc, experiment_id, params, key, k, space, notes, budget=budget, tags=tags,
+                          prev=prev, direction=direction)  # fmt: skip
     job = RoundJob(
         key=key, study=name, storage_url=storage_url, bench=bench, rnd=rnd,
         sampler=rnd.sampler or params.search.sampler, sampler_seed=params.search.seed + 1000 * k, space=space,
@@ -148,91 +104,12 @@ def run_round(params: Params, key: str, k: int, space: dict[str, ParamRange], *,
     )  # fmt: skip
     if not run_budget(job, study, timeout or rnd.timeout, workers, trials_per_process(bench.model)):
         print(f"{name}: budget of {budget} trials already met; nothing to run", file=sys.stderr)
-    # a run left RUNNING by its ended workers, or by a live (warm) one whose trial ended with another run:
-    # created twice when the MLflow server went away mid-request
-    finished = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
-    stray = tracking.close_orphan_runs(mlc, experiment_id, by="search")
-    stray += tracking.close_runs_of_finished_trials(mlc, experiment_id, name, finished, by="search")
-    if stray:
-        print(f"{name}: {len(stray)} MLflow run(s) its workers left RUNNING marked FAILED", file=sys.stderr)
+    close_stray_runs(mlc, experiment_id, study)
     study = budget_view(study, budget)  # a lowered budget: the trials a fresh run of it asks
     round_summary.log_round_summary(
         mlc, parent, study, space, notes, budget, k=k, rnd=rnd, dataset=bench.dataset, direction=direction
     )
     return study
-
-
-def enqueue_first(study: optuna.Study, prev: optuna.Study | None, rnd: RoundConfig, space: dict[str, ParamRange],
-                  full: dict[str, ParamRange], direction: str, *, budget: int, seed: int,
-                  salt: str) -> None:  # fmt: skip
-    """Queue what round `rnd` runs first: the previous round's `enqueue_best` best configurations inside its
-    ranges, then `explore` x `budget` configurations drawn at random from the `full` ranges (params.yaml's), so a
-    narrowing that missed the best region can be recovered; drawn from `seed` and `salt` like the sampler."""
-    if prev is not None and rnd.enqueue_best:
-        for t in top_trials(prev.get_trials(deepcopy=False), direction, 1.0)[: rnd.enqueue_best]:
-            inside = {n: v for n, v in t.params.items() if n in space and _inside(space[n], v)}
-            if len(inside) == len(space):
-                study.enqueue_trial(inside, user_attrs={"enqueued_from": f"{prev.study_name}#{t.number}"})
-    for i, config in enumerate(random_points(full, round(rnd.explore * budget), seed, salt)):
-        study.enqueue_trial(config, user_attrs={"enqueued_from": f"explore#{i}"})
-
-
-def _name_objective(study: optuna.Study, dataset: str) -> None:
-    """Name the objective (`best_val_accuracy` / `best_val_mae`, the trial runs' MLflow metric) so
-    optuna-dashboard and `trials_dataframe` label it."""
-    metric, _ = task_metric(fileio.read_json(paths.processed_manifest(dataset))["task"])
-    with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5.0
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([f"best_val_{metric}"])
-
-
-def _wait_for_setup(study: optuna.Study, limit: float = SETUP_WAIT_S) -> None:
-    """Wait while another launcher that just created this round's study sets it up.
-
-    Returns at once when the round is set up or its owner is a dead process of this host; after
-    `OWNERLESS_WAIT_S` when no owner has named itself (a study created by hand, to enqueue
-    trials); else after `limit` seconds.
-    """
-    t0 = time.monotonic()
-    while True:
-        attrs = study.user_attrs
-        owner = attrs.get(OWNER_ATTR)
-        if "mlflow_parent_run_id" in attrs:
-            return
-        if owner is None:  # just created (its creator names itself a moment later), or created by hand
-            if time.monotonic() - t0 > OWNERLESS_WAIT_S:
-                return
-            time.sleep(0.2)
-            continue
-        if owner.get("host") == worker_id()["host"] and not worker_alive(owner):
-            return
-        if time.monotonic() - t0 > limit:
-            print(f"{study.study_name}: its creator did not set it up in {limit:.0f} s; setting it up here",
-                  file=sys.stderr)  # fmt: skip
-            return
-        time.sleep(0.5)
-
-
-def wait_round_finished(study: optuna.Study, storage_url: str | None, tracking_uri: str | None,
-                        limit: float = 3600.0) -> None:  # fmt: skip
-    """Wait until no trial of `study` runs any more (other launchers' last trials), before narrowing from it.
-
-    Trials of crashed workers are failed on the way (`fail_interrupted`; with RDB storages once
-    their heartbeat is older than the grace period). Gives up after `limit` seconds.
-    """
-    t0 = time.monotonic()
-    running = optuna.trial.TrialState.RUNNING
-    while study.get_trials(deepcopy=False, states=(running,)):
-        if time.monotonic() - t0 > limit:
-            print(f"{study.study_name}: trials still running after {limit:.0f} s; narrowing without them",
-                  file=sys.stderr)  # fmt: skip
-            return
-        fail_interrupted(study, journal=is_journal(storage_url), tracking_uri=tracking_uri)
-        time.sleep(1.0)
-
-
-def _inside(r: ParamRange, v) -> bool:
-    return v in r.choices if not r.is_numeric else r.low <= v <= r.high
 
 
 def run_search(params: Params, key: str, *, only_round: int | None = None, n_trials: int | None = None,
@@ -254,7 +131,7 @@ def run_search(params: Params, key: str, *, only_round: int | None = None, n_tri
         ConfigError: `only_round` is not a round of the benchmark.
         TrackingError, StorageError, MissingInputError: before any study or run is created.
     """
-    from pipeline.search.warm import load_processed  # noqa: PLC0415
+    from pipeline.search.execution.data_cache import load_processed  # noqa: PLC0415
 
     bench = params.benchmark(key)
     if only_round is not None and not 1 <= only_round <= len(bench.rounds):
@@ -262,8 +139,8 @@ def run_search(params: Params, key: str, *, only_round: int | None = None, n_tri
         raise ConfigError(f"tunebench search --round {only_round}: benchmark {key} has rounds {names}; pick one of "
                           "them, or leave --round out to run them all")  # fmt: skip
     data_identity.require_current(params, bench.dataset)  # before anything: stale processed data is refused
-    choice = parallel.choose(workers or params.search.workers, model=bench.model, rounds=bench.rounds,
-                             input_shape=parallel.input_shape(paths.processed_manifest(bench.dataset)),
+    choice = concurrency.choose(workers or params.search.workers, model=bench.model, rounds=bench.rounds,
+                             input_shape=concurrency.input_shape(paths.processed_manifest(bench.dataset)),
                              sampler=params.search.sampler)  # fmt: skip
     print(choice.line(key), file=sys.stderr, flush=True)
     workers = choice.workers

@@ -1,7 +1,7 @@
 """The search's entry point for `pipeline.stages`: run every round of one benchmark.
 
-The work is split by job: `rounds` (studies, narrowing, the result), `budget` (what counts
-against a round's budget across processes), `workers` (the processes that run trials),
+The work is split by job: `rounds` (studies, narrowing, the result), `round_setup` (a round's
+study and parent run), `execution` (the processes that run trials, the budget across them),
 `samplers` (samplers and pruners), `objective` (one trial), `storage` (Optuna storages).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pipeline import retry
 from pipeline.config import Params
 from pipeline.search.rounds import run_search as _run_search
-from pipeline.search.workers import keep_warm
+from pipeline.search.execution.fork_server import keep_warm
 
 
 def run_search(params: Params, params_path: str, key: str, **kwargs) -> dict:

@@ -16,7 +16,7 @@ from pipeline import compat
 from pipeline.config import ParamRange, RoundConfig
 from pipeline.errors import ConfigError
 from pipeline.search.spaces import distributions
-from pipeline.search.storage import REDRAW_ATTR, is_enqueued
+from pipeline.search.execution.stale_trials import REDRAW_ATTR, is_enqueued
 
 
 def grid_points(space: Mapping[str, ParamRange], points: int = 4) -> dict[str, list]:
@@ -140,7 +140,7 @@ def per_trial_seed(sampler: optuna.samplers.BaseSampler, seed: int, salt: str = 
     run cut off mid-trial and resumed draws the same configurations as an uninterrupted one. It is
     fixed when the trial is created (enqueued trials get their numbers when enqueued) and unique
     among the trials that draw. A trial interrupted before or while it drew is followed by one that
-    makes its whole draw again (user attr `redraw_of`, see `storage.InterruptedTrial`).
+    makes its whole draw again (user attr `redraw_of`, see `execution.stale_trials.InterruptedTrial`).
 
     Returns:
         The same sampler.

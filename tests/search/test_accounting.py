@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import fileio, paths, search_summary, stages
 from pipeline.config import parse_params
-from pipeline.search.budget import budget_view, counts_in_budget
+from pipeline.search.execution.budget import budget_view, counts_in_budget
 from pipeline.search.rounds import run_search, study_name
 from pipeline.search.storage import open_storage
 from pipeline.search_summary import accounting, busy_seconds, busy_spans, sessions, study_rows, trial_rows

@@ -18,7 +18,7 @@ that the database password never reaches MLflow or the console, and
 `tunebench studies`.
 
 A trial asked by one worker just after another claimed the last place of the
-budget is stopped at once, PRUNED with user attr `surplus` (`pipeline.search.budget`); it counts
+budget is stopped at once, PRUNED with user attr `surplus` (`pipeline.search.execution.budget`); it counts
 nowhere and has no MLflow run, and the checks treat it so.
 
 A bare `postgresql://` URL (as users write it) must open with the installed
@@ -190,7 +190,7 @@ def _rounds(storage_url: str, project: Path, key: str) -> list:
 
 def _surplus(t) -> bool:
     """A trial stopped before it ran because the budget was already claimed elsewhere (it counts nowhere)."""
-    from pipeline.search.budget import SURPLUS_ATTR
+    from pipeline.search.execution.budget import SURPLUS_ATTR
 
     return bool(t.user_attrs.get(SURPLUS_ATTR))
 
@@ -213,7 +213,7 @@ def _assert_budget_met_exactly(study, budget: int, max_surplus: int) -> None:
     surplus stops."""
     import optuna
 
-    from pipeline.search.budget import budget_used, trial_cost
+    from pipeline.search.execution.budget import budget_used, trial_cost
 
     ran = sorted((t for t in _finished(study) if not _surplus(t)), key=lambda t: t.number)
     costs = [trial_cost(t) for t in ran]

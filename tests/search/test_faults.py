@@ -149,8 +149,8 @@ def _check_round(url: str, ml_uri: str, key: str, *, killed: int = 0) -> None:
     from mlflow.tracking import MlflowClient
 
     from pipeline import tracking
-    from pipeline.search.budget import SURPLUS_ATTR, budget_used
-    from pipeline.search.storage import REDRAW_ATTR, drew_every_parameter, is_enqueued, is_interrupted
+    from pipeline.search.execution.budget import SURPLUS_ATTR, budget_used
+    from pipeline.search.execution.stale_trials import REDRAW_ATTR, drew_every_parameter, is_enqueued, is_interrupted
 
     study = _study(url, key)
     trials = study.get_trials(deepcopy=False)
@@ -307,7 +307,7 @@ def test_sigkill_of_every_worker_then_reruns(servers, project):
     import optuna
 
     from pipeline import compat
-    from pipeline.search.storage import WORKER_ATTR
+    from pipeline.search.execution.stale_trials import WORKER_ATTR
 
     pg, ml = servers
     url, key = _storage_url(pg), "faults_kill"

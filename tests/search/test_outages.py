@@ -153,7 +153,7 @@ def _trials(project: Path) -> list[optuna.trial.FrozenTrial]:
 
 
 def _counted(trials: list) -> list:
-    from pipeline.search.storage import is_interrupted
+    from pipeline.search.execution.stale_trials import is_interrupted
 
     return [t for t in trials if t.state.is_finished() and not is_interrupted({}, t)]
 
@@ -161,7 +161,7 @@ def _counted(trials: list) -> list:
 @pytest.mark.slow
 @pytest.mark.servers
 def test_an_mlflow_outage_longer_than_retry_s_leaves_the_trial_to_the_rerun(tmp_path):
-    from pipeline.search.storage import is_interrupted
+    from pipeline.search.execution.stale_trials import is_interrupted
 
     project = tmp_path / "proj"
     project.mkdir()

@@ -67,7 +67,7 @@ def test_the_bar_counts_whole_trials_of_the_budget_and_the_budget_used_apart(cap
     """Surplus trials count nowhere; a reinvested pruned trial is one trial, costing its share of the budget."""
     import optuna
 
-    from pipeline.search.budget import COST_ATTR, SURPLUS_ATTR
+    from pipeline.search.execution.budget import COST_ATTR, SURPLUS_ATTR
     from pipeline.search.progress import ProgressBar
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

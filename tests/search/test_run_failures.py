@@ -314,7 +314,8 @@ def test_a_failing_worker_process_fails_the_search_with_its_error(tmp_path, monk
     from pipeline.config import parse_params
     from pipeline.errors import SearchFailedError
     from pipeline.search.storage import open_storage
-    from pipeline.search.workers import RoundJob, run_workers
+    from pipeline.search.execution.dispatch import run_workers
+    from pipeline.search.execution.job import RoundJob
 
     monkeypatch.chdir(tmp_path)
     storage = open_storage(f"journal:{tmp_path / 'j.journal'}", KEY)

@@ -30,8 +30,9 @@ from pipeline.__main__ import main
 from pipeline.config import ParamRange, load_params, parse_params
 from pipeline.errors import MissingInputError
 from pipeline.models.keras_common import keras_module
-from pipeline.search import storage, workers
-from pipeline.search.budget import FINISHED, budget_used, claimed
+from pipeline.search import storage
+from pipeline.search.execution import memory, stale_trials
+from pipeline.search.execution.budget import FINISHED, budget_used, claimed
 from pipeline.search.rounds import run_search, study_name
 from pipeline.search.spaces import space_to_dict, suggest
 from pipeline.search.samplers import make_sampler
@@ -346,7 +347,7 @@ def test_a_lowered_budget_reads_the_trials_a_fresh_run_of_it_asks(proj, prepared
 def _aged(monkeypatch) -> None:
     """A 1 s grace period, and `is_dead`'s clock 2 s on: a trial that names no worker is dead at once."""
     monkeypatch.setenv("TUNEBENCH_GRACE_S", "1")
-    monkeypatch.setattr(storage, "now", lambda: datetime.datetime.now() + datetime.timedelta(seconds=2))
+    monkeypatch.setattr(stale_trials, "now", lambda: datetime.datetime.now() + datetime.timedelta(seconds=2))
 
 
 @pytest.mark.slow
@@ -366,7 +367,7 @@ def test_crashed_running_trial_is_failed_not_counted_and_retried_while_live_ones
         live = study.ask(dist)
         owner = {"host": processes.worker_id()["host"], "pid": live_proc.pid,
                  "started": processes.process_start(live_proc.pid)}  # fmt: skip
-        compat.storage_of(study).set_trial_user_attr(compat.trial_id(live), storage.WORKER_ATTR, owner)
+        compat.storage_of(study).set_trial_user_attr(compat.trial_id(live), stale_trials.WORKER_ATTR, owner)
         proj.search(key)
         trials = {t.number: t for t in proj.study(key).get_trials()}
         assert trials[crashed.number].state == TS.FAIL and trials[crashed.number].user_attrs["interrupted"]
@@ -412,7 +413,7 @@ def test_a_trial_cut_off_while_it_drew_is_drawn_again_whole_as_an_uninterrupted_
     proj.search(key)
     trials = proj.study(key).get_trials()
     assert trials[0].state == TS.FAIL and trials[0].user_attrs["interrupted"]
-    assert trials[1].user_attrs[storage.REDRAW_ATTR] == 0 and "failed_trial" not in trials[1].system_attrs
+    assert trials[1].user_attrs[stale_trials.REDRAW_ATTR] == 0 and "failed_trial" not in trials[1].system_attrs
     assert configurations(trials) == uninterrupted and len(uninterrupted) == 3
 
 
@@ -445,7 +446,7 @@ def test_a_trial_has_a_heartbeat_before_it_names_its_worker(tmp_path, monkeypatc
     a RUNNING trial nothing ever fails (no heartbeat to go stale): the first beat comes first."""
     import sqlite3
 
-    from pipeline.search.trial_loop import run_trials
+    from pipeline.search.execution.trial_loop import run_trials
 
     monkeypatch.setenv("TUNEBENCH_HEARTBEAT_S", "60")  # no beat from the thread during the test
     db = tmp_path / "optuna.db"
@@ -454,7 +455,7 @@ def test_a_trial_has_a_heartbeat_before_it_names_its_worker(tmp_path, monkeypatc
     set_attr = store.set_trial_user_attr
 
     def spy(trial_id, key, value):
-        if key == storage.WORKER_ATTR:
+        if key == stale_trials.WORKER_ATTR:
             with sqlite3.connect(db) as con:
                 row = con.execute("SELECT COUNT(*) FROM trial_heartbeats WHERE trial_id = ?", (trial_id,)).fetchone()
             beats_when_named.append(row[0])
@@ -549,11 +550,11 @@ def test_postgresql_urls_name_the_installed_driver(monkeypatch):
 
 def test_trials_per_process_recycles_keras_workers_only(monkeypatch):
     monkeypatch.delenv("TUNEBENCH_TRIALS_PER_PROCESS", raising=False)
-    assert workers.trials_per_process("keras_mlp") == workers.TRIALS_PER_PROCESS > 0
-    assert workers.trials_per_process("keras_cnn") == workers.TRIALS_PER_PROCESS
-    assert workers.trials_per_process("numpy_mlp") == 0
+    assert memory.trials_per_process("keras_mlp") == memory.TRIALS_PER_PROCESS > 0
+    assert memory.trials_per_process("keras_cnn") == memory.TRIALS_PER_PROCESS
+    assert memory.trials_per_process("numpy_mlp") == 0
     monkeypatch.setenv("TUNEBENCH_TRIALS_PER_PROCESS", "0")
-    assert workers.trials_per_process("keras_mlp") == 0
+    assert memory.trials_per_process("keras_mlp") == 0
 
 
 def test_budget_used_counts_finished_trials_but_not_interrupted_ones():

@@ -171,7 +171,7 @@ def test_warm_trials_are_ranked_within_their_round_and_kept_only_inside_the_spac
 def test_explore_queues_a_share_of_the_round_from_the_full_ranges_after_the_best():
     import warnings
 
-    from pipeline.search.rounds import enqueue_first
+    from pipeline.search.round_setup import enqueue_first
 
     full = {"lr": ParamRange(low=1e-5, high=1e-1, log=True), "dropout": ParamRange(low=0.0, high=0.5)}
     coarse = _lr_study(full, 20)

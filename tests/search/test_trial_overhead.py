@@ -22,7 +22,8 @@ from conftest import numpy_digits_params
 from pipeline import stages, tracking
 from pipeline.config import load_params, parse_params
 from pipeline.errors import ConfigError
-from pipeline.search import round_summary, workers
+from pipeline.search import round_summary
+from pipeline.search.execution import dispatch
 from pipeline.search.rounds import run_search, study_name
 from pipeline.search.storage import open_storage
 
@@ -109,8 +110,8 @@ def test_log_models_refuses_anything_but_true_false_or_all(value):
 
 def test_a_round_runs_in_one_worker_call_and_leaves_the_collector_frozen(proj, monkeypatch):
     calls = []
-    real = workers.run_worker
-    monkeypatch.setattr(workers, "run_worker", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    real = dispatch.run_worker
+    monkeypatch.setattr(dispatch, "run_worker", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
     gc.unfreeze()
     result = _search(proj, False, n_trials=8, epochs=4, pruner="median")
     pruned = result["study"].get_trials(deepcopy=False, states=(TS.PRUNED,))

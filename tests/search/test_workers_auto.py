@@ -15,7 +15,7 @@ import yaml
 from pipeline import stages, tracking
 from pipeline.__main__ import main
 from pipeline.config import RoundConfig, parse_params
-from pipeline.search import parallel, pool
+from pipeline.search.execution import concurrency, worker_pool
 from pipeline.search.storage import open_storage
 
 KEY = "digits_numpy_mlp"
@@ -47,7 +47,7 @@ def _no_thread_override(monkeypatch):
 
 
 def test_auto_keeps_reproducible_rounds_to_one_worker_with_every_core_as_threads():
-    c = parallel.choose("auto", model="keras_mlp", input_shape=(10000,), rounds=[_round(), _round()],
+    c = concurrency.choose("auto", model="keras_mlp", input_shape=(10000,), rounds=[_round(), _round()],
                         sampler="tpe", n_cores=2)  # fmt: skip
     assert (c.workers, c.threads) == (1, 2)
     assert c.line("rt_polarity", verbose=True).startswith("search rt_polarity: 1 worker x 2 threads (auto: 2 cores;")
@@ -57,31 +57,33 @@ def test_auto_keeps_reproducible_rounds_to_one_worker_with_every_core_as_threads
 
 def test_auto_runs_order_free_rounds_of_a_small_model_in_parallel_up_to_the_trials_of_a_round():
     free = [_round("random", "none", 8), _round("grid", "none", 3)]
-    c = parallel.choose("auto", model="keras_mlp", input_shape=(28,), rounds=free, sampler="tpe", n_cores=2)
+    c = concurrency.choose("auto", model="keras_mlp", input_shape=(28,), rounds=free, sampler="tpe", n_cores=2)
     assert (c.workers, c.threads) == (2, 1)
     assert c.line("b", verbose=True) == "search b: 2 workers x 1 thread (auto: 2 cores, parallel trials)"
-    c = parallel.choose("auto", model="numpy_mlp", input_shape=(28,), rounds=free, sampler="tpe", n_cores=8)
+    c = concurrency.choose("auto", model="numpy_mlp", input_shape=(28,), rounds=free, sampler="tpe", n_cores=8)
     assert (c.workers, c.threads) == (3, 2), "no more workers than a round's trials; the cores split among them"
     tpe_later = [_round("random", "none", 8), _round(None, "none", 8)]  # the second round samples with tpe
-    assert parallel.choose("auto", model="keras_mlp", input_shape=(28,), rounds=tpe_later, sampler="tpe",
+    assert concurrency.choose("auto", model="keras_mlp", input_shape=(28,), rounds=tpe_later, sampler="tpe",
                            n_cores=4).workers == 1  # fmt: skip
 
 
 def test_auto_gives_a_big_model_threads_rather_than_workers():
     free = [_round("random", "none", 8)]
-    cnn = parallel.choose("auto", model="keras_cnn", input_shape=(28, 28, 1), rounds=free, sampler="random", n_cores=4)
-    big = parallel.choose("auto", model="keras_mlp", input_shape=(320, 320), rounds=free, sampler="random", n_cores=4)
+    cnn = concurrency.choose("auto", model="keras_cnn", input_shape=(28, 28, 1), rounds=free, sampler="random",
+                             n_cores=4)  # fmt: skip
+    big = concurrency.choose("auto", model="keras_mlp", input_shape=(320, 320), rounds=free, sampler="random",
+                             n_cores=4)  # fmt: skip
     assert (cnn.workers, cnn.threads) == (big.workers, big.threads) == (1, 4)
     assert "big model" in cnn.why
 
 
 def test_workers_set_by_hand_and_tunebench_threads_override_auto(monkeypatch):
-    c = parallel.choose(2, model="keras_cnn", input_shape=(28, 28, 1), rounds=[_round()], sampler="tpe", n_cores=2)
+    c = concurrency.choose(2, model="keras_cnn", input_shape=(28, 28, 1), rounds=[_round()], sampler="tpe", n_cores=2)
     assert (c.workers, c.threads) == (2, 1) and "set by --workers or search.workers" in c.why
     monkeypatch.setenv("TUNEBENCH_THREADS", "3")
-    c = parallel.choose("auto", model="keras_mlp", input_shape=(28,), rounds=[_round()], sampler="tpe", n_cores=2)
+    c = concurrency.choose("auto", model="keras_mlp", input_shape=(28,), rounds=[_round()], sampler="tpe", n_cores=2)
     assert (c.workers, c.threads) == (1, 3) and c.why.endswith("threads from TUNEBENCH_THREADS")
-    assert parallel.threads_for(2, 8) == 3
+    assert concurrency.threads_for(2, 8) == 3
 
 
 def test_params_yaml_accepts_auto_or_a_positive_number_only():
@@ -107,15 +109,15 @@ def _echo(conn, board=None) -> None:
         conn.send(None)
 
 
-def _answered(warm: pool.Warm, limit: float = 60.0) -> object:
+def _answered(warm: worker_pool.Warm, limit: float = 60.0) -> object:
     t0 = time.monotonic()
-    while (report := warm.report()) is pool.BUSY and time.monotonic() - t0 < limit:
+    while (report := warm.report()) is worker_pool.BUSY and time.monotonic() - t0 < limit:
         time.sleep(0.05)
     return report
 
 
 def test_a_slot_keeps_its_process_until_it_dies_runs_out_of_trials_or_wants_other_threads():
-    p = pool.WorkerPool(_echo)
+    p = worker_pool.WorkerPool(_echo)
     try:
         first = p.submit(0, ("job",), threads=1, trials=2, per_process=5)
         assert _answered(first) is None
@@ -140,10 +142,10 @@ EARLY_START = """
 import sys, time
 from multiprocessing import forkserver
 from pathlib import Path
-from pipeline.search import pool, workers
+from pipeline.search.execution import fork_server, worker_pool
 marker = Path(sys.argv[1])
-with workers.keep_warm():
-    pool.current().preload(["marker_on_import"], start=True)
+with fork_server.keep_warm():
+    worker_pool.current().preload(["marker_on_import"], start=True)
     t0 = time.monotonic()
     while not marker.exists() and time.monotonic() - t0 < 60:  # no worker asked for: only the fork server imports it
         time.sleep(0.1)
@@ -152,7 +154,7 @@ with workers.keep_warm():
 
 
 def test_a_parallel_search_starts_its_fork_server_before_any_worker_is_asked_for(tmp_path):
-    """Its imports (TensorFlow for Keras) then overlap the launcher's set-up (`workers.start_early`)."""
+    """Its imports (TensorFlow for Keras) then overlap the launcher's set-up (`fork_server.start_early`)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -169,9 +171,9 @@ def test_a_parallel_search_starts_its_fork_server_before_any_worker_is_asked_for
 INTERRUPT_EARLY_START = """
 import os, signal, time
 from multiprocessing import forkserver
-from pipeline.search import workers
-with workers.keep_warm():
-    workers.start_early("keras_mlp")  # the fork server imports the worker code and TensorFlow (seconds)
+from pipeline.search.execution import fork_server
+with fork_server.keep_warm():
+    fork_server.start_early("keras_mlp")  # the fork server imports the worker code and TensorFlow (seconds)
     pid = forkserver._forkserver._forkserver_pid
     time.sleep(0.5)
     try:
@@ -236,8 +238,8 @@ def _search(root, data_dir, monkeypatch, capsys, *args: str) -> tuple[str, list[
 def test_two_warm_workers_run_every_round_and_find_what_one_worker_finds(tmp_path, data_dir, monkeypatch, capsys):
     err, _ = _search(tmp_path / "auto", data_dir, monkeypatch, capsys)
     rounds = parse_params(PARAMS).benchmark(KEY).rounds
-    auto = parallel.choose("auto", model="numpy_mlp", input_shape=(16,), rounds=rounds, sampler="random")
-    assert auto.workers == min(2, parallel.cores()) and err.splitlines()[0] == auto.line(KEY)
+    auto = concurrency.choose("auto", model="numpy_mlp", input_shape=(16,), rounds=rounds, sampler="random")
+    assert auto.workers == min(2, concurrency.cores()) and err.splitlines()[0] == auto.line(KEY)
     err1, one = _search(tmp_path / "one", data_dir, monkeypatch, capsys, "--workers", "1")
     assert err1.splitlines()[0].startswith(f"search {KEY}: 1 worker x ")
     err2, two = _search(tmp_path / "two", data_dir, monkeypatch, capsys, "--workers", "2")

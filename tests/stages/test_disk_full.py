@@ -127,7 +127,7 @@ def test_a_full_disk_is_one_error_and_the_rerun_resumes(prepared, tmp_path, wher
         again = disk.run(proj, sys.executable, "-m", "pipeline", "search")
         assert again.returncode == 0 and _errors(again) == [], again.stderr[-3000:]
         _journal_is_whole(journal)
-        from pipeline.search.budget import budget_used
+        from pipeline.search.execution.budget import budget_used
         from pipeline.search.journal import SafeJournalFileBackend
 
         storage = optuna.storages.JournalStorage(SafeJournalFileBackend(journal))

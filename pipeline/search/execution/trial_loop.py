@@ -12,7 +12,6 @@ and goes on, and calls the callbacks after each trial.
 
 from __future__ import annotations
 
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -22,39 +21,10 @@ import optuna
 from pipeline import compat
 from pipeline.errors import TunebenchError, deferred_interrupts
 from pipeline.processes import worker_id
-from pipeline.search.storage import WORKER_ATTR
+from pipeline.search.execution.heartbeats import Heartbeat
+from pipeline.search.execution.stale_trials import WORKER_ATTR
 
 TS = optuna.trial.TrialState
-
-
-class _Heartbeat:
-    """Record a running trial's heartbeat every interval in a thread (storages that keep heartbeats)."""
-
-    def __init__(self, storage, trial_id: int):
-        interval = storage.get_heartbeat_interval() if isinstance(storage, compat.heartbeat_base()) else None
-        self.storage, self.trial_id, self.interval = storage, trial_id, interval
-        self.stop = threading.Event()
-        self.thread = None
-
-    def beat_once(self) -> None:
-        """Record one heartbeat now (storages that keep heartbeats)."""
-        if self.interval:
-            self.storage.record_heartbeat(self.trial_id)  # never raises (`RetryingStorage`)
-
-    def __enter__(self):
-        if self.interval:
-            self.thread = threading.Thread(target=self._beat, name="trial-heartbeat", daemon=True)
-            self.thread.start()
-        return self
-
-    def _beat(self) -> None:  # the first beat was `beat_once`, before the trial's worker was named
-        while not self.stop.wait(self.interval):
-            self.storage.record_heartbeat(self.trial_id)  # never raises (`RetryingStorage`)
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        if self.thread is not None:
-            self.thread.join()
 
 
 def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], *, n_trials: int | None,
@@ -81,7 +51,7 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
         with warnings.catch_warnings(), deferred_interrupts():  # a trial asked is a trial whose worker is named
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
             trial = study.ask()
-            heartbeat = _Heartbeat(storage, compat.trial_id(trial))
+            heartbeat = Heartbeat(storage, compat.trial_id(trial))
             # beating before naming the worker: a trial of another host's worker killed in between would
             # otherwise stay RUNNING for good (Optuna fails only trials whose heartbeat went stale)
             heartbeat.beat_once()

@@ -1,13 +1,13 @@
 """A round's trial budget, shared by every process working on its study.
 
 The budget counts finished trials (COMPLETE, PRUNED, FAIL) except those cut off by a crash
-(`interrupted`, see `storage`), whose configurations are retried instead, each at its cost
+(`interrupted`, see `stale_trials`), whose configurations are retried instead, each at its cost
 (`trial_cost`): a full trial 1, a pruned one of a round with `reinvest_pruned` the share of its
 epochs it trained, so the epochs pruning saves buy more configurations. It is shared by
 every process working on the study, local workers and launchers on other machines alike:
-each stops once finished plus running trials reach it (`claimed`, `workers.optimize`), and
+each stops once finished plus running trials reach it (`claimed`, `worker.optimize`), and
 trial numbers settle a tie (a trial asked after the budget is claimed is `surplus`, see
-`workers.optimize`). A round that ended without a completed trial has its trials
+`worker.optimize`). A round that ended without a completed trial has its trials
 `discarded`, so a rerun retries the whole budget. Raising `n_trials` extends a round's study;
 lowering it keeps the study, and the round's outcome is read from the trials a run with the
 lower budget would have asked (`budget_view`), so it equals a fresh run's.
@@ -21,7 +21,7 @@ from collections import Counter
 
 import optuna
 
-from pipeline.search.storage import is_interrupted
+from pipeline.search.execution.stale_trials import is_interrupted
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 DISCARDED_PREFIX = "discarded."  # study user attr `discarded.<number>`: a failed attempt's trial, budget freed

@@ -3,13 +3,13 @@
 Starting a worker costs seconds (Python, MLflow, then TensorFlow at its first trial: 6-11 s
 of CPU on the 2-core reference machine), as much as several small trials. Workers are forked
 from a fork server (`multiprocessing`'s `forkserver`, where the platform has it) that imported
-the search's modules once, TensorFlow included for the Keras families (`preload`): a worker
+the search's modules once, TensorFlow included for the Keras families (`fork_server`): a worker
 then starts in about a second. A fork server's workers inherit its environment, not the
 launcher's: each job carries the launcher's environment, applied before it runs. Within
 `warm_workers()` (a whole search) a slot's process stays up between its jobs, waiting on its
 pipe for the next one; it is replaced when it has run `per_process` trials (TensorFlow keeps
-memory of every model it built, see `workers.trials_per_process`), when the next job wants
-another thread count, or when it died. Outside that context, each `run_workers` call has its
+memory of every model it built, see `memory.trials_per_process`), when the next job wants
+another thread count, or when it died. Outside that context, each `dispatch.run_workers` call has its
 own pool, closed when it returns. A worker whose launcher dies finds its pipe closed and exits.
 """
 

@@ -1,5 +1,5 @@
-"""Imported by a search's fork server (`pipeline.search.pool`) after `pipeline.search.preload`, whose
-SIGINT handler still ends it quietly on a Ctrl-C: worker processes start with TensorFlow loaded.
+"""Imported by a search's fork server (`worker_pool`) after `preload_worker`, whose SIGINT handler still
+ends it quietly on a Ctrl-C: worker processes start with TensorFlow loaded.
 
 Only imports: TensorFlow's runtime (thread pools, devices) starts in each worker, at its first
 `configure_tensorflow()`, so every worker still sets its own thread count.

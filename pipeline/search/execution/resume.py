@@ -1,11 +1,13 @@
 """Running a round's budget to the end through crashes: the trials of dead workers never hold it.
 
 A launcher counts the budget only after failing, as interrupted, the RUNNING trials whose
-worker is gone (`storage.fail_interrupted`: at once for a dead process of this host, after the
+worker is gone (`stale_trials.fail_interrupted`: at once for a dead process of this host, after the
 heartbeat grace period for other hosts); their configurations are queued again. When the rest
 of the budget is claimed by trials running elsewhere, it does not stop with "budget met": it
 waits for those it cannot see alive (other hosts, or no worker named yet) to finish or go
 stale, and then runs the retries. Trials of live processes of this host are theirs to finish.
+Before the next round narrows from this one, `wait_round_finished` waits for the trials other
+launchers still run.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ import time
 import optuna
 
 from pipeline.processes import worker_alive, worker_id
-from pipeline.search.budget import SURPLUS_ATTR, claimed
-from pipeline.search.storage import WORKER_ATTR, fail_interrupted, grace_period, is_journal
-from pipeline.search.workers import MAX_KILLED_WORKERS, RoundJob, run_workers
+from pipeline.search.execution.budget import SURPLUS_ATTR, claimed
+from pipeline.search.execution.dispatch import MAX_KILLED_WORKERS, run_workers
+from pipeline.search.execution.heartbeats import grace_period
+from pipeline.search.execution.job import RoundJob
+from pipeline.search.execution.stale_trials import WORKER_ATTR, fail_interrupted
+from pipeline.search.storage import is_journal
 
 POLL_S = 2.0  # seconds between looks at trials this launcher waits for
 
@@ -76,3 +81,21 @@ def run_budget(job: RoundJob, study: optuna.Study, timeout: float | None, worker
             waiting = True
         did = True
         time.sleep(POLL_S)
+
+
+def wait_round_finished(study: optuna.Study, storage_url: str | None, tracking_uri: str | None,
+                        limit: float = 3600.0) -> None:  # fmt: skip
+    """Wait until no trial of `study` runs any more (other launchers' last trials), before narrowing from it.
+
+    Trials of crashed workers are failed on the way (`fail_interrupted`; with RDB storages once
+    their heartbeat is older than the grace period). Gives up after `limit` seconds.
+    """
+    t0 = time.monotonic()
+    running = optuna.trial.TrialState.RUNNING
+    while study.get_trials(deepcopy=False, states=(running,)):
+        if time.monotonic() - t0 > limit:
+            print(f"{study.study_name}: trials still running after {limit:.0f} s; narrowing without them",
+                  file=sys.stderr)  # fmt: skip
+            return
+        fail_interrupted(study, journal=is_journal(storage_url), tracking_uri=tracking_uri)
+        time.sleep(1.0)
