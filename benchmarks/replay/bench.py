@@ -68,6 +68,8 @@ PEERS = {
     "optuna_tpe_median": lambda p, b, s: m.run_optuna(p, b, s, sampler="tpe", pruner="median"),
     "optuna_tpe_hyperband": lambda p, b, s: m.run_optuna(p, b, s, sampler="tpe", pruner="hyperband"),
     "keras_tuner_hyperband": m.run_keras_tuner,
+    "ray_asha": m.run_ray_asha,
+    "smac": m.run_smac,
 }
 DEFAULT_METHODS = ["tunebench", *PEERS]
 
@@ -298,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     summary = {
         "command": "python benchmarks/replay/bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": machine_info(libraries=("optuna", "keras-tuner", "mlflow", "numpy", "scipy")),
+        "machine": machine_info(libraries=("optuna", "keras-tuner", "ray", "smac", "mlflow", "numpy", "scipy")),
         "methods": args.methods, "seconds_by_method": wall, "figures": figures,
         "searches": len(rows), **result,
     }  # fmt: skip

@@ -308,3 +308,166 @@ def _trial_epochs(t: optuna.trial.FrozenTrial, epochs: int, folds: int) -> float
     if COST_ATTR in t.user_attrs:
         return t.user_attrs[COST_ATTR] * epochs * folds
     return len(t.intermediate_values) * (1 if folds == 1 else epochs)
+
+
+def _ray_init() -> None:
+    """Ray once per process, local and quiet: its workers find this folder and the clone's `pipeline` through
+    PYTHONPATH (they inherit the environment), and Tune writes no per-trial logger files."""
+    import ray  # noqa: PLC0415
+
+    if ray.is_initialized():
+        return
+    here, root = Path(__file__).resolve().parent, Path(__file__).resolve().parents[2]
+    paths = [str(here), str(here.parent), str(root), *filter(None, os.environ.get("PYTHONPATH", "").split(":"))]
+    os.environ["PYTHONPATH"] = ":".join(dict.fromkeys(paths))
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV, JSON or TensorBoard file per trial
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "100000")  # the experiment's state: written once, at the end
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    import logging  # noqa: PLC0415
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+             configure_logging=True)  # fmt: skip
+
+
+def ray_trainable(config: dict) -> None:
+    """Ray Tune's function trainable on a replay: trains `config` (`config["replay"]`: the recording, the search seed)
+    step by step and reports the validation score after every epoch (holdout) or the running mean of the folds' best
+    after every fold (K-fold), as `_folds` reports to Optuna; a recorded divergence reports the worst score, marked
+    `diverged` with the epoch it came at, and ends the trial."""
+    from ray import tune  # noqa: PLC0415
+
+    path, seed = config["replay"]
+    problem = ReplayProblem(path)
+    params = {k: v for k, v in config.items() if k != "replay"}
+    worst = -1e9 if problem.direction == "maximize" else 1e9
+    scores = []
+    for fold in range(problem.folds):
+        curve = problem.curve(params, seed, fold)
+        for epoch, value in enumerate(curve):
+            if not np.isfinite(value):
+                tune.report({"score": worst, "diverged": epoch})
+                return
+            if problem.folds == 1:
+                tune.report({"score": float(value)})
+        scores.append(problem.best(curve))
+        if problem.folds > 1:
+            tune.report({"score": float(np.mean(scores))})
+
+
+def run_ray_asha(problem: ReplayProblem, budget: int, seed: int) -> Trace:
+    """Ray Tune's `Tuner` with `ASHAScheduler` (1 step to a full trial, factor 3, one bracket) over random
+    configurations (`BasicVariantGenerator`, seeded), one trial at a time, `ray_trainable` reporting every epoch
+    (or fold). Every reported step counts its epochs; a divergence counts the rest of its fold, as `_folds`
+    does; the search stops once the next step would overrun `budget`. A trial that reaches a full trial is a
+    candidate, valued as `_folds` values it; the reported best is the best candidate."""
+    import ray  # noqa: PLC0415
+    from ray import tune  # noqa: PLC0415
+    from ray.tune.schedulers import ASHAScheduler  # noqa: PLC0415
+    from ray.tune.search.basic_variant import BasicVariantGenerator  # noqa: PLC0415
+
+    _ray_init()
+    steps = problem.epochs if problem.folds == 1 else problem.folds
+    step_cost = 1 if problem.folds == 1 else problem.epochs
+    maximize = problem.direction == "maximize"
+    trace = Trace()
+    seen: dict[str, list[float]] = {}
+
+    class Budget(tune.Stopper):
+        def __call__(self, trial_id, result):
+            return False
+
+        def stop_all(self):
+            return trace.epochs + step_cost > budget
+
+    class Traced(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            trace.epochs += step_cost
+            if "diverged" in result and problem.folds == 1:
+                trace.epochs = min(budget, trace.epochs + problem.epochs - result["diverged"] - 1)
+            seen.setdefault(trial.trial_id, []).append(None if "diverged" in result else result["score"])
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            scores = seen.get(trial.trial_id, [])
+            if len(scores) == steps and None not in scores:
+                params = {k: v for k, v in trial.config.items() if k != "replay"}
+                value = scores[-1] if problem.folds > 1 else (max(scores) if maximize else min(scores))
+                trace.trial_done(value, params)
+                if _better(value, trace.best_value, problem.direction):
+                    trace.best_value, trace.best_params = value, params
+            else:
+                trace.trial_done(None)
+
+        on_trial_error = on_trial_complete
+
+    space = {n: (tune.loguniform if r["log"] else tune.uniform)(r["low"], r["high"]) for n, r in problem.space.items()}
+    mode = "max" if maximize else "min"
+    with tempfile.TemporaryDirectory(prefix="ray-replay-") as folder:
+        tuner = tune.Tuner(
+            tune.with_resources(ray_trainable, {"cpu": 1}),
+            param_space={**space, "replay": (str(problem.path), seed)},
+            tune_config=tune.TuneConfig(
+                metric="score", mode=mode, num_samples=budget // step_cost + 1, max_concurrent_trials=1,
+                reuse_actors=True, search_alg=BasicVariantGenerator(random_state=seed),
+                scheduler=ASHAScheduler(max_t=steps, grace_period=1, reduction_factor=3),
+            ),
+            run_config=tune.RunConfig(
+                storage_path=folder, name="replay", verbose=0, stop=Budget(), callbacks=[Traced()],
+                checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
+            ),
+        )  # fmt: skip
+        with open(os.devnull, "w") as quiet, _stdout_to(quiet), contextlib.redirect_stderr(quiet):
+            tuner.fit()
+    del ray
+    return trace
+
+
+def run_smac(problem: ReplayProblem, budget: int, seed: int) -> Trace:
+    """SMAC3's `MultiFidelityFacade` (BOHB-like: Hyperband from 1 epoch to a full trial, factor 3, its random forest
+    proposing the configurations) by ask-and-tell, the fidelity being epochs: a trial at fidelity e trains every fold
+    e epochs from scratch, its value that of `_folds` (the folds' mean best); a divergence is told as a crash costing
+    the recording's worst finite validation score (SMAC's random forest cannot fit an infinite cost).
+    Trials run until the next one would overrun `budget`; a full-fidelity trial is a candidate, the best reported.
+    Its run history is not written to disk after every trial (`save=False`), and its random forest (the facade's
+    `get_model` settings) grows its trees in one thread (`n_jobs=1`, not every core: on a loaded machine joblib's
+    threads spent most of a search waiting)."""
+    import logging  # noqa: PLC0415
+
+    from ConfigSpace import ConfigurationSpace, Float  # noqa: PLC0415
+    from smac import MultiFidelityFacade, Scenario  # noqa: PLC0415
+    from smac.model.random_forest import RandomForest  # noqa: PLC0415
+    from smac.runhistory.dataclasses import TrialValue  # noqa: PLC0415
+    from smac.runhistory.enumerations import StatusType  # noqa: PLC0415
+
+    space = ConfigurationSpace(seed=seed)
+    space.add([Float(n, (r["low"], r["high"]), log=r["log"]) for n, r in problem.space.items()])
+    sign = -1.0 if problem.direction == "maximize" else 1.0  # SMAC minimizes
+    val = problem.curves.val
+    crash = sign * float(np.nanmin(val) if problem.direction == "maximize" else np.nanmax(val))
+    trace = Trace()
+    with tempfile.TemporaryDirectory(prefix="smac-replay-") as folder:
+        scenario = Scenario(space, output_directory=Path(folder), deterministic=True, n_trials=10**6, min_budget=1,
+                            max_budget=problem.epochs, crash_cost=crash, seed=seed)  # fmt: skip
+        forest = RandomForest(space, log_y=True, n_trees=10, bootstrapping=True, ratio_features=1.0,
+                              min_samples_split=2, min_samples_leaf=1, max_depth=2**20, seed=seed,
+                              n_jobs=1)  # fmt: skip
+        smac = MultiFidelityFacade(scenario, target_function=lambda config, seed=0, budget=1: 0.0, overwrite=True,
+                                   model=forest,
+                                   intensifier=MultiFidelityFacade.get_intensifier(scenario, eta=3),
+                                   logging_level=logging.ERROR)  # fmt: skip
+        while True:
+            info = smac.ask()
+            epochs, params = max(1, round(info.budget)), dict(info.config)
+            try:
+                value = _folds(problem, params, seed, trace, budget, epochs)
+            except Spent:
+                break
+            except optuna.TrialPruned:  # diverged
+                smac.tell(info, TrialValue(cost=crash, status=StatusType.CRASHED), save=False)
+                trace.trial_done(None)
+                continue
+            smac.tell(info, TrialValue(cost=sign * value), save=False)
+            full = epochs == problem.epochs
+            trace.trial_done(value if full else None, params if full else None)
+            if full and _better(value, trace.best_value, problem.direction):
+                trace.best_value, trace.best_params = value, params
+    return trace

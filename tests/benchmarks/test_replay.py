@@ -196,6 +196,40 @@ def test_keras_tuner_hyperband_stops_at_the_budget(tiny):
 
 
 @pytest.mark.slow
+def test_ray_tune_asha_stops_trials_early_and_at_the_budget(tmp_path, tiny):
+    """Ray Tune's Tuner and ASHAScheduler for real: every epoch is reported and counted, most trials stop at a rung,
+    the search ends once the next step would overrun, and it finds the tiny grid's best."""
+    import methods
+
+    problem = methods.ReplayProblem(tiny)
+    budget = 20 * problem.epochs
+    trace = methods.run_ray_asha(problem, budget, 0)
+    assert budget - 1 <= trace.epochs <= budget and trace.events[-1][0] <= trace.epochs
+    full = [e for e in trace.events if e[2] is not None]
+    assert 0 < len(full) < 20 < len(trace.events)  # ASHA stopped most trials before a full trial
+    assert all(np.diff([e[0] for e in trace.events]) >= 1)
+    assert problem.regret(trace.best_params) == 0.0
+    kfold = methods.ReplayProblem(str(tiny_recording(tmp_path / "folds.npz", folds=4)))
+    trace = methods.run_ray_asha(kfold, 5 * 4 * kfold.epochs, 1)  # a step is a fold: 6 epochs
+    assert 5 * 24 - 6 < trace.epochs <= 5 * 24 and trace.epochs % 6 == 0
+
+
+def test_smac_multi_fidelity_spends_at_most_the_budget_on_epochs(tiny):
+    """SMAC3's MultiFidelityFacade for real: its Hyperband asks for 2 or 6 epochs, a full-fidelity trial is a
+    candidate, the budget holds, and it finds the tiny grid's best."""
+    import methods
+
+    problem = methods.ReplayProblem(tiny)
+    budget = 20 * problem.epochs
+    trace = methods.run_smac(problem, budget, 0)
+    assert budget - problem.epochs < trace.epochs <= budget
+    spent = np.diff([0] + [e[0] for e in trace.events])
+    assert set(spent) == {2, 6}  # Hyperband's rungs from 1 to 6 epochs, eta 3: 6 / 3 and 6
+    assert all(e[2] is None for e, cost in zip(trace.events, spent, strict=True) if cost < problem.epochs)
+    assert problem.regret(trace.best_params) == 0.0
+
+
+@pytest.mark.slow
 def test_tunebench_searches_a_replay_benchmark_with_its_own_rounds(tmp_path, tiny):
     import methods
 
