@@ -182,9 +182,12 @@ def _kt_hyperparameters(hp, space: dict) -> dict:
     return out
 
 
-def run_keras_tuner(problem: Problem, data, budget: int, seed: int, *, hyperband: bool) -> Trace:
+def run_keras_tuner(problem: Problem, data, budget: int, seed: int, *, hyperband: bool, cut: bool = False) -> Trace:
     """Keras Tuner Hyperband (`max_epochs` = a full trial, factor 3, one iteration) or RandomSearch
     (`max_trials` = the budget in full trials), with our model and batches in a `HyperModel`.
+
+    `cut`: Hyperband runs as many iterations as it needs to train `budget` epochs (it is stopped after
+    the trial that reaches it) and its trace is cut at the budget, as `Trace.within` cuts any trace.
 
     With folds, `fit` trains every fold from scratch (Keras Tuner has no K-fold) and returns the
     mean of the folds' best scores; Hyperband's carried-over weights are then not used.
@@ -253,6 +256,8 @@ def run_keras_tuner(problem: Problem, data, budget: int, seed: int, *, hyperband
             trace.trial_done(
                 trial.score, {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
             )
+            if cut and trace.epochs >= budget:  # the oracle creates no further trial
+                self.oracle.max_trials = len(self.oracle.trials)
 
     objective = kt.Objective(f"val_{metric}", direction="max" if direction == "maximize" else "min")
     folder = tempfile.mkdtemp(prefix="kt-")
@@ -265,7 +270,7 @@ def run_keras_tuner(problem: Problem, data, budget: int, seed: int, *, hyperband
     }
     if hyperband:
         tuner = type("TracedHyperband", (Traced, kt.Hyperband), {})(
-            HyperModel(), max_epochs=problem.epochs, factor=3, hyperband_iterations=1, **common
+            HyperModel(), max_epochs=problem.epochs, factor=3, hyperband_iterations=None if cut else 1, **common
         )
     else:
         full = problem.epochs * len(splits)
@@ -275,6 +280,8 @@ def run_keras_tuner(problem: Problem, data, budget: int, seed: int, *, hyperband
     tuner.search_space_summary = lambda *a, **k: None
     with open(os.devnull, "w") as quiet, _stdout_to(quiet):  # Keras Tuner prints every trial
         tuner.search(epochs=problem.epochs, verbose=0)
+    if cut:
+        return trace.within(budget, direction)
     best = tuner.oracle.get_best_trials(1)[0]
     trace.best_value = float(best.score)
     trace.best_params = {k: v for k, v in best.hyperparameters.values.items() if not k.startswith("tuner/")}

@@ -12,8 +12,15 @@ any method found for that seed. Figures are printed and saved to
 random search runs on for `--random-extra` times the budget, so that the epochs it needs to get
 near the best are measured rather than cut off (its other figures are those within the budget).
 
+`--budget-trials N` gives every method the same budget in full-trial equivalents instead,
+N x a full trial's epochs (x the folds with folds): Keras Tuner Hyperband runs as many iterations
+as it needs and its trace is cut at the budget, tunebench's two rounds are sized to add up to it.
+The summary then also compares tunebench's test score with each peer's, paired by seed (`paired`:
+the mean difference, its 95% interval, a paired t-test and the Wilcoxon signed-rank test).
+
     python benchmarks/search_efficiency.py                       # 3 problems x 3 seeds (~45 min a problem here)
     python benchmarks/search_efficiency.py --problems digits --seeds 1 --quick
+    python benchmarks/search_efficiency.py --problems digits --seeds 5 --budget-trials 30 --random-extra 1
 """
 
 from __future__ import annotations
@@ -40,8 +47,9 @@ from pipeline.models.runtime import configure_tensorflow  # noqa: E402
 from pipeline.search_summary import NEAR_POINTS, NEAR_RATIO  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "search_efficiency.json"
+UNBOUNDED = 10**9  # Hyperband's budget without --budget-trials: one iteration, its epochs the others' budget
 METHODS = {
-    "keras_tuner_hyperband": lambda p, d, b, s: run_keras_tuner(p, d, b, s, hyperband=True),
+    "keras_tuner_hyperband": lambda p, d, b, s: run_keras_tuner(p, d, b, s, hyperband=True, cut=b < UNBOUNDED),
     "tunebench": run_tunebench,
     "optuna_tpe_median": lambda p, d, b, s: run_optuna(p, d, b, s, tpe=True),
     "random_unpruned": lambda p, d, b, s: run_optuna(p, d, b, s, tpe=False),
@@ -147,22 +155,26 @@ def near_mark(events: list, best_any: float, direction: str) -> tuple[int | None
     return None, None
 
 
-def run_problem(problem: Problem, seeds: list[int], methods: list[str], random_extra: float) -> list[dict]:
-    """Every method on every seed of one problem; one row per (seed, method)."""
+def run_problem(
+    problem: Problem, seeds: list[int], methods: list[str], random_extra: float, budget_trials: int | None = None
+) -> list[dict]:
+    """Every method on every seed of one problem; one row per (seed, method). The budget is Hyperband's
+    epochs, or `budget_trials` full trials (a full trial: `problem.epochs` on every fold)."""
     from pipeline.features import ProcessedData  # noqa: PLC0415
 
     data = ProcessedData.load(problem.project / "data" / "processed" / problem.dataset)
     _, direction = direction_of(data)
+    full = problem.epochs * (len(data.folds) if data.folds is not None else 1)
     rows = []
     for seed in seeds:
-        traces, budget, extended = {}, None, None
+        traces, budget, extended = {}, (budget_trials * full if budget_trials else None), None
         for name in methods:
             started = time.perf_counter()
             if name == "random_unpruned":
                 extended = METHODS[name](problem, data, int(budget * random_extra), seed)
                 trace = extended.within(budget, direction)
             else:
-                trace = METHODS[name](problem, data, budget or 10**9, seed)
+                trace = METHODS[name](problem, data, budget or UNBOUNDED, seed)
             budget = budget or trace.epochs
             traces[name] = trace
             print(
@@ -230,7 +242,41 @@ def summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
-def targets(summary: list[dict]) -> dict:
+def paired(rows: list[dict]) -> list[dict]:
+    """tunebench's test score against each peer's, paired by seed, per problem: the mean difference
+    (tunebench - peer; positive is better for accuracy, negative for MAE), its 95% t interval, the
+    two-sided paired t-test's p and the Wilcoxon signed-rank test's p (exact; with 5 seeds its smallest
+    p is 0.0625, so the t-test is the one that can reject). None where fewer than 2 seeds are paired."""
+    from scipy import stats  # noqa: PLC0415
+
+    out = []
+    for prob in dict.fromkeys(r["problem"] for r in rows):
+        tb = {r["seed"]: r["test"] for r in rows if r["problem"] == prob and r["method"] == "tunebench"}
+        if not tb:
+            continue
+        for method in dict.fromkeys(r["method"] for r in rows if r["problem"] == prob and r["method"] != "tunebench"):
+            peer = {r["seed"]: r["test"] for r in rows if r["problem"] == prob and r["method"] == method}
+            seeds = sorted(set(tb) & set(peer))
+            diff = [tb[s] - peer[s] for s in seeds]
+            entry = {"problem": prob, "peer": method, "seeds": len(seeds), "diff": None, "ci95": None,
+                     "t_p": None, "wilcoxon_p": None}  # fmt: skip
+            if len(seeds) >= 2:
+                mean, sd = statistics.mean(diff), statistics.stdev(diff)
+                half = stats.t.ppf(0.975, len(diff) - 1) * sd / len(diff) ** 0.5
+                entry["diff"], entry["ci95"] = round(mean, 4), [round(mean - half, 4), round(mean + half, 4)]
+                if sd > 0:
+                    entry["t_p"] = round(
+                        float(stats.ttest_rel([tb[s] for s in seeds], [peer[s] for s in seeds]).pvalue), 4
+                    )
+                if any(diff):
+                    entry["wilcoxon_p"] = round(float(stats.wilcoxon(diff).pvalue), 4)
+                elif sd == 0:
+                    entry["t_p"] = entry["wilcoxon_p"] = 1.0  # identical on every seed
+            out.append(entry)
+    return out
+
+
+def targets(summary: list[dict], pairs: list[dict] | None = None) -> dict:
     """The issue's targets per problem: test >= Hyperband's (maximised; <= for MAE), and the near-best
     mark in at most 30% of unpruned random search's epochs."""
     out = {}
@@ -246,6 +292,20 @@ def targets(summary: list[dict]) -> dict:
             entry["test_at_least_hyperband"] = (
                 (tb["test"][0] <= hb["test"][0]) if lower_is_better else (tb["test"][0] >= hb["test"][0])
             )
+        peers = {p["peer"]: p for p in pairs or [] if p["problem"] == prob}
+        if peers:  # the best peer by mean test score; tunebench is at least as good within the seeds' noise
+            # when its mean is at least the best peer's or the paired t-test cannot tell them apart (p >= 0.05)
+            best = (min if lower_is_better else max)(peers, key=lambda m: by[m]["test"][0])
+            p = peers[best]
+            ahead = (
+                (tb["test"][0] <= by[best]["test"][0]) if lower_is_better else (tb["test"][0] >= by[best]["test"][0])
+            )
+            entry["best_peer"] = best
+            entry["test_vs_best_peer"] = round(tb["test"][0] - by[best]["test"][0], 4)
+            entry["test_vs_best_peer_t_p"] = p["t_p"]
+            entry["test_at_least_best_peer_within_noise"] = (
+                ahead or (p["t_p"] is not None and p["t_p"] >= 0.05) if p["seeds"] >= 2 else None
+            )
         if rnd:
             entry["near_epochs_ratio_to_random"] = round(tb["near_epochs"] / max(rnd["near_epochs"], 1), 3)
             entry["near_within_30pct_of_random"] = entry["near_epochs_ratio_to_random"] <= 0.30
@@ -253,8 +313,8 @@ def targets(summary: list[dict]) -> dict:
     return out
 
 
-def print_tables(summary: list[dict], goals: dict) -> None:
-    """Markdown tables, one per problem."""
+def print_tables(summary: list[dict], goals: dict, pairs: list[dict] | None = None) -> None:
+    """Markdown tables, one per problem, and with `pairs` one per problem of tunebench against each peer."""
     for prob in dict.fromkeys(s["problem"] for s in summary):
         print(f"\n{prob}\n")
         print("| method | test | best val | epochs | wall s | epochs to near-best (missed) |")
@@ -264,19 +324,33 @@ def print_tables(summary: list[dict], goals: dict) -> None:
                 f"| {s['method']} | {s['test'][0]:.4f} ± {s['test'][1]:.4f} | {s['best_val'][0]:.4f} | "
                 f"{s['epochs'][0]:.0f} | {s['wall_s'][0]:.0f} | {s['near_epochs']:.0f} ({s['near_missed']}) |"
             )
+        own = [p for p in pairs or [] if p["problem"] == prob]
+        if own:
+            print(f"\n{prob}.paired\n")
+            print(
+                "| tunebench against | seeds | test difference (tunebench - peer) | 95% CI | paired t p | Wilcoxon p |"
+            )
+            print("|---|---|---|---|---|---|")
+            for p in own:
+                ci = "-" if p["ci95"] is None else f"[{p['ci95'][0]:+.4f}, {p['ci95'][1]:+.4f}]"
+                diff = "-" if p["diff"] is None else f"{p['diff']:+.4f}"
+                print(f"| {p['peer']} | {p['seeds']} | {diff} | {ci} | {p['t_p']} | {p['wilcoxon_p']} |")
         print(f"\ntargets: {goals.get(prob)}")
 
 
 def save(args: argparse.Namespace, rows: list[dict], seconds: float) -> dict:
     """Write the figures so far to `args.out` (atomically) and return them."""
     summary = summarize(rows)
+    pairs = paired(rows) if args.budget_trials else []
     result = {
         "command": "python benchmarks/search_efficiency.py " + " ".join(sys.argv[1:]),
         "quick": args.quick,
+        "budget_trials": args.budget_trials,
         "total_s": round(seconds, 1),
         "machine": machine_info(libraries=("optuna", "keras", "keras-tuner", "tensorflow-cpu", "mlflow")),
         "summary": summary,
-        "targets": targets(summary),
+        "targets": targets(summary, pairs),
+        **({"paired": pairs} if pairs else {}),
         "runs": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -287,7 +361,8 @@ def save(args: argparse.Namespace, rows: list[dict], seconds: float) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problems", nargs="+", default=["rt_polarity", "boston", "digits"])
-    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (from --first-seed)")
+    ap.add_argument("--first-seed", type=int, default=0, help="e.g. seeds split over processes, then --merge")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument(
         "--random-extra",
@@ -296,6 +371,11 @@ def main(argv: list[str] | None = None) -> int:
         help="unpruned random search runs this many budgets for its near-best mark",
     )
     ap.add_argument("--epochs", type=int, help="a full trial's epochs for every problem (default: 6, 6, 8)")
+    ap.add_argument(
+        "--budget-trials",
+        type=int,
+        help="every method's budget: this many full trials' epochs (default: one Hyperband iteration's)",
+    )
     ap.add_argument("--quick", action="store_true", help="4-epoch trials (a smoke run, not a measurement)")
     ap.add_argument("--project", type=Path, default=ROOT, help="a project after `dvc repro` (its processed data)")
     ap.add_argument("--out", type=Path, default=OUT)
@@ -303,10 +383,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.merge:  # e.g. one process per problem, run side by side
         runs = [json.loads(p.read_text()) for p in args.merge]
+        args.budget_trials = runs[0].get("budget_trials")
         result = save(args, [r for run in runs for r in run["runs"]], sum(run["total_s"] for run in runs))
         result["merged"] = [run["command"] for run in runs]
         write_json_atomic(args.out, result)
-        print_tables(result["summary"], result["targets"])
+        print_tables(result["summary"], result["targets"], result.get("paired"))
         return 0
     if args.methods[0] != "keras_tuner_hyperband":
         ap.error("keras_tuner_hyperband must come first: its epochs are the others' budget")
@@ -317,9 +398,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.problems:  # saved after every problem: a long run that stops keeps what it measured
         problem = problems(args.quick, args.project.resolve())[name]
         problem.epochs = args.epochs or problem.epochs
-        rows += run_problem(problem, list(range(args.seeds)), args.methods, args.random_extra)
-        result = save(args, rows, time.perf_counter() - started)
-    print_tables(result["summary"], result["targets"])
+        for seed in range(args.first_seed, args.first_seed + args.seeds):  # saved after every seed too
+            rows += run_problem(problem, [seed], args.methods, args.random_extra, args.budget_trials)
+            result = save(args, rows, time.perf_counter() - started)
+    print_tables(result["summary"], result["targets"], result.get("paired"))
     print(f"\nsaved {args.out} ({result['total_s']:.0f} s)")
     return 0
 

@@ -1,8 +1,9 @@
 """MkDocs hook: fills `<!-- table: NAME -->` markers with tables rendered from the committed results.
 
 NAME is `metrics` (the default run: `metrics/*.json`) or a file of `benchmarks/results/` without `.json`,
-optionally `#PART` (a problem of a search-efficiency run, or the n-th table of `overhead`). The tables are
-read at build time, so the pages always show the committed numbers; an unknown marker fails the build.
+optionally `#PART` (a problem of a search-efficiency run, `PROBLEM.paired` its paired comparison where the
+run has one, or the n-th table of `overhead`). The tables are read at build time, so the pages always show
+the committed numbers; an unknown marker fails the build.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def results_table(name: str, part: str | None) -> str:
     if name.startswith("search_efficiency"):
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            efficiency.print_tables(data["summary"], {})
+            efficiency.print_tables(data["summary"], {}, data.get("paired"))
         blocks = out.getvalue().strip().split("\n\n")
         return {blocks[i]: blocks[i + 1] for i in range(len(blocks) - 1) if blocks[i + 1].startswith("|")}[part]
     if name == "multihot":

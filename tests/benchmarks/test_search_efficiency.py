@@ -47,3 +47,45 @@ def test_quick_comparison_on_digits(project, tmp_path):
     assert {s["method"] for s in result["summary"]} == set(METHODS)
     assert "test_at_least_hyperband" in result["targets"]["digits_pca_mlp"]
     assert result["machine"]["libraries"]["keras-tuner"]
+
+
+def test_budget_in_full_trials_is_every_methods_budget(tmp_path):
+    """`--budget-trials 4` on the quick setting (4-epoch trials) of digits, fetched and preprocessed on its
+    own (scikit-learn's builtin data): every method, Keras Tuner Hyperband's iterations included, trains
+    at most 4 x 4 epochs, tunebench's two rounds are sized to add up to at most that (its epochs may pass
+    it by less than one trial a round: with pruned trials reinvested, a round's last trial can start with
+    part of a trial's budget left), and the summary pairs tunebench's test score with each peer's by seed."""
+    import shutil
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for stage in ("fetch", "preprocess"):
+        done = subprocess.run([sys.executable, "-m", "pipeline", stage, "--dataset", "digits"], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    out = tmp_path / "eff.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "search_efficiency.py"), "--project", str(tmp_path), "--problems",
+         "digits", "--seeds", "2", "--quick", "--budget-trials", "4", "--random-extra", "1", "--out", str(out)],
+        capture_output=True, text=True, timeout=900, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    result = json.loads(out.read_text())
+    assert result["budget_trials"] == 4
+    assert {r["method"] for r in result["runs"]} == {*METHODS, "keras_tuner_random"}
+    for r in result["runs"]:
+        assert r["budget"] == 16, r
+        assert 0.5 < r["test"] <= 1.0, r
+        if r["method"] != "tunebench":
+            assert 0 < r["epochs"] <= 16 and r["searched_epochs"] <= 16, (r["method"], r["epochs"])
+            continue
+        assert sum(x["n_trials"] * x["epochs"] for x in r["rounds"]) <= 16
+        assert 0 < r["epochs"] < 16 + sum(x["epochs"] for x in r["rounds"]), r["epochs"]
+    pairs = result["paired"]
+    assert {p["peer"] for p in pairs} == {*METHODS[:1], *METHODS[2:], "keras_tuner_random"}
+    for p in pairs:
+        assert p["seeds"] == 2 and p["ci95"][0] <= p["diff"] <= p["ci95"][1]
+        assert p["t_p"] is None or 0 <= p["t_p"] <= 1
+    goal = result["targets"]["digits_pca_mlp"]
+    assert goal["best_peer"] in {p["peer"] for p in pairs}
+    assert isinstance(goal["test_at_least_best_peer_within_noise"], bool)
