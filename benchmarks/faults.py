@@ -1,6 +1,6 @@
 """Benchmark a distributed search under faults: nothing may be lost, and what does each fault cost?
 
-On a throwaway PostgreSQL cluster and `mlflow server` (`tests/servers.py`), each scenario of
+On a throwaway PostgreSQL cluster and `mlflow server` (`pipeline/servers.py`), each scenario of
 `fault_scenarios.SCENARIOS` (SIGKILL of one worker mid-trial; SIGKILL of every worker and the
 launcher, then a rerun at once or after the heartbeat grace period; PostgreSQL restart
 mid-round; MLflow server restart mid-round; 4 workers on 2 launchers with a PostgreSQL restart)
