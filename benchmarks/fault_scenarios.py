@@ -34,11 +34,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from benchmarks import ROOT
+from pipeline.servers import MlflowServer, Postgres, mlflow_server, pg_unavailable, postgres_server
 
-from pipeline.servers import MlflowServer, Postgres, mlflow_server, pg_unavailable, postgres_server  # noqa: E402
 
 SCENARIOS = ("kill_one_worker", "kill_all_rerun_now", "kill_all_rerun_after_grace", "postgres_restart",
              "mlflow_restart", "two_launchers_postgres_restart")  # fmt: skip
