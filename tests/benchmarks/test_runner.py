@@ -79,3 +79,11 @@ def test_a_benchmark_runs_as_a_module(tmp_path):
     result = load(out)
     assert result["command"] == " ".join(["python", "-m", "benchmarks.profile_regression", *args])
     assert result["figures"]["rows"][0]["verdict"] == "better" and f"saved {out}" in proc.stderr
+
+
+def test_python_m_benchmarks_lists_the_runnable_benchmarks():
+    proc = subprocess.run([sys.executable, "-m", "benchmarks"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    listed = [line.split()[2] for line in proc.stdout.splitlines()]
+    assert {"benchmarks.faults", "benchmarks.overhead", "benchmarks.replay.bench"} <= set(listed)
+    assert "benchmarks.runner" not in listed and "benchmarks.fault_scenarios" not in listed
