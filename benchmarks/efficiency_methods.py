@@ -24,7 +24,7 @@ import numpy as np
 import optuna
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks import ROOT
 
 
 @dataclass

@@ -34,11 +34,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from benchmarks import ROOT
+from pipeline.servers import MlflowServer, Postgres, mlflow_server, pg_unavailable, postgres_server
 
-from tests.servers import mlflow_server, pg_unavailable, postgres_server  # noqa: E402
 
 SCENARIOS = ("kill_one_worker", "kill_all_rerun_now", "kill_all_rerun_after_grace", "postgres_restart",
              "mlflow_restart", "two_launchers_postgres_restart")  # fmt: skip
@@ -61,8 +59,8 @@ TINY = Sizes(budgets=(8,), epochs=15)  # the tests: 4 workers on 2 launchers mus
 
 @dataclass
 class Services:
-    pg: object  # tests.servers.Postgres
-    ml: object  # tests.servers.MlflowServer
+    pg: Postgres
+    ml: MlflowServer
     url: str = field(init=False)
 
     def __post_init__(self) -> None:  # the installed driver named (SQLAlchemy maps a bare URL to psycopg 3)
@@ -71,7 +69,7 @@ class Services:
 
 @contextlib.contextmanager
 def services() -> Iterator[Services]:
-    """A throwaway PostgreSQL cluster and `mlflow server` (`tests/servers.py`); RuntimeError when impossible."""
+    """A throwaway PostgreSQL cluster and `mlflow server` (`pipeline.servers`); RuntimeError when impossible."""
     if (why := pg_unavailable()) is not None:
         raise RuntimeError(f"no PostgreSQL here: {why}")
     with postgres_server() as pg, mlflow_server() as ml:

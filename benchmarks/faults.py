@@ -1,6 +1,6 @@
 """Benchmark a distributed search under faults: nothing may be lost, and what does each fault cost?
 
-On a throwaway PostgreSQL cluster and `mlflow server` (`tests/servers.py`), each scenario of
+On a throwaway PostgreSQL cluster and `mlflow server` (`pipeline/servers.py`), each scenario of
 `fault_scenarios.SCENARIOS` (SIGKILL of one worker mid-trial; SIGKILL of every worker and the
 launcher, then a rerun at once or after the heartbeat grace period; PostgreSQL restart
 mid-round; MLflow server restart mid-round; 4 workers on 2 launchers with a PostgreSQL restart)
@@ -10,25 +10,19 @@ finished, lost, duplicate configurations, trials left RUNNING, MLflow runs left 
 last four must be 0), the launchers' exit codes, and the wall-time cost of the fault (median of
 faulted minus baseline wall time).
 
-Usage: `python benchmarks/faults.py [--repeat 3] [--quick] [--only NAME ...] [--out FILE.json]`
+Usage: `python -m benchmarks.faults [--repeat 3] [--quick] [--only NAME ...] [--out FILE.json]`
 (`--quick`: one repeat of smaller rounds; default output `benchmarks/results/faults.json`).
 Exits 1 when a scenario lost, duplicated or left anything running.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import fault_scenarios as fs  # noqa: E402
-from machine import machine_info  # noqa: E402
+from benchmarks import fault_scenarios as fs
+from benchmarks.runner import Run, parser
 
 ZEROS = ("lost", "duplicates", "running_left", "mlflow_running")
 COLUMNS = ("expected", "finished", "lost", "duplicates", "running_left", "mlflow_running")
@@ -66,17 +60,15 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    run = Run("benchmarks.faults", argv)
+    ap = parser(__doc__, "faults.json")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="one repeat of smaller rounds")
     ap.add_argument("--only", nargs="*", choices=fs.SCENARIOS, help="run only these scenarios")
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "faults.json")
     args = ap.parse_args(argv)
     repeat = 1 if args.quick else args.repeat
     sizes = fs.QUICK if args.quick else fs.Sizes()
     names = args.only or list(fs.SCENARIOS)
-    machine = machine_info()
-    t0 = time.monotonic()
     runs: dict[str, list[tuple[dict, dict]]] = {}
     with tempfile.TemporaryDirectory(prefix="tunebench-faults-") as tmp, fs.services() as svc:
         project = fs.make_project(Path(tmp) / "proj", svc.ml.uri)
@@ -85,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                 base = fs.run_scenario(name, svc, project, sizes, fault=False, tag=f"_{i}")
                 hit = fs.run_scenario(name, svc, project, sizes, fault=True, tag=f"_{i}")
                 runs.setdefault(name, []).append((base, hit))
-                print(f"{name} #{i + 1}: {base['wall_s']} s without the fault, {hit['wall_s']} s with it; "
-                      + ", ".join(f"{c} {hit[c]}" for c in COLUMNS), file=sys.stderr, flush=True)  # fmt: skip
+                run.progress(f"{name} #{i + 1}: {base['wall_s']} s without the fault, {hit['wall_s']} s with it; "
+                             + ", ".join(f"{c} {hit[c]}" for c in COLUMNS))  # fmt: skip
     rows = [summarize(name, runs[name]) for name in names]
     print(table(rows))
     result = {
@@ -94,15 +86,11 @@ def main(argv: list[str] | None = None) -> int:
                 "named so; cost = median(faulted - baseline wall time)",
         "sizes": {"budgets": list(sizes.budgets), "epochs": sizes.epochs, "model": "numpy_mlp on digits"},
         "repeat": repeat, "grace_s": fs.GRACE_S, "heartbeat_s": fs.HEARTBEAT_S, "down_s": fs.DOWN_S,
-        "scenarios": rows, "runs": runs, "table": table(rows),
-        "machine": machine | {"loadavg_end": machine_info()["loadavg_1_5_15m"]},
-        "seconds": round(time.monotonic() - t0, 1),
+        "scenarios": rows, "runs": runs, "table": table(rows), "seconds": round(run.seconds(), 1),
     }  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved {args.out}", file=sys.stderr)
+    run.save(args.out, result)
     return 0 if all(r["ok"] for r in rows) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -16,15 +16,13 @@ IMDB's train statistics (median 178, mean ~239 tokens, clipped to 11..2,494),
 a start marker 1 first, indices `rank + 3`, and indices >= num_words mapped to
 2, exactly as `keras.datasets.imdb.load_data(num_words=10000)` returns them.
 
-Usage: `python benchmarks/multihot.py [--rows 25000] [--rounds 12] [--out benchmarks/results/multihot.json]`
+Usage: `python -m benchmarks.multihot [--rows 25000] [--rounds 12] [--out benchmarks/results/multihot.json]`
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -33,6 +31,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks import ROOT
+from benchmarks.runner import Run, parser
 
 IMDB_VOCAB = 88_584
 GOALS = {"memory_ratio_max": 0.25, "throughput_ratio_min": 0.90, "vectorize_speedup_min": 20.0}
@@ -254,25 +255,25 @@ def _run_worker(args: list[str]) -> dict:
     """Run this script as a worker subprocess and return its JSON result."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [sys.executable, __file__, *args, "--result", str(out)]
-        subprocess.run(cmd, check=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+        cmd = [sys.executable, "-m", "benchmarks.multihot", *args, "--result", str(out)]
+        subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "0"})
         return json.loads(out.read_text())
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Run every worker, compute the ratios against the goals, print and save them."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=25_000)
-    parser.add_argument("--num-words", type=int, default=10_000)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--trials", type=int, default=2, help="memory runs per path, interleaved")
-    parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "multihot.json"))
-    parser.add_argument("--rounds", type=int, default=12, help="paired throughput epochs per path")
-    parser.add_argument("--worker", choices=["csr", "dense", "dense_numpy", "vectorize", "throughput"])
-    parser.add_argument("--result")
-    args = parser.parse_args(argv)
+    run = Run("benchmarks.multihot", argv)
+    ap = parser(__doc__, "multihot.json")
+    ap.add_argument("--rows", type=int, default=25_000)
+    ap.add_argument("--num-words", type=int, default=10_000)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--trials", type=int, default=2, help="memory runs per path, interleaved")
+    ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=12, help="paired throughput epochs per path")
+    ap.add_argument("--worker", choices=["csr", "dense", "dense_numpy", "vectorize", "throughput"])
+    ap.add_argument("--result")
+    args = ap.parse_args(argv)
     if args.worker:
         if args.worker == "vectorize":
             result = vectorize_worker(args.rows, args.num_words, args.repeats)
@@ -291,8 +292,7 @@ def main(argv: list[str] | None = None) -> dict:
     runs["throughput"] = _run_worker([*common, "--worker", "throughput"])
     runs["vectorize"] = _run_worker([*common, "--worker", "vectorize"])
     report = _report(args, runs)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    run.save(args.out, report)
     print(json.dumps({"ratios": report["ratios"], "goals_met": report["goals_met"]}, indent=2))
     return report
 
@@ -355,14 +355,7 @@ def _report(args, runs: dict) -> dict:
             "(IMDB train: median 178, mean ~239), start marker 1, indices >= num_words -> 2",
             "mean_length": vec["mean_length"],
             "tokens": vec["tokens"],
-        },
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
             "tf_threads": int(os.environ.get("TUNEBENCH_THREADS", "1")),
-            "load_average_1_5_15_at_end": [round(v, 2) for v in os.getloadavg()],
-            "shared": "the 2 cores were shared with other engineers' jobs during the run",
         },
         "summary": {"dense": dense, "csr": csr, "dense_numpy_fit": numpy_fit},
         "runs": runs,

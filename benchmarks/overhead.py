@@ -23,13 +23,12 @@ measures only that and replaces the scaling figures of the existing `--out` file
 `--pythonpath DIR` runs the searches with another checkout's `pipeline` (to compare with a
 baseline). Output: a table, and `benchmarks/results/overhead.json` (or `--out`).
 
-Usage: `python benchmarks/overhead.py [--benchmarks B ...] [--repeat 2] [--scaling] [--data DIR]`
+Usage: `python -m benchmarks.overhead [--benchmarks B ...] [--repeat 2] [--scaling] [--data DIR]`
 (`--data` defaults to the project's `data/processed`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -39,9 +38,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks import ROOT
+from benchmarks.runner import Run, load, parser
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -52,7 +51,9 @@ STORE_CREATION_S: list[float] = []  # the one-off creation of the MLflow tables 
 
 
 def _env(pythonpath: Path, **extra) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(pythonpath), "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
+    """A child's environment: `pythonpath`'s `pipeline` first, then this checkout (`python -m benchmarks...`)."""
+    path = os.pathsep.join(dict.fromkeys([str(pythonpath), str(ROOT)]))
+    env = {**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
     for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "TUNEBENCH_STORAGE"):
         env.pop(var, None)
     return env
@@ -90,7 +91,7 @@ def run_search(proj: Path, key: str, pythonpath: Path, workers: int | None = Non
     if workers:
         cmd += ["--workers", str(workers)]
     if instrumented:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--instrumented", "--", *cmd[3:]]
+        cmd = [sys.executable, "-m", "benchmarks.overhead", "--instrumented", "--", *cmd[3:]]
     t0, c0 = time.perf_counter(), _children_cpu()
     proc = subprocess.run(cmd, cwd=proj, env=_env(pythonpath), capture_output=True, text=True, timeout=3600)
     wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
@@ -128,7 +129,7 @@ def run_bare(proj: Path, key: str, trials: list[dict], threads: int) -> dict:
     spec = proj / "bare.json"
     spec.write_text(json.dumps({"key": key, "trials": trials, "threads": threads}))
     t0, c0 = time.perf_counter(), _children_cpu()
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--bare", str(spec)], cwd=proj,
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.overhead", "--bare", str(spec)], cwd=proj,
                           env=_env(ROOT), capture_output=True, text=True, timeout=3600)  # fmt: skip
     wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
     if proc.returncode != 0:
@@ -192,7 +193,7 @@ def bare_main(spec_path: str) -> None:
 def instrumented_main(argv: list[str]) -> None:
     """Run `python -m pipeline ARGV` in this process with timers around the search's parts; print them."""
     t_start, c_start = time.perf_counter(), time.process_time()
-    from timing_parts import install  # noqa: PLC0415
+    from benchmarks.timing_parts import install  # noqa: PLC0415
 
     parts = install()
     from pipeline.__main__ import main  # noqa: PLC0415
@@ -339,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--instrumented"]:
         instrumented_main(argv[2:])
         return 0
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    run = Run("benchmarks.overhead", argv)
+    ap = parser(__doc__, "overhead.json")
     ap.add_argument("--benchmarks", nargs="+", default=list(BENCHMARKS))
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--scaling", action="store_true", help="also 1 vs 2 workers on the default benchmark")
@@ -347,10 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--round-trials", type=int, default=32, help="trials of the order-free round of --scaling")
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "processed")
     ap.add_argument("--pythonpath", type=Path, default=ROOT, help="the checkout whose `pipeline` searches")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "overhead.json")
     args = ap.parse_args(argv)
-    from machine import machine_info  # noqa: PLC0415
-
     from pipeline.config import load_params  # noqa: PLC0415
 
     params = load_params(ROOT / "params.yaml")
@@ -364,22 +363,21 @@ def main(argv: list[str] | None = None) -> int:
                      "bare loop of model.fit on the same configurations and epochs in one fresh process (ratio; also "
                      "to the fits alone); minimum of the repeats; instrumented: one more search, timed by part",
                      "goal_max_ratio": GOAL_RATIO, "goal_min_scaling": GOAL_SCALING, "benchmarks": {}}  # fmt: skip
-    if args.scaling_only:
-        results = json.loads(args.out.read_text())
+    if args.scaling_only:  # the result becomes this run's; the figures keep which run measured the benchmarks
+        earlier = load(args.out)
+        results = earlier["figures"]
+        results.pop("scaling_machine", None)  # an earlier scaling run's machine (results before benchmarks.runner)
+        results.setdefault("benchmarks_run", {k: earlier[k] for k in ("command", "machine", "versions")})
     with tempfile.TemporaryDirectory(prefix="tb-overhead-") as tmp:
         for key in [] if args.scaling_only else args.benchmarks:
             results["benchmarks"][key] = measure(key, args.data, Path(tmp), args.repeat, args.pythonpath)
         if args.scaling or args.scaling_only:
             results["scaling"] = scaling(args.data, Path(tmp), args.repeat, args.pythonpath, args.round_trials)
-    if args.scaling_only:
-        results["scaling_machine"] = machine_info(pythonpath=str(args.pythonpath), repeat=args.repeat)
-    else:
+    if not args.scaling_only:
         results["store_creation_s"] = STORE_CREATION_S[0] if STORE_CREATION_S else None
-        results["machine"] = machine_info(pythonpath=str(args.pythonpath), repeat=args.repeat)
     text = table(results)
     results["table"] = text
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    run.save(args.out, results)
     print(text)
     return 0
 

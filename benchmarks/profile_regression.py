@@ -8,24 +8,17 @@ difference (two-sided), and the verdict the issue's rule asks for: `worse` only 
 run's interval lies entirely on the worse side of the default run's, `better` for the mirror case,
 else `same within the intervals`. Saves `benchmarks/results/profile_regression.json`.
 
-    python benchmarks/profile_regression.py --default ../default-run --bigger ../full-run
+    python -m benchmarks.profile_regression --default ../default-run --bigger ../full-run
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from machine import machine_info  # noqa: E402
-
-from pipeline import fileio  # noqa: E402
-from pipeline.stats import seed_summary  # noqa: E402
+from benchmarks.runner import Run, parser
+from pipeline.stats import seed_summary
 
 
 def load_scores(project: Path) -> dict[str, dict]:
@@ -67,10 +60,10 @@ def compare(default: dict[str, dict], bigger: dict[str, dict]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    run = Run("benchmarks.profile_regression", argv)
+    ap = parser(__doc__, "profile_regression.json")
     ap.add_argument("--default", required=True, type=Path, help="a project that ran the default profile")
     ap.add_argument("--bigger", required=True, type=Path, help="a project that ran a bigger profile (e.g. full)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "profile_regression.json"))
     args = ap.parse_args(argv)
     default, bigger = load_scores(args.default), load_scores(args.bigger)
     rows = compare(default, bigger)
@@ -84,11 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['benchmark']:>26} {r['metric']}: default {d['mean']:.4f} [{d['ci_low']:.4f}, {d['ci_high']:.4f}] "
               f"(n={d['n']}), bigger {b['mean']:.4f} [{b['ci_low']:.4f}, {b['ci_high']:.4f}] (n={b['n']}), "
               f"Welch p {p}: {r['verdict']}")  # fmt: skip
-    out = {"command": "python benchmarks/profile_regression.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "machine": machine_info(libraries=("numpy", "scipy")), "rows": rows,
-           "worse": [r["benchmark"] for r in rows if r["verdict"] == "worse"]}  # fmt: skip
-    fileio.write_json_atomic(Path(args.out), out)
-    print(f"saved {args.out}")
+    out = {"rows": rows, "worse": [r["benchmark"] for r in rows if r["verdict"] == "worse"]}
+    run.save(args.out, out)
     return 1 if out["worse"] else 0
 
 

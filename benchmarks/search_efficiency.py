@@ -8,7 +8,7 @@ train/validation, then train+validation for that many epochs, as `tunebench trai
 and scored on the untouched test split. The anytime figure is the epochs (and seconds) each
 method needed to get within 0.5 points of accuracy (2% of MAE) of the best validation score
 any method found for that seed. Figures are printed and saved to
-`benchmarks/results/search_efficiency.json` with the machine and library versions. Unpruned
+`benchmarks/results/search_efficiency.json` (`benchmarks.runner`: with the machine and library versions). Unpruned
 random search runs on for `--random-extra` times the budget, so that the epochs it needs to get
 near the best are measured rather than cut off (its other figures are those within the budget).
 
@@ -18,9 +18,9 @@ as it needs and its trace is cut at the budget, tunebench's two rounds are sized
 The summary then also compares tunebench's test score with each peer's, paired by seed (`paired`:
 the mean difference, its 95% interval, a paired t-test and the Wilcoxon signed-rank test).
 
-    python benchmarks/search_efficiency.py                       # 3 problems x 3 seeds (~45 min a problem here)
-    python benchmarks/search_efficiency.py --problems digits --seeds 1 --quick
-    python benchmarks/search_efficiency.py --problems digits --seeds 5 --budget-trials 30 --random-extra 1
+    python -m benchmarks.search_efficiency                       # 3 problems x 3 seeds (~45 min a problem here)
+    python -m benchmarks.search_efficiency --problems digits --seeds 1 --quick
+    python -m benchmarks.search_efficiency --problems digits --seeds 5 --budget-trials 30 --random-extra 1
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -36,17 +35,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import ROOT
+from benchmarks.efficiency_methods import Problem, direction_of, run_keras_tuner, run_optuna, run_tunebench
+from benchmarks.runner import Run, load, parser
+from pipeline.models.runtime import configure_tensorflow
+from pipeline.search_summary import NEAR_POINTS, NEAR_RATIO
 
-from efficiency_methods import ROOT, Problem, direction_of, run_keras_tuner, run_optuna, run_tunebench  # noqa: E402
-from machine import machine_info  # noqa: E402
-
-from pipeline.fileio import write_json_atomic  # noqa: E402
-from pipeline.models.runtime import configure_tensorflow  # noqa: E402
-from pipeline.search_summary import NEAR_POINTS, NEAR_RATIO  # noqa: E402
-
-OUT = ROOT / "benchmarks" / "results" / "search_efficiency.json"
 UNBOUNDED = 10**9  # Hyperband's budget without --budget-trials: one iteration, its epochs the others' budget
 METHODS = {
     "keras_tuner_hyperband": lambda p, d, b, s: run_keras_tuner(p, d, b, s, hyperband=True, cut=b < UNBOUNDED),
@@ -338,28 +332,27 @@ def print_tables(summary: list[dict], goals: dict, pairs: list[dict] | None = No
         print(f"\ntargets: {goals.get(prob)}")
 
 
-def save(args: argparse.Namespace, rows: list[dict], seconds: float) -> dict:
-    """Write the figures so far to `args.out` (atomically) and return them."""
+def save(run: Run, args: argparse.Namespace, rows: list[dict], seconds: float, merged: list[str] | None = None) -> dict:
+    """Write the figures so far to `args.out` (atomically) and return them; `merged`: the commands of the
+    results merged."""
     summary = summarize(rows)
     pairs = paired(rows) if args.budget_trials else []
     result = {
-        "command": "python benchmarks/search_efficiency.py " + " ".join(sys.argv[1:]),
         "quick": args.quick,
         "budget_trials": args.budget_trials,
         "total_s": round(seconds, 1),
-        "machine": machine_info(libraries=("optuna", "keras", "keras-tuner", "tensorflow-cpu", "mlflow")),
         "summary": summary,
         "targets": targets(summary, pairs),
         **({"paired": pairs} if pairs else {}),
         "runs": rows,
+        **({"merged": merged} if merged else {}),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out, json.loads(json.dumps(result, default=str)))
-    return result
+    return run.save(args.out, json.loads(json.dumps(result, default=str)))["figures"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    run = Run("benchmarks.search_efficiency", argv)
+    ap = parser(__doc__, "search_efficiency.json")
     ap.add_argument("--problems", nargs="+", default=["rt_polarity", "boston", "digits"])
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (from --first-seed)")
     ap.add_argument("--first-seed", type=int, default=0, help="e.g. seeds split over processes, then --merge")
@@ -378,15 +371,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--quick", action="store_true", help="4-epoch trials (a smoke run, not a measurement)")
     ap.add_argument("--project", type=Path, default=ROOT, help="a project after `dvc repro` (its processed data)")
-    ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--merge", type=Path, nargs="+", help="combine the runs of earlier outputs into --out")
     args = ap.parse_args(argv)
     if args.merge:  # e.g. one process per problem, run side by side
-        runs = [json.loads(p.read_text()) for p in args.merge]
-        args.budget_trials = runs[0].get("budget_trials")
-        result = save(args, [r for run in runs for r in run["runs"]], sum(run["total_s"] for run in runs))
-        result["merged"] = [run["command"] for run in runs]
-        write_json_atomic(args.out, result)
+        parts = [load(p) for p in args.merge]
+        done = [p["figures"] for p in parts]
+        args.budget_trials = done[0].get("budget_trials")
+        result = save(run, args, [r for d in done for r in d["runs"]], sum(d["total_s"] for d in done),
+                      merged=[p["command"] for p in parts])  # fmt: skip
         print_tables(result["summary"], result["targets"], result.get("paired"))
         return 0
     if args.methods[0] != "keras_tuner_hyperband":
@@ -400,9 +392,9 @@ def main(argv: list[str] | None = None) -> int:
         problem.epochs = args.epochs or problem.epochs
         for seed in range(args.first_seed, args.first_seed + args.seeds):  # saved after every seed too
             rows += run_problem(problem, [seed], args.methods, args.random_extra, args.budget_trials)
-            result = save(args, rows, time.perf_counter() - started)
+            result = save(run, args, rows, time.perf_counter() - started)
     print_tables(result["summary"], result["targets"], result.get("paired"))
-    print(f"\nsaved {args.out} ({result['total_s']:.0f} s)")
+    print(f"\n{result['total_s']:.0f} s")
     return 0
 
 

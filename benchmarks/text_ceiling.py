@@ -13,13 +13,12 @@ It answers "is the MLP's test accuracy limited by the search or by the features?
 tuned network already matches the best linear model on the richest features, more search will
 not reach a goal set above that ceiling. Saves `benchmarks/results/text_ceiling.json`.
 
-    python benchmarks/text_ceiling.py          # rt_polarity from data/raw (`dvc repro fetch@rt_polarity` first)
-    python benchmarks/text_ceiling.py --features 1:10000 1,2:30000 1,2:100000
+    python -m benchmarks.text_ceiling          # rt_polarity from data/raw (`dvc repro fetch@rt_polarity` first)
+    python -m benchmarks.text_ceiling --features 1:10000 1,2:30000 1,2:100000
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -27,14 +26,10 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from machine import machine_info  # noqa: E402
-
-from pipeline import datasets, features, fileio  # noqa: E402
-from pipeline.config import load_params  # noqa: E402
+from benchmarks import ROOT
+from benchmarks.runner import Run, parser
+from pipeline import datasets, features
+from pipeline.config import load_params
 
 DEFAULT_FEATURES = ("1:10000", "1,2:30000", "1,2:100000")
 C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -78,11 +73,11 @@ def parse_features(text: str) -> tuple[list[int], int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    run = Run("benchmarks.text_ceiling", argv)
+    ap = parser(__doc__, "text_ceiling.json")
     ap.add_argument("--dataset", default="rt_polarity", help="a multi_hot dataset of --params (default rt_polarity)")
     ap.add_argument("--project", default=str(ROOT), help="the project whose params.yaml and data/raw are used")
     ap.add_argument("--features", nargs="+", default=list(DEFAULT_FEATURES), help="ORDERS:NUM_WORDS, e.g. 1,2:30000")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "text_ceiling.json"))
     args = ap.parse_args(argv)
     project = Path(args.project)
     params = load_params(project / "params.yaml")
@@ -106,12 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{spec:>12} ({row['columns']} columns): "
               f"logistic val {lg['val']:.4f} test {lg['test']:.4f} (C {lg['C']}); "
               f"NB-logistic val {nb['val']:.4f} test {nb['test']:.4f} (C {nb['C']})")  # fmt: skip
-    out = {"command": "python benchmarks/text_ceiling.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "dataset": args.dataset, "split": {k: base.get(k) for k in ("val_fraction", "test_fraction", "seed")},
-           "machine": machine_info(libraries=("scikit-learn", "numpy", "scipy")), "rows": rows,
-           "wall_s": round(time.perf_counter() - t0, 1)}  # fmt: skip
-    fileio.write_json_atomic(Path(args.out), out)
-    print(f"saved {args.out}")
+    run.save(args.out, {"dataset": args.dataset, "split": {k: base.get(k) for k in ("val_fraction", "test_fraction",
+                                                                                  "seed")},
+                        "rows": rows, "wall_s": round(time.perf_counter() - t0, 1)})  # fmt: skip
     return 0
 
 

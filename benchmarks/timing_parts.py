@@ -1,4 +1,4 @@
-"""Timers around the parts of a search, for `benchmarks/overhead.py --instrumented` (measurement only).
+"""Timers around the parts of a search, for `python -m benchmarks.overhead --instrumented` (measurement only).
 
 Each part's time (wall and CPU seconds of the whole process, TensorFlow's threads included) is
 exclusive: a timed call inside another timed call counts to its own part only. `other` is the

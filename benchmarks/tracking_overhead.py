@@ -25,16 +25,13 @@ Data: `data/processed/<dataset>` of the project (or `--data DIR`) when present; 
 digits is built from scikit-learn's copy and rt_polarity replaced by a synthetic multi-hot
 matrix of the same shape (8,196 x 10,000, ~17 words a snippet, Zipf ranks), which the JSON says.
 
-Usage: `python benchmarks/tracking_overhead.py [--trials 6] [--epochs N] [--out FILE.json]`
+Usage: `python -m benchmarks.tracking_overhead [--trials 6] [--epochs N] [--out FILE.json]`
 (default output: `benchmarks/results/tracking_overhead.json`).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -52,9 +49,8 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
+from benchmarks import ROOT  # noqa: E402
+from benchmarks.runner import Run, parser  # noqa: E402
 from pipeline import tracking  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
 from pipeline.models import get_family  # noqa: E402
@@ -266,13 +262,13 @@ def bench_one(params, key: str, *, trials: int, epochs: int | None, data_root: P
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    run = Run("benchmarks.tracking_overhead", argv)
+    ap = parser(__doc__, "tracking_overhead.json")
     ap.add_argument("--trials", type=int, default=6, help="measured trials per variant, benchmark and round")
     ap.add_argument("--epochs", type=int, help="one setting of N epochs (default: the epochs of every round)")
     ap.add_argument("--benchmarks", nargs="+", default=list(BENCHMARKS))
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
     ap.add_argument("--data", default=str(ROOT / "data" / "processed"), help="processed data root")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "tracking_overhead.json"))
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
@@ -281,7 +277,6 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="tracking_overhead_"))
     cwd = os.getcwd()
     os.chdir(work)  # the store's artifacts (./mlartifacts) go to the scratch folder
-    load = os.getloadavg()
     t0 = time.time()
     try:
         results = {}
@@ -312,9 +307,6 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
     within = worst["whole_search"]["keras"] < GOAL
-    import keras  # noqa: PLC0415
-    import mlflow  # noqa: PLC0415
-
     report = {
         "what": "per-trial overhead of MLflow tracking (run, params, per-epoch metrics, learning curves PNG, "
         "model) vs the same trials untracked. in_tracking_ratio (the verdict): median over tracked trials of "
@@ -338,21 +330,11 @@ def main(argv: list[str] | None = None) -> int:
             f"the target machine"
         ),
         "benchmarks": results,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "loadavg_1m_start_end": [round(load[0], 2), round(os.getloadavg()[0], 2)],
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "mlflow": mlflow.__version__,
-            "keras": keras.__version__,
-            "optuna": optuna.__version__,
-            "store": "SQLite (local file), artifacts on local disk",
-            "tf_threads": os.environ["TUNEBENCH_THREADS"],
-        },
+        "store": "SQLite (local file), artifacts on local disk",
+        "tf_threads": os.environ["TUNEBENCH_THREADS"],
         "seconds": round(time.time() - t0, 1),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    run.save(out, report)
     for key, r in results.items():
         for label, rr in r["rounds"].items():
             print(f"{key} {label} ({rr['epochs']} epochs): untracked {rr['untracked']['wall_s_median']:.2f} s/trial; "
@@ -363,9 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key} whole default search: folder {r['search_in_tracking_ratio_folder']:.1%}, keras "
               f"{r['search_in_tracking_ratio_keras']:.1%}")  # fmt: skip
     print(report["decision"])
-    print(
-        f"worst round: folder {worst['per_round']['folder']:.1%}, keras {worst['per_round']['keras']:.1%}; wrote {out}"
-    )
+    print(f"worst round: folder {worst['per_round']['folder']:.1%}, keras {worst['per_round']['keras']:.1%}")
     return 0
 
 

@@ -23,7 +23,7 @@ Reported per mode: RSS growth of the training process between trial
 whole tree, and seconds per trial (the machine is shared: compare modes run
 together, not across runs).
 
-Usage: `python benchmarks/trial_memory.py [--trials 100] [--every 10] [--epochs 2]
+Usage: `python -m benchmarks.trial_memory [--trials 100] [--every 10] [--epochs 2]
 [--modes in_process,baseline,recycled] [--per-process N] [--out benchmarks/results/trial_memory.json]`
 """
 
@@ -33,12 +33,14 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks import ROOT
+from benchmarks.runner import Run, parser
 
 KEY = "digits_keras_mlp"
 
@@ -125,8 +127,8 @@ def measure(mode: str, root: Path, trials: int, every: int, epochs: int, per_pro
         env["TUNEBENCH_TRIALS_PER_PROCESS"] = str(per_process)
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--child", mode, "--workdir", str(workdir),
-                             "--trials", str(trials)], env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.trial_memory", "--child", mode, "--workdir",
+                             str(workdir), "--trials", str(trials)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     top = psutil.Process(proc.pid)
     samples: list[dict] = []
@@ -169,13 +171,13 @@ def measure(mode: str, root: Path, trials: int, every: int, epochs: int, per_pro
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    run = Run("benchmarks.trial_memory", argv)
+    ap = parser(__doc__, "trial_memory.json")
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--every", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--modes", default="in_process,baseline,recycled", help="comma list of the modes above")
     ap.add_argument("--per-process", type=int, help="trials per worker process in the recycled mode")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "trial_memory.json"))
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -183,27 +185,21 @@ def main(argv: list[str] | None = None) -> int:
         child(args.child, Path(args.workdir), args.trials)
         return 0
 
-    from importlib.metadata import version  # noqa: PLC0415
-
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     key = f"growth_mb_{args.every}_to_{args.trials}"
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="trial-memory-") as tmp:
         for mode in modes:
-            print(f"{mode}: {args.trials} trials of {KEY} ...", file=sys.stderr, flush=True)
+            run.progress(f"{mode}: {args.trials} trials of {KEY} ...")
             r = results[mode] = measure(mode, Path(tmp), args.trials, args.every, args.epochs, args.per_process)
-            print(f"{mode}: growth of the training process, trial {args.every} -> {args.trials}: {r[key]} MB; "
-                  f"peak {r['peak_largest_process_rss_mb']} MB (tree {r['peak_tree_rss_mb']} MB); "
-                  f"{r['seconds_per_trial_after_first']} s/trial", file=sys.stderr, flush=True)  # fmt: skip
+            run.progress(f"{mode}: growth of the training process, trial {args.every} -> {args.trials}: {r[key]} MB; "
+                         f"peak {r['peak_largest_process_rss_mb']} MB (tree {r['peak_tree_rss_mb']} MB); "
+                         f"{r['seconds_per_trial_after_first']} s/trial")  # fmt: skip
     summary = {
         "benchmark": "trial_memory",
         "what": f"RSS of a search over {args.trials} keras_mlp trials on digits ({args.epochs} epochs each, "
                 f"MLflow tracking and model logging on), noted at every {args.every} finished trials",
-        "trials": args.trials, "every": args.every, "epochs": args.epochs,
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-                    "keras": version("keras"), "tensorflow": version("tensorflow-cpu"),
-                    "optuna": version("optuna"), "mlflow": version("mlflow")},
-        "modes": results,
+        "trials": args.trials, "every": args.every, "epochs": args.epochs, "modes": results,
     }  # fmt: skip
     growth = {m: r[key] for m, r in results.items()}
     if growth.get("in_process") and growth.get("baseline") is not None:
@@ -215,8 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         peak = "peak_largest_process_rss_mb"
         summary["recycled_peak_saving_mb"] = round(a[peak] - b[peak], 1)
         summary["recycled_time_ratio"] = round(b["seconds"] / a["seconds"], 2)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+    run.save(args.out, summary)
     brief = {
         m: {
             key: r[key],
@@ -227,7 +222,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     brief.update({k: v for k, v in summary.items() if k.startswith(("baseline_over", "recycled_"))})
     print(json.dumps(brief, indent=2))
-    print(f"written to {args.out}", file=sys.stderr)
     return 0
 
 

@@ -21,9 +21,9 @@ the verdict is `ratio_per_epoch`, tunebench's wall seconds per epoch trained ove
 The script's rows also say how long it spent collecting garbage (`gc_s`): `family.train` clears the Keras
 session before each model, as Optuna's Keras example does, and that runs a full collection; tunebench's
 workers keep what survives a trial frozen (`gc.freeze`), so theirs walk only the last trial's objects.
-Output: a table, and `benchmarks/results/wall_ratio.json` (command, machine, versions, every run).
+Output: a table, and `benchmarks/results/wall_ratio.json` (every run; `benchmarks.runner`'s result).
 
-Usage: `python benchmarks/wall_ratio.py [--benchmarks B ...] [--repeat 3] [--threads 1] [--baseline DIR]
+Usage: `python -m benchmarks.wall_ratio [--benchmarks B ...] [--repeat 3] [--threads 1] [--baseline DIR]
 [--pythonpath DIR] [--data DIR]` (`--data` defaults to the project's `data/processed`; `--pythonpath` and
 `--baseline` take checkouts, e.g. `git archive` copies of two commits, so that edits during the run change nothing).
 """
@@ -43,16 +43,13 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from machine import machine_info  # noqa: E402
-from overhead import STORE_CREATION_S, _env, make_project, study_trials  # noqa: E402
+from benchmarks import ROOT
+from benchmarks.overhead import STORE_CREATION_S, _env, make_project, study_trials
+from benchmarks.runner import Run, load, parser
+from pipeline.fileio import write_json_atomic
 
 BENCHMARKS = ("digits_keras_mlp", "rt_polarity_keras_mlp")
 GOAL = 1.2
-OUT = ROOT / "benchmarks" / "results" / "wall_ratio.json"
 
 
 def prepare(proj: Path, key: str) -> list[dict]:
@@ -86,8 +83,7 @@ def run_tunebench(work: Path, data: Path, key: str, dataset: str, pythonpath: Pa
 PARTS_CHILD = """
 import json, sys, time
 t0, c0 = time.perf_counter(), time.process_time()
-sys.path.insert(0, sys.argv[1])
-import timing_parts
+from benchmarks import timing_parts
 from pipeline.search import round_summary
 if hasattr(round_summary, "wait_for_files"):  # the round files logged in the background, where the search waits
     timing_parts.PARTS["round summary: Optuna plots, trials table"].append(
@@ -96,7 +92,7 @@ parts = timing_parts.install()
 from pipeline.__main__ import main
 parts["imports and CLI"] = [time.perf_counter() - t0, time.process_time() - c0]
 t1 = time.perf_counter()
-rc = main(sys.argv[2:])
+rc = main(sys.argv[1:])
 parts["other (set-up, narrowing, budget checks)"] = [time.perf_counter() - t1 - sum(
     v[0] for k, v in parts.items() if k != "imports and CLI"), 0.0]
 print(json.dumps({k: round(v[0], 2) for k, v in parts.items()}))
@@ -109,7 +105,7 @@ def parts_of_search(work: Path, data: Path, key: str, dataset: str, pythonpath: 
     seconds of the search's own thread: background work counts only where the search waits for it)."""
     proj = make_project(work, data, dataset)
     prepare(proj, key)
-    cmd = [sys.executable, "-c", PARTS_CHILD, str(ROOT / "benchmarks"), "search", "--benchmark", key, "--workers", "1"]
+    cmd = [sys.executable, "-c", PARTS_CHILD, "search", "--benchmark", key, "--workers", "1"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=proj, env=_env(pythonpath), capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
@@ -124,7 +120,7 @@ def run_optuna(work: Path, data: Path, key: str, dataset: str, seed: int) -> dic
     spec = proj / "plain.json"
     spec.write_text(json.dumps({"key": key, "rounds": rounds, "seed": seed}))
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--plain", str(spec)], cwd=proj,
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.wall_ratio", "--plain", str(spec)], cwd=proj,
                           env=_env(ROOT), capture_output=True, text=True, timeout=3600)  # fmt: skip
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
@@ -242,14 +238,14 @@ def table(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    run = Run("benchmarks.wall_ratio", argv)
+    ap = parser(__doc__, "wall_ratio.json")
     ap.add_argument("--benchmarks", nargs="+", default=list(BENCHMARKS))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="TensorFlow intra- and inter-op threads of every method")
     ap.add_argument("--pythonpath", type=Path, default=ROOT, help="the checkout whose `pipeline` is `tunebench`")
     ap.add_argument("--baseline", type=Path, help="another checkout's root: its `pipeline` searches too")
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "processed")
-    ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--parts", action="store_true", help="then one search of each tunebench with timers on its parts")
     ap.add_argument("--summarize", type=Path, help="only recompute the summary of an earlier output's runs")
     ap.add_argument("--plain", help=argparse.SUPPRESS)
@@ -257,16 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.plain:
         plain_main(args.plain)
         return 0
-    if args.summarize:
-        from pipeline.fileio import write_json_atomic  # noqa: PLC0415
-
-        result = json.loads(args.summarize.read_text())
-        result["summary"] = summarize(result["runs"])
-        write_json_atomic(args.summarize, result)
-        print(table(result["summary"]))
+    if args.summarize:  # the same result, its summary recomputed
+        result = load(args.summarize)
+        result["figures"]["summary"] = summarize(result["figures"]["runs"])
+        write_json_atomic(args.summarize, result, sort_keys=False)
+        print(table(result["figures"]["summary"]))
         return 0
     from pipeline.config import load_params  # noqa: PLC0415
-    from pipeline.fileio import write_json_atomic  # noqa: PLC0415
 
     os.environ["TUNEBENCH_THREADS"] = str(args.threads)  # every child inherits it (`overhead._env`)
     params = load_params(ROOT / "params.yaml")
@@ -288,22 +281,18 @@ def main(argv: list[str] | None = None) -> int:
                     print(json.dumps(row), flush=True)
         summary = summarize(runs)
         result = {
-            "command": "python benchmarks/wall_ratio.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "threads": args.threads, "goal_ratio_per_epoch": GOAL, "total_s": round(time.perf_counter() - started, 1),
-            "store_creation_s": STORE_CREATION_S, "machine": machine_info(), "summary": summary, "parts_s": None,
-            "runs": runs,
+            "store_creation_s": STORE_CREATION_S, "summary": summary, "parts_s": None, "runs": runs,
         }  # fmt: skip
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(args.out, result)
+        run.save(args.out, result)
         print(table(summary))
         if args.parts:  # saved above first: the timed runs stay if this fails
             result["parts_s"] = {key: {name: parts_of_search(
                 Path(tmp), args.data, key, params.benchmark(key).dataset,
                 args.pythonpath if name == "tunebench" else args.baseline) for name in methods if name != "optuna"}
                 for key in args.benchmarks}  # fmt: skip
-            write_json_atomic(args.out, result)
+            run.save(args.out, result)
             print(json.dumps(result["parts_s"], indent=1))
-    print(f"saved {args.out}")
     return 0
 
 

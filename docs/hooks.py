@@ -1,9 +1,10 @@
 """MkDocs hook: fills `<!-- table: NAME -->` markers with tables rendered from the committed results.
 
-NAME is `metrics` (the default run: `metrics/*.json`) or a file of `benchmarks/results/` without `.json`,
-optionally `#PART` (a problem of a search-efficiency run, `PROBLEM.paired` its paired comparison where the
-run has one, or the n-th table of `overhead`). The tables are read at build time, so the pages always show
-the committed numbers; an unknown marker fails the build.
+NAME is `metrics` (the default run: `metrics/*.json`) or a result of `benchmarks/results/` without `.json`
+(its `figures`: `benchmarks.runner`), optionally `#PART` (a problem of a search-efficiency run,
+`PROBLEM.paired` its paired comparison where the run has one, or the n-th table of `overhead`). The
+tables are read at build time, so the pages always show the committed numbers; an unknown marker fails
+the build.
 """
 
 from __future__ import annotations
@@ -16,18 +17,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 MARKER = re.compile(r"<!-- table: ([\w.-]+)(?:#([\w.-]+))? -->")
+if str(ROOT) not in sys.path:  # `mkdocs build` run as a command: the repository's `benchmarks` package
+    sys.path.insert(0, str(ROOT))
 
 
 def _benchmarks():
-    """The benchmark scripts' own table renderers (stdlib and numpy imports only)."""
-    for path in (ROOT, ROOT / "benchmarks"):
-        if str(path) not in sys.path:
-            sys.path.insert(0, str(path))
-    import faults  # noqa: PLC0415
-    import overhead  # noqa: PLC0415
-    import search_efficiency  # noqa: PLC0415
+    """The benchmarks' own table renderers (imported when a page needs one)."""
+    from benchmarks import faults, overhead, search_efficiency  # noqa: PLC0415
 
     return faults, overhead, search_efficiency
 
@@ -59,7 +56,9 @@ def metrics_table() -> str:
 
 
 def results_table(name: str, part: str | None) -> str:
-    data = json.loads((RESULTS / f"{name}.json").read_text())
+    from benchmarks.runner import RESULTS, figures  # noqa: PLC0415
+
+    data = figures(RESULTS / f"{name}.json")
     faults, overhead, efficiency = _benchmarks()
     if name == "faults":
         return faults.table(data["scenarios"])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 # Test files live in folders mirroring the package; they import the shared helpers here
-# (`from conftest import ...`, `fixtures_datasets`, `servers`) from this folder.
+# (`from conftest import ...`, `fixtures_datasets`, `browser`) from this folder.
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -162,6 +164,18 @@ def missing(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{reason}; .ci/run should have installed it")
     pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def postgres_and_mlflow() -> Iterator[tuple]:
+    """PostgreSQL (role with a password) and an MLflow tracking server (`pipeline.servers`), for a module's
+    `servers` fixture; skips (fails under CI) where PostgreSQL's server programs are missing."""
+    from pipeline.servers import mlflow_server, pg_unavailable, postgres_server
+
+    if (why := pg_unavailable()) is not None:
+        missing(f"no PostgreSQL here: {why} (Debian package postgresql)")
+    with postgres_server() as pg, mlflow_server() as ml:
+        yield pg, ml
 
 
 def numpy_digits_params(*, n_trials: int, epochs: int, log_models: bool | str = False, **search) -> dict:

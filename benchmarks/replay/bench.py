@@ -9,37 +9,28 @@ before any, a random configuration's mean regret), as the area under the best-so
 budget, methods are ranked on each (problem, seed) by final regret (ties share a rank): mean rank,
 Friedman test over methods, and two-sided Wilcoxon signed-rank tests of tunebench against each peer.
 Each finished search is appended to `--runs` (JSON lines), so a stopped run resumes and `--report`
-alone rebuilds the results: `benchmarks/results/replay.json` and an anytime-regret figure per problem
-(`benchmarks/results/replay_<problem>.png`, named after `--out`).
+alone rebuilds the results: `benchmarks/results/replay.json` and an anytime-regret plot per problem
+(`benchmarks/results/replay_<problem>.png`, named after `--out`; the result lists them as `plots`).
 
-    python benchmarks/replay/bench.py                                  # every problem, method, budget; 25 seeds
-    python benchmarks/replay/bench.py --problems digits_numpy_mlp --seeds 5 --budgets 10
-    python benchmarks/replay/bench.py --report                         # tables and figures from --runs
+    python -m benchmarks.replay.bench                                  # every problem, method, budget; 25 seeds
+    python -m benchmarks.replay.bench --problems digits_numpy_mlp --seeds 5 --budgets 10
+    python -m benchmarks.replay.bench --report                         # tables and plots from --runs
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
+from benchmarks.replay import methods as m
+from benchmarks.replay.fast import run_rounds
+from benchmarks.runner import RESULTS, Run, parser
+from pipeline.models.replay import CURVES
 
-import methods as m  # noqa: E402
-from fast import run_rounds  # noqa: E402
-from machine import machine_info  # noqa: E402
-
-from pipeline.fileio import write_json_atomic  # noqa: E402
-from pipeline.models.replay import CURVES  # noqa: E402
-
-RESULTS = HERE.parent / "results"
 BASELINE = "tunebench"
 # name -> tunebench schedule choices (`methods.tunebench_rounds`) or a peer
 TUNEBENCH = {
@@ -249,7 +240,8 @@ def load_rows(path: Path) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    run = Run("benchmarks.replay.bench", argv)
+    ap = parser(__doc__, "replay.json")
     ap.add_argument("--curves", type=Path, default=CURVES, help="the folder of the recordings")
     ap.add_argument("--problems", nargs="+", help="recordings in --curves (default: all)")
     ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=[*TUNEBENCH, *PEERS])
@@ -263,7 +255,6 @@ def main(argv: list[str] | None = None) -> int:
         default=[RESULTS / "replay_runs.jsonl"],
         help="JSON lines of finished searches: all are read, new ones appended to the first",
     )
-    ap.add_argument("--out", type=Path, default=RESULTS / "replay.json")
     ap.add_argument("--report", action="store_true", help="only rebuild the results from --runs")
     ap.add_argument("--workdir", type=Path, help="where tunebench's projects go (default: a temporary folder)")
     ap.add_argument("--fast", action="store_true", help="tunebench's rounds in memory (fast.py): for screening only")
@@ -287,26 +278,19 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for p in args.runs for r in load_rows(p) if all(r[k] in v for k, v in wanted.items())]
     if args.screen:
         variants = [x for x in args.methods if x in TUNEBENCH]
-        write_json_atomic(args.screen, {"command": "python benchmarks/replay/bench.py " + " ".join(sys.argv[1:] if argv
-                                        is None else argv), "budgets": screen(rows, variants)})  # fmt: skip
-        print(f"saved {args.screen}")
+        run.save(args.screen, {"budgets": screen(rows, variants)})
         return 0
     result = report(rows, args.methods)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     wall = {x: round(sum(r["wall_s"] for r in rows if r["method"] == x), 1) for x in args.methods}
-    figures = [
+    plots = [
         str(figure(rows, p, args.methods, args.out.parent / f"{args.out.stem}_{p}.png"))
         for p in sorted({r["problem"] for r in rows})
     ]
-    summary = {
-        "command": "python benchmarks/replay/bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": machine_info(libraries=("optuna", "keras-tuner", "ray", "smac", "mlflow", "numpy", "scipy")),
-        "methods": args.methods, "seconds_by_method": wall, "figures": figures,
-        "searches": len(rows), **result,
-    }  # fmt: skip
-    write_json_atomic(args.out, json.loads(json.dumps(summary, default=float)))
+    summary = {"methods": args.methods, "seconds_by_method": wall, "plots": plots, "searches": len(rows), **result}
     print_tables(result, args.methods)
-    print(f"\nsaved {args.out}; seconds by method: {wall}")
+    run.save(args.out, json.loads(json.dumps(summary, default=float)))
+    print(f"\nseconds by method: {wall}")
     return 0
 
 

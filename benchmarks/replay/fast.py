@@ -10,27 +10,20 @@ pruning as `objective.run_trial` does them: it draws, prunes and reports what `r
 (tests/benchmarks/test_replay.py checks it), in about 1% of the time. Variants that win here are
 then confirmed by `bench.py` without `--fast`.
 
-    python benchmarks/replay/bench.py --fast --methods tunebench tunebench_warm --runs <screen.jsonl>
+    python -m benchmarks.replay.bench --fast --methods tunebench tunebench_warm --runs <screen.jsonl>
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import optuna
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import methods as m  # noqa: E402
-
-from pipeline.config import ParamRange, RoundConfig  # noqa: E402
-from pipeline.search.execution.budget import COST_ATTR, claimed  # noqa: E402
-from pipeline.search.samplers import make_pruner, make_sampler  # noqa: E402
-from pipeline.search.round_setup import enqueue_first  # noqa: E402
-from pipeline.search.spaces import narrow, suggest  # noqa: E402
+from benchmarks.replay import methods as m
+from pipeline.config import ParamRange, RoundConfig
+from pipeline.search.execution.budget import COST_ATTR, claimed
+from pipeline.search.round_setup import enqueue_first
+from pipeline.search.samplers import make_pruner, make_sampler
+from pipeline.search.spaces import narrow, suggest
 
 
 def run_rounds(problem: m.ReplayProblem, budget: int, seed: int, rounds: list[dict], key: str,

@@ -23,12 +23,9 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from efficiency_methods import Trace, _better, _kt_hyperparameters, _suggest, _stdout_to  # noqa: E402
-
-from pipeline.models.replay import Curves, load_curves  # noqa: E402
+from benchmarks.efficiency_methods import Trace, _better, _kt_hyperparameters, _stdout_to, _suggest
+from benchmarks import ROOT
+from pipeline.models.replay import Curves, load_curves
 
 # task, folds -> the builtin dataset a replay search of that task names (its rows are never read)
 STAND_INS = {
@@ -228,7 +225,7 @@ def make_project(problem: ReplayProblem, folder: Path) -> Path:
     }  # fmt: skip
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     if not (folder / "data" / "processed" / dataset / "manifest.json").exists():
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         for stage in ("fetch", "preprocess"):
             subprocess.run([sys.executable, "-m", "pipeline", stage, "--dataset", dataset], cwd=folder, env=env,
                            check=True, capture_output=True)  # fmt: skip
@@ -311,15 +308,14 @@ def _trial_epochs(t: optuna.trial.FrozenTrial, epochs: int, folds: int) -> float
 
 
 def _ray_init() -> None:
-    """Ray once per process, local and quiet: its workers find this folder and the clone's `pipeline` through
+    """Ray once per process, local and quiet: its workers find `benchmarks` and the clone's `pipeline` through
     PYTHONPATH (they inherit the environment), and Tune writes no per-trial logger files."""
     import ray  # noqa: PLC0415
 
     if ray.is_initialized():
         return
-    here, root = Path(__file__).resolve().parent, Path(__file__).resolve().parents[2]
-    paths = [str(here), str(here.parent), str(root), *filter(None, os.environ.get("PYTHONPATH", "").split(":"))]
-    os.environ["PYTHONPATH"] = ":".join(dict.fromkeys(paths))
+    paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV, JSON or TensorBoard file per trial
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "100000")  # the experiment's state: written once, at the end
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")

@@ -8,8 +8,8 @@ that diverges keeps NaN from the epoch it diverged at. Each problem is saved to
 `benchmarks/replay/curves/<problem>.npz` (float16 curves, a few hundred KB) with its grid,
 task, metric and the measured seconds of one training epoch.
 
-    python benchmarks/replay/record.py --project /tmp/rp               # every problem (~45 min of one core)
-    python benchmarks/replay/record.py --project /tmp/rp --problems digits_numpy_mlp --seeds 1
+    python -m benchmarks.replay.record --project /tmp/rp               # every problem (~45 min of one core)
+    python -m benchmarks.replay.record --project /tmp/rp --problems digits_numpy_mlp --seeds 1
 
 `--project` is a tunebench project whose `data/processed/<dataset>` exist (`tunebench fetch` and
 `tunebench preprocess` of the datasets below, with this repository's `params.yaml`).
@@ -17,18 +17,16 @@ task, metric and the measured seconds of one training epoch.
 
 from __future__ import annotations
 
-import argparse
 import itertools
+import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1]))
-
-from pipeline.models.replay import CURVES, save_curves  # noqa: E402
+from benchmarks.runner import parser
+from pipeline.models.replay import CURVES, save_curves
 
 # problem -> dataset, family, fixed hyperparameters, grid (name -> values, log), epochs of a full trial
 PROBLEMS: dict[str, dict] = {
@@ -157,7 +155,7 @@ def record(name: str, spec: dict, project: Path, seeds: int, out: Path) -> Path:
         "problem": name, "dataset": spec["dataset"], "model": spec["model"], "task": data.task, "metric": metric,
         "direction": direction, "epochs": epochs, "seeds": seeds, "folds": len(splits), "fixed": spec["fixed"],
         "grid": spec["grid"], "epoch_s": round((time.perf_counter() - started) / max(trained_epochs, 1), 5),
-        "command": "python benchmarks/replay/record.py " + " ".join(sys.argv[1:]),
+        "command": shlex.join(["python", "-m", "benchmarks.replay.record", *sys.argv[1:]]),
     }  # fmt: skip
     path = out / f"{name}.npz"
     save_curves(path, meta, val, test)
@@ -165,7 +163,7 @@ def record(name: str, spec: dict, project: Path, seeds: int, out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, None)  # its output is the curves, not a result
     ap.add_argument("--project", type=Path, required=True, help="a project with the datasets' processed data")
     ap.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
     ap.add_argument("--seeds", type=int, default=2, help="training seeds per grid point")

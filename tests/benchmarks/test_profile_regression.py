@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-
-import profile_regression  # noqa: E402
+from benchmarks import profile_regression
+from benchmarks.runner import figures
 
 
 def _evaluation(project: Path, name: str, metric: str, direction: str, values: list[float]) -> None:
@@ -30,7 +28,7 @@ def test_worse_only_when_the_bigger_runs_interval_lies_on_the_worse_side(tmp_pat
     _evaluation(bigger, "only_in_full", "mae", "minimize", [1.0, 1.1])
     out = tmp_path / "out.json"
     assert profile_regression.main(["--default", str(default), "--bigger", str(bigger), "--out", str(out)]) == 1
-    saved = json.loads(out.read_text())
+    saved = figures(out)
     verdicts = {r["benchmark"]: r["verdict"] for r in saved["rows"]}
     assert verdicts == {"acc_same": "same within the intervals", "acc_worse": "worse", "mae_better": "better"}
     assert saved["worse"] == ["acc_worse"]
@@ -45,7 +43,7 @@ def test_constant_scores_get_no_test_and_no_common_benchmark_is_an_error(tmp_pat
     _evaluation(bigger, "linear", "accuracy", "maximize", [0.96] * 5)
     out = tmp_path / "out.json"
     assert profile_regression.main(["--default", str(default), "--bigger", str(bigger), "--out", str(out)]) == 0
-    row = json.loads(out.read_text())["rows"][0]
+    row = figures(out)["rows"][0]
     assert row["welch_p"] is None and row["verdict"] == "better"
     _evaluation(tmp_path / "other", "wine", "accuracy", "maximize", [0.9, 0.9])
     assert (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +12,6 @@ from pipeline.config import parse_params
 from pipeline.errors import ConfigError
 from pipeline.models import DivergedError, get_family
 from pipeline.models.replay import Curves, load_curves, save_curves
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "replay"))
 
 LR = [1e-4, 1e-3, 1e-2, 1e-1]
 DROPOUT = [0.0, 0.5]
@@ -131,14 +128,14 @@ def test_params_yaml_accepts_a_replay_benchmark_and_refuses_an_empty_curves(tiny
 
 
 def test_anytime_regret_is_the_area_under_the_incumbents_regret():
-    import bench
+    from benchmarks.replay import bench
 
     assert bench.anytime([[0, 0.3], [10, 0.1], [40, 0.0]], 100) == pytest.approx((10 * 0.3 + 30 * 0.1) / 100)
     assert bench.anytime([[0, 0.2]], 50) == pytest.approx(0.2)
 
 
 def test_compare_ranks_and_tests_tunebench_against_each_peer():
-    import bench
+    from benchmarks.replay import bench
 
     rows = []
     for seed in range(12):
@@ -156,7 +153,7 @@ def test_compare_ranks_and_tests_tunebench_against_each_peer():
 
 
 def test_screen_puts_each_variant_in_tunebenchs_place_and_tests_it_against_the_default():
-    import bench
+    from benchmarks.replay import bench
 
     rows, kt = [], "keras_tuner_hyperband"
     for seed in range(12):
@@ -171,7 +168,7 @@ def test_screen_puts_each_variant_in_tunebenchs_place_and_tests_it_against_the_d
 
 
 def test_peers_spend_at_most_the_budget(tiny):
-    import methods
+    from benchmarks.replay import methods
 
     problem = methods.ReplayProblem(tiny)
     budget = 8 * problem.epochs
@@ -187,7 +184,7 @@ def test_peers_spend_at_most_the_budget(tiny):
 
 @pytest.mark.slow
 def test_keras_tuner_hyperband_stops_at_the_budget(tiny):
-    import methods
+    from benchmarks.replay import methods
 
     problem = methods.ReplayProblem(tiny)
     trace = methods.run_keras_tuner(problem, 20 * problem.epochs, 0)
@@ -199,7 +196,7 @@ def test_keras_tuner_hyperband_stops_at_the_budget(tiny):
 def test_ray_tune_asha_stops_trials_early_and_at_the_budget(tmp_path, tiny):
     """Ray Tune's Tuner and ASHAScheduler for real: every epoch is reported and counted, most trials stop at a rung,
     the search ends once the next step would overrun, and it finds the tiny grid's best."""
-    import methods
+    from benchmarks.replay import methods
 
     problem = methods.ReplayProblem(tiny)
     budget = 20 * problem.epochs
@@ -217,7 +214,7 @@ def test_ray_tune_asha_stops_trials_early_and_at_the_budget(tmp_path, tiny):
 def test_smac_multi_fidelity_spends_at_most_the_budget_on_epochs(tiny):
     """SMAC3's MultiFidelityFacade for real: its Hyperband asks for 2 or 6 epochs, a full-fidelity trial is a
     candidate, the budget holds, and it finds the tiny grid's best."""
-    import methods
+    from benchmarks.replay import methods
 
     problem = methods.ReplayProblem(tiny)
     budget = 20 * problem.epochs
@@ -231,7 +228,7 @@ def test_smac_multi_fidelity_spends_at_most_the_budget_on_epochs(tiny):
 
 @pytest.mark.slow
 def test_tunebench_searches_a_replay_benchmark_with_its_own_rounds(tmp_path, tiny):
-    import methods
+    from benchmarks.replay import methods
 
     problem = methods.ReplayProblem(tiny)
     project = methods.make_project(problem, tmp_path / "project")
@@ -246,8 +243,8 @@ def test_tunebench_searches_a_replay_benchmark_with_its_own_rounds(tmp_path, tin
 
 @pytest.mark.slow
 def test_a_warm_started_fine_round_on_run_search_draws_as_the_in_memory_rounds(tmp_path, tiny):
-    import fast
-    import methods
+    from benchmarks.replay import fast
+    from benchmarks.replay import methods
 
     problem = methods.ReplayProblem(tiny)
     project = methods.make_project(problem, tmp_path / "project")
@@ -270,8 +267,8 @@ def test_a_warm_started_fine_round_on_run_search_draws_as_the_in_memory_rounds(t
 @pytest.mark.slow
 def test_a_kfold_search_on_run_search_scores_as_the_in_memory_rounds(tmp_path):
     """A K-fold trial's value is the best epoch of its mean curve over folds, whose best epochs differ here."""
-    import fast
-    import methods
+    from benchmarks.replay import fast
+    from benchmarks.replay import methods
 
     path = tmp_path / "kfold.npz"
     curves = load_curves(str(tiny_recording(tmp_path / "classes.npz", folds=4)))
@@ -311,7 +308,7 @@ def test_samplers_salted_by_benchmark_draw_their_own_configurations(name):
 
 @pytest.mark.slow
 def test_benchmarks_with_one_space_and_seed_search_different_configurations(tmp_path, tiny):
-    import methods
+    from benchmarks.replay import methods
 
     problem = methods.ReplayProblem(tiny)
     project = methods.make_project(problem, tmp_path / "project")
@@ -324,8 +321,8 @@ def test_benchmarks_with_one_space_and_seed_search_different_configurations(tmp_
 
 @pytest.mark.slow
 def test_record_keeps_each_epochs_validation_and_test_score(tmp_path, tiny):
-    import methods
-    import record
+    from benchmarks.replay import methods
+    from benchmarks.replay import record
 
     from pipeline.features import ProcessedData
 

@@ -3,13 +3,13 @@ its figures add up, and each best configuration is retrained and scored on the t
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 
 import pytest
 
+from benchmarks.runner import load
 from conftest import ROOT
 
 METHODS = ["keras_tuner_hyperband", "tunebench", "optuna_tpe_median", "random_unpruned"]
@@ -22,12 +22,13 @@ def test_quick_comparison_on_digits(project, tmp_path):
     proj, _ = project
     out = tmp_path / "eff.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "search_efficiency.py"), "--project", str(proj), "--problems",
+        [sys.executable, "-m", "benchmarks.search_efficiency", "--project", str(proj), "--problems",
          "digits", "--seeds", "1", "--quick", "--random-extra", "2", "--methods", *METHODS, "--out", str(out)],
-        capture_output=True, text=True, timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    result = json.loads(out.read_text())
+    saved = load(out)
+    result = saved["figures"]
     runs = {r["method"]: r for r in result["runs"]}
     assert list(runs) == METHODS
     budget = runs["keras_tuner_hyperband"]["epochs"]
@@ -47,7 +48,7 @@ def test_quick_comparison_on_digits(project, tmp_path):
     assert any(r["near_epochs"] is not None for r in runs.values())  # the best method is near its own best
     assert {s["method"] for s in result["summary"]} == set(METHODS)
     assert "test_at_least_hyperband" in result["targets"]["digits_pca_mlp"]
-    assert result["machine"]["libraries"]["keras-tuner"]
+    assert saved["versions"]["keras-tuner"] and saved["command"].startswith("python -m benchmarks.search_efficiency")
 
 
 @pytest.mark.slow  # 2 seeds x 3 methods of real training: minutes
@@ -68,12 +69,12 @@ def test_budget_in_full_trials_is_every_methods_budget(tmp_path):
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     out = tmp_path / "eff.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "search_efficiency.py"), "--project", str(tmp_path), "--problems",
+        [sys.executable, "-m", "benchmarks.search_efficiency", "--project", str(tmp_path), "--problems",
          "digits", "--seeds", "2", "--quick", "--budget-trials", "4", "--methods", *BUDGETED, "--out", str(out)],
-        capture_output=True, text=True, timeout=900, env=env,
+        cwd=ROOT, capture_output=True, text=True, timeout=900, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    result = json.loads(out.read_text())
+    result = load(out)["figures"]
     assert result["budget_trials"] == 4
     assert {r["method"] for r in result["runs"]} == set(BUDGETED)
     for r in result["runs"]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,10 +10,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from benchmarks.runner import figures
+from benchmarks.text_ceiling import nb_ratio, parse_features
 from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from text_ceiling import nb_ratio, parse_features  # noqa: E402
 
 
 def test_nb_ratio_favours_the_words_of_the_positive_class():
@@ -30,12 +28,12 @@ def test_ceiling_on_rt_polarity_of_the_project(project, tmp_path):
     proj, _ = project
     out = tmp_path / "ceiling.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "text_ceiling.py"), "--project", str(proj),
+        [sys.executable, "-m", "benchmarks.text_ceiling", "--project", str(proj),
          "--features", "1:2000", "1,2:4000", "--out", str(out)],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    result = json.loads(out.read_text())
+    result = figures(out)
     one, two = result["rows"]
     assert (one["ngrams"], one["columns"], two["ngrams"], two["columns"]) == ([1], 2000, [1, 2], 4000)
     for row in result["rows"]:

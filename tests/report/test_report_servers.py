@@ -1,5 +1,5 @@
 """The report against shared servers: a throwaway PostgreSQL (Optuna storage, a role with a password)
-and an `mlflow server` with proxied artifacts (`tests/servers.py`). A tiny real search (digits, the
+and an `mlflow server` with proxied artifacts (`pipeline/servers.py`). A tiny real search (digits, the
 NumPy network, 2 rounds of 2 trials) runs in process through fetch, preprocess, search, train_best,
 evaluate, promote and report with `tracking.uri` = the server and `TUNEBENCH_STORAGE` = the
 PostgreSQL URL with its password (params.yaml refuses one). The report's rows must take their
@@ -15,10 +15,9 @@ import time
 import pytest
 import yaml
 
-from conftest import digits_search_params
+from conftest import digits_search_params, postgres_and_mlflow
 from pipeline import paths, report, stages
 from pipeline.config import load_params
-from servers import postgres_and_mlflow  # tests/servers.py
 
 pytestmark = [pytest.mark.slow, pytest.mark.servers]
 

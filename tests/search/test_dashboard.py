@@ -20,11 +20,11 @@ import yaml
 
 from browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from conftest import missing
-from servers import _stop_group, free_port, wait_for
 
 from pipeline import paths, stages
 from pipeline.config import load_params
 from pipeline.search.rounds import run_search
+from pipeline.servers import free_port, stop_group, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -124,7 +124,7 @@ def test_optuna_dashboard_serves_a_journal_file(searched):
         require_chromium()
         _render(f"{base}/dashboard/studies/{listed['study_id']}", searched / "dashboard.png")
     finally:
-        _stop_group(proc)
+        stop_group(proc)
         log.close()
 
 

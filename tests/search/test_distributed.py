@@ -1,7 +1,7 @@
 """Distributed search on real servers: studies in PostgreSQL shared by several workers, runs on an MLflow server.
 
 A throwaway PostgreSQL cluster (a login role with a password, TCP only) and an
-`mlflow server` over SQLite are started once for the module (`tests/servers.py`).
+`mlflow server` over SQLite are started once for the module (`pipeline/servers.py`).
 A tiny project (the `digits` dataset, two NumPy-network benchmarks, rounds of 6
 and 4 trials of 2-3 epochs) is fetched and preprocessed by the real CLI, then
 searched two ways, as a user would on several machines:
@@ -39,9 +39,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import rounds_list
+from conftest import postgres_and_mlflow, rounds_list
 
-from servers import postgres_and_mlflow  # tests/servers.py
 
 pytestmark = [pytest.mark.slow, pytest.mark.servers]
 

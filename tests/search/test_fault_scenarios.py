@@ -1,4 +1,4 @@
-"""Each fault scenario of `benchmarks/faults.py`, once, at tiny size: nothing lost, duplicated or left running.
+"""Each fault scenario of `benchmarks.faults`, once, at tiny size: nothing lost, duplicated or left running.
 
 The scenarios (`benchmarks/fault_scenarios.py`) run the real CLI (`python -m pipeline search
 --workers 2`) against a throwaway PostgreSQL cluster and `mlflow server`, one round of 8 trials of
@@ -10,15 +10,12 @@ launchers. The benchmark runs them with a baseline and repeats; here only the fa
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks import fault_scenarios as fs
 from conftest import missing
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import fault_scenarios as fs  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.servers]
 

@@ -1,6 +1,6 @@
 """Searches that survive faults, on real servers: a PostgreSQL restart, an MLflow server restart, killed workers.
 
-One throwaway PostgreSQL cluster and one `mlflow server` serve the module (`tests/servers.py`,
+One throwaway PostgreSQL cluster and one `mlflow server` serve the module (`pipeline/servers.py`,
 restarted in place on the same port and data). A tiny project (`digits`, the NumPy network, one
 round of 8-12 trials of 15 epochs: a few seconds a trial) is searched by the real CLI
 (`python -m pipeline search --workers 2`), one benchmark per scenario:
@@ -31,9 +31,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import rounds_list
+from conftest import postgres_and_mlflow, rounds_list
 
-from servers import postgres_and_mlflow  # tests/servers.py
 
 pytestmark = [pytest.mark.slow, pytest.mark.servers]
 

@@ -26,7 +26,7 @@ import pytest
 from conftest import numpy_digits_params
 import yaml
 
-from servers import free_port, mlflow_server  # tests/servers.py
+from pipeline.servers import free_port, mlflow_server
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "digits_numpy_mlp"

@@ -24,7 +24,7 @@ import optuna
 import pytest
 import yaml
 
-from servers import free_port, pg_unavailable, postgres_server  # tests/servers.py
+from pipeline.servers import free_port, pg_unavailable, postgres_server
 from conftest import missing, numpy_digits_params
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,11 +1,11 @@
-"""Real servers for tests: a throwaway PostgreSQL cluster and an MLflow tracking server.
+"""Throwaway local servers: a PostgreSQL cluster and an MLflow tracking server, started and removed whole.
 
-Both are plain context managers (usable outside pytest too) that pick a free
-loopback port, start the server in a new temporary folder, wait for it by
-polling, and always stop it and delete the folder on exit, even when the start
-fails halfway. PostgreSQL refuses to run as root: when the tests run as root,
-the cluster belongs to the `postgres` system user (commands go through
-`runuser`), otherwise to the current user.
+The tests and the benchmarks (`benchmarks/faults.py`) run the distributed setup against them; they
+also let anyone try that setup on one machine. Both are plain context managers that pick a free
+loopback port, start the server in a new temporary folder, wait for it by polling, and always stop
+it and delete the folder on exit, even when the start fails halfway. PostgreSQL refuses to run as
+root: as root, the cluster belongs to the `postgres` system user (commands go through `runuser`),
+otherwise to the current user.
 
     with postgres_server() as pg:          # pg.url: postgresql://tunebench:<password>@127.0.0.1:<port>/tunebench
         with mlflow_server() as ml:        # ml.uri: http://127.0.0.1:<port>
@@ -14,8 +14,8 @@ the cluster belongs to the `postgres` system user (commands go through
             ml.restart()
 
 Both objects have `stop()`, `start()` and `restart(down_s=0)` that stop and start the server in
-place (same port, same data), to test how clients ride out an outage; the context manager stops
-whatever runs at exit.
+place (same port, same data), to check how clients ride out an outage; the context manager stops
+whatever runs at exit. Standard library only (psycopg2 is imported when a cluster starts).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PG_USER = "postgres"  # the system user that owns the cluster when the tests run as root
-ROLE = "tunebench"  # the login role (with a password) and database the tests use
+PG_USER = "postgres"  # the system user that owns the cluster when run as root
+ROLE = "tunebench"  # the login role (with a password) and its database
 
 
 def free_port() -> int:
@@ -178,8 +178,8 @@ def postgres_server(*, database: str = ROLE, user: str = ROLE, timeout: float = 
 
     Local (Unix socket) connections are trusted; TCP connections on 127.0.0.1 need
     a password, so the URL's credentials are really used. Durability is turned
-    off (`fsync`, `synchronous_commit`, `full_page_writes`): a test cluster dies
-    with the test.
+    off (`fsync`, `synchronous_commit`, `full_page_writes`): a throwaway cluster dies
+    with its user.
 
     Raises:
         `RuntimeError`: a step failed (the message carries its output and the server log).
@@ -275,7 +275,7 @@ class MlflowServer:
     def stop(self) -> None:
         """Stop the server and its workers (SIGTERM, then SIGKILL); its store and artifacts stay."""
         if self._proc is not None:
-            _stop_group(self._proc)
+            stop_group(self._proc)
             self._proc = None
 
     def start(self, timeout: float = 180) -> None:
@@ -332,7 +332,7 @@ def mlflow_server(*, timeout: float = 180, workers: int = 1) -> Iterator[MlflowS
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _stop_group(proc: subprocess.Popen, grace: float = 15) -> None:
+def stop_group(proc: subprocess.Popen, grace: float = 15) -> None:
     """Stop `proc` and the workers it forked (its own session/process group): SIGTERM, then SIGKILL."""
     if proc.poll() is not None:  # it is gone; workers it left in its group must go too
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -346,15 +346,3 @@ def _stop_group(proc: subprocess.Popen, grace: float = 15) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=grace)
-
-
-@contextlib.contextmanager
-def postgres_and_mlflow() -> Iterator[tuple[Postgres, MlflowServer]]:
-    """PostgreSQL (role with a password) and an MLflow tracking server, for a module's `servers` fixture;
-    skips (fails under CI) where PostgreSQL's server programs are missing."""
-    from conftest import missing  # noqa: PLC0415
-
-    if (why := pg_unavailable()) is not None:
-        missing(f"no PostgreSQL here: {why} (Debian package postgresql)")
-    with postgres_server() as pg, mlflow_server() as ml:
-        yield pg, ml

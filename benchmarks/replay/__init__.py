@@ -1,0 +1,1 @@
+"""The replay benchmark: search methods compared on recorded learning curves (README.md here)."""
