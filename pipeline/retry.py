@@ -142,19 +142,19 @@ def call(fn: Callable[..., T], *args, kind: str, where: str, transient: Callable
     """
     gave_up = _settings["gave_up"]
     limit = 0.0 if kind in gave_up else retry_limit() if retry_s is None else retry_s
-    began: list[float] = []  # when the outage began: the first failed try, or the outage given up on
+    began = gave_up.get(kind)  # when the outage began (`time.monotonic()`): its first failed try, or the one given up
 
     def failed(state: tenacity.RetryCallState) -> None:
-        if not began:
-            began.append(gave_up.get(kind, time.monotonic()))
+        nonlocal began
+        began = time.monotonic() if began is None else began
         if limit > 0:
             board().down(kind, where, limit)
 
     def left() -> float:
-        return limit - (time.monotonic() - began[0])
+        return limit - (time.monotonic() - began)
 
     def fail(state: tenacity.RetryCallState):
-        raise give_up(kind, where, state.outcome.exception(), error, began[0]) from None
+        raise give_up(kind, where, state.outcome.exception(), error, began) from None
 
     out = tenacity.Retrying(
         retry=tenacity.retry_if_exception(transient), after=failed, stop=lambda state: left() <= 0,
