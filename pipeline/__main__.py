@@ -46,7 +46,7 @@ def cmd_validate(params: Params, args) -> int:
 
 
 def cmd_fetch(params: Params, args) -> int:
-    from pipeline import datasets, paths, report_sources, stages  # noqa: PLC0415
+    from pipeline import datasets, paths, report_sources  # noqa: PLC0415
 
     if args.list:
         names = sorted(set(datasets.names()) | set(params.datasets))
@@ -64,30 +64,27 @@ def cmd_fetch(params: Params, args) -> int:
                 where = datasets.availability(name, paths.raw_dir(name), [*params.mirrors])
             print(f"{name:<{width}} {'yes' if name in params.datasets else '-':<10} {where}")
         return 0
-    for ds in _targets(params, args, "dataset"):
-        manifest = stages.fetch(params, ds)
-        print(f"{ds}: {len(manifest.get('files', []))} file(s) verified in {paths.raw_dir(ds)}")
-    return 0
+    return _for_each("dataset", _fetched)(params, args)
 
 
-def cmd_preprocess(params: Params, args) -> int:
+def _fetched(params: Params, args, ds: str) -> str:
+    from pipeline import paths, stages  # noqa: PLC0415
+
+    return f"{len(stages.fetch(params, ds).get('files', []))} file(s) verified in {paths.raw_dir(ds)}"
+
+
+def _preprocessed(params: Params, args, ds: str) -> str:
     from pipeline import stages  # noqa: PLC0415
 
-    for ds in _targets(params, args, "dataset"):
-        print(f"{ds}: features written to {stages.preprocess(params, ds)}")
-    return 0
+    return f"features written to {stages.preprocess(params, ds)}"
 
 
-def cmd_search(params: Params, args) -> int:
+def _searched(params: Params, args, key: str) -> str:
     from pipeline import stages  # noqa: PLC0415
 
-    for key in _targets(params, args, "benchmark"):
-        result = stages.search(params, args.params, key, only_round=args.round, n_trials=args.n_trials,
-                               timeout=args.timeout, workers=args.workers, storage_url=args.storage)  # fmt: skip
-        best = result["best"]
-        shown = f"{best['value']:.4f} with {best['params']}" if best else "no completed trial"
-        print(f"{key}: best {shown}")
-    return 0
+    best = stages.search(params, args.params, key, only_round=args.round, n_trials=args.n_trials,
+                         timeout=args.timeout, workers=args.workers, storage_url=args.storage)["best"]  # fmt: skip
+    return f"best {best['value']:.4f} with {best['params']}" if best else "best no completed trial"
 
 
 def cmd_studies(params: Params, args) -> int:
@@ -146,25 +143,35 @@ def table(headers: list[str], rows: list[list]) -> str:
     )
 
 
-def _per_benchmark(fn_name: str):
-    def run(params: Params, args) -> int:
-        from pipeline import stages  # noqa: PLC0415
+def _for_each(by: str, run):
+    """The command that calls `run(params, args, key)` for each target (`by`: `dataset` or `benchmark`, see
+    `_targets`) and prints `key: <what it returned>` (nothing for None)."""
 
-        for key in _targets(params, args, "benchmark"):
-            out = getattr(stages, fn_name)(params, key)
-            print(f"{key}: {fn_name} done" + (f" ({json.dumps(out.get('test'))})" if isinstance(out, dict)
-                                              and "test" in out else ""))  # fmt: skip
+    def command(params: Params, args) -> int:
+        for key in _targets(params, args, by):
+            if (line := run(params, args, key)) is not None:
+                print(f"{key}: {line}")
         return 0
 
-    return run
+    return command
 
 
-def cmd_promote(params: Params, args) -> int:
+def _stage_done(fn_name: str):
+    """The command that runs `stages.<fn_name>` per benchmark: `<fn_name> done`, with its test metrics if any."""
+
+    def run(params: Params, args, key: str) -> str:
+        from pipeline import stages  # noqa: PLC0415
+
+        out = getattr(stages, fn_name)(params, key)
+        return f"{fn_name} done" + (f" ({json.dumps(out['test'])})" if isinstance(out, dict) and "test" in out else "")
+
+    return _for_each("benchmark", run)
+
+
+def _promoted(params: Params, args, key: str) -> None:
     from pipeline import stages  # noqa: PLC0415
 
-    for key in _targets(params, args, "benchmark"):
-        stages.promote(params, key, force=args.force, dry_run=args.dry_run)
-    return 0
+    stages.promote(params, key, force=args.force, dry_run=args.dry_run)  # it prints its own lines
 
 
 def cmd_models(params: Params, args) -> int:
@@ -291,9 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     f = add("fetch", cmd_fetch, "fetch and verify datasets into data/raw", "tunebench fetch --dataset digits",
             dataset=True)  # fmt: skip
     f.add_argument("--list", action="store_true", help="print the catalog and where each dataset is available")
-    add("preprocess", cmd_preprocess, "build features into data/processed", "tunebench preprocess --dataset digits",
-        dataset=True)  # fmt: skip
-    s = add("search", cmd_search, "run or resume the Optuna rounds of benchmarks",
+    add("preprocess", _for_each("dataset", _preprocessed), "build features into data/processed",
+        "tunebench preprocess --dataset digits", dataset=True)  # fmt: skip
+    s = add("search", _for_each("benchmark", _searched), "run or resume the Optuna rounds of benchmarks",
             "tunebench search --benchmark digits_linear --workers 2", dataset=True, benchmark=True)  # fmt: skip
     s.add_argument("--round", type=_positive(int), help="only round K (1-based); earlier rounds must exist")
     s.add_argument("--n-trials", type=_positive(int), help="trial budget of the round(s), overriding params.yaml")
@@ -303,11 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     st = add("studies", cmd_studies, "list studies with trial counts by state and the best value",
              "tunebench studies --dataset digits", dataset=True, benchmark=True)  # fmt: skip
     st.add_argument("--storage", help="Optuna storage URL")
-    add("train_best", _per_benchmark("train_best"), "retrain the best configuration",
+    add("train_best", _stage_done("train_best"), "retrain the best configuration",
         "tunebench train_best --benchmark digits_linear", dataset=True, benchmark=True)  # fmt: skip
-    add("evaluate", _per_benchmark("evaluate"), "evaluate on the test split",
+    add("evaluate", _stage_done("evaluate"), "evaluate on the test split",
         "tunebench evaluate --benchmark digits_linear", dataset=True, benchmark=True)  # fmt: skip
-    pr = add("promote", cmd_promote, "register and promote to champion if better",
+    pr = add("promote", _for_each("benchmark", _promoted), "register and promote to champion if better",
              "tunebench promote --benchmark digits_linear --dry-run", dataset=True, benchmark=True)  # fmt: skip
     pr.add_argument("--force", action="store_true", help="make the new version champion regardless")
     pr.add_argument("--dry-run", action="store_true", help="print the decision, change nothing")

@@ -1,15 +1,14 @@
 """Riding out outages of the Optuna database and the MLflow server: bounded retries, one line per outage.
 
-`call` repeats a storage or tracking call that failed on a connection error, with backoff, for
-at most `retry_s` seconds. Only a search rides out outages: it sets `search.retry_s` (120 by
-default) with `configure`; every other command keeps the limit 0 and fails at once (one try).
+`call` repeats a storage or tracking call that failed on a connection error with tenacity, backing
+off from 0.5 s to 8 s, for at most `retry_s` seconds. Only a search rides out outages: it sets
+`search.retry_s` (120 by default) with `configure`; every other command keeps the limit 0 (one try).
 An outage that lasts `ANNOUNCE_AFTER_S` prints one line (`PostgreSQL at 127.0.0.1:5432 unreachable,
-retrying for 120 s`), its end another (`... back after 7 s`); a shorter blip (a server that drops a
-connection while it stops, then answers once more) prints nothing, so one restart is one outage. A
-worker process shares the launcher's `Board`, so an outage seen by several workers is announced once. An outage longer
-than the limit raises the caller's error class (`StorageError`, `TrackingError`) with a one-line
-message (`give_up`) that says how long it lasted and its first cause. Light: no Optuna, no
-MLflow (the callers say which errors are transient).
+retrying for 120 s`), its end another (`... back after 7 s`); a shorter blip prints nothing, so one
+restart is one outage. Worker processes share their launcher's `Board`, so an outage is announced
+once. An outage longer than the limit raises the caller's error class (`StorageError`,
+`TrackingError`) with one line (`give_up`): how long it lasted and its first cause. No Optuna, no
+MLflow here: the callers say which errors are transient.
 """
 
 from __future__ import annotations
@@ -21,6 +20,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+import tenacity
+
 from pipeline.errors import TunebenchError
 from pipeline.redaction import redact
 
@@ -28,7 +29,7 @@ T = TypeVar("T")
 E = TypeVar("E", bound=TunebenchError)
 DEFAULT_RETRY_S = 120.0  # `search.retry_s`
 SERVICES = ("storage", "tracking")  # the kinds of outage a `Board` keeps apart
-FIRST_DELAY, MAX_DELAY = 0.5, 8.0  # seconds between attempts: doubled from the first up to the last
+BACKOFF = tenacity.wait_exponential(multiplier=0.5, max=8.0)  # seconds between tries: 0.5, doubled up to 8
 ANNOUNCE_AFTER_S = 1.0  # failures for this long before an outage is announced (the third try of a call)
 
 
@@ -42,11 +43,8 @@ class Board:
 
     def __init__(self, shared=None):
         self.shared = shared
-        self._local = [0.0] * (2 * len(SERVICES))
+        self.slots = shared if shared is not None else [0.0] * (2 * len(SERVICES))
         self._lock = shared.get_lock() if shared is not None else threading.Lock()
-
-    def _slots(self):
-        return self.shared if self.shared is not None else self._local
 
     @contextlib.contextmanager
     def _locked(self):
@@ -62,7 +60,7 @@ class Board:
         """A call to `where` failed: announce the outage once it has lasted `ANNOUNCE_AFTER_S` (once per outage)."""
         began, announced = 2 * SERVICES.index(kind), 2 * SERVICES.index(kind) + 1
         with self._locked():
-            slots, now = self._slots(), time.time()
+            slots, now = self.slots, time.time()
             if slots[began] == 0.0:
                 slots[began] = now
             if not slots[announced] and now - slots[began] >= ANNOUNCE_AFTER_S:
@@ -72,10 +70,10 @@ class Board:
     def up(self, kind: str, where: str) -> None:
         """A call to `where` got through: the outage is over (announced if it was announced)."""
         began, announced = 2 * SERVICES.index(kind), 2 * SERVICES.index(kind) + 1
-        if self._slots()[began] == 0.0:  # the common case, without the lock
+        if self.slots[began] == 0.0:  # the common case, without the lock
             return
         with self._locked():
-            slots = self._slots()
+            slots = self.slots
             if slots[announced]:
                 _say(f"{where} back after {max(0.0, time.time() - slots[began]):.0f} s")
             slots[began] = slots[announced] = 0.0
@@ -122,11 +120,9 @@ def board() -> Board:
 
 def shared_board(ctx) -> Board:
     """This process's board, made shareable with the worker processes of `ctx` (a multiprocessing context)."""
-    current = board()
-    if current.shared is None:
-        current = Board(ctx.Array("d", 2 * len(SERVICES)))
-        _settings["board"] = current
-    return current
+    if board().shared is None:
+        _settings["board"] = Board(ctx.Array("d", 2 * len(SERVICES)))
+    return board()
 
 
 def call(fn: Callable[..., T], *args, kind: str, where: str, transient: Callable[[BaseException], bool],
@@ -136,9 +132,9 @@ def call(fn: Callable[..., T], *args, kind: str, where: str, transient: Callable
     Args:
         `kind`: `storage` or `tracking` (one announced outage per kind at a time).
         `where`: the service in messages, e.g. `PostgreSQL at 127.0.0.1:5432` (no credentials).
-        `retry_s`: the limit (default: `retry_limit()`; 0 tries once). Once a call of this `kind` gave
-            up, later ones try once until one succeeds: a process that is ending because of an
-            outage does not wait through it again in each of its clean-up calls.
+        `retry_s`: the limit, from the first failed try (default: `retry_limit()`; 0 tries once). Once
+            a call of this `kind` gave up, later ones try once until one succeeds: a process that is
+            ending because of an outage does not wait through it again in each of its clean-up calls.
 
     Raises:
         `error`: the outage lasted longer than `retry_s`; its message is one line.
@@ -146,27 +142,27 @@ def call(fn: Callable[..., T], *args, kind: str, where: str, transient: Callable
     """
     gave_up = _settings["gave_up"]
     limit = 0.0 if kind in gave_up else retry_limit() if retry_s is None else retry_s
-    began: float | None = None
-    delay = FIRST_DELAY
-    while True:
-        try:
-            out = fn(*args, **kwargs)
-        except Exception as exc:
-            if not transient(exc):
-                raise
-            now = time.monotonic()
-            if began is None:
-                began = gave_up.get(kind, now)
-            if limit > 0:
-                board().down(kind, where, limit)
-            if now - began >= limit:
-                raise give_up(kind, where, exc, error, began) from None
-            time.sleep(min(delay, max(0.05, limit - (now - began))))
-            delay = min(2 * delay, MAX_DELAY)
-            continue
-        board().up(kind, where)  # any call that gets through ends an announced outage
-        gave_up.pop(kind, None)
-        return out
+    began = gave_up.get(kind)  # when the outage began (`time.monotonic()`): its first failed try, or the one given up
+
+    def failed(state: tenacity.RetryCallState) -> None:
+        nonlocal began
+        began = time.monotonic() if began is None else began
+        if limit > 0:
+            board().down(kind, where, limit)
+
+    def left() -> float:
+        return limit - (time.monotonic() - began)
+
+    def fail(state: tenacity.RetryCallState):
+        raise give_up(kind, where, state.outcome.exception(), error, began) from None
+
+    out = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(transient), after=failed, stop=lambda state: left() <= 0,
+        wait=lambda state: min(BACKOFF(state), max(0.05, left())), sleep=time.sleep, retry_error_callback=fail,
+    )(fn, *args, **kwargs)  # fmt: skip
+    board().up(kind, where)  # any call that gets through ends an announced outage
+    gave_up.pop(kind, None)
+    return out
 
 
 def give_up(kind: str, where: str, exc: BaseException, error: type[E], began: float | None = None) -> E:
@@ -181,11 +177,6 @@ def give_up(kind: str, where: str, exc: BaseException, error: type[E], began: fl
     lasted = f" for {now - began:.0f} s" if now - began >= 1 else ""
     return error(f"{where} unreachable{lasted} ({first_line(exc)}); what was done so far is kept: bring it back "
                  "and rerun the same command to resume")  # fmt: skip
-
-
-def noticed(kind: str, where: str) -> None:
-    """Announce an outage that a caller rides out on its own (e.g. by keeping what it could not send)."""
-    board().down(kind, where, retry_limit())
 
 
 def first_line(exc: BaseException) -> str:

@@ -116,6 +116,21 @@ def _option_problems(name: str, ds: DatasetConfig, builtin: set[str]) -> list:
              f"{', '.join(accepted)}") for key, value in ds.options.items() if key not in accepted]  # fmt: skip
 
 
+def _entry(section: dict, name: str, key: str):
+    """`section[key]` (section `name` of params.yaml), or a `ConfigError` listing the known keys."""
+    if key not in section:
+        raise ConfigError(f"params.yaml: {name}: bad value {key!r}: unknown {name[:-1]}; known: {', '.join(section)}")
+    return section[key]
+
+
+def _from_env(var: str, problem: Callable[[str], str | None], default: str | None) -> str | None:
+    """`$var` if set (a `ConfigError` if `problem` finds one in it), else `default`."""
+    env = os.environ.get(var)
+    if env and (why := problem(env)):
+        raise ConfigError(f"{var} (environment): bad value {redact(env)!r}: {why}")
+    return env or default
+
+
 class Params(Strict):
     """The whole `params.yaml`."""
 
@@ -166,19 +181,11 @@ class Params(Strict):
 
     def benchmark(self, key: str) -> BenchmarkConfig:
         """Return one benchmark or raise `ConfigError` listing the known ones."""
-        if key not in self.benchmarks:
-            raise ConfigError(
-                f"params.yaml: benchmarks: bad value {key!r}: unknown benchmark; known: {', '.join(self.benchmarks)}"
-            )
-        return self.benchmarks[key]
+        return _entry(self.benchmarks, "benchmarks", key)
 
     def dataset(self, key: str) -> DatasetConfig:
         """Return one dataset or raise `ConfigError` listing the known ones."""
-        if key not in self.datasets:
-            raise ConfigError(
-                f"params.yaml: datasets: bad value {key!r}: unknown dataset; known: {', '.join(self.datasets)}"
-            )
-        return self.datasets[key]
+        return _entry(self.datasets, "datasets", key)
 
     def tracking_uri(self) -> str:
         """The MLflow tracking URI: `MLFLOW_TRACKING_URI` if set, else `tracking.uri`.
@@ -186,10 +193,7 @@ class Params(Strict):
         Raises:
             ConfigError: `MLFLOW_TRACKING_URI` has a form MLflow does not accept.
         """
-        env = os.environ.get("MLFLOW_TRACKING_URI")
-        if env and (why := tracking_uri_problem(env)):
-            raise ConfigError(f"MLFLOW_TRACKING_URI (environment): bad value {redact(env)!r}: {why}")
-        return env or self.tracking.uri
+        return _from_env("MLFLOW_TRACKING_URI", tracking_uri_problem, self.tracking.uri)
 
     def storage_url(self) -> str | None:
         """The Optuna storage URL: `TUNEBENCH_STORAGE` if set, else `search.storage` (None: journal file).
@@ -197,7 +201,4 @@ class Params(Strict):
         Raises:
             ConfigError: `TUNEBENCH_STORAGE` is not a storage URL (see `storage_url_problem`).
         """
-        env = os.environ.get("TUNEBENCH_STORAGE")
-        if env and (why := storage_url_problem(env)):
-            raise ConfigError(f"TUNEBENCH_STORAGE (environment): bad value {redact(env)!r}: {why}")
-        return env or self.search.storage
+        return _from_env("TUNEBENCH_STORAGE", storage_url_problem, self.search.storage)

@@ -6,7 +6,7 @@
 
 from .catalog import CATALOG, custom_spec, get_spec, names
 from .errors import FetchError, FormatError, HashMismatchError, UnknownDatasetError
-from .fetch import availability, fetch, fetch_spec
+from .fetch import availability, fetch
 from .load import load, load_spec
 from .spec import Archive, DatasetSpec, FileSet, FileSpec, RawData
 
@@ -24,7 +24,6 @@ __all__ = [
     "availability",
     "custom_spec",
     "fetch",
-    "fetch_spec",
     "get_spec",
     "load",
     "load_spec",

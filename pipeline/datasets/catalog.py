@@ -42,6 +42,15 @@ def _fashion(name: str, digest: str, role: str) -> FileSpec:
     return FileSpec(name, digest, gunzip=True, url=KERAS_URL + name, role=role)
 
 
+def _keras_sequences(name: str, task: str, n_classes: int, npz_sha256: str, index_md5: str, options: tuple,
+                     description: str, meta: dict | None = None) -> DatasetSpec:  # fmt: skip
+    """A Keras word-index sequence dataset: `<name>.npz` and its `<name>_word_index.json`."""
+    files = (_keras_file(f"{name}.npz", npz_sha256),
+             _keras_file(f"{name}_word_index.json", index_md5, role="word_index", algorithm="md5"))  # fmt: skip
+    return DatasetSpec(name, task, "sequences", n_classes, (FileSet("keras", _NPZ, files, _KERAS, options=options),),
+                       description, meta or {})  # fmt: skip
+
+
 def _sklearn(name: str, task: str, n_classes: int | None, loader: str, description: str) -> DatasetSpec:
     fs = FileSet("sklearn", "sklearn", packaged=f"sklearn:{loader}")
     return DatasetSpec(name, task, "tabular", n_classes, (fs,), description)
@@ -63,25 +72,12 @@ CIFAR_LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", 
 _SPLIT = {"test_split": 0.2, "seed": 113}  # keras.datasets.boston_housing.load_data defaults
 
 _SPECS = (
-    DatasetSpec(
-        "imdb", "binary", "sequences", 2,
-        (FileSet("keras", _NPZ, (
-            _keras_file("imdb.npz", "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"),
-            _keras_file("imdb_word_index.json", "bfafd718b763782e994055a2d397834f",
-                        role="word_index", algorithm="md5"),
-        ), _KERAS, options=SEQUENCE_OPTIONS),),
-        "IMDB reviews, 25,000/25,000, word-index sequences (Keras)",
-    ),
-    DatasetSpec(
-        "reuters", "multiclass", "sequences", 46,
-        (FileSet("keras", _NPZ, (
-            _keras_file("reuters.npz", "d6586e694ee56d7a4e65172e12b3e987c03096cb01eab99753921ef915959916"),
-            _keras_file("reuters_word_index.json", "4d44cc38712099c9e383dc6e5f11a921",
-                        role="word_index", algorithm="md5"),
-        ), _KERAS, options=(*SEQUENCE_OPTIONS, "test_split")),),
-        "Reuters newswires, 46 topics, word-index sequences (Keras)",
-        {"label_names": REUTERS_LABELS},
-    ),
+    _keras_sequences("imdb", "binary", 2, "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f",
+                     "bfafd718b763782e994055a2d397834f", SEQUENCE_OPTIONS,
+                     "IMDB reviews, 25,000/25,000, word-index sequences (Keras)"),
+    _keras_sequences("reuters", "multiclass", 46, "d6586e694ee56d7a4e65172e12b3e987c03096cb01eab99753921ef915959916",
+                     "4d44cc38712099c9e383dc6e5f11a921", (*SEQUENCE_OPTIONS, "test_split"),
+                     "Reuters newswires, 46 topics, word-index sequences (Keras)", {"label_names": REUTERS_LABELS}),
     DatasetSpec(
         "boston_housing", "regression", "tabular", None,
         (

@@ -26,7 +26,7 @@ from .spec import DatasetSpec, FileSet
 
 
 def fetch(
-    name: str,
+    dataset: str | DatasetSpec,
     dest: Path,
     *,
     mirrors: Sequence[Path] = (),
@@ -38,7 +38,8 @@ def fetch(
     """Get every file of a dataset into `dest`, verified, and write `dest/manifest.json`.
 
     Args:
-        `name`: a built-in dataset (see `names()`) or the name of a `custom` one.
+        `dataset`: a built-in dataset (see `names()`), the name of a `custom` one, or a `DatasetSpec`
+            (e.g. one built in a test).
         `dest`: the cache folder, e.g. `data/raw/<name>`.
         `mirrors`: extra folders to look in (each also as `<folder>/<name>/`).
         `custom`: a user declaration (see `catalog.custom_spec`).
@@ -58,20 +59,7 @@ def fetch(
         ConfigError: a relative `dest` (a project folder) leads outside the project through a symbolic
             link, and `TUNEBENCH_ALLOW_OUTSIDE=1` is not set (`paths.outside_project`).
     """
-    spec = get_spec(name, custom)
-    return fetch_spec(spec, dest, mirrors=mirrors, progress=progress, timeout=timeout, retries=retries)
-
-
-def fetch_spec(
-    spec: DatasetSpec,
-    dest: Path,
-    *,
-    mirrors: Sequence[Path] = (),
-    progress: bool = True,
-    timeout: float = 60,
-    retries: int = 3,
-) -> dict[str, Any]:
-    """Like `fetch`, for an explicit `DatasetSpec` (e.g. one built in a test)."""
+    spec = dataset if isinstance(dataset, DatasetSpec) else get_spec(dataset, custom)
     dest = Path(dest)
     if not dest.is_absolute() and (why := paths.outside_project(dest)):  # a project folder, as `paths.raw_dir`
         raise ConfigError(f"{dest} {why}")
@@ -169,4 +157,4 @@ def _manifest_files_present(dest: Path, manifest: dict) -> bool:
     return bool(files)
 
 
-__all__ = ["MANIFEST", "QUARANTINE", "availability", "fetch", "fetch_spec"]
+__all__ = ["MANIFEST", "QUARANTINE", "availability", "fetch"]

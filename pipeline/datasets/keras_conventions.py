@@ -51,13 +51,18 @@ def _drop_long(flat, lengths, labels, maxlen):
     return flat[np.repeat(keep, lengths)], lengths[keep], labels[keep]
 
 
-def _limit(flat, lengths, num_words, skip_top, oov_char):
-    """Map (or drop) indices outside `[skip_top, num_words)`."""
+def _limited(flat, lengths, num_words, skip_top, oov_char) -> np.ndarray:
+    """The sequences with indices outside `[skip_top, num_words)` mapped to `oov_char` (or dropped).
+
+    Without `num_words` the largest index is the bound.
+    """
+    if not num_words:
+        num_words = int(flat.max()) if flat.size else 0
     inside = (flat >= skip_top) & (flat < num_words)
     if oov_char is not None:
-        return np.where(inside, flat, oov_char), lengths
+        return _unflatten(np.where(inside, flat, oov_char), lengths)
     seg = np.repeat(np.arange(len(lengths)), lengths)
-    return flat[inside], np.bincount(seg[inside], minlength=len(lengths)).astype(np.int64)
+    return _unflatten(flat[inside], np.bincount(seg[inside], minlength=len(lengths)).astype(np.int64))
 
 
 def _unflatten(flat, lengths) -> np.ndarray:
@@ -95,11 +100,7 @@ def sequences_train_test(
     f_te, l_te, y_te = _prepare(rng, x_test, y_test, start_char, index_from, maxlen)
     if maxlen and (not len(l_tr) or not len(l_te)):
         raise ValueError(f"After filtering for sequences shorter than maxlen={maxlen}, no sequence was kept.")
-    flat, lengths = np.concatenate([f_tr, f_te]), np.concatenate([l_tr, l_te])
-    if not num_words:
-        num_words = int(flat.max()) if flat.size else 0
-    flat, lengths = _limit(flat, lengths, num_words, skip_top, oov_char)
-    xs = _unflatten(flat, lengths)
+    xs = _limited(np.concatenate([f_tr, f_te]), np.concatenate([l_tr, l_te]), num_words, skip_top, oov_char)
     n = len(l_tr)
     return xs[:n], y_tr, xs[n:], y_te
 
@@ -111,10 +112,7 @@ def sequences_split(
     """Reuters convention: shuffle, encode, filter, limit the vocabulary, then split off the test part."""
     rng = np.random.RandomState(seed)
     flat, lengths, ys = _prepare(rng, x, y, start_char, index_from, maxlen)
-    if not num_words:
-        num_words = int(flat.max()) if flat.size else 0
-    flat, lengths = _limit(flat, lengths, num_words, skip_top, oov_char)
-    xs = _unflatten(flat, lengths)
+    xs = _limited(flat, lengths, num_words, skip_top, oov_char)
     idx = int(len(xs) * (1 - test_split))
     return xs[:idx], ys[:idx], xs[idx:], ys[idx:]
 

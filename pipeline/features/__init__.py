@@ -29,7 +29,7 @@ Documented choices:
 Nothing here imports TensorFlow; `pipeline.models.batches` feeds these arrays to Keras.
 """
 
-from pipeline.features.core import DEFAULTS, SOURCES, DataError, SizeError, preprocess, resolve_config
+from pipeline.features.preprocessing import DEFAULTS, SOURCES, DataError, SizeError, preprocess, resolve_config
 from pipeline.features.pca import PCA
 from pipeline.features.processed import ProcessedData, holdout_or_folds, iter_folds
 from pipeline.features.scaling import MeanImage, Standardizer, check_finite

@@ -3,7 +3,7 @@
 Saved as `features.npz`, `labels.npz`, `transformer/` and `manifest.json` (written last, with every
 file's SHA-256, checked again at each load); npz and JSON only, never pickle, and the same data
 always gives the same bytes. `holdout_or_folds` / `iter_folds` give the training and validation
-pairs (see `pipeline.features.core` for the K-fold choice).
+pairs (see `pipeline.features.preprocessing` for the K-fold choice).
 """
 
 from __future__ import annotations

@@ -41,6 +41,13 @@ def check_finite(X: np.ndarray, what: str, feature_names: Sequence[str] | None =
     )
 
 
+def _training_rows(X: np.ndarray, what: str) -> np.ndarray:
+    """`X` as float64 to fit `what` on; ValueError for zero rows."""
+    if len(X) == 0:
+        raise ValueError(f"cannot fit {what} on zero rows")
+    return np.asarray(X, dtype=np.float64)
+
+
 class Standardizer:
     """Per-column standardization `(x - mean) / std` with train statistics.
 
@@ -67,9 +74,7 @@ class Standardizer:
         Raises:
             ValueError: for an empty `X`.
         """
-        if len(X) == 0:
-            raise ValueError("cannot fit a standardizer on zero rows")
-        X64 = np.asarray(X, dtype=np.float64)
+        X64 = _training_rows(X, "a standardizer")
         self.mean = X64.mean(axis=0)
         std = X64.std(axis=0)
         std[np.ptp(X64, axis=0) == 0] = 1.0
@@ -110,9 +115,7 @@ class MeanImage:
         Raises:
             ValueError: for an empty `X`.
         """
-        if len(X) == 0:
-            raise ValueError("cannot fit a mean image on zero rows")
-        self.mean = np.asarray(X, dtype=np.float64).mean(axis=0)
+        self.mean = _training_rows(X, "a mean image").mean(axis=0)
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from scipy.special import expit, softmax
 
 from pipeline.models.arrays import as_labels
 from pipeline.models.base import ModelFamily, TrainedModel
-from pipeline.models.loop import EpochLoop
+from pipeline.models.epoch_loop import EpochLoop
 
 COEF_FILE = "coefficients.npz"
 

@@ -23,7 +23,7 @@ from pipeline.models.arrays import as_labels, dense_chunks
 from pipeline.models.base import ModelFamily, TrainedModel
 from pipeline.models.batches import make_dataset
 from pipeline.models.hparams import hidden_units, loss_problem, strength_problem
-from pipeline.models.loop import EpochLoop
+from pipeline.models.epoch_loop import EpochLoop
 from pipeline.models.runtime import configure_tensorflow
 
 MODEL_FILE = "model.keras"

@@ -28,7 +28,7 @@ from pipeline.models import numpy_layers as L
 from pipeline.models.arrays import as_labels, dense, dense_chunks
 from pipeline.models.base import ModelFamily, TrainedModel, evaluate_predictions
 from pipeline.models.hparams import hidden_units, loss_problem, strength_problem
-from pipeline.models.loop import EpochLoop
+from pipeline.models.epoch_loop import EpochLoop
 
 PARAMS_FILE = "params.npz"
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.models.base import DivergedError, ModelFamily, TrainedModel
-from pipeline.models.loop import EpochLoop
+from pipeline.models.epoch_loop import EpochLoop
 from pipeline.tasks import task_metric
 
 CURVES = Path(__file__).resolve().parents[2] / "benchmarks" / "replay" / "curves"

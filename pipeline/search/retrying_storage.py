@@ -68,9 +68,6 @@ class RetryingStorage(BaseStorage, compat.heartbeat_base()):
         self._inner = inner
         self._where = where
 
-    def _call(self, name: str, *args, **kwargs) -> Any:
-        return call(self._where, getattr(self._inner, name), *args, **kwargs)
-
     def set_trial_state_values(self, trial_id: int, state, values=None) -> bool:
         """Set a trial's state; a repeat that finds the state already set (its first try landed) succeeds."""
         tries = [0]
@@ -91,21 +88,9 @@ class RetryingStorage(BaseStorage, compat.heartbeat_base()):
     def record_heartbeat(self, trial_id: int) -> None:
         """Record a running trial's heartbeat; skipped (the outage is reported elsewhere) if the database stays away."""
         try:
-            self._call("record_heartbeat", trial_id)
+            call(self._where, self._inner.record_heartbeat, trial_id)
         except StorageError:
             pass
-
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        return self._call("_get_stale_trial_ids", study_id)
-
-    def get_heartbeat_interval(self) -> int | None:
-        return self._inner.get_heartbeat_interval()
-
-    def get_heartbeat_stale_trial_callback(self):
-        return self._inner.get_heartbeat_stale_trial_callback()
-
-    def remove_session(self) -> None:
-        self._inner.remove_session()
 
 
 _RETRIED = (
@@ -114,19 +99,23 @@ _RETRIED = (
     "get_all_studies", "create_new_trial", "set_trial_param", "get_trial_id_from_study_id_trial_number",
     "get_trial_number_from_id", "get_trial_param", "set_trial_intermediate_value", "set_trial_user_attr",
     "set_trial_system_attr", "get_trial", "get_all_trials", "get_n_trials", "get_best_trial", "get_trial_params",
-    "get_trial_user_attrs", "get_trial_system_attrs",
+    "get_trial_user_attrs", "get_trial_system_attrs", "_get_stale_trial_ids",
 )  # fmt: skip
+_FORWARDED = ("get_heartbeat_interval", "get_heartbeat_stale_trial_callback", "remove_session")  # no query to retry
 
 
-def _retried(name: str) -> Callable:
+def _delegated(name: str) -> Callable:
+    """`name` of the wrapped storage, retried through outages if it is in `_RETRIED`."""
+
     def method(self: RetryingStorage, *args, **kwargs):
-        return self._call(name, *args, **kwargs)
+        fn = getattr(self._inner, name)
+        return call(self._where, fn, *args, **kwargs) if name in _RETRIED else fn(*args, **kwargs)
 
     method.__name__ = method.__qualname__ = name
-    method.__doc__ = f"`{name}` of the wrapped storage, retried through outages."
+    method.__doc__ = f"`{name}` of the wrapped storage" + (", retried through outages." if name in _RETRIED else ".")
     return method
 
 
-for _name in _RETRIED:
-    setattr(RetryingStorage, _name, _retried(_name))
+for _name in _RETRIED + _FORWARDED:
+    setattr(RetryingStorage, _name, _delegated(_name))
 abc.update_abstractmethods(RetryingStorage)

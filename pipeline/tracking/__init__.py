@@ -31,7 +31,6 @@ from pipeline.tracking.model_logging import (
     create_logged_model,
     finish_logged_model,
     link_metrics,
-    save_trial_model,
     stamp_mlmodel,
     warm_up_model_logging,
 )
@@ -99,7 +98,6 @@ __all__ = [
     "plot_learning_curves",
     "redact",
     "reopen_run",
-    "save_trial_model",
     "set_tags",
     "smooth_curve",
     "source_tags",

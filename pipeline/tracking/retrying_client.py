@@ -102,7 +102,7 @@ def outage_error(client, exc: BaseException) -> TrackingError | None:
 def noticed(client) -> None:
     """Announce an outage of `client`'s server that the caller rides out itself (kept metrics)."""
     if isinstance(client, RetryingClient):
-        retry.noticed("tracking", client.where)
+        retry.board().down("tracking", client.where, retry.retry_limit())
 
 
 def wrap(client, uri: str):

@@ -13,7 +13,7 @@ import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -236,22 +236,17 @@ def close_orphan_runs(mlc: MlflowClient, experiment_id: str, *, by: str) -> list
         The ids of the runs closed.
     """
 
-    me, closed, token = worker_id(), [], None
-    while True:
-        page = mlc.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=500, page_token=token)
-        for run in page:
-            owner = _owner(run.data.tags)
-            if owner is None or owner["host"] != me["host"] or owner == me or worker_alive(owner):
-                continue
-            why = (f"interrupted: its process (pid {owner['pid']} on {owner['host']}) ended while it ran; "
-                   f"closed by `tunebench {by}`")  # fmt: skip
-            tags = {"interrupted": why, "error": why, **({"state": "FAIL"} if "trial_number" in run.data.tags else {})}
-            set_tags(mlc, run.info.run_id, tags)
-            mlc.set_terminated(run.info.run_id, status="FAILED", end_time=now_ms())
-            closed.append(run.info.run_id)
-        token = page.token
-        if not token:
-            return closed
+    me = worker_id()
+
+    def tags_of(run) -> dict | None:
+        owner = _owner(run.data.tags)
+        if owner is None or owner["host"] != me["host"] or owner == me or worker_alive(owner):
+            return None
+        why = (f"interrupted: its process (pid {owner['pid']} on {owner['host']}) ended while it ran; "
+               f"closed by `tunebench {by}`")  # fmt: skip
+        return {"interrupted": why, "error": why, **({"state": "FAIL"} if "trial_number" in run.data.tags else {})}
+
+    return _close_running(mlc, experiment_id, "attributes.status = 'RUNNING'", tags_of)
 
 
 def close_runs_of_finished_trials(mlc: MlflowClient, experiment_id: str, study_name: str, finished: set[int],
@@ -266,19 +261,30 @@ def close_runs_of_finished_trials(mlc: MlflowClient, experiment_id: str, study_n
     Returns:
         The ids of the runs closed.
     """
+
+    def tags_of(run) -> dict | None:
+        number = run.data.tags.get("trial_number", "")
+        if not number.isdigit() or int(number) not in finished:
+            return None
+        why = (f"stray: trial {number} has ended but this run of it was still RUNNING (a twin created through a "
+               f"tracking outage, or its worker was cut off); closed by `tunebench {by}`")  # fmt: skip
+        return {"stray": why, "error": why, "state": "FAIL"}
+
     query = f"attributes.status = 'RUNNING' and tags.study_name = '{study_name}'"
+    return _close_running(mlc, experiment_id, query, tags_of)
+
+
+def _close_running(mlc: MlflowClient, experiment_id: str, query: str, tags_of: Callable) -> list[str]:
+    """Mark FAILED each run found by `query` for which `tags_of(run)` gives tags (saying why); its ids."""
     closed, token = [], None
     while True:
         page = mlc.search_runs([experiment_id], query, max_results=500, page_token=token)
         for run in page:
-            number = run.data.tags.get("trial_number", "")
-            if not number.isdigit() or int(number) not in finished:
-                continue
-            why = (f"stray: trial {number} has ended but this run of it was still RUNNING (a twin created through a "
-                   f"tracking outage, or its worker was cut off); closed by `tunebench {by}`")  # fmt: skip
-            set_tags(mlc, run.info.run_id, {"stray": why, "error": why, "state": "FAIL"})
-            mlc.set_terminated(run.info.run_id, status="FAILED", end_time=now_ms())
-            closed.append(run.info.run_id)
+            tags = tags_of(run)
+            if tags is not None:
+                set_tags(mlc, run.info.run_id, tags)
+                mlc.set_terminated(run.info.run_id, status="FAILED", end_time=now_ms())
+                closed.append(run.info.run_id)
         token = page.token
         if not token:
             return closed

