@@ -25,8 +25,9 @@ if str(ROOT) not in sys.path:  # `mkdocs build` run as a command: the repository
 def _benchmarks():
     """The benchmarks' own table renderers (imported when a page needs one)."""
     from benchmarks import faults, overhead, search_efficiency  # noqa: PLC0415
+    from benchmarks.replay import bench as replay  # noqa: PLC0415
 
-    return faults, overhead, search_efficiency
+    return faults, overhead, search_efficiency, replay
 
 
 def _md(head: list[str], rows: list[list]) -> str:
@@ -59,7 +60,7 @@ def results_table(name: str, part: str | None) -> str:
     from benchmarks.runner import RESULTS, figures  # noqa: PLC0415
 
     data = figures(RESULTS / f"{name}.json")
-    faults, overhead, efficiency = _benchmarks()
+    faults, overhead, efficiency, replay = _benchmarks()
     if name == "faults":
         return faults.table(data["scenarios"])
     if name == "overhead":
@@ -70,6 +71,12 @@ def results_table(name: str, part: str | None) -> str:
             efficiency.print_tables(data["summary"], {}, data.get("paired"))
         blocks = out.getvalue().strip().split("\n\n")
         return {blocks[i]: blocks[i + 1] for i in range(len(blocks) - 1) if blocks[i + 1].startswith("|")}[part]
+    if name in ("replay", "replay_smac"):
+        return replay.rank_table({b: e["final_regret"] for b, e in data["pooled"].items()}, data["methods"])
+    if name == "replay_schedule":  # tunebench's default among the four peers of the schedule screen
+        final = {b: e["tunebench"] for b, e in data["budgets"].items()}
+        ranked = next(iter(final.values()))["mean_rank"]
+        return replay.rank_table(final, [x for x in replay.PEER_NAMES if x in ranked])
     if name == "multihot":
         r, g = data["ratios"], data["goals"]
         return _md(["measure (compact CSR path / dense float32 path)", "ratio", "goal"], [

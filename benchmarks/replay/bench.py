@@ -227,6 +227,42 @@ def print_tables(result: dict, methods: list[str]) -> None:
                   f"{anyt['mean_rank'][x]:.2f} | {shown} |")  # fmt: skip
 
 
+PEER_NAMES = {
+    "tunebench": "tunebench",
+    "random": "random",
+    "optuna_tpe_median": "TPE + median",
+    "optuna_tpe_hyperband": "TPE + Hyperband",
+    "keras_tuner_hyperband": "KT Hyperband",
+    "ray_asha": "Ray ASHA",
+    "smac": "SMAC3 MF",
+}
+
+
+def _p(p: float) -> str:
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.0e}".replace("e-0", "e-")
+
+
+def rank_table(final_by_budget: dict, methods: list[str]) -> str:
+    """Markdown, a row per budget: each method's mean rank on final regret (the best in bold), tunebench's
+    two-sided Wilcoxon p against each peer in brackets, and the Friedman p (`final_by_budget`: budget ->
+    a `compare` result)."""
+    head = ["budget", "blocks", *(PEER_NAMES.get(x, x) for x in methods), "Friedman p"]
+    rows = []
+    for budget in sorted(final_by_budget, key=int):
+        final = final_by_budget[budget]
+        best = min(final["mean_rank"][x] for x in methods)
+        cells = []
+        for x in methods:
+            rank = f"{final['mean_rank'][x]:.2f}"
+            cell = f"**{rank}**" if final["mean_rank"][x] == best else rank
+            test = final.get("wilcoxon_vs_tunebench", {}).get(x)
+            cells.append(cell if test is None else f"{cell} ({_p(test['p'])})")
+        friedman = final.get("friedman_p")  # none with fewer than 3 methods
+        rows.append([budget, final["blocks"], *cells, "-" if friedman is None else _p(friedman)])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
 def load_rows(path: Path) -> list[dict]:
     """The searches recorded in `path` (JSON lines), the last of each (problem, method, budget, seed)."""
     if not path.exists():

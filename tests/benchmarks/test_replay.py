@@ -152,6 +152,22 @@ def test_compare_ranks_and_tests_tunebench_against_each_peer():
     assert out["wilcoxon_vs_tunebench"]["random"]["tunebench_better"] == 12
 
 
+def test_rank_table_renders_compare_with_the_best_rank_in_bold_and_the_p_values():
+    from benchmarks.replay import bench
+
+    rows = [
+        {"problem": "p", "seed": seed, "method": method, "final_regret": regret}
+        for seed in range(12)
+        for method, regret in (("tunebench", 0.01), ("random", 0.05 + seed / 1000))
+    ]
+    final = bench.compare(rows, "final_regret", ["tunebench", "random"])
+    table = bench.rank_table({"30": final, "10": final}, ["tunebench", "random"]).splitlines()
+    assert table[0] == "| budget | blocks | tunebench | random | Friedman p |"
+    p = final["wilcoxon_vs_tunebench"]["random"]["p"]
+    assert table[2].startswith("| 10 | 12 | **1.00** | 2.00 (") and f"{p:.0e}".replace("e-0", "e-") in table[2]
+    assert table[3].startswith("| 30 |")  # budgets in numeric order
+
+
 def test_screen_puts_each_variant_in_tunebenchs_place_and_tests_it_against_the_default():
     from benchmarks.replay import bench
 
