@@ -120,6 +120,14 @@ def pg_unavailable() -> str | None:
     return None
 
 
+def _read_log(path: Path) -> str:
+    """A server's log file so far, or "" when there is none yet."""
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 @dataclass
 class Postgres:
     """A running throwaway cluster: `url` carries the role's password (TCP, scram-sha-256)."""
@@ -139,10 +147,7 @@ class Postgres:
 
     def log(self) -> str:
         """The server log so far (for failure messages)."""
-        try:
-            return self.log_file.read_text(errors="replace")
-        except OSError:
-            return ""
+        return _read_log(self.log_file)
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (`fast`: connections are cut, as at a restart; `immediate`: as at a crash)."""
@@ -267,10 +272,7 @@ class MlflowServer:
 
     def log(self) -> str:
         """The server's output so far (for failure messages)."""
-        try:
-            return self.log_file.read_text(errors="replace")
-        except OSError:
-            return ""
+        return _read_log(self.log_file)
 
     def stop(self) -> None:
         """Stop the server and its workers (SIGTERM, then SIGKILL); its store and artifacts stay."""
