@@ -2,8 +2,9 @@
 
 Inline CSS and inline SVG only (`pipeline.report_svg`): no script, no font, no image file, no
 network, so the page opens anywhere, offline. Per benchmark that ran: the search history across
-rounds (validation score per trial, and the sampled learning rate with each round's range shaded,
-which shows the coarse-to-fine narrowing), the lr-vs-regularization scatter of every trial, and the
+rounds (validation score per trial, and the first dimension the space searches on a log scale, the
+learning rate in the shipped spaces, with each round's range shaded, which shows the coarse-to-fine
+narrowing), the scatter of the first two such dimensions (lr vs l2) over every trial, and the
 best trial's learning curves (MLflow per-epoch metrics). Benchmarks not run here list the fetch hint.
 """
 
@@ -72,12 +73,17 @@ def table(rows: list[dict]) -> str:
     return f'<table id="leaderboard"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def _scale_param(params: list[dict], *names: str) -> str | None:
-    return next((n for n in names if any(n in p for p in params)), None)
+def _log_axes(row: dict) -> list[str]:
+    """The dimensions searched on a log scale that the trials sampled, in the order of the space: the figures'
+    axes (the first: the narrowing figure's; the first two: the scatter's)."""
+    trials = row.get("trials_table") or []
+    ranges = (row.get("ranges") or [(1, {})])[0][1]
+    return [n for n, r in ranges.items() if r.get("log") and any(n in t["params"] for t in trials)]
 
 
 def figures(row: dict) -> list[str]:
-    """The SVG figures of one benchmark that ran: history, lr range narrowing, lr vs L2, learning curves."""
+    """The SVG figures of one benchmark that ran: history, the first log-scale dimension's range narrowing (lr in
+    the shipped spaces), the first two against each other (lr vs l2), learning curves."""
     trials = row.get("trials_table") or []
     rounds = sorted({t["round"]: t["round_name"] for t in trials}.items())
     names = [f"r{k} {n}" for k, n in rounds]
@@ -88,7 +94,8 @@ def figures(row: dict) -> list[str]:
                   points=[Point(order[(t["round"], t["trial"])], t["value"], t["round"] - 1,
                                 label=f"r{t['round']} t{t['trial']}: {t['value']:.4g}") for t in done],
                   series=names, css_class="chart history")]  # fmt: skip
-    x = _scale_param([t["params"] for t in trials], "lr", "l2")
+    axes = _log_axes(row)
+    x = axes[0] if axes else None
     if x is not None:
         bands = []
         for k, ranges in row.get("ranges") or []:
@@ -101,7 +108,7 @@ def figures(row: dict) -> list[str]:
                for t in trials if x in t["params"]]  # fmt: skip
         figs.append(chart(f"{x} sampled per trial, each round's range shaded", "trial (rounds in order)", x,
                           points=pts, bands=bands, series=names, ylog=True, css_class="chart narrowing"))  # fmt: skip
-    y = _scale_param([t["params"] for t in trials], "l2") if x == "lr" else None
+    y = axes[1] if len(axes) > 1 else None
     if x is not None:
         pts = [Point(t["params"][x], t["params"][y] if y else t["value"], t["round"] - 1,
                      hollow=t["state"] != "complete" or t["value"] is None,

@@ -67,13 +67,17 @@ def search(params: Params, params_path: str, benchmark: str, **kwargs) -> dict:
 
 
 def _best(benchmark: str) -> dict:
-    """The best trial of the benchmark's search (`results/search/<benchmark>.json`)."""
+    """The best trial of the benchmark's search (`results/search/<benchmark>.json`), with its `hparams`."""
     where = paths.search_result(benchmark)
     result = fileio.read_json(where)
     if not result.get("best"):
         why = f" ({result['failure']})" if result.get("failure") else ""
         raise MissingInputError(f"{where}: the search has no completed trial{why}; fix the cause and rerun "
                                 f"`tunebench search --benchmark {benchmark}`")  # fmt: skip
+    if "hparams" not in result["best"]:
+        raise MissingInputError(f"{where}: written by an earlier version, without the best trial's "
+                                f"hyperparameters; rerun `tunebench search --benchmark {benchmark}` (it resumes "
+                                "its studies)")  # fmt: skip
     return result["best"]
 
 
@@ -88,7 +92,6 @@ def train_best(params: Params, benchmark: str) -> dict:
     from pipeline.features import ProcessedData  # noqa: PLC0415
     from pipeline.models import get_family  # noqa: PLC0415
     from pipeline.models.ensemble import SeedEnsemble  # noqa: PLC0415
-    from pipeline.models.hparams import resolve_hparams  # noqa: PLC0415
     from pipeline.tracking.superseded import mark_best  # noqa: PLC0415
 
     bench = params.benchmark(benchmark)
@@ -100,7 +103,7 @@ def train_best(params: Params, benchmark: str) -> dict:
     experiment = tracking.experiment_name(benchmark, bench.dataset, bench.model)
     _recover(mlc, experiment, "train_best", dest)
     family = get_family(bench.model)
-    hparams = resolve_hparams(bench.model, data.task, bench.hparams, best["params"])
+    hparams = best["hparams"]  # as the search trained them (`results/search/<b>.json`)
     epochs = bench.final_epochs or int(best.get("epoch") or bench.rounds[-1].epochs)
     x, y = data.X_train, data.y_train
     if data.X_val is not None:

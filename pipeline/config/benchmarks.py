@@ -1,8 +1,9 @@
 """The `benchmarks` section: a dataset searched by one model family in coarse-to-fine rounds.
 
-`hparams` and `space` are checked against `pipeline.models.hparams` (what the family reads,
-each value's domain, the strengths a `regularizer` needs) when the file is loaded; `task_problems`
-checks `loss` against the dataset's task once the datasets are known (`pipeline.config.params`).
+`hparams` are validated by the family's pydantic model (`pipeline.models.hparams`, selected by
+`model`) and `space` against its keys and domains when the file is loaded, with the strengths a
+`regularizer` needs; `task_problems` checks `loss` against the dataset's task once the datasets
+are known (`pipeline.config.params`).
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ class BenchmarkConfig(Strict):
                     f"`{name}` is both fixed in `hparams` and searched in `space`; keep one",
                 )
             )
-        problems += _family_problems(self.model, self.hparams, self.space)
+        problems += _hparams_problems(self.model, self.hparams) + _space_problems(self.model, self.space)
         if not problems:
             problems += _regularizer_problems(self.model, self.hparams, self.space)
         if problems:
@@ -164,45 +165,38 @@ def _shown_range(r: ParamRange) -> dict:
     return r.model_dump(exclude_defaults=True)
 
 
-def _family_problems(family: str, fixed: dict[str, Any], space: dict[str, ParamRange]) -> list:
-    """Check fixed `hparams` and `space` against what `family` reads and each hyperparameter's domain."""
+def _hparams_problems(family: str, fixed: dict[str, Any]) -> list:
+    """Fixed `hparams`, validated by the family's model (`pipeline.models.hparams`)."""
+    return [(("hparams", name), value, why + ("; a range belongs under `space`" if isinstance(value, dict) else ""))
+            for name, value, why in hp.problems(family, fixed)]  # fmt: skip
+
+
+def _space_problems(family: str, space: dict[str, ParamRange]) -> list:
+    """Every `space` entry searches a key the family reads, the way its domain allows: a number by a `low`/`high`
+    range (`int: true` for whole numbers) whose bounds lie in the domain, anything else by `choices`."""
     reads = hp.reads(family)
     listing = f"{family} reads {', '.join(reads)}" if reads else f"{family} has no hyperparameters"
     problems = []
-    for name, value in fixed.items():
-        if name not in reads:
-            problems.append((("hparams", name), value, f"{family} does not read `{name}`; {listing}"))
-        elif why := hp.problem(name, value):
-            hint = "; a range belongs under `space`" if isinstance(value, dict) else ""
-            problems.append((("hparams", name), value, why + hint))
     for name, r in space.items():
         loc = ("space", name)
         if name not in reads:
-            problems.append(
-                (
-                    loc,
-                    _shown_range(r),
-                    f"{family} does not read `{name}`, so searching it would change nothing; {listing}",
-                )
-            )
+            why = f"{family} does not read `{name}`, so searching it would change nothing; {listing}"
+            problems.append((loc, _shown_range(r), why))
             continue
-        spec = hp.HPARAMS[name]
+        domain = hp.domain(name)
+        kind = hp.numeric(domain)
         if not r.is_numeric:
-            for i, choice in enumerate(r.choices):
-                if why := hp.problem(name, choice):
-                    problems.append(((*loc, "choices", i), choice, why))
-        elif not spec.numeric:
-            problems.append(
-                (loc, _shown_range(r), f"{name} is not a number: search it with `choices` ({spec.allowed()})")
-            )
-        elif spec.integer and not r.int:
+            tried = {i: hp.problems(family, {name: choice}) for i, choice in enumerate(r.choices)}
+            problems += [((*loc, "choices", i), r.choices[i], wrong[0][2]) for i, wrong in tried.items() if wrong]
+        elif kind is None:
+            why = f"{name} is not a number: search it with `choices` ({hp.allowed(domain)})"
+            problems.append((loc, _shown_range(r), why))
+        elif kind == "int" and not r.int:
             problems.append((loc, _shown_range(r), f"{name} takes whole numbers: add `int: true` to the range"))
         else:
             for bound in ("low", "high"):
-                value = getattr(r, bound)
-                value = int(value) if spec.integer else value
-                if why := hp.problem(name, value):
-                    problems.append(((*loc, bound), value, why))
+                value = int(getattr(r, bound)) if kind == "int" else getattr(r, bound)
+                problems += [((*loc, bound), value, why) for _, _, why in hp.problems(family, {name: value})]
     return problems
 
 
@@ -226,7 +220,7 @@ def _regularizer_problems(family: str, fixed: dict[str, Any], space: dict[str, P
         regularizers = [fixed.get("regularizer") or "l2"]
     used = {s for r in regularizers for s in hp.REGULARIZER_STRENGTHS[r]}
     problems = []
-    if family in hp.NEEDS_STRENGTH:
+    if hp.MODELS[family].NEEDS_STRENGTH:
         for r in regularizers:
             missing = [s for s in hp.REGULARIZER_STRENGTHS[r] if r != "l2" and _given(s, fixed, space) is None]
             if missing:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pipeline.models.arrays import as_labels
-from pipeline.models.hparams import FAMILIES, defaults, resolve
+from pipeline.models.hparams import FAMILIES, KNOWN, defaults, reads, resolve_hparams
 from pipeline.tasks import task_metric
 
 # family name -> (module, ModelFamily subclass); modules are imported on demand so that
@@ -80,8 +80,10 @@ class ModelFamily:
         return defaults(self.name, task)
 
     def resolve_hparams(self, task: str, hparams: dict | None) -> dict:
-        """The values `train` uses: `hparams` merged into `default_hparams(task)` (see `hparams.resolve`)."""
-        return resolve(self.default_hparams(task), hparams)
+        """The values `train` uses: `hparams` validated by the family's model for `task` (`hparams.resolve_hparams`);
+        keys only other families read are left out, so one set of values can train any family."""
+        others = KNOWN - set(reads(self.name))
+        return resolve_hparams(self.name, task, {k: v for k, v in (hparams or {}).items() if k not in others})
 
     def train(
         self,
@@ -100,8 +102,8 @@ class ModelFamily:
         """Train a model and return it.
 
         Args:
-            `hparams`: hyperparameters; missing or None values take the defaults of
-                `default_hparams(task)`, keys of other families are ignored.
+            `hparams`: hyperparameters (the search's resolved ones, or some of them); missing or
+                None values take the defaults of `default_hparams(task)`, keys of other families are ignored.
             `X_train`, `y_train`: features (float32 array or CSR matrix) and labels
                 (int classes, or float targets for regression).
             `X_val`, `y_val`: validation data, or None to train on everything
@@ -118,7 +120,7 @@ class ModelFamily:
 
         Raises:
             DivergedError: when a loss becomes NaN or infinite.
-            ValueError: for unknown hyperparameter names or values.
+            ValueError: for a key no family reads, or a value outside its domain.
         """
         raise NotImplementedError
 

@@ -8,7 +8,7 @@ head (`units`, `depth`) with `dropout` after each dense layer, and the task's ou
 `kernel_size` is an int or one size per conv layer.
 
 Defaults: filters [32, 64], kernel 3, dense 128 relu, dropout 0.5, rmsprop lr 1e-3, batch 128.
-Preset `"notes"` (the MNIST CNN of the lecture notes): conv 4 5x5 tanh, conv 8 3x3 tanh,
+Preset `"notes"` (`hparams.PRESETS`; the MNIST CNN of the lecture notes): conv 4 5x5 tanh, conv 8 3x3 tanh,
 max-pool, conv 16 3x3 tanh, max-pool, dense 128 tanh, dense 10 softmax; SGD lr 0.05,
 momentum 0.9, Nesterov, batch 100, no dropout (the notes train 10 epochs; their lr decay
 1e-6 per step is omitted, it changes the lr by under 1% over those epochs). Inputs of shape
@@ -17,24 +17,7 @@ momentum 0.9, Nesterov, batch 100, no dropout (the notes train 10 epochs; their 
 
 from __future__ import annotations
 
-from pipeline.models.hparams import resolve
 from pipeline.models.keras_common import KerasFamily, KerasModel, dense_head, keras_module, kernel_regularizer
-
-PRESETS: dict[str, dict] = {
-    "notes": {
-        "filters": [[4, 8], [16]],
-        "kernel_size": [5, 3, 3],
-        "activation": "tanh",
-        "units": 128,
-        "depth": 1,
-        "dropout": 0.0,
-        "optimizer": "sgd",
-        "lr": 0.05,
-        "momentum": 0.9,
-        "nesterov": True,
-        "batch_size": 100,
-    },
-}
 
 
 class KerasCNNModel(KerasModel):
@@ -53,22 +36,6 @@ class KerasCNN(KerasFamily):
 
     name = "keras_cnn"
     model_class = KerasCNNModel
-
-    def resolve_hparams(self, task: str, hparams: dict | None) -> dict:
-        """Defaults, then the named `preset`, then the explicit `hparams`.
-
-        An explicit value equal to the plain default does not override the preset, so that
-        `{**default_hparams(task), "preset": "notes"}` still gives the notes' network.
-
-        Raises:
-            ValueError: for an unknown preset or hyperparameter.
-        """
-        base = self.default_hparams(task)
-        hp = resolve(base, hparams)  # checks `preset` against hparams.HPARAMS
-        if hp["preset"] is None:
-            return hp
-        explicit = {k: v for k, v in (hparams or {}).items() if k not in base or v != base[k]}
-        return resolve({**base, **PRESETS[hp["preset"]]}, explicit)
 
     def build_model(self, hp: dict, input_shape: tuple, task: str, n_classes: int | None):
         """Build the uncompiled CNN for images of `input_shape` (H, W, C).

@@ -22,8 +22,8 @@ from scipy.special import expit
 from pipeline.models.arrays import as_labels, dense_chunks
 from pipeline.models.base import ModelFamily, TrainedModel
 from pipeline.models.batches import make_dataset
-from pipeline.models.hparams import hidden_units, loss_problem, strength_problem
 from pipeline.models.epoch_loop import EpochLoop
+from pipeline.models.hparams import hidden_units, loss_problem
 from pipeline.models.runtime import configure_tensorflow
 
 MODEL_FILE = "model.keras"
@@ -80,15 +80,10 @@ def kernel_regularizer(hp: dict):
     """Return the kernel penalty of `hp["regularizer"]`, or None without one.
 
     `l2` (default): `L2(l2)`, penalty `l2 * sum(W^2)`, None without `l2`; `l1`: `L1(l1)`,
-    `l1 * sum|W|`; `l1_l2`: `L1L2(l1, l2)`, the sum of both.
-
-    Raises:
-        ValueError: `l1` or `l1_l2` without the strengths it uses.
+    `l1 * sum|W|`; `l1_l2`: `L1L2(l1, l2)`, the sum of both (`hp` resolved: the strengths it uses are set).
     """
     regularizers = keras_module().regularizers
     regularizer = hp.get("regularizer") or "l2"
-    if why := strength_problem(hp):
-        raise ValueError(why)
     if regularizer == "l1":
         return regularizers.L1(float(hp["l1"])) if hp["l1"] else None
     if regularizer == "l1_l2":

@@ -27,8 +27,8 @@ import numpy as np
 from pipeline.models import numpy_layers as L
 from pipeline.models.arrays import as_labels, dense, dense_chunks
 from pipeline.models.base import ModelFamily, TrainedModel, evaluate_predictions
-from pipeline.models.hparams import hidden_units, loss_problem, strength_problem
 from pipeline.models.epoch_loop import EpochLoop
+from pipeline.models.hparams import hidden_units
 
 PARAMS_FILE = "params.npz"
 
@@ -215,8 +215,6 @@ class NumpyMLP(ModelFamily):
         rng = np.random.default_rng(seed)
         n_out = 1 if task == "regression" else 2 if task == "binary" else int(n_classes)
         dims = [X_train.shape[1], *hidden_units(hp), n_out]
-        if why := loss_problem(task, hp["loss"]) or strength_problem(hp):
-            raise ValueError(why)
         regularizer = hp["regularizer"]
         net = Network.create(
             dims,

@@ -32,6 +32,8 @@ from pipeline.search.execution.budget import COST_ATTR
 from pipeline.search.spaces import suggest
 from pipeline.tasks import task_metric
 
+HPARAMS_ATTR = "hparams"  # a trial's user attr: the resolved hyperparameters it trained with
+
 
 @dataclass
 class TrialContext:
@@ -50,6 +52,13 @@ class TrialContext:
     log_models: bool | str = True  # `tracking.log_models`: True, the models of trials that beat `best`; `all`, every
     best: float | None = None  # the best value this process completed in the round so far (`_beats_best`)
     reinvest_pruned: bool = False  # record a pruned trial's share of its epochs, its budget cost (`budget.COST_ATTR`)
+
+
+def trial_hparams(trial: optuna.trial.FrozenTrial, model: str, task: str, fixed: dict) -> dict:
+    """The hyperparameters `trial` trained with, as `run_trial` recorded them; a trial recorded without them (by
+    an earlier version, its study resumed) has them resolved from its sampled values."""
+    recorded = trial.user_attrs.get(HPARAMS_ATTR)
+    return recorded if recorded is not None else resolve_hparams(model, task, fixed, trial.params)
 
 
 def best_of(curve: list[float], direction: str) -> tuple[float, int]:
@@ -79,6 +88,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
     if ctx.log_models and ctx.family.name.startswith("keras_"):
         tracking.warm_up_model_logging()  # once per process: done while this trial trains
     hparams = resolve_hparams(ctx.family.name, ctx.data.task, ctx.fixed, suggest(trial, ctx.space))
+    trial.set_user_attr(HPARAMS_ATTR, hparams)  # what robust selection and `train_best` train
     sampled = {k: hparams[k] for k in ctx.space if k in hparams}
     run = tracking.TrialRun(ctx.mlc, ctx.experiment_id, ctx.parent_run_id, trial, ctx.tags,
                             name=trial_run_name(trial.number, sampled),
@@ -179,18 +189,15 @@ def _record_cost(trial: optuna.Trial, ctx: TrialContext, epochs_done: int, folds
 
 
 def trial_run_name(number: int, params: dict) -> str:
-    """A trial run's name: its number and the sampled values, short (`t07 lr=3e-3 l2=1e-5 dropout=0.25`)."""
-    return " ".join([f"t{number:02d}", *(f"{k}={_short(v)}" for k, v in sorted(params.items(), key=_name_order))])
+    """A trial run's name: its number and the sampled values in the order of the space, short
+    (`t07 lr=3e-3 l2=1e-5 dropout=0.25`)."""
+    return " ".join([f"t{number:02d}", *(f"{k}={_short(v)}" for k, v in params.items())])
 
 
 def _model_name(tags: dict, number: int) -> str:
     """A trial's logged model: `coarse-r1-t07` (round name and number from the round's tags)."""
     prefix = f"{tags['round_name']}-r{tags['round']}" if "round_name" in tags and "round" in tags else "trial"
     return re.sub(r"[/:.%\"' ]", "_", f"{prefix}-t{number:02d}")  # characters MLflow refuses in a model name
-
-
-def _name_order(item) -> tuple:
-    return ({"lr": 0, "l2": 1}.get(item[0], 2), item[0])
 
 
 def _short(v) -> str:

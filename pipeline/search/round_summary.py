@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +96,9 @@ def wait_for_files() -> None:
 
 
 def round_result(study: optuna.Study, rnd: RoundConfig, space: dict[str, ParamRange], notes: list[str],
-                 budget: int) -> dict:  # fmt: skip
+                 budget: int, hparams_of: Callable[[optuna.trial.FrozenTrial], dict]) -> dict:  # fmt: skip
     """One round of the search result: its study, ranges, notes, budget (readers take the study's trials
-    within it, `budget_view`), counts and best trial."""
+    within it, `budget_view`), counts and best trial, with the hyperparameters it trained with (`hparams_of`)."""
     out: dict[str, Any] = {
         "study": study.study_name, "round": rnd.name, "epochs": rnd.epochs, "ranges": space_to_dict(space),
         "notes": notes, "parent_run_id": study.user_attrs.get("mlflow_parent_run_id"),
@@ -105,7 +106,7 @@ def round_result(study: optuna.Study, rnd: RoundConfig, space: dict[str, ParamRa
     }  # fmt: skip
     try:
         b = study.best_trial
-        out["best"] = {"value": b.value, "params": b.params, "trial": b.number,
+        out["best"] = {"value": b.value, "params": b.params, "hparams": hparams_of(b), "trial": b.number,
                        "epoch": b.user_attrs.get("best_epoch", rnd.epochs),
                        "run_id": b.user_attrs.get("mlflow_run_id")}  # fmt: skip
     except ValueError:

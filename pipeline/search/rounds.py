@@ -17,6 +17,7 @@ the budget of `execution.budget`.
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import optuna
@@ -32,6 +33,7 @@ from pipeline.search.execution.job import RoundJob
 from pipeline.search.execution.memory import trials_per_process
 from pipeline.search.execution.resume import run_budget, wait_round_finished
 from pipeline.search.execution.stale_trials import fail_interrupted
+from pipeline.search.objective import trial_hparams
 from pipeline.search.round_setup import close_left_runs, close_stray_runs, create_or_join, set_up_round, trial_tags
 from pipeline.search.spaces import narrow, space_from_dict, space_to_dict
 from pipeline.search.storage import describe, is_journal, open_storage
@@ -150,7 +152,9 @@ def run_search(params: Params, key: str, *, only_round: int | None = None, n_tri
     tracking.check_reachable(params.tracking_uri())
     open_storage(storage_url, key, tracking_uri=params.tracking_uri(), wait=False)  # a bad URL or dead server: fails
     retry.configure(params.search.retry_s)  # from here on, storage and tracking outages are ridden out
-    _, direction = task_metric(load_processed(paths.processed_dir(bench.dataset)).task)
+    task = load_processed(paths.processed_dir(bench.dataset)).task
+    _, direction = task_metric(task)
+    hparams_of = functools.partial(trial_hparams, model=bench.model, task=task, fixed=bench.hparams)
     names = [study_name(params, key, k) for k in range(len(bench.rounds))]
     fileio.write_json_atomic(paths.storage_note(key), {**describe(storage_url, key), "studies": names})
     rounds_out: list[dict] = []
@@ -172,7 +176,7 @@ def run_search(params: Params, key: str, *, only_round: int | None = None, n_tri
         if "space" in study.user_attrs:  # the ranges the study really used (stable across resumes)
             space = space_from_dict(study.user_attrs["space"])
             notes = study.user_attrs.get("narrowing_notes", notes)
-        rounds_out.append(round_summary.round_result(study, rnd, space, notes, _budget(rnd, n_trials)))
+        rounds_out.append(round_summary.round_result(study, rnd, space, notes, _budget(rnd, n_trials), hparams_of))
         prev = study
         failure = no_completed_trial(study)
         if failure is not None:

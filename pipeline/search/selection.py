@@ -26,7 +26,7 @@ import optuna
 
 from pipeline import fileio, paths, tracking
 from pipeline.config import Params
-from pipeline.search.objective import mean_history, best_of
+from pipeline.search.objective import best_of, mean_history, trial_hparams
 from pipeline.tasks import task_metric
 
 SEED_STRIDE = 1000  # repeat r trains with seeds seed + 1000 * r (+ fold), far from the trials' seed + fold
@@ -72,7 +72,6 @@ def run_selection(params: Params, key: str, study: optuna.Study, direction: str)
     `selection.repeats` is 0 or the round has no completed trial)."""
     from pipeline.features import ProcessedData  # noqa: PLC0415
     from pipeline.models import get_family  # noqa: PLC0415
-    from pipeline.models.hparams import resolve_hparams  # noqa: PLC0415
 
     bench = params.benchmark(key)
     sel, rnd = bench.selection, bench.rounds[-1]
@@ -90,7 +89,7 @@ def run_selection(params: Params, key: str, study: optuna.Study, direction: str)
     folds, total, ran = max(1, len(data.folds or [])), len(found) * sel.repeats, False
     rows = []
     for i, t in enumerate(found):
-        hparams = resolve_hparams(bench.model, data.task, bench.hparams, t.params)
+        hparams = trial_hparams(t, bench.model, data.task, bench.hparams)
         done = cache["scores"].setdefault(str(t.number), [])
         for r in range(len(done), sel.repeats):
             step, started = SEED_STRIDE * (r + 1), time.monotonic()
@@ -102,9 +101,9 @@ def run_selection(params: Params, key: str, study: optuna.Study, direction: str)
             print(f"{key}: selection {i * sel.repeats + r + 1}/{total}: trial {t.number} repeat {r + 1} "
                   f"val_{metric}={value:.4g}", file=sys.stderr, flush=True)  # fmt: skip
         values = [d["value"] for d in done]
-        rows.append({"trial": t.number, "study": study.study_name, "params": t.params, "search_value": t.value,
-                     "scores": values, "epochs": [d["epoch"] for d in done], "mean": statistics.fmean(values),
-                     "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        rows.append({"trial": t.number, "study": study.study_name, "params": t.params, "hparams": hparams,
+                     "search_value": t.value, "scores": values, "epochs": [d["epoch"] for d in done],
+                     "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
                      "run_id": t.user_attrs.get("mlflow_run_id")})  # fmt: skip
     pick = max if direction == "maximize" else min
     chosen = pick(range(len(rows)), key=lambda j: (rows[j]["mean"], -j))
@@ -120,8 +119,9 @@ def run_selection(params: Params, key: str, study: optuna.Study, direction: str)
 def selected_best(record: dict, round_name: str) -> dict[str, Any]:
     """The search result's `best` from a selection record: the chosen candidate, scored by its repeats' mean."""
     c = record["candidates"][record["chosen"]]
-    return {"value": c["mean"], "params": c["params"], "trial": c["trial"], "study": c["study"], "round": round_name,
-            "epoch": int(statistics.median_low(c["epochs"])), "run_id": c["run_id"],
+    return {"value": c["mean"], "params": c["params"], "hparams": c["hparams"], "trial": c["trial"],
+            "study": c["study"], "round": round_name, "epoch": int(statistics.median_low(c["epochs"])),
+            "run_id": c["run_id"],
             "selected_by": f"mean of {len(c['scores'])} repeats, top {record['top_k']}"}  # fmt: skip
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 
 from pipeline.config import ParamRange
-from pipeline.models.hparams import HPARAMS
+from pipeline.models import hparams
 
 EDGE_FRACTION = 0.02
 
@@ -169,13 +169,14 @@ def _narrow_numeric(name, r: ParamRange, values, best_value, pad, widen_at_edge)
 
 def _clip_to_domain(name: str, low: float, high: float) -> tuple[float, float]:
     """Keep a widened range inside the hyperparameter's domain (e.g. `dropout` below 1)."""
-    spec = HPARAMS.get(name)
-    if spec is None or not spec.numeric:
+    domain = hparams.domain(name)
+    if hparams.numeric(domain) is None:
         return low, high
-    if spec.high is not None and high >= spec.high:
-        high = math.nextafter(spec.high, -math.inf) if spec.high_open else spec.high
-    if spec.low is not None and low <= spec.low:
-        low = math.nextafter(spec.low, math.inf) if spec.low_open else spec.low
+    d_low, d_high, low_open, high_open = hparams.bounds(domain)
+    if d_high is not None and high >= d_high:
+        high = math.nextafter(d_high, -math.inf) if high_open else d_high
+    if d_low is not None and low <= d_low:
+        low = math.nextafter(d_low, math.inf) if low_open else d_low
     return low, high
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from pipeline.models import FAMILIES, DivergedError, get_family
 from pipeline.models import numpy_layers as L
-from pipeline.models.hparams import hidden_units, resolve
 from pipeline.models.epoch_loop import EpochLoop
+from pipeline.models.hparams import hidden_units, resolve_hparams
 from pipeline.models.numpy_mlp import Network, Optimizer
 
 H = 1e-5
@@ -208,14 +208,15 @@ def test_he_initialization_scale():
 
 
 def test_hparams_resolution():
-    defaults = {"lr": 1e-3, "units": 16, "depth": 2, "activation": "relu"}
-    hp = resolve(defaults, {"lr": None, "units": [8, 4, 2], "filters": [3]})  # filters: other family
-    assert hp == {"lr": 1e-3, "units": [8, 4, 2], "depth": 3, "activation": "relu"}
-    assert hidden_units(resolve(defaults, {"depth": 3})) == [16, 16, 16]
+    hp = resolve_hparams("keras_mlp", "multiclass", {"lr": None, "units": [8, 4, 2]})  # None: the default
+    assert (hp["lr"], hp["units"], hp["depth"], hp["activation"]) == (1e-3, [8, 4, 2], 3, "relu")
+    assert hidden_units(resolve_hparams("keras_mlp", "multiclass", {"units": 16, "depth": 3})) == [16, 16, 16]
     with pytest.raises(ValueError, match="learning_rate"):
-        resolve(defaults, {"learning_rate": 0.1})
+        resolve_hparams("keras_mlp", "multiclass", {"learning_rate": 0.1})
+    with pytest.raises(ValueError, match="filters"):  # another family's key
+        resolve_hparams("keras_mlp", "multiclass", {"filters": [3]})
     with pytest.raises(ValueError, match="relu"):
-        resolve(defaults, {"activation": "sigmoid"})
+        resolve_hparams("keras_mlp", "multiclass", {"activation": "sigmoid"})
 
 
 def test_get_family_names():

@@ -163,7 +163,7 @@ def test_keras_l1_hinge_and_regression_losses(data, tmp_path):
     ("numpy_mlp", "multiclass", {"loss": "hinge"}, "categorical_crossentropy"),
     ("keras_mlp", "binary", {"regularizer": "l1"}, "needs l1"),
     ("keras_cnn", "binary", {"regularizer": "l1_l2", "l1": 0.1}, "needs l2"),
-    ("linear", "binary", {"loss": "hinge"}, "does not read loss"),
+    ("linear", "binary", {"loss": "hinge"}, "does not read `loss`"),
 ])  # fmt: skip
 def test_resolution_refuses_impossible_combinations(family, task, hparams, match):
     with pytest.raises(ValueError, match=match):

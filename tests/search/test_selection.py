@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import optuna
 import pytest
 import yaml
 from conftest import cli_ok
@@ -13,6 +14,8 @@ from sklearn.datasets import load_breast_cancer
 from fixtures_datasets import CSV_BENCH as BENCH
 from fixtures_datasets import csv_bytes as _csv
 from fixtures_datasets import csv_project as _params
+
+from pipeline.search.objective import HPARAMS_ATTR, trial_hparams
 
 
 @pytest.mark.slow  # a search and the retraining of its top trials: over 10 s
@@ -37,6 +40,7 @@ def test_top_configurations_are_retrained_and_chosen_by_their_mean(tmp_path):
     chosen = sel["candidates"][sel["chosen"]]
     assert chosen["mean"] == max(c["mean"] for c in sel["candidates"])
     assert result["best"]["params"] == chosen["params"] and result["best"]["value"] == chosen["mean"]
+    assert result["best"]["hparams"] == chosen["hparams"] == {**chosen["hparams"], **chosen["params"]}  # resolved
     assert result["best"]["selected_by"] == "mean of 2 repeats, top 2"
     assert sel["epochs"] == 4 * 1 * 3  # 4 repeats of 1 epoch over 3 folds
 
@@ -61,3 +65,17 @@ def test_top_configurations_are_retrained_and_chosen_by_their_mean(tmp_path):
     quiet = cli_ok("search", "--benchmark", BENCH, cwd=tmp_path).stderr  # nothing left: nothing trained or logged
     assert "selection" not in quiet
     assert len(MlflowClient(tracking_uri=uri).search_runs([runs[0].info.experiment_id], "tags.kind = 'selection'")) == 2
+
+
+def test_a_trial_is_trained_with_the_hyperparameters_it_recorded():
+    """A trial records its resolved hyperparameters (what selection and `train_best` train); one recorded by an
+    earlier version without them, in a resumed study, has them resolved from its sampled values."""
+    study = optuna.create_study()
+    recorded = {"regularizer": "l2", "l2": 0.5, "l1": None, "max_iter": 50}
+    study.add_trial(optuna.trial.create_trial(params={"l2": 0.5}, value=0.9, user_attrs={HPARAMS_ATTR: recorded},
+                                              distributions={"l2": optuna.distributions.FloatDistribution(0.1, 1)}))
+    study.add_trial(optuna.trial.create_trial(params={"l2": 0.2}, value=0.8,
+                                              distributions={"l2": optuna.distributions.FloatDistribution(0.1, 1)}))
+    new, old = study.trials
+    assert trial_hparams(new, "linear", "binary", {"max_iter": 10}) == recorded
+    assert trial_hparams(old, "linear", "binary", {"max_iter": 10}) == {**recorded, "l2": 0.2, "max_iter": 10}
