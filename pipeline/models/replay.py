@@ -107,7 +107,7 @@ def load_curves(name: str) -> Curves:
     """The recording at path `name`, or of problem `name` under `CURVES` (kept for the next call)."""
     path = Path(name) if name.endswith(".npz") else CURVES / f"{name}.npz"
     if not path.is_file():
-        raise ValueError(f"replay curves {name!r}: no file {path}; record it with benchmarks/replay/record.py")
+        raise ValueError(f"replay curves {name!r}: no file {path}; record it with `python -m benchmarks.replay.record`")
     with np.load(path, allow_pickle=False) as z:
         return Curves(json.loads(str(z["meta"])), z["val"], z["test"])
 
@@ -156,7 +156,7 @@ class Replay(ModelFamily):
         """
         hp = self.resolve_hparams(task, hparams)
         if not hp["curves"]:
-            raise ValueError("the replay family needs `curves`: a recording of benchmarks/replay/record.py")
+            raise ValueError("the replay family needs `curves`: a recording of `python -m benchmarks.replay.record`")
         curves = load_curves(hp["curves"])
         if curves.meta["task"] != task or epochs > curves.meta["epochs"]:
             raise ValueError(f"replay curves {hp['curves']!r} hold {curves.meta['epochs']} epochs of a "
