@@ -86,6 +86,22 @@ def cli_ok(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return proc
 
 
+def run_main(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
+    """`tunebench ARGS` in this process and the current folder (the CLI's `main`: its argument parsing,
+    params.yaml and error handling, without a new interpreter's imports): its exit code and stderr."""
+    from pipeline.__main__ import main  # noqa: PLC0415
+
+    code = main(list(args))
+    return code, capsys.readouterr().err
+
+
+def main_ok(capsys: pytest.CaptureFixture, *args: str) -> str:
+    """`run_main` that must succeed (the assertion shows the end of its stderr); its stderr."""
+    code, err = run_main(capsys, *args)
+    assert code == 0, f"tunebench {' '.join(args)} exited {code}:\n{err[-3000:]}"
+    return err
+
+
 def tiny_profile(params: dict) -> dict:
     """Shrink the shipped default: 2 trials a round, 1-3 epochs, small data."""
     params = json.loads(json.dumps(params))
