@@ -102,6 +102,15 @@ def main_ok(capsys: pytest.CaptureFixture, *args: str) -> str:
     return err
 
 
+def stages_in_one_process(cwd: Path, *commands: str) -> None:
+    """`tunebench COMMAND` for each of `commands` in turn (on every dataset or benchmark of params.yaml), all in
+    one new process: a project prepared by the real CLI without an interpreter's start-up per stage."""
+    script = "import sys\nfrom pipeline.__main__ import main\nfor c in sys.argv[1:]:\n    assert main([c]) == 0, c\n"
+    proc = subprocess.run([sys.executable, "-c", script, *commands], cwd=cwd, capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+
+
 def tiny_profile(params: dict) -> dict:
     """Shrink the shipped default: 2 trials a round, 1-3 epochs, small data."""
     params = json.loads(json.dumps(params))
