@@ -112,12 +112,14 @@ def stages_in_one_process(cwd: Path, *commands: str) -> None:
 
 
 def tiny_profile(params: dict) -> dict:
-    """Shrink the shipped default: 2 trials a round, 1-3 epochs, small data."""
+    """Shrink the shipped default: 2 trials a round, 1-3 epochs, small data; the robust selection (top 2
+    configurations once more) and the final seeds' interval (2 seeds) on their smallest sizes."""
     params = json.loads(json.dumps(params))
     params["datasets"]["rt_polarity"]["preprocess"]["max_rows"] = 1500
     params["datasets"]["rt_polarity"]["preprocess"]["num_words"] = 2000
     params["datasets"]["boston_housing"]["preprocess"]["kfold"] = 2
     for bench in params["benchmarks"].values():
+        bench |= {"selection": {"top_k": 2, "repeats": 1}, "final_seeds": 2}
         for i, rnd in enumerate(bench["rounds"].values()):
             rnd["n_trials"] = 2
             rnd["epochs"] = 1 + i if bench["dataset"] != "boston_housing" else 2 + i
