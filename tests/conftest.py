@@ -88,13 +88,40 @@ def cli_ok(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return proc
 
 
+def run_main(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
+    """`tunebench ARGS` in this process and the current folder (the CLI's `main`: its argument parsing,
+    params.yaml and error handling, without a new interpreter's imports): its exit code and stderr."""
+    from pipeline.__main__ import main  # noqa: PLC0415
+
+    code = main(list(args))
+    return code, capsys.readouterr().err
+
+
+def main_ok(capsys: pytest.CaptureFixture, *args: str) -> str:
+    """`run_main` that must succeed (the assertion shows the end of its stderr); its stderr."""
+    code, err = run_main(capsys, *args)
+    assert code == 0, f"tunebench {' '.join(args)} exited {code}:\n{err[-3000:]}"
+    return err
+
+
+def stages_in_one_process(cwd: Path, *commands: str) -> None:
+    """`tunebench COMMAND` for each of `commands` in turn (on every dataset or benchmark of params.yaml), all in
+    one new process: a project prepared by the real CLI without an interpreter's start-up per stage."""
+    script = "import sys\nfrom pipeline.__main__ import main\nfor c in sys.argv[1:]:\n    assert main([c]) == 0, c\n"
+    proc = subprocess.run([sys.executable, "-c", script, *commands], cwd=cwd, capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+
+
 def tiny_profile(params: dict) -> dict:
-    """Shrink the shipped default: 2 trials a round, 1-3 epochs, small data."""
+    """Shrink the shipped default: 2 trials a round, 1-3 epochs, small data; the robust selection (top 2
+    configurations once more) and the final seeds' interval (2 seeds) on their smallest sizes."""
     params = json.loads(json.dumps(params))
     params["datasets"]["rt_polarity"]["preprocess"]["max_rows"] = 1500
     params["datasets"]["rt_polarity"]["preprocess"]["num_words"] = 2000
     params["datasets"]["boston_housing"]["preprocess"]["kfold"] = 2
     for bench in params["benchmarks"].values():
+        bench |= {"selection": {"top_k": 2, "repeats": 1}, "final_seeds": 2}
         for i, rnd in enumerate(bench["rounds"].values()):
             rnd["n_trials"] = 2
             rnd["epochs"] = 1 + i if bench["dataset"] != "boston_housing" else 2 + i

@@ -25,7 +25,7 @@ from fixtures_datasets import custom, npz_bytes, sha256, start_server, stop_serv
 from mlflow.tracking import MlflowClient
 from sklearn.datasets import load_digits
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, stages_in_one_process
 
 pytestmark = pytest.mark.slow
 KEY, NAME = "digits_linear", "digits-linear"
@@ -79,16 +79,13 @@ def killed_at(project: Path, module: str, attr: str, *args: str) -> subprocess.C
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory) -> Path:
-    """A tiny project (digits, linear model) after fetch, preprocess, search, train_best and evaluate."""
+    """A tiny project (digits, linear model) after fetch, preprocess, search, train_best and evaluate (one process)."""
     import yaml  # noqa: PLC0415
 
     dest = tmp_path_factory.mktemp("crash") / "base"
     dest.mkdir()
     (dest / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False))
-    for stage in ("fetch", "preprocess"):
-        cli(dest, stage, "--dataset", "digits")
-    for stage in ("search", "train_best", "evaluate"):
-        cli(dest, stage, "--benchmark", KEY)
+    stages_in_one_process(dest, "fetch", "preprocess", "search", "train_best", "evaluate")
     return dest
 
 

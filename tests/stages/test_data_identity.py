@@ -9,21 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import cli_ok, run_cli
+from conftest import main_ok, run_main
 from fixtures_datasets import CSV_BENCH as BENCH
 from fixtures_datasets import csv_bytes as _csv
 from fixtures_datasets import csv_project as _params
 from sklearn.datasets import load_breast_cancer
 
 
-pytestmark = pytest.mark.slow  # the CLI stages again after each change of data: over a minute
+pytestmark = pytest.mark.slow  # the CLI's stages (its main, in-process) again after each change of data: over 10 s
 
 
-def _stages(cwd: Path) -> dict:
+def _stages(capsys) -> dict:
     for stage in ("fetch", "preprocess"):
-        cli_ok(stage, "--dataset", "mine", cwd=cwd)
-    proc = cli_ok("search", "--benchmark", BENCH, cwd=cwd)
-    return json.loads((cwd / "results" / "search" / f"{BENCH}.json").read_text()) | {"stderr": proc.stderr}
+        main_ok(capsys, stage, "--dataset", "mine")
+    stderr = main_ok(capsys, "search", "--benchmark", BENCH)
+    return json.loads((Path("results") / "search" / f"{BENCH}.json").read_text()) | {"stderr": stderr}
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +32,18 @@ def cancer():
     return d.data[:240], d.target[:240]
 
 
-def test_a_changed_dataset_gets_new_studies_and_a_failed_preprocess_is_never_read(tmp_path, cancer):
+def test_a_changed_dataset_gets_new_studies_and_a_failed_preprocess_is_never_read(tmp_path, cancer, monkeypatch,
+                                                                                   capsys):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
     x, y = cancer
     first = _csv(x, y)
     _params(tmp_path, "a.csv", first)
-    old = _stages(tmp_path)
+    old = _stages(capsys)
     assert old["best"]["value"] > 0.85  # a learnable problem
 
     shuffled = _csv(x, np.random.default_rng(0).permutation(y))  # new data: the labels no longer follow
     _params(tmp_path, "b.csv", shuffled)
-    new = _stages(tmp_path)
+    new = _stages(capsys)
     assert "already met" not in new["stderr"]
     old_names = {r["study"] for r in old["rounds"]}
     assert not old_names & {r["study"] for r in new["rounds"]}  # other studies, run afresh
@@ -51,7 +53,7 @@ def test_a_changed_dataset_gets_new_studies_and_a_failed_preprocess_is_never_rea
     (tmp_path / "data_in").mkdir()
     (tmp_path / "data_in" / "b.csv").write_bytes(shuffled)
     _params(tmp_path, "data_in/b.csv", shuffled)
-    again = _stages(tmp_path)
+    again = _stages(capsys)
     assert [r["study"] for r in again["rounds"]] == [r["study"] for r in new["rounds"]]
     assert "already met" in again["stderr"]
 
@@ -59,10 +61,10 @@ def test_a_changed_dataset_gets_new_studies_and_a_failed_preprocess_is_never_rea
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     params["datasets"]["mine"]["preprocess"]["kfold"] = 500  # more folds than rows: preprocess fails
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert run_cli("preprocess", "--dataset", "mine", cwd=tmp_path).returncode != 0
+    assert run_main(capsys, "preprocess", "--dataset", "mine")[0] != 0
     for stage in ("search", "train_best", "evaluate"):
-        proc = run_cli(stage, "--benchmark", BENCH, cwd=tmp_path)
-        assert proc.returncode == 1, (stage, proc.stderr[-2000:])
-        err = proc.stderr.strip().splitlines()[-1]
+        code, stderr = run_main(capsys, stage, "--benchmark", BENCH)
+        assert code == 1, (stage, stderr[-2000:])
+        err = stderr.strip().splitlines()[-1]
         assert err.startswith("error: ") and "made from other settings of datasets.mine" in err, err
         assert "tunebench preprocess --dataset mine" in err

@@ -43,6 +43,7 @@ from conftest import ROOT, sh
 pytestmark = [pytest.mark.slow, pytest.mark.dvc]
 
 KEY = "digits_linear"  # the fastest benchmark: an experiment on it reruns in seconds
+EXPERIMENT = "more-trials"  # the one experiment the tests on the finished project share (fixture `experiment`)
 VENDOR = ROOT / "vendor" / "vega"
 
 
@@ -177,6 +178,14 @@ def committed(project, tmp_path_factory) -> tuple[Path, dict]:
     return dest, env
 
 
+@pytest.fixture(scope="module")
+def experiment(committed) -> str:
+    """The name of one `dvc exp run` on the committed project: KEY's coarse round with 3 trials instead of 2."""
+    dest, env = committed
+    sh(["dvc", "exp", "run", "-S", f"benchmarks.{KEY}.rounds.coarse.n_trials=3", "-n", EXPERIMENT], dest, env)
+    return EXPERIMENT
+
+
 def test_refetching_identical_data_changes_nothing_downstream(committed):
     dest, env = committed
     assert json.loads(sh(["dvc", "status", "--json"], dest, env).stdout) == {}
@@ -209,9 +218,9 @@ def _exp_rows(shown: list) -> dict[str, dict]:
     return rows
 
 
-def test_experiments_show_metrics_for_workspace_head_and_each_experiment(committed):
+def test_experiments_show_metrics_for_workspace_head_and_each_experiment(committed, experiment):
     dest, env = committed
-    head = json.loads((dest / "metrics" / f"{KEY}.json").read_text())
+    head = json.loads(sh(["git", "show", f"HEAD:metrics/{KEY}.json"], dest, env).stdout)
     assert set(head) == {"test", "test_seeds", "test_ensemble", "test_single", "baseline", "search"}  # numbers only
     assert set(head["test_seeds"]) == {"mean", "ci_low", "ci_high"}  # the final seeds' interval (std, n: elsewhere)
     assert set(head["test"]) == {"accuracy", "loss"} and set(head["baseline"]) == {"accuracy"}
@@ -223,29 +232,28 @@ def test_experiments_show_metrics_for_workspace_head_and_each_experiment(committ
     assert evaluated["metric"] == "accuracy" and len(evaluated["run_id"]) == 32
     assert head["search"]["trials"] == 4 and head["search"]["epochs"] >= 4 and head["search"]["wall_s"] > 0
 
-    sh(["dvc", "exp", "run", "-S", f"benchmarks.{KEY}.rounds.coarse.n_trials=3", "-n", "more-trials"], dest, env)
     rows = _exp_rows(json.loads(sh(["dvc", "exp", "show", "--json"], dest, env).stdout))
-    assert {"workspace", "HEAD", "more-trials"} <= set(rows), list(rows)
-    for name in ("workspace", "HEAD", "more-trials"):
+    assert {"workspace", "HEAD", experiment} <= set(rows), list(rows)
+    for name in ("workspace", "HEAD", experiment):
         for key in ("digits_linear", "digits_keras_mlp", "boston_housing_keras_mlp"):
             m = rows[name]["metrics"][f"metrics/{key}.json"]
             assert isinstance(m["test"]["accuracy" if "digits" in key else "mae"], float), (name, key, m)
     assert rows["HEAD"]["metrics"][f"metrics/{KEY}.json"]["search"]["trials"] == 4
-    assert rows["more-trials"]["metrics"][f"metrics/{KEY}.json"]["search"]["trials"] == 5
-    assert rows["more-trials"]["params"]["params.yaml"]["benchmarks"][KEY]["rounds"]["coarse"]["n_trials"] == 3
+    assert rows[experiment]["metrics"][f"metrics/{KEY}.json"]["search"]["trials"] == 5
+    assert rows[experiment]["params"]["params.yaml"]["benchmarks"][KEY]["rounds"]["coarse"]["n_trials"] == 3
 
-    diff = json.loads(sh(["dvc", "metrics", "diff", "HEAD", "more-trials", "--json"], dest, env).stdout)
+    diff = json.loads(sh(["dvc", "metrics", "diff", "HEAD", experiment, "--json"], dest, env).stdout)
     assert diff[f"metrics/{KEY}.json"]["search.trials"] == {"old": 4, "new": 5, "diff": 1}
     assert not any(k.startswith("metrics/digits_keras_mlp") for k in diff)  # the other benchmarks did not rerun
-    params = json.loads(sh(["dvc", "params", "diff", "HEAD", "more-trials", "--json"], dest, env).stdout)
+    params = json.loads(sh(["dvc", "params", "diff", "HEAD", experiment, "--json"], dest, env).stdout)
     changed = {f"benchmarks.{KEY}.rounds.coarse.n_trials": {"old": 2, "new": 3, "diff": 1}}  # the round, by name
     assert params["params.yaml"] == changed, params
     table = list(csv.DictReader(io.StringIO(sh(["dvc", "exp", "show", "--csv"], dest, env).stdout)))
     trials = f"metrics/{KEY}.json:search.trials"
     by_row = {r["Experiment"] or r["rev"]: r for r in table}
-    assert [by_row[n][trials] for n in ("workspace", "more-trials")] == ["5", "5"], table
+    assert [by_row[n][trials] for n in ("workspace", experiment)] == ["5", "5"], table
     head = next(r for r in table if r["typ"] == "baseline" and r["rev"] != "workspace")
-    assert head[trials] == "4" and "!" not in head.values() and "!" not in by_row["more-trials"].values(), head
+    assert head[trials] == "4" and "!" not in head.values() and "!" not in by_row[experiment].values(), head
 
 
 def _in_terminal(cmd: list[str], cwd: Path, env: dict, timeout: float = 300) -> str:
@@ -274,9 +282,8 @@ def _in_terminal(cmd: list[str], cwd: Path, env: dict, timeout: float = 300) -> 
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.decode()).replace("\r", "")
 
 
-def test_exp_show_in_a_160_column_terminal_shows_each_benchmarks_test_metric(committed):
+def test_exp_show_in_a_160_column_terminal_shows_each_benchmarks_test_metric(committed, experiment):
     dest, env = committed
-    sh(["dvc", "exp", "run", "-S", f"benchmarks.{KEY}.rounds.fine.n_trials=3", "-n", "wide-check"], dest, env)
     benchmarks = list(yaml.safe_load((dest / "params.yaml").read_text())["benchmarks"])
     assert len(benchmarks) == 5, benchmarks
     for b in benchmarks:  # test_metrics.json is each benchmark's test metric of metrics/<b>.json
@@ -289,7 +296,7 @@ def test_exp_show_in_a_160_column_terminal_shows_each_benchmarks_test_metric(com
     screen = [line[:160] for line in shown]  # what `less -S`, DVC's pager, shows of each line before scrolling
     header = next(line for line in screen if " Experiment " in line)
     by_row = {"workspace": next(line for line in screen if line.strip().startswith("workspace")),
-              "wide-check": next(line for line in screen if "[wide-check]" in line)}  # fmt: skip
+              experiment: next(line for line in screen if f"[{experiment}]" in line)}  # fmt: skip
     by_row["HEAD"] = screen[screen.index(by_row["workspace"]) + 1]  # the baseline row under the workspace
     for b in benchmarks:
         found = re.search(rf"(?<=\s){re.escape(b)}(?=\s)", header)

@@ -9,7 +9,7 @@ import json
 import mlflow
 import pytest
 import yaml
-from conftest import cli_ok, run_cli
+from conftest import main_ok, run_cli, run_main
 from mlflow.tracking import MlflowClient
 from fixtures_datasets import csv_bytes as _csv
 from fixtures_datasets import csv_project as _params
@@ -32,22 +32,23 @@ def _two_benchmarks(tmp_path, x, y) -> None:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def _run(tmp_path, bench: str, *promote_args: str):
+def _run(capsys, bench: str, *promote_args: str) -> tuple[int, str]:
     for stage in ("search", "train_best", "evaluate"):
-        cli_ok(stage, "--benchmark", bench, cwd=tmp_path)
-    return run_cli("promote", "--benchmark", bench, *promote_args, cwd=tmp_path)
+        main_ok(capsys, stage, "--benchmark", bench)
+    return run_main(capsys, "promote", "--benchmark", bench, *promote_args)
 
 
-@pytest.mark.slow  # two benchmarks from fetch to promote: most of a minute
-def test_two_benchmarks_of_one_dataset_and_model_keep_their_own_champions(tmp_path, cancer, monkeypatch):
+@pytest.mark.slow  # two benchmarks from fetch to promote through the CLI's main: over 10 s
+def test_two_benchmarks_of_one_dataset_and_model_keep_their_own_champions(tmp_path, cancer, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
     x, y = cancer
     _two_benchmarks(tmp_path, x, y)
     for stage in ("fetch", "preprocess"):
-        cli_ok(stage, "--dataset", "mine", cwd=tmp_path)
-    assert _run(tmp_path, "mine_linear").returncode == 0
-    strong = _run(tmp_path, STRONG)
-    assert strong.returncode == 0, strong.stderr[-2000:]
-    line = next(x for x in strong.stderr.splitlines() if "PROMOTE" in x)  # the benchmark first, the model once
+        main_ok(capsys, stage, "--dataset", "mine")
+    assert _run(capsys, "mine_linear")[0] == 0
+    code, strong = _run(capsys, STRONG)
+    assert code == 0, strong[-2000:]
+    line = next(x for x in strong.splitlines() if "PROMOTE" in x)  # the benchmark first, the model once
     assert line.startswith(f"{STRONG}: PROMOTE - no champion yet") and line.endswith(
         "; model mine-linear-mine_linear_strong v1 is champion"
     ), line
@@ -68,16 +69,16 @@ def test_two_benchmarks_of_one_dataset_and_model_keep_their_own_champions(tmp_pa
     finally:
         mlflow.set_tracking_uri(previous)
     mlc.set_registered_model_alias("mine-linear", "champion", stray.version)
-    refused = run_cli("promote", "--benchmark", "mine_linear", cwd=tmp_path)
-    assert refused.returncode == 1
-    assert refused.stderr.strip().splitlines()[-1] == (
+    code, refused = run_main(capsys, "promote", "--benchmark", "mine_linear")
+    assert code == 1
+    assert refused.strip().splitlines()[-1] == (
         f"error: registered model mine-linear: its champion, version {stray.version}, was promoted by benchmark "
         f"{STRONG} (which now registers as its own model); rerun with --force to make mine_linear's model the "
         "champion of mine-linear"
     )
     assert mlc.get_model_version_by_alias("mine-linear", "champion").version == stray.version  # nothing moved
-    forced = run_cli("promote", "--benchmark", "mine_linear", "--force", cwd=tmp_path)
-    assert forced.returncode == 0, forced.stderr[-2000:]
+    code, forced = run_main(capsys, "promote", "--benchmark", "mine_linear", "--force")
+    assert code == 0, forced[-2000:]
     assert mlc.get_model_version_by_alias("mine-linear", "champion").tags["benchmark"] == "mine_linear"
 
 

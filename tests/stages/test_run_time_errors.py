@@ -11,7 +11,6 @@ writing.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import numpy_digits_params, run_cli
+from conftest import numpy_digits_params, run_cli, stages_in_one_process
 
 KEY = "digits_numpy_mlp"
 JOURNAL = Path("studies") / KEY / "optuna.journal"
@@ -48,12 +47,7 @@ def done(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("run_time_errors") / "proj"
     root.mkdir()
     (root / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False))
-    script = ("import sys\nfrom pipeline.__main__ import main\n"
-              "for cmd in ('fetch', 'preprocess', 'search', 'train_best', 'evaluate', 'promote'):\n"
-              "    assert main([cmd]) == 0, cmd\n")  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    stages_in_one_process(root, "fetch", "preprocess", "search", "train_best", "evaluate", "promote")
     return root
 
 
