@@ -214,17 +214,22 @@ def test_ray_tune_asha_stops_trials_early_and_at_the_budget(tmp_path, tiny):
     the search ends once the next step would overrun, and it finds the tiny grid's best."""
     from benchmarks.replay import methods
 
-    problem = methods.ReplayProblem(tiny)
-    budget = 20 * problem.epochs
-    trace = methods.run_ray_asha(problem, budget, 0)
-    assert budget - 1 <= trace.epochs <= budget and trace.events[-1][0] <= trace.epochs
-    full = [e for e in trace.events if e[2] is not None]
-    assert 0 < len(full) < 20 < len(trace.events)  # ASHA stopped most trials before a full trial
-    assert all(np.diff([e[0] for e in trace.events]) >= 1)
-    assert problem.regret(trace.best_params) == 0.0
-    kfold = methods.ReplayProblem(str(tiny_recording(tmp_path / "folds.npz", folds=4)))
-    trace = methods.run_ray_asha(kfold, 5 * 4 * kfold.epochs, 1)  # a step is a fold: 6 epochs
-    assert 5 * 24 - 6 < trace.epochs <= 5 * 24 and trace.epochs % 6 == 0
+    import ray
+
+    try:
+        problem = methods.ReplayProblem(tiny)
+        budget = 20 * problem.epochs
+        trace = methods.run_ray_asha(problem, budget, 0)
+        assert budget - 1 <= trace.epochs <= budget and trace.events[-1][0] <= trace.epochs
+        full = [e for e in trace.events if e[2] is not None]
+        assert 0 < len(full) < 20 < len(trace.events)  # ASHA stopped most trials before a full trial
+        assert all(np.diff([e[0] for e in trace.events]) >= 1)
+        assert problem.regret(trace.best_params) == 0.0
+        kfold = methods.ReplayProblem(str(tiny_recording(tmp_path / "folds.npz", folds=4)))
+        trace = methods.run_ray_asha(kfold, 5 * 4 * kfold.epochs, 1)  # a step is a fold: 6 epochs
+        assert 5 * 24 - 6 < trace.epochs <= 5 * 24 and trace.epochs % 6 == 0
+    finally:  # Ray's background processes would otherwise live on for the rest of the session
+        ray.shutdown()
 
 
 def test_smac_multi_fidelity_spends_at_most_the_budget_on_epochs(tiny):
