@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,26 @@ from typing import Any
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
 from pipeline.errors import StorageError
+
+
+def remove_stale_lock_renames(path: str | Path, min_age_s: float = 5.0) -> list[Path]:
+    """Remove what a process killed while it released the journal's lock left next to the journal.
+
+    Optuna releases the lock by renaming `<journal>.lock` to `<journal>.lock<uuid>.rename`, then
+    unlinking that; a kill between the two leaves the renamed file in the study folder (a DVC
+    output) for good. One older than `min_age_s` (by its change time, which the rename set) belongs
+    to no live release, which takes microseconds. Returns the files removed.
+    """
+    path = Path(path)
+    removed = []
+    for leftover in path.parent.glob(f"{path.name}.lock*.rename"):
+        try:
+            if time.time() - leftover.stat().st_ctime > min_age_s:
+                leftover.unlink()
+                removed.append(leftover)
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 class SafeJournalFileBackend(JournalFileBackend):
