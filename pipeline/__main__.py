@@ -82,7 +82,7 @@ def _preprocessed(params: Params, args, ds: str) -> str:
 def _searched(params: Params, args, key: str) -> str:
     from pipeline import stages  # noqa: PLC0415
 
-    best = stages.search(params, args.params, key, only_round=args.round, n_trials=args.n_trials,
+    best = stages.search(params, key, only_round=args.round, n_trials=args.n_trials,
                          timeout=args.timeout, workers=args.workers, storage_url=args.storage)["best"]  # fmt: skip
     return f"best {best['value']:.4f} with {best['params']}" if best else "best no completed trial"
 

@@ -277,7 +277,7 @@ def run_tunebench(problem: ReplayProblem, budget: int, seed: int, project: Path,
     try:
         params = parse_params(data, project / "params.yaml")
         with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):
-            result = run_search(params, "params.yaml", key, workers=1)
+            result = run_search(params, key, workers=1)
         storage = open_storage(None, key)
         trace = Trace()
         for rnd, spec in zip(result["rounds"], rounds, strict=True):

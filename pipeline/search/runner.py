@@ -13,12 +13,8 @@ from pipeline.search.rounds import run_search as _run_search
 from pipeline.search.execution.fork_server import keep_warm
 
 
-def run_search(params: Params, params_path: str, key: str, **kwargs) -> dict:
-    """Run (or resume) every round of benchmark `key`: `rounds.run_search` (see there).
-
-    `params_path` is no longer read (workers receive the typed round); it stays until the
-    callers (`stages.search`, the CLI, tests of other packages) stop passing it.
-    """
+def run_search(params: Params, key: str, **kwargs) -> dict:
+    """Run (or resume) every round of benchmark `key`: `rounds.run_search` (see there)."""
     # worker processes stay up from one round to the next; outages are ridden out only while the search runs
     with keep_warm(), retry.scoped():
         return _run_search(params, key, **kwargs)

@@ -66,7 +66,7 @@ def searched(tmp_path_factory):
         params = load_params(root / "params.yaml")
         stages.fetch(params, "digits")
         stages.preprocess(params, "digits")
-        result = run_search(params, "params.yaml", KEY)
+        result = run_search(params, KEY)
     finally:
         mp.undo()
     return root, result, MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")

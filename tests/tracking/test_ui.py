@@ -71,7 +71,7 @@ def store(tmp_path_factory) -> tuple[Path, dict]:
         params = load_params(root / "params.yaml")
         stages.fetch(params, "digits")
         stages.preprocess(params, "digits")
-        result = run_search(params, "params.yaml", KEY)
+        result = run_search(params, KEY)
     finally:
         mp.undo()
     return root, result
