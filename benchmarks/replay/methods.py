@@ -6,7 +6,7 @@ far and its validation score (None when pruned or failed) with its configuration
 configuration it reports. Training is `ReplayProblem.curve`, the recorded validation curve of the
 grid point nearest to the configuration (`pipeline.models.replay`); every method trains fold k of
 search seed s with seed `s * folds + k`, as tunebench's trials do with `benchmarks.<b>.seed`.
-tunebench runs `pipeline.search.runner.run_search` in a project of its own with the `replay`
+tunebench runs `pipeline.stages.search` in a project of its own with the `replay`
 family: rounds, narrowing, pruning, budget accounting, sampler seeds, journal storage and
 MLflow tracking (SQLite) included.
 """
@@ -253,10 +253,10 @@ def tunebench_rounds(problem: ReplayProblem, budget: int, *, coarse_share: float
 
 def run_tunebench(problem: ReplayProblem, budget: int, seed: int, project: Path, rounds: list[dict],
                   key: str, *, selection: dict | None = None, sampler: str = "tpe") -> Trace:  # fmt: skip
-    """`run_search` of a `replay` benchmark `key` in `project` (`make_project`), search seed `seed`; its trials are
+    """`stages.search` of a `replay` benchmark `key` in `project` (`make_project`), search seed `seed`; its trials are
     read back from its studies in order. Robust selection runs only where `selection` asks (its epochs count)."""
     from pipeline.config import parse_params  # noqa: PLC0415
-    from pipeline.search.runner import run_search  # noqa: PLC0415
+    from pipeline import stages  # noqa: PLC0415
     from pipeline.search.storage import open_storage  # noqa: PLC0415
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -277,7 +277,7 @@ def run_tunebench(problem: ReplayProblem, budget: int, seed: int, project: Path,
     try:
         params = parse_params(data, project / "params.yaml")
         with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):
-            result = run_search(params, key, workers=1)
+            result = stages.search(params, key, workers=1)
         storage = open_storage(None, key)
         trace = Trace()
         for rnd, spec in zip(result["rounds"], rounds, strict=True):

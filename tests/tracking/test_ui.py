@@ -32,7 +32,6 @@ import yaml
 
 from pipeline import stages, tracking
 from pipeline.config import load_params
-from pipeline.search.runner import run_search
 
 pytestmark = [pytest.mark.slow, pytest.mark.servers, pytest.mark.browser]
 
@@ -71,7 +70,7 @@ def store(tmp_path_factory) -> tuple[Path, dict]:
         params = load_params(root / "params.yaml")
         stages.fetch(params, "digits")
         stages.preprocess(params, "digits")
-        result = run_search(params, KEY)
+        result = stages.search(params, KEY)
     finally:
         mp.undo()
     return root, result
