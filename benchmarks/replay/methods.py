@@ -232,14 +232,15 @@ def make_project(problem: ReplayProblem, folder: Path) -> Path:
     return folder
 
 
-def tunebench_rounds(problem: ReplayProblem, budget: int, *, coarse_share: float = 0.4, coarse_pruner: str = "median",
+def tunebench_rounds(problem: ReplayProblem, budget: int, *, coarse_share: float = 0.4, coarse_length: float = 0.25,
+                     coarse_pruner: str = "median",
                      fine_pruner: str = "median", top_quantile: float = 0.4, enqueue_best: int = 1,
                      reinvest_pruned: bool = True, warm_start: bool = False, pad: float | None = None,
                      explore: float = 0.0) -> list[dict]:  # fmt: skip
-    """tunebench's coarse-to-fine schedule for `budget` full trials (`efficiency_methods.tunebench_rounds`: a
-    quarter of a full trial's epochs on `coarse_share` of the budget, then full trials narrowed to the best
-    `top_quantile`), with the choices the replay weighs (`pad`: `RoundConfig`'s default unless given)."""
-    coarse_epochs = max(1, problem.epochs // 4)
+    """tunebench's coarse-to-fine schedule for `budget` full trials (`efficiency_methods.tunebench_rounds`: trials
+    of `coarse_length` of a full trial's epochs on `coarse_share` of the budget, then full trials narrowed to the
+    best `top_quantile`), with the choices the replay weighs (`pad`: `RoundConfig`'s default unless given)."""
+    coarse_epochs = max(1, int(problem.epochs * coarse_length))
     n_coarse = max(2, round(coarse_share * budget * problem.epochs / coarse_epochs))
     n_fine = max(2, int(budget - n_coarse * coarse_epochs / problem.epochs))
     common = {"reinvest_pruned": reinvest_pruned}
