@@ -225,7 +225,13 @@ def cmd_ui(params: Params, args) -> int:
     uri = params.tracking_uri()
     tracking.check_ui_port(args.host, args.port)
     argv, env = tracking.ui_command(uri, args.host, args.port)  # the store URI travels in env, not argv
-    print(f"MLflow UI for {tracking.redact(uri)} at http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    base = f"http://{args.host}:{args.port}"
+    links = tracking.ui_links(uri, base)
+    print(f"MLflow UI for {tracking.redact(uri)} at {base} (Ctrl-C to stop)", flush=True)
+    if links:
+        width = max(len(name) for name, _ in links)
+        print("runs of each experiment (the Model training view):", flush=True)
+        print("\n".join(f"  {name:<{width}}  {link}" for name, link in links), flush=True)
     os.execve(argv[0], argv, env)
     return 0
 
