@@ -18,8 +18,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"<!-- table: ([\w.-]+)(?:#([\w.-]+))? -->")
-if str(ROOT) not in sys.path:  # `mkdocs build` run as a command: the repository's `benchmarks` package
-    sys.path.insert(0, str(ROOT))
+
+
+def on_config(config):
+    """Make the repository's `benchmarks` package importable for the build (MkDocs restores `sys.path`
+    after loading this file, so inserting it at import time would not last)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return config
 
 
 def _benchmarks():

@@ -82,7 +82,7 @@ def _preprocessed(params: Params, args, ds: str) -> str:
 def _searched(params: Params, args, key: str) -> str:
     from pipeline import stages  # noqa: PLC0415
 
-    best = stages.search(params, args.params, key, only_round=args.round, n_trials=args.n_trials,
+    best = stages.search(params, key, only_round=args.round, n_trials=args.n_trials,
                          timeout=args.timeout, workers=args.workers, storage_url=args.storage)["best"]  # fmt: skip
     return f"best {best['value']:.4f} with {best['params']}" if best else "best no completed trial"
 
@@ -225,7 +225,13 @@ def cmd_ui(params: Params, args) -> int:
     uri = params.tracking_uri()
     tracking.check_ui_port(args.host, args.port)
     argv, env = tracking.ui_command(uri, args.host, args.port)  # the store URI travels in env, not argv
-    print(f"MLflow UI for {tracking.redact(uri)} at http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    base = f"http://{args.host}:{args.port}"
+    links = tracking.ui_links(uri, base)
+    print(f"MLflow UI for {tracking.redact(uri)} at {base} (Ctrl-C to stop)", flush=True)
+    if links:
+        width = max(len(name) for name, _ in links)
+        print("runs of each experiment (the Model training view):", flush=True)
+        print("\n".join(f"  {name:<{width}}  {link}" for name, link in links), flush=True)
     os.execve(argv[0], argv, env)
     return 0
 

@@ -8,8 +8,9 @@ cannot be written once in dvc.yaml; it is generated here instead, for every benc
   regression: predicted against actual (`scatter`) and the residuals PNG;
 * the learning curves of the retrained model (`linear`: loss, then the task metric, over epochs: apart,
   since an MSE loss of hundreds would flatten an MAE on a shared axis);
-* the search history (`scatter`: trial number against validation score, one marker shape per round;
-  DVC keeps colours for revisions, so `dvc plots diff` compares them).
+* the search history (trial number against validation score, one marker shape per round; DVC keeps
+  colours for revisions, so `dvc plots diff` compares them): DVC's `scatter` with a y axis fitted to the
+  scores rather than starting at zero, the project's template `.dvc/plots/search_history.json`.
 
 `python -m pipeline.dvc_plots` rewrites the section after a change to params.yaml's benchmarks;
 `--check` exits 1 when dvc.yaml is out of date (the tests run it).
@@ -62,7 +63,7 @@ def plot_declarations(params: Params) -> list:
                 "x_label": "epoch", "y_label": f"{column} (training data)"}})  # fmt: skip
         rounds = {f"{d}/{round_file(k, r.name)}": "value" for k, r in enumerate(bench.rounds, start=1)}
         out.append({f"{key}: search history (one marker per round)": {
-            "template": "scatter", "x": "trial", "y": rounds,
+            "template": "search_history", "x": "trial", "y": rounds,
             "x_label": "trial (in the order the rounds ran)",
             "y_label": f"val_{metric} (completed trials)"}})  # fmt: skip
     return out

@@ -136,7 +136,8 @@ def _num(v, fmt: str = "g") -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
-def _params_text(bp: dict | None) -> str:
+def params_text(bp: dict | None) -> str:
+    """`lr=0.00316, units=64`: the best trial's sampled values (floats to 3 significant digits), or `-`."""
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in (bp or {}).items()) or "-"
 
 
@@ -171,7 +172,7 @@ MD_COLUMNS = [
     ("epochs (saved by pruning)", lambda r, refs: f"{r['epochs']} ({_num(r['epochs_saved'])})"),
     ("to best: epochs, s", lambda r, refs: f"{_num(r['best_at_epochs'])}, {_num(r['best_at_s'])}"),
     ("search s", lambda r, refs: _num(r["search_wall_s"], ".0f")),
-    ("best params", lambda r, refs: _params_text(r["best_params"])),
+    ("best params", lambda r, refs: params_text(r["best_params"])),
     (
         "registry",
         lambda r, refs: f"v{r['registry_version']} {r['aliases'] or ''}".strip() if r.get("registry_version") else "-",

@@ -14,7 +14,7 @@ import math
 from html import escape
 
 from pipeline.report_svg import Point, chart
-from pipeline.report import promotion_text, seeds_text
+from pipeline.report import params_text, promotion_text, seeds_text
 
 CSS = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;font-size:12px}
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}th{background:#f3f3f3}
@@ -41,7 +41,7 @@ COLUMNS = [
     ("epochs", lambda r: _fmt(r.get("epochs"))),
     ("search s", lambda r: _fmt(r.get("search_wall_s"), ".0f")),
     ("to best s", lambda r: _fmt(r.get("best_at_s"), ".0f")),
-    ("best params", lambda r: ", ".join(f"{k}={_fmt(v, '.3g')}" for k, v in (r.get("best_params") or {}).items())),
+    ("best params", lambda r: params_text(r.get("best_params"))),
     ("registry", lambda r: f"v{r['registry_version']} {r.get('aliases') or ''}" if r.get("registry_version") else "-"),
     ("promotion", lambda r: promotion_text(r)),
 ]

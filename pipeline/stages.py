@@ -59,12 +59,16 @@ def preprocess(params: Params, dataset: str) -> Path:
     return dest
 
 
-def search(params: Params, params_path: str, benchmark: str, **kwargs) -> dict:
-    """Run or resume every round of one benchmark's search."""
+def search(params: Params, benchmark: str, **kwargs) -> dict:
+    """Run or resume every round of one benchmark's search (`search.rounds.run_search`, which takes `kwargs`), its
+    worker processes kept up from one round to the next, outages ridden out only while it runs."""
+    from pipeline import retry  # noqa: PLC0415
+    from pipeline.search.execution.fork_server import keep_warm  # noqa: PLC0415
     from pipeline.search.journal import remove_stale_lock_renames  # noqa: PLC0415
-    from pipeline.search.runner import run_search  # noqa: PLC0415
+    from pipeline.search.rounds import run_search  # noqa: PLC0415
 
-    result = run_search(params, params_path, benchmark, **kwargs)
+    with keep_warm(), retry.scoped():
+        result = run_search(params, benchmark, **kwargs)
     remove_stale_lock_renames(paths.journal_file(benchmark))  # a killed search's, never part of the output
     return result
 

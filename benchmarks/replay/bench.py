@@ -53,6 +53,11 @@ TUNEBENCH = {
     "tunebench_pad10": {"pad": 0.1},  # the default until the replay chose 0.5
     "tunebench_pad40": {"pad": 0.4},
     "tunebench_pad70": {"pad": 0.7},
+    "tunebench_len33": {"coarse_length": 1 / 3},
+    "tunebench_len50": {"coarse_length": 0.5},
+    "tunebench_len50_share60": {"coarse_length": 0.5, "coarse_share": 0.6},
+    "tunebench_len50_q60": {"coarse_length": 0.5, "top_quantile": 0.6},
+    "tunebench_q60": {"top_quantile": 0.6},
 }
 PEERS = {
     "random": lambda p, b, s: m.run_optuna(p, b, s, sampler="random", pruner="none"),

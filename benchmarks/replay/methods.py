@@ -6,7 +6,7 @@ far and its validation score (None when pruned or failed) with its configuration
 configuration it reports. Training is `ReplayProblem.curve`, the recorded validation curve of the
 grid point nearest to the configuration (`pipeline.models.replay`); every method trains fold k of
 search seed s with seed `s * folds + k`, as tunebench's trials do with `benchmarks.<b>.seed`.
-tunebench runs `pipeline.search.runner.run_search` in a project of its own with the `replay`
+tunebench runs `pipeline.stages.search` in a project of its own with the `replay`
 family: rounds, narrowing, pruning, budget accounting, sampler seeds, journal storage and
 MLflow tracking (SQLite) included.
 """
@@ -232,14 +232,15 @@ def make_project(problem: ReplayProblem, folder: Path) -> Path:
     return folder
 
 
-def tunebench_rounds(problem: ReplayProblem, budget: int, *, coarse_share: float = 0.4, coarse_pruner: str = "median",
+def tunebench_rounds(problem: ReplayProblem, budget: int, *, coarse_share: float = 0.4, coarse_length: float = 0.25,
+                     coarse_pruner: str = "median",
                      fine_pruner: str = "median", top_quantile: float = 0.4, enqueue_best: int = 1,
                      reinvest_pruned: bool = True, warm_start: bool = False, pad: float | None = None,
                      explore: float = 0.0) -> list[dict]:  # fmt: skip
-    """tunebench's coarse-to-fine schedule for `budget` full trials (`efficiency_methods.tunebench_rounds`: a
-    quarter of a full trial's epochs on `coarse_share` of the budget, then full trials narrowed to the best
-    `top_quantile`), with the choices the replay weighs (`pad`: `RoundConfig`'s default unless given)."""
-    coarse_epochs = max(1, problem.epochs // 4)
+    """tunebench's coarse-to-fine schedule for `budget` full trials (`efficiency_methods.tunebench_rounds`: trials
+    of `coarse_length` of a full trial's epochs on `coarse_share` of the budget, then full trials narrowed to the
+    best `top_quantile`), with the choices the replay weighs (`pad`: `RoundConfig`'s default unless given)."""
+    coarse_epochs = max(1, int(problem.epochs * coarse_length))
     n_coarse = max(2, round(coarse_share * budget * problem.epochs / coarse_epochs))
     n_fine = max(2, int(budget - n_coarse * coarse_epochs / problem.epochs))
     common = {"reinvest_pruned": reinvest_pruned}
@@ -253,10 +254,10 @@ def tunebench_rounds(problem: ReplayProblem, budget: int, *, coarse_share: float
 
 def run_tunebench(problem: ReplayProblem, budget: int, seed: int, project: Path, rounds: list[dict],
                   key: str, *, selection: dict | None = None, sampler: str = "tpe") -> Trace:  # fmt: skip
-    """`run_search` of a `replay` benchmark `key` in `project` (`make_project`), search seed `seed`; its trials are
+    """`stages.search` of a `replay` benchmark `key` in `project` (`make_project`), search seed `seed`; its trials are
     read back from its studies in order. Robust selection runs only where `selection` asks (its epochs count)."""
     from pipeline.config import parse_params  # noqa: PLC0415
-    from pipeline.search.runner import run_search  # noqa: PLC0415
+    from pipeline import stages  # noqa: PLC0415
     from pipeline.search.storage import open_storage  # noqa: PLC0415
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -277,7 +278,7 @@ def run_tunebench(problem: ReplayProblem, budget: int, seed: int, project: Path,
     try:
         params = parse_params(data, project / "params.yaml")
         with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):
-            result = run_search(params, "params.yaml", key, workers=1)
+            result = stages.search(params, key, workers=1)
         storage = open_storage(None, key)
         trace = Trace()
         for rnd, spec in zip(result["rounds"], rounds, strict=True):

@@ -12,6 +12,7 @@ import importlib
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -70,10 +71,14 @@ def get_family(name: str) -> ModelFamily:
 
 
 class ModelFamily:
-    """A kind of model: its default hyperparameters and its training procedure."""
+    """A kind of model: its default hyperparameters and its training procedure (`fit`, which each family defines)."""
 
-    name: ClassVar[str]
     model_class: ClassVar[type[TrainedModel]]  # what `train` returns and `TrainedModel.load` builds
+
+    @property
+    def name(self) -> str:
+        """The family's name: its model class's `family` (saved with each model, read by `TrainedModel.load`)."""
+        return self.model_class.family
 
     def default_hparams(self, task: str) -> dict:
         """Return the default hyperparameters for `task`, every key the family reads (`hparams.defaults`)."""
@@ -122,11 +127,18 @@ class ModelFamily:
             DivergedError: when a loss becomes NaN or infinite.
             ValueError: for a key no family reads, or a value outside its domain.
         """
+        hp = self.resolve_hparams(task, hparams)
+        return self.fit(hp, X_train, y_train, X_val, y_val, task=task, n_classes=n_classes, epochs=epochs, seed=seed,
+                        on_epoch=on_epoch)  # fmt: skip
+
+    def fit(self, hp, X_train, y_train, X_val, y_val, *, task, n_classes, epochs, seed, on_epoch) -> TrainedModel:
+        """What `train` runs once `hp` is resolved (every key the family reads, validated): the family's training."""
         raise NotImplementedError
 
 
+@dataclass(kw_only=True, eq=False)
 class TrainedModel:
-    """A trained model with its hyperparameters and per-epoch history.
+    """A trained model with its hyperparameters and per-epoch history; a family's model adds its state as fields.
 
     Attributes:
         `family`: the family name (saved, used by `load`).
@@ -138,13 +150,11 @@ class TrainedModel:
     """
 
     family: ClassVar[str]
-
-    def __init__(self, *, hparams: dict, history: dict, best_epoch: int, task: str, n_classes: int | None):
-        self.hparams = hparams
-        self.history = history
-        self.best_epoch = best_epoch
-        self.task = task
-        self.n_classes = n_classes
+    hparams: dict
+    history: dict
+    best_epoch: int
+    task: str
+    n_classes: int | None
 
     def predict(self, X) -> np.ndarray:
         """Predict `X`.

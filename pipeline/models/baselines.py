@@ -6,6 +6,7 @@ data loss without penalty) and call `on_epoch(0, logs)` once, like the iterative
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ def _n_outputs(task: str, n_classes: int | None) -> int:
     return 1 if task == "regression" else 2 if task == "binary" else int(n_classes)
 
 
+@dataclass(kw_only=True, eq=False)
 class LinearModel(TrainedModel):
     """Coefficients of a linear model, predicted with NumPy; saved as `coefficients.npz`.
 
@@ -43,10 +45,9 @@ class LinearModel(TrainedModel):
     """
 
     family = "linear"
-
-    def __init__(self, *, coef=None, intercept=None, classes=None, **kwargs):
-        super().__init__(**kwargs)
-        self.coef, self.intercept, self.classes = coef, intercept, classes
+    coef: np.ndarray | None = None
+    intercept: np.ndarray | None = None
+    classes: np.ndarray | None = None
 
     def predict(self, X) -> np.ndarray:
         """See `TrainedModel.predict`; classes never seen in training get probability 0."""
@@ -109,12 +110,10 @@ class Linear(ModelFamily):
     training loss is fixed (log loss, squared error): `loss` is not read.
     """
 
-    name = "linear"
     model_class = LinearModel
 
-    def train(self, hparams, X_train, y_train, X_val, y_val, *, task, n_classes, epochs, seed=0, on_epoch=None):
+    def fit(self, hp, X_train, y_train, X_val, y_val, *, task, n_classes, epochs, seed, on_epoch):
         """Fit once on `X_train` (dense or CSR); see `ModelFamily.train`."""
-        hp = self.resolve_hparams(task, hparams)
         est = _estimator(task, hp, seed)
         if task == "regression":
             est.fit(X_train, y_train)
@@ -135,14 +134,12 @@ class Linear(ModelFamily):
         return _one_epoch(model, X_train, y_train, X_val, y_val, on_epoch)
 
 
+@dataclass(kw_only=True, eq=False)
 class MajorityModel(TrainedModel):
     """Predicts the training class frequencies (argmax: the majority class) or the training mean."""
 
     family = "majority"
-
-    def __init__(self, *, value=None, **kwargs):
-        super().__init__(**kwargs)
-        self.value = None if value is None else np.asarray(value, dtype=np.float64)
+    value: np.ndarray | None = None  # float64: the class frequencies, or the mean as one value
 
     def predict(self, X) -> np.ndarray:
         """See `TrainedModel.predict`: the same row for every input."""
@@ -159,15 +156,13 @@ class MajorityModel(TrainedModel):
 class Majority(ModelFamily):
     """The floor of every leaderboard row: class frequencies or the mean target. No hyperparameters."""
 
-    name = "majority"
     model_class = MajorityModel
 
-    def train(self, hparams, X_train, y_train, X_val, y_val, *, task, n_classes, epochs, seed=0, on_epoch=None):
+    def fit(self, hp, X_train, y_train, X_val, y_val, *, task, n_classes, epochs, seed, on_epoch):
         """Count classes (or average targets) of `y_train`; see `ModelFamily.train`."""
-        hp = self.resolve_hparams(task, hparams)
         y = as_labels(task, y_train, targets=np.float64)
         if task == "regression":
-            value = [float(y.mean())]
+            value = np.array([y.mean()])
         else:
             value = np.bincount(y, minlength=_n_outputs(task, n_classes)) / len(y)
         model = MajorityModel(value=value, hparams=hp, history={}, best_epoch=1, task=task, n_classes=n_classes)

@@ -17,7 +17,7 @@ momentum 0.9, Nesterov, batch 100, no dropout (the notes train 10 epochs; their 
 
 from __future__ import annotations
 
-from pipeline.models.keras_common import KerasFamily, KerasModel, dense_head, keras_module, kernel_regularizer
+from pipeline.models.keras_common import KerasFamily, KerasModel, keras_module, kernel_regularizer
 
 
 class KerasCNNModel(KerasModel):
@@ -34,17 +34,15 @@ class KerasCNNModel(KerasModel):
 class KerasCNN(KerasFamily):
     """Conv-pool blocks, a dense head and the task's output layer (see the module docstring)."""
 
-    name = "keras_cnn"
     model_class = KerasCNNModel
 
-    def build_model(self, hp: dict, input_shape: tuple, task: str, n_classes: int | None):
-        """Build the uncompiled CNN for images of `input_shape` (H, W, C).
+    def features(self, x, hp: dict, input_shape: tuple):
+        """The augmentation and conv-pool blocks on images `x` of `input_shape` (H, W, C), flattened.
 
         Raises:
             ValueError: when `kernel_size` lists a different number of sizes than there are convs.
         """
-        keras = keras_module()
-        layers = keras.layers
+        layers = keras_module().layers
         blocks = [b if isinstance(b, list | tuple) else [b] for b in hp["filters"]]
         n_convs = sum(len(b) for b in blocks)
         kernels = hp["kernel_size"] if isinstance(hp["kernel_size"], list | tuple) else [hp["kernel_size"]] * n_convs
@@ -52,7 +50,6 @@ class KerasCNN(KerasFamily):
             raise ValueError(f"kernel_size {hp['kernel_size']!r} must give one size per conv layer ({n_convs})")
         act, reg = hp["activation"], kernel_regularizer(hp)
 
-        x = inputs = keras.Input(shape=input_shape)
         if hp.get("augment"):
             x = layers.RandomRotation(20 / 360)(x)
             x = layers.RandomTranslation(0.2, 0.2)(x)
@@ -65,5 +62,4 @@ class KerasCNN(KerasFamily):
             if height >= 2 and width >= 2:
                 x = layers.MaxPooling2D(2)(x)
                 height, width = height // 2, width // 2
-        x = layers.Flatten()(x)
-        return keras.Model(inputs, dense_head(x, hp, task, n_classes), name="keras_cnn")
+        return layers.Flatten()(x)

@@ -14,7 +14,9 @@ multiclass categorical cross-entropy only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.special import expit
@@ -103,12 +105,11 @@ def dense_head(x, hp: dict, task: str, n_classes: int | None):
     return layers.Dense(units, activation=activation)(x)
 
 
+@dataclass(kw_only=True, eq=False)
 class KerasModel(TrainedModel):
     """A trained Keras model; saved as `model.keras` next to `meta.json`."""
 
-    def __init__(self, *, model=None, **kwargs):
-        super().__init__(**kwargs)
-        self.model = model
+    model: Any = None  # the `keras.Model`
 
     @staticmethod
     def prepare(X):
@@ -135,17 +136,29 @@ class KerasModel(TrainedModel):
 
 
 class KerasFamily(ModelFamily):
-    """Shared training loop of the Keras families; subclasses define defaults and `build_model`."""
+    """The Keras families' network (their `features`, then `dense_head`) and its training with `model.fit`."""
 
     model_class = KerasModel
 
-    def build_model(self, hp: dict, input_shape: tuple, task: str, n_classes: int | None):
-        """Return the uncompiled `keras.Model` for resolved hyperparameters `hp`."""
-        raise NotImplementedError
+    def features(self, x, hp: dict, input_shape: tuple):
+        """The layers between the input tensor `x` and the dense head (none: an MLP); returns their output."""
+        return x
 
-    def train(self, hparams, X_train, y_train, X_val, y_val, *, task, n_classes, epochs, seed=0, on_epoch=None):
+    def build_model(self, hp: dict, input_shape: tuple, task: str, n_classes: int | None):
+        """Return the uncompiled `keras.Model` for resolved hyperparameters `hp`: `features`, then `dense_head`.
+
+        Args:
+            `hp`: resolved hyperparameters.
+            `input_shape`: shape of one example, e.g. `(10000,)`.
+            `task`, `n_classes`: decide the output head.
+        """
+        keras = keras_module()
+        inputs = keras.Input(shape=input_shape)
+        outputs = dense_head(self.features(inputs, hp, input_shape), hp, task, n_classes)
+        return keras.Model(inputs, outputs, name=self.name)
+
+    def fit(self, hp, X_train, y_train, X_val, y_val, *, task, n_classes, epochs, seed, on_epoch):
         """Train with `model.fit`; see `ModelFamily.train`. Clears the Keras session first."""
-        hp = self.resolve_hparams(task, hparams)
         keras = keras_module()
         keras.backend.clear_session()
         keras.utils.set_random_seed(seed)

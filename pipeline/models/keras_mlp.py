@@ -8,7 +8,7 @@ All use rmsprop with lr 1e-3; batch 512 for classification, 16 for regression.
 
 from __future__ import annotations
 
-from pipeline.models.keras_common import KerasFamily, KerasModel, dense_head, keras_module
+from pipeline.models.keras_common import KerasFamily, KerasModel
 
 
 class KerasMLPModel(KerasModel):
@@ -18,22 +18,6 @@ class KerasMLPModel(KerasModel):
 
 
 class KerasMLP(KerasFamily):
-    """Dense MLP: `depth` hidden layers of `units` (each followed by dropout), task head."""
+    """Dense MLP: the dense head alone, `depth` hidden layers of `units` (each followed by dropout), task output."""
 
-    name = "keras_mlp"
     model_class = KerasMLPModel
-
-    def build_model(self, hp: dict, input_shape: tuple, task: str, n_classes: int | None):
-        """Build the uncompiled MLP.
-
-        Args:
-            `hp`: resolved hyperparameters (`units`, `depth`, `activation`, `dropout`, `l2`).
-            `input_shape`: shape of one example, e.g. `(10000,)`.
-            `task`, `n_classes`: decide the output head.
-
-        Returns:
-            A `keras.Model`.
-        """
-        keras = keras_module()
-        inputs = keras.Input(shape=input_shape)
-        return keras.Model(inputs, dense_head(inputs, hp, task, n_classes), name="keras_mlp")

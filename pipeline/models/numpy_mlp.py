@@ -19,6 +19,7 @@ Training runs in float32; CSR minibatches are densified as they are drawn.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
@@ -160,14 +161,12 @@ class Optimizer:
                 self.state[key] = (v,)
 
 
+@dataclass(kw_only=True, eq=False)
 class NumpyMLPModel(TrainedModel):
     """A trained `numpy_mlp`; saved as `params.npz` (parameters, running statistics) + `meta.json`."""
 
     family = "numpy_mlp"
-
-    def __init__(self, *, net: Network | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.net = net
+    net: Network | None = None
 
     def predict(self, X) -> np.ndarray:
         """See `TrainedModel.predict` (test mode, in blocks)."""
@@ -206,12 +205,10 @@ class NumpyMLPModel(TrainedModel):
 class NumpyMLP(ModelFamily):
     """The from-scratch network (see the module docstring)."""
 
-    name = "numpy_mlp"
     model_class = NumpyMLPModel
 
-    def train(self, hparams, X_train, y_train, X_val, y_val, *, task, n_classes, epochs, seed=0, on_epoch=None):
+    def fit(self, hp, X_train, y_train, X_val, y_val, *, task, n_classes, epochs, seed, on_epoch):
         """Train with minibatch updates; see `ModelFamily.train`."""
-        hp = self.resolve_hparams(task, hparams)
         rng = np.random.default_rng(seed)
         n_out = 1 if task == "regression" else 2 if task == "binary" else int(n_classes)
         dims = [X_train.shape[1], *hidden_units(hp), n_out]

@@ -112,14 +112,12 @@ def load_curves(name: str) -> Curves:
         return Curves(json.loads(str(z["meta"])), z["val"], z["test"])
 
 
+@dataclass(kw_only=True, eq=False)
 class ReplayModel(TrainedModel):
     """A replayed run: its history and its recorded test score at the best epoch (`test_score`)."""
 
     family = "replay"
-
-    def __init__(self, *, test_score: float | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.test_score = test_score
+    test_score: float | None = None
 
     def predict(self, X) -> np.ndarray:
         """A replay has no model to predict with.
@@ -144,17 +142,15 @@ class ReplayModel(TrainedModel):
 class Replay(ModelFamily):
     """Answers `train` from a recording (see the module docstring)."""
 
-    name = "replay"
     model_class = ReplayModel
 
-    def train(self, hparams, X_train, y_train, X_val, y_val, *, task, n_classes, epochs, seed=0, on_epoch=None):
+    def fit(self, hp, X_train, y_train, X_val, y_val, *, task, n_classes, epochs, seed, on_epoch):
         """Replay the recorded run nearest to `hparams`; see `ModelFamily.train`.
 
         Raises:
             ValueError: no `curves`, a grid axis missing, another task, or more epochs than were recorded.
             DivergedError: the recorded run diverged at an epoch replayed.
         """
-        hp = self.resolve_hparams(task, hparams)
         if not hp["curves"]:
             raise ValueError("the replay family needs `curves`: a recording of `python -m benchmarks.replay.record`")
         curves = load_curves(hp["curves"])

@@ -1,7 +1,7 @@
 """Optuna search: coarse-to-fine rounds over log-uniform ranges with pruning.
 
-`runner.run_search` is the stages' entry point; `rounds` drives the rounds of one benchmark and
-writes its result, `round_setup` sets a round's study and MLflow parent run up, `round_summary`
+`rounds.run_search` (called by `pipeline.stages.search`) drives the rounds of one benchmark and
+writes its result; `round_setup` sets a round's study and MLflow parent run up, `round_summary`
 logs and sums up a round, `selection` picks the best robustly. `execution` runs a round's trials
 (worker processes, the trial loop, the shared budget, crashed workers and stale trials: its
 `__init__` maps its modules); `objective` scores one trial; `spaces` samples and narrows ranges;

@@ -108,8 +108,14 @@ def run_selection(params: Params, key: str, study: optuna.Study, direction: str)
     pick = max if direction == "maximize" else min
     chosen = pick(range(len(rows)), key=lambda j: (rows[j]["mean"], -j))
     repeats = [d for t in found for d in cache["scores"][str(t.number)]]
-    record = {"top_k": sel.top_k, "repeats": sel.repeats, "candidates": rows, "chosen": chosen,
-              "epochs": len(repeats) * rnd.epochs * folds, "wall_s": round(sum(d["wall_s"] for d in repeats), 1)}
+    record = {
+        "top_k": sel.top_k,
+        "repeats": sel.repeats,
+        "candidates": rows,
+        "chosen": chosen,
+        "epochs": len(repeats) * rnd.epochs * folds,
+        "wall_s": round(sum(d["wall_s"] for d in repeats), 1),
+    }
     if ran or not cache.get("run_id"):  # a rerun with nothing new to train logs no second run
         cache["run_id"] = _log(params, key, record, metric)
         fileio.write_json_atomic(cache_file, cache)

@@ -5,7 +5,7 @@ One module per job; callers use the names re-exported here (`from pipeline impor
 
 - `store`: the client of a tracking store (`client`, SQLite tuning, relative SQLite URIs),
   the preflight `check_reachable` (`connect`: preflight, then client), the `mlflow ui` command line
-  (`ui_command`) and its port check (`check_ui_port`).
+  (`ui_command`), its links (`ui_links`) and its port check (`check_ui_port`).
 - `runs`: experiments (artifact locations relative to the project) and runs (`ensure_experiment`,
   `start_run`, `reopen_run`), params, metrics and tags in batches, source tags, dataset inputs,
   uploaded files, and `close_orphan_runs` for the runs of a process that died.
@@ -64,6 +64,7 @@ from pipeline.tracking.store import (
     connect,
     local_artifact_dir,
     ui_command,
+    ui_links,
 )
 from pipeline.tracking.trial_run import STATUS, TrialRun
 
@@ -105,5 +106,6 @@ __all__ = [
     "start_run",
     "split_credentials",
     "ui_command",
+    "ui_links",
     "warm_up_model_logging",
 ]

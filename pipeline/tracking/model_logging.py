@@ -21,6 +21,7 @@ import numpy as np
 
 from pipeline import compat
 from pipeline.models.arrays import dense
+from pipeline.tracking.runs import param_values
 
 
 def _keras_model(model):
@@ -116,10 +117,8 @@ def create_logged_model(mlc, experiment_id: str, run_id: str, name: str, *, para
     """A PENDING logged model `name` of run `run_id` (its output at `step`); returns the `LoggedModel`."""
     from mlflow.entities import LoggedModelOutput  # noqa: PLC0415
 
-    from pipeline.redaction import redact  # noqa: PLC0415
-
     model = mlc.create_logged_model(experiment_id, name=name, source_run_id=run_id, model_type=model_type,
-                                    params={k: redact(str(v))[:6000] for k, v in params.items()})  # fmt: skip
+                                    params=param_values(params))  # fmt: skip
     mlc.log_outputs(run_id, [LoggedModelOutput(model.model_id, step)])
     return model
 

@@ -113,9 +113,14 @@ def log_dataset(mlc: MlflowClient, run_id: str, dataset: str, manifest_hash: str
     mlc.log_inputs(run_id, datasets=[dataset_input(dataset, manifest_hash, context)])
 
 
+def param_values(hp: Mapping[str, Any]) -> dict[str, str]:
+    """Params as MLflow keeps them (a run's, a logged model's): text, redacted and cut to MLflow's limit."""
+    return {k: redact(str(v))[:MAX_PARAM_LENGTH] for k, v in hp.items()}
+
+
 def param_batch(hp: Mapping[str, Any]) -> list[Param]:
-    """Params for `log_batch`: sorted, values redacted and cut to MLflow's limit."""
-    return [Param(k, redact(str(v))[:MAX_PARAM_LENGTH]) for k, v in sorted(hp.items())]
+    """Params for `log_batch`: `param_values`, sorted."""
+    return [Param(k, v) for k, v in sorted(param_values(hp).items())]
 
 
 def tag_batch(tags: Mapping[str, Any]) -> list[RunTag]:

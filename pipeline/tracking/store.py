@@ -218,6 +218,17 @@ def ui_command(uri: str, host: str = "127.0.0.1", port: int = 5000) -> tuple[lis
     return argv, env
 
 
+def ui_links(uri: str, base: str) -> list[tuple[str, str]]:
+    """`(experiment, link)` for each experiment of store `uri` with runs: its runs table in the UI at `base`.
+
+    The links open MLflow's model-training view; MLflow 3 opens an experiment in its GenAI view otherwise.
+    """
+    store = client(uri)
+    found = store.search_experiments(order_by=["name ASC"])
+    used = [e for e in found if store.search_runs([e.experiment_id], max_results=1)]
+    return [(e.name, f"{base}/#/experiments/{e.experiment_id}/runs?workflowType=machine_learning") for e in used]
+
+
 def check_ui_port(host: str, port: int) -> None:
     """Refuse to start the UI on a port that is busy or cannot be served here (one line, `TrackingError`)."""
     import errno  # noqa: PLC0415

@@ -58,7 +58,7 @@ def reported(servers, tmp_path_factory):
         stages.fetch(params, "digits")
         stages.preprocess(params, "digits")
         for step in (stages.search, stages.train_best, stages.evaluate, stages.promote):
-            step(params, "params.yaml", KEY) if step is stages.search else step(params, KEY)
+            step(params, KEY)
         stages.report(params)
         yield root, params, report.collect(params, details=True)
     finally:

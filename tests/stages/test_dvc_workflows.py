@@ -77,7 +77,7 @@ def test_dvc_yaml_plots_are_generated_from_params(tmp_path):
         mine = {n: p for n, p in named.items() if n.startswith(f"{key}: ")}
         templates = sorted(p["template"] for p in mine.values())
         first = "scatter" if bench["dataset"] == "boston_housing" else "confusion"
-        assert templates == sorted([first, "linear", "linear", "scatter"]), (key, templates)
+        assert templates == sorted([first, "linear", "linear", "search_history"]), (key, templates)
         curves = [p["y"] for p in mine.values() if p["template"] == "linear"]  # loss and metric on their own axes
         metric = "mae" if first == "scatter" else "accuracy"
         assert [list(y.values()) for y in curves] == [["loss"], [metric]], curves
@@ -321,6 +321,9 @@ def test_plots_show_renders_every_benchmark_offline_in_chromium(committed):
     page_file = dest / "dvc_plots" / "index.html"
     html = page_file.read_text()
     assert "cdn.jsdelivr" not in html and "../vendor/vega/vega.min.js" in html
+    # each search history (its own template, .dvc/plots/search_history.json) fits the y axis to the scores
+    histories = [spec for spec in html.split('"$schema"') if "search history (one marker per round)" in spec]
+    assert histories and all('"scale": {"zero": false}' in spec for spec in histories), histories[:1]
     params = yaml.safe_load((dest / "params.yaml").read_text())
     declared = [next(iter(p)) for p in yaml.safe_load((dest / "dvc.yaml").read_text())["plots"] if isinstance(p, dict)]
     assert len(declared) == 4 * len(params["benchmarks"])

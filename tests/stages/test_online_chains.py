@@ -160,7 +160,7 @@ def test_full_chain_on_files_in_the_keras_formats(tmp_path, monkeypatch, benchma
     if dataset == "mnist":
         assert len(data.y_test) == 100 and len(data.y_train) + len(data.y_val) == 300
 
-    result = stages.search(params, str(tmp_path / "params.yaml"), benchmark, workers=workers)
+    result = stages.search(params, benchmark, workers=workers)
     assert result["best"] is not None and len(result["rounds"]) == 2
     if workers:  # the trials ran in spawned workers, which read only the processed data (not the catalog)
         assert os.getpid() not in _trial_pids(benchmark, result)

@@ -120,7 +120,7 @@ def test_shrunken_full_profile_runs_its_offline_part(tmp_path, monkeypatch):
         stages.fetch(params, name)
         stages.preprocess(params, name)
     key = "fashion_mnist_pca_numpy_mlp"
-    stages.search(params, "params.yaml", key)
+    stages.search(params, key)
     stages.train_best(params, key)
     stages.evaluate(params, key)
     rows = {r["benchmark"]: r for r in report.collect(params)}

@@ -32,7 +32,6 @@ from pipeline.config import load_params, parse_params
 from pipeline.models import TrainedModel, get_family
 from pipeline.paths import journal_file
 from pipeline.search.objective import TrialContext, run_trial
-from pipeline.search.runner import run_search
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SECRET = "hunter2"
@@ -66,7 +65,7 @@ def searched(tmp_path_factory):
         params = load_params(root / "params.yaml")
         stages.fetch(params, "digits")
         stages.preprocess(params, "digits")
-        result = run_search(params, "params.yaml", KEY)
+        result = stages.search(params, KEY)
     finally:
         mp.undo()
     return root, result, MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")

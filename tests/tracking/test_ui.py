@@ -32,7 +32,6 @@ import yaml
 
 from pipeline import stages, tracking
 from pipeline.config import load_params
-from pipeline.search.runner import run_search
 
 pytestmark = [pytest.mark.slow, pytest.mark.servers, pytest.mark.browser]
 
@@ -71,7 +70,7 @@ def store(tmp_path_factory) -> tuple[Path, dict]:
         params = load_params(root / "params.yaml")
         stages.fetch(params, "digits")
         stages.preprocess(params, "digits")
-        result = run_search(params, "params.yaml", KEY)
+        result = stages.search(params, KEY)
     finally:
         mp.undo()
     return root, result
@@ -131,7 +130,11 @@ def test_runs_view_shows_rounds_with_nested_trials_and_metric_columns(server, st
 
     root, result = store
     exp = tracking.client(f"sqlite:///{root / 'mlflow.db'}").get_experiment_by_name("digits-keras_mlp")
-    url = f"{server}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning"
+    log = (root / "ui.log").read_text()  # the experiment's link as `tunebench ui` printed it
+    printed = re.search(r"^  digits-keras_mlp +(http://\S+)$", log, re.M)
+    assert printed, log[:1000]
+    url = printed[1]
+    assert url == f"{server}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning"
     rounds = [f"{r['round']} · r{k}" for k, r in enumerate(result["rounds"], start=1)]  # `coarse · r1`
     shot = tmp_path / "mlflow_ui.png"
     with sync_playwright() as p:
