@@ -1,6 +1,6 @@
 """benchmarks/search_efficiency.py on a tiny run: every method searches within the shared budget,
 its figures add up, and each best configuration is retrained and scored on the test split. Both runs read
-digits as the shipped params.yaml preprocesses it, fetched and preprocessed by the real CLI."""
+digits as the shipped params.yaml preprocesses it, fetched and preprocessed once by the real CLI."""
 
 from __future__ import annotations
 
@@ -23,12 +23,10 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
-@pytest.fixture
-def digits(tmp_path) -> Path:
-    """A project folder with the shipped params.yaml and digits (scikit-learn's builtin data) preprocessed (seconds:
-    made per test, so that the two tests can run in two pytest-xdist workers at once)."""
-    proj = tmp_path / "project"
-    proj.mkdir()
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory) -> Path:
+    """A project folder with the shipped params.yaml and digits (scikit-learn's builtin data) preprocessed."""
+    proj = tmp_path_factory.mktemp("efficiency")
     shutil.copy(ROOT / "params.yaml", proj / "params.yaml")
     for stage in ("fetch", "preprocess"):
         done = subprocess.run([sys.executable, "-m", "pipeline", stage, "--dataset", "digits"], cwd=proj,
