@@ -188,7 +188,7 @@ def wait_mid_round(url: str, key: str, launchers: list[Launcher], timeout: float
     raise RuntimeError(f"{key}: round 1 not under way after {timeout:.0f} s")
 
 
-def _freeze_mid_trial(run: Run, *, one_worker: bool) -> Callable[[int], None]:
+def freeze_mid_trial(run: Run, *, one_worker: bool) -> Callable[[int], None]:
     """SIGSTOP one worker (or every launcher's processes) once round 1 is under way, and again until a
     trial is still RUNNING on what is frozen; return how to signal the frozen processes."""
     while True:
@@ -210,11 +210,11 @@ def _freeze_mid_trial(run: Run, *, one_worker: bool) -> Callable[[int], None]:
 
 
 def _kill_one_worker(run: Run) -> None:
-    _freeze_mid_trial(run, one_worker=True)(signal.SIGKILL)
+    freeze_mid_trial(run, one_worker=True)(signal.SIGKILL)
 
 
 def _kill_all(run: Run, wait_s: float) -> None:
-    _freeze_mid_trial(run, one_worker=False)
+    freeze_mid_trial(run, one_worker=False)
     for launcher in run.launchers:
         launcher.kill()
     time.sleep(wait_s)

@@ -145,16 +145,39 @@ def copy_tracked_files(dest: Path) -> Path:
     return dest
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
-def pytest_collection_modifyitems(items) -> None:
-    """A test on the session fixture `project` below (a `dvc repro`) must be marked `slow` and `dvc`."""
-    bare = [i.nodeid for i in items if "project" in getattr(i, "fixturenames", ()) and not hasattr(i.module, "project")
-            and not (i.get_closest_marker("slow") and i.get_closest_marker("dvc"))]  # fmt: skip
+def _on_project(item) -> bool:
+    """Whether a test uses the session fixture `project` below (a `dvc repro`), not a module's own `project`."""
+    return "project" in getattr(item, "fixturenames", ()) and not hasattr(item.module, "project")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects, and before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items) -> None:
+    """A test on the session fixture `project` below (a `dvc repro`) must be marked `slow` and `dvc`. Under
+    pytest-xdist (`--dist loadgroup`, scripts/test.sh), the tests that share a setup run in one worker."""
+    bare = [
+        i.nodeid for i in items if _on_project(i) and not (i.get_closest_marker("slow") and i.get_closest_marker("dvc"))
+    ]
     if bare:
         raise pytest.UsageError(
             f"{bare[0]} uses the fixture `project` (dvc repro): mark it slow and dvc "
             f"(`pytestmark = [pytest.mark.slow, pytest.mark.dvc]`); {len(bare)} such tests"
         )
+    if config.pluginmanager.hasplugin("xdist"):
+        for item in items:
+            if (group := _shared_setup(item)) is not None:
+                item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _shared_setup(item) -> str | None:
+    """The pytest-xdist group of a test that shares an expensive setup, made once per worker that runs it: every
+    test on the session fixture `project` (one dvc repro), a module's tests on its own module-scoped fixtures (servers,
+    searches). None: any worker may run it."""
+    if _on_project(item):
+        return "project"
+    defs = item._fixtureinfo.name2fixturedefs  # the fixtures a test uses, as pytest resolved them
+    if any(d[-1].scope != "function" and hasattr(item.module, name) for name, d in defs.items()):
+        return item.nodeid.split("::")[0]
+    return None
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,14 @@
 """benchmarks/search_efficiency.py on a tiny run: every method searches within the shared budget,
-its figures add up, and each best configuration is retrained and scored on the test split."""
+its figures add up, and each best configuration is retrained and scored on the test split. Both runs read
+digits as the shipped params.yaml preprocesses it, fetched and preprocessed by the real CLI."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,15 +19,31 @@ METHODS = ["keras_tuner_hyperband", "tunebench", "optuna_tpe_median", "random_un
 BUDGETED = ["keras_tuner_hyperband", "tunebench", "optuna_tpe_median"]
 
 
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+@pytest.fixture
+def digits(tmp_path) -> Path:
+    """A project folder with the shipped params.yaml and digits (scikit-learn's builtin data) preprocessed (seconds:
+    made per test, so that the two tests can run in two pytest-xdist workers at once)."""
+    proj = tmp_path / "project"
+    proj.mkdir()
+    shutil.copy(ROOT / "params.yaml", proj / "params.yaml")
+    for stage in ("fetch", "preprocess"):
+        done = subprocess.run([sys.executable, "-m", "pipeline", stage, "--dataset", "digits"], cwd=proj,
+                              env=_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return proj
+
+
 @pytest.mark.slow
-@pytest.mark.dvc  # `project`: dvc repro
-def test_quick_comparison_on_digits(project, tmp_path):
-    proj, _ = project
+def test_quick_comparison_on_digits(digits, tmp_path):
     out = tmp_path / "eff.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.search_efficiency", "--project", str(proj), "--problems",
+        [sys.executable, "-m", "benchmarks.search_efficiency", "--project", str(digits), "--problems",
          "digits", "--seeds", "1", "--quick", "--random-extra", "2", "--methods", *METHODS, "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        cwd=ROOT, capture_output=True, text=True, timeout=900, env=_env(),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     saved = load(out)
@@ -52,26 +71,18 @@ def test_quick_comparison_on_digits(project, tmp_path):
 
 
 @pytest.mark.slow  # 2 seeds x 3 methods of real training: minutes
-def test_budget_in_full_trials_is_every_methods_budget(tmp_path):
+def test_budget_in_full_trials_is_every_methods_budget(digits, tmp_path):
     """`--budget-trials 4` on the quick setting (4-epoch trials) of digits, fetched and preprocessed on its
     own (scikit-learn's builtin data): every method (the two whose budgets are sized in code, and one peer to
     pair with), Keras Tuner Hyperband's iterations included, trains
     at most 4 x 4 epochs, tunebench's two rounds are sized to add up to at most that (its epochs may pass
     it by less than one trial a round: with pruned trials reinvested, a round's last trial can start with
     part of a trial's budget left), and the summary pairs tunebench's test score with each peer's by seed."""
-    import shutil
-
-    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    for stage in ("fetch", "preprocess"):
-        done = subprocess.run([sys.executable, "-m", "pipeline", stage, "--dataset", "digits"], cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     out = tmp_path / "eff.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.search_efficiency", "--project", str(tmp_path), "--problems",
+        [sys.executable, "-m", "benchmarks.search_efficiency", "--project", str(digits), "--problems",
          "digits", "--seeds", "2", "--quick", "--budget-trials", "4", "--methods", *BUDGETED, "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900, env=env,
+        cwd=ROOT, capture_output=True, text=True, timeout=900, env=_env(),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     result = load(out)["figures"]
