@@ -72,10 +72,19 @@ def test_a_trial_is_trained_with_the_hyperparameters_it_recorded():
     earlier version without them, in a resumed study, has them resolved from its sampled values."""
     study = optuna.create_study()
     recorded = {"regularizer": "l2", "l2": 0.5, "l1": None, "max_iter": 50}
-    study.add_trial(optuna.trial.create_trial(params={"l2": 0.5}, value=0.9, user_attrs={HPARAMS_ATTR: recorded},
-                                              distributions={"l2": optuna.distributions.FloatDistribution(0.1, 1)}))
-    study.add_trial(optuna.trial.create_trial(params={"l2": 0.2}, value=0.8,
-                                              distributions={"l2": optuna.distributions.FloatDistribution(0.1, 1)}))
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"l2": 0.5},
+            value=0.9,
+            user_attrs={HPARAMS_ATTR: recorded},
+            distributions={"l2": optuna.distributions.FloatDistribution(0.1, 1)},
+        )
+    )
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"l2": 0.2}, value=0.8, distributions={"l2": optuna.distributions.FloatDistribution(0.1, 1)}
+        )
+    )
     new, old = study.trials
     assert trial_hparams(new, "linear", "binary", {"max_iter": 10}) == recorded
     assert trial_hparams(old, "linear", "binary", {"max_iter": 10}) == {**recorded, "l2": 0.2, "max_iter": 10}
