@@ -52,6 +52,7 @@ class Trace:
     best_value: float | None = None
     wall_s: float = 0.0
     rounds: list | None = None  # tunebench: the schedule it ran
+    selection: dict | None = None  # tunebench: its robust selection (top_k, repeats, epochs), when it ran
     t0: float = field(default_factory=time.perf_counter)
 
     def trial_done(self, value: float | None, params: dict | None = None) -> None:
@@ -302,11 +303,13 @@ class _stdout_to:
         sys.stdout = self.saved
 
 
-def tunebench_rounds(problem: Problem, budget: int, folds: int | None) -> list[dict]:
+def tunebench_rounds(problem: Problem, budget: int, folds: int | None, reserve: int = 0) -> list[dict]:
     """tunebench's default schedule for an epoch budget: a wide, cheap round of a quarter of a full
     trial's epochs on 40% of the budget, then a fine round of full trials on the rest, median pruning,
-    narrowed to the best 40% of the coarse round, its best configuration enqueued first."""
+    narrowed to the best 40% of the coarse round, its best configuration enqueued first; `reserve` epochs
+    of the budget are left for robust selection (`selection_epochs`)."""
     per_epoch = folds or 1
+    budget -= reserve
     coarse_epochs = max(1, problem.epochs // 4)
     n_coarse = max(2, round(0.4 * budget / (coarse_epochs * per_epoch)))
     n_fine = max(2, (budget - n_coarse * coarse_epochs * per_epoch) // (problem.epochs * per_epoch))
@@ -323,14 +326,38 @@ def tunebench_rounds(problem: Problem, budget: int, folds: int | None) -> list[d
     ]
 
 
-def run_tunebench(problem: Problem, data, budget: int, seed: int, rounds: list[dict] | None = None) -> Trace:
+SELECTION_SHARE = 0.2  # the most of a budget tunebench's default robust selection may take (else it is off)
+
+
+def budget_selection(problem: Problem, budget: int, folds: int | None) -> dict:
+    """Robust selection as by default where its epochs fit in `SELECTION_SHARE` of the budget (30 full trials:
+    its 3 x 2 take 6), else off (`{"repeats": 0}`): a small budget is better spent on the rounds."""
+    return {} if selection_epochs(problem, folds) <= SELECTION_SHARE * budget else {"repeats": 0}
+
+
+def selection_epochs(problem: Problem, folds: int | None, selection: dict | None = None) -> int:
+    """The epochs robust selection trains (`SelectionConfig`, its defaults unless `selection` is given): top_k x
+    repeats full trials."""
+    from pipeline.config.benchmarks import SelectionConfig  # noqa: PLC0415
+
+    sel = SelectionConfig(**(selection or {}))
+    return sel.top_k * sel.repeats * problem.epochs * (folds or 1)
+
+
+def run_tunebench(problem: Problem, data, budget: int, seed: int, rounds: list[dict] | None = None,
+                  selection: dict | None = None) -> Trace:  # fmt: skip
     """`tunebench search` in a fresh project (the processed data linked in, journal storage, SQLite MLflow
-    with logged models, one worker, one TensorFlow thread), then its trials read back from the journal."""
+    with logged models, one worker, one TensorFlow thread, robust selection as by default), then its trials
+    read back from the journal; selection's epochs are counted, and the rounds sized to leave room for them.
+    `selection`: the benchmark's `selection` settings (`{}`: the defaults, `{"repeats": 0}`: off; None:
+    `budget_selection`)."""
     from pipeline import search_summary  # noqa: PLC0415
 
     _, direction = direction_of(data)
     folds = len(data.folds) if data.folds is not None else None
-    rounds = rounds or tunebench_rounds(problem, budget, folds)
+    selection = budget_selection(problem, budget, folds) if selection is None else selection
+    reserve = selection_epochs(problem, folds, selection)
+    rounds = rounds or tunebench_rounds(problem, budget, folds, reserve=reserve)
     project = Path(tempfile.mkdtemp(prefix="tunebench-eff-"))
     (project / "data" / "processed").mkdir(parents=True)
     (project / "data" / "processed" / problem.dataset).symlink_to(
@@ -348,6 +375,7 @@ def run_tunebench(problem: Problem, data, budget: int, seed: int, rounds: list[d
                 "space": problem.space,
                 "rounds": rounds,
                 "seed": seed,
+                "selection": selection,
             }
         },
     }
@@ -378,6 +406,10 @@ def run_tunebench(problem: Problem, data, budget: int, seed: int, rounds: list[d
         trace.events.append(
             (trace.epochs, round(seconds, 2), row["value"] if row["state"] == "complete" else None, None)
         )
+    if result.get("selection"):  # retraining the top configurations: epochs spent, no new candidate
+        trace.epochs += result["selection"]["epochs"]
+        trace.events.append((trace.epochs, trace.wall_s, None, None))
+        trace.selection = {k: result["selection"][k] for k in ("top_k", "repeats", "epochs")}
     trace.best_value, trace.best_params = result["best"]["value"], result["best"]["params"]
     trace.rounds = rounds
     return trace

@@ -17,6 +17,13 @@ N x a full trial's epochs (x the folds with folds): Keras Tuner Hyperband runs a
 as it needs and its trace is cut at the budget, tunebench's two rounds are sized to add up to it.
 The summary then also compares tunebench's test score with each peer's, paired by seed (`paired`:
 the mean difference, its 95% interval, a paired t-test and the Wilcoxon signed-rank test).
+tunebench runs its default robust selection (top 3 configurations trained twice more) where its
+epochs fit in a fifth of the budget (30 full trials or more), else none; its epochs count, and the
+rounds are sized to leave room for them (`tunebench_no_selection`, not run by default, spends the
+whole budget on the rounds instead). With `--budget-trials`, any subset of
+methods can run (e.g. one rerun after a change) and `--merge` combines the outputs, a later
+output's (problem, seed, method) replacing an earlier one's; a method's near-best mark is
+relative to the methods of its own run.
 
     python -m benchmarks.search_efficiency                       # 3 problems x 3 seeds (~45 min a problem here)
     python -m benchmarks.search_efficiency --problems digits --seeds 1 --quick
@@ -48,7 +55,10 @@ METHODS = {
     "optuna_tpe_median": lambda p, d, b, s: run_optuna(p, d, b, s, tpe=True),
     "random_unpruned": lambda p, d, b, s: run_optuna(p, d, b, s, tpe=False),
     "keras_tuner_random": lambda p, d, b, s: run_keras_tuner(p, d, b, s, hyperband=False),
+    # tunebench's rounds on the whole budget, robust selection off: what selection's share of the budget buys
+    "tunebench_no_selection": lambda p, d, b, s: run_tunebench(p, d, b, s, selection={"repeats": 0}),
 }
+DEFAULT_METHODS = [m for m in METHODS if m != "tunebench_no_selection"]
 
 
 def problems(quick: bool, project: Path = ROOT) -> dict[str, Problem]:
@@ -201,6 +211,7 @@ def run_problem(
                     "best_any_val": round(best_any, 5),
                     "best_params": trace.best_params,
                     "rounds": trace.rounds,
+                    "selection": trace.selection,
                 }
             )
             print(f"    {name}: test {scored[key]:.4f}, near best at {near_epochs} epochs", flush=True)
@@ -356,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--problems", nargs="+", default=["rt_polarity", "boston", "digits"])
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (from --first-seed)")
     ap.add_argument("--first-seed", type=int, default=0, help="e.g. seeds split over processes, then --merge")
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=list(METHODS))
     ap.add_argument(
         "--random-extra",
         type=float,
@@ -377,12 +388,15 @@ def main(argv: list[str] | None = None) -> int:
         parts = [load(p) for p in args.merge]
         done = [p["figures"] for p in parts]
         args.budget_trials = done[0].get("budget_trials")
-        result = save(run, args, [r for d in done for r in d["runs"]], sum(d["total_s"] for d in done),
+        if any(d.get("budget_trials") != args.budget_trials for d in done):
+            ap.error("--merge: the results have different --budget-trials; merge only runs of one budget")
+        rows = {(r["problem"], r["seed"], r["method"]): r for d in done for r in d["runs"]}  # a later run replaces
+        result = save(run, args, list(rows.values()), sum(d["total_s"] for d in done),
                       merged=[p["command"] for p in parts])  # fmt: skip
         print_tables(result["summary"], result["targets"], result.get("paired"))
         return 0
-    if args.methods[0] != "keras_tuner_hyperband":
-        ap.error("keras_tuner_hyperband must come first: its epochs are the others' budget")
+    if args.methods[0] != "keras_tuner_hyperband" and not args.budget_trials:
+        ap.error("keras_tuner_hyperband must come first: its epochs are the others' budget (or give --budget-trials)")
     configure_tensorflow()  # quiet, one thread: the same for every method
     warnings.filterwarnings("ignore", module="keras")
     started = time.perf_counter()

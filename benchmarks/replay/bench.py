@@ -58,6 +58,10 @@ TUNEBENCH = {
     "tunebench_len50_share60": {"coarse_length": 0.5, "coarse_share": 0.6},
     "tunebench_len50_q60": {"coarse_length": 0.5, "top_quantile": 0.6},
     "tunebench_q60": {"top_quantile": 0.6},
+    # robust selection (`SelectionConfig`) with its cost taken from the rounds' budget: top_k x repeats
+    "tunebench_sel3x2": {"selection": {"top_k": 3, "repeats": 2}},
+    "tunebench_sel3x1": {"selection": {"top_k": 3, "repeats": 1}},
+    "tunebench_sel2x1": {"selection": {"top_k": 2, "repeats": 1}},
 }
 PEERS = {
     "random": lambda p, b, s: m.run_optuna(p, b, s, sampler="random", pruner="none"),
@@ -76,12 +80,15 @@ def run_one(problem: m.ReplayProblem, method: str, budget: int, seed: int, workd
     started = time.perf_counter()
     epochs = budget * problem.epochs * problem.folds
     key = f"{problem.name}_{method}_b{budget}_s{seed}"
+    if method in TUNEBENCH:
+        choices = dict(TUNEBENCH[method])
+        selection = choices.pop("selection", None)  # its full trials come out of the rounds' budget
+        rounds = m.tunebench_rounds(problem, budget, reserve=m.selection_cost(selection), **choices)
     if method in TUNEBENCH and fast:
-        trace = run_rounds(problem, budget, seed, m.tunebench_rounds(problem, budget, **TUNEBENCH[method]), key)
+        trace = run_rounds(problem, budget, seed, rounds, key, selection=selection)
     elif method in TUNEBENCH:
-        rounds = m.tunebench_rounds(problem, budget, **TUNEBENCH[method])
         project = m.make_project(problem, workdir / problem.name)
-        trace = m.run_tunebench(problem, budget, seed, project, rounds, key)
+        trace = m.run_tunebench(problem, budget, seed, project, rounds, key, selection=selection)
     else:
         trace = PEERS[method](problem, epochs, seed)
     path = anytime_path(problem, trace.events, epochs)

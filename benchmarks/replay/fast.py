@@ -20,15 +20,18 @@ import optuna
 
 from benchmarks.replay import methods as m
 from pipeline.config import ParamRange, RoundConfig
+from pipeline.config.benchmarks import SelectionConfig
 from pipeline.search.execution.budget import COST_ATTR, claimed
 from pipeline.search.round_setup import enqueue_first
+from pipeline.search.selection import SEED_STRIDE, candidates
 from pipeline.search.samplers import make_pruner, make_sampler
 from pipeline.search.spaces import narrow, suggest
 
 
 def run_rounds(problem: m.ReplayProblem, budget: int, seed: int, rounds: list[dict], key: str,
-               sampler: str = "tpe") -> m.Trace:  # fmt: skip
-    """`m.run_tunebench`'s search without storage or tracking: the trace of benchmark `key`, search seed `seed`."""
+               sampler: str = "tpe", selection: dict | None = None) -> m.Trace:  # fmt: skip
+    """`m.run_tunebench`'s search without storage or tracking: the trace of benchmark `key`, search seed `seed`;
+    robust selection after the last round where `selection` asks (`selection.run_selection`'s seeds)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     direction, folds, trace = problem.direction, problem.folds, m.Trace()
     space = full = {n: ParamRange(**r) for n, r in problem.space.items()}
@@ -56,7 +59,26 @@ def run_rounds(problem: m.ReplayProblem, budget: int, seed: int, rounds: list[di
             trace.trial_done(t.value if done else None, t.params if done else None)
         prev = study
     trace.best_value, trace.best_params = prev.best_value, prev.best_params
+    sel = SelectionConfig(**selection) if selection is not None else None
+    found = candidates(prev, direction, sel.top_k) if sel is not None and sel.repeats else []
+    if found:
+        means = []
+        for t in found:
+            scores = [_score(problem, t.params, rnd.epochs, seed * folds + SEED_STRIDE * (r + 1))
+                      for r in range(sel.repeats)]  # fmt: skip
+            means.append(float(np.mean(scores)))
+            trace.epochs += sel.repeats * rnd.epochs * folds
+        pick = int(np.argmax(means) if direction == "maximize" else np.argmin(means))
+        trace.trial_done(None)
+        trace.best_value, trace.best_params = means[pick], found[pick].params
     return trace
+
+
+def _score(problem: m.ReplayProblem, config: dict, epochs: int, seed: int) -> float:
+    """A selection repeat as `selection.score_repeat` trains it: every fold, the best epoch of the mean curve."""
+    index = problem.curves.index(config)
+    curves = [problem.curves.run(index, seed + fold)[0][:epochs].astype(float) for fold in range(problem.folds)]
+    return problem.best(np.mean(curves, axis=0))
 
 
 def _trial(problem: m.ReplayProblem, trial: optuna.Trial, space: dict, rnd: RoundConfig, seed: int) -> float:

@@ -236,10 +236,12 @@ def tunebench_rounds(problem: ReplayProblem, budget: int, *, coarse_share: float
                      coarse_pruner: str = "median",
                      fine_pruner: str = "median", top_quantile: float = 0.4, enqueue_best: int = 1,
                      reinvest_pruned: bool = True, warm_start: bool = False, pad: float | None = None,
-                     explore: float = 0.0) -> list[dict]:  # fmt: skip
+                     explore: float = 0.0, reserve: float = 0.0) -> list[dict]:  # fmt: skip
     """tunebench's coarse-to-fine schedule for `budget` full trials (`efficiency_methods.tunebench_rounds`: trials
     of `coarse_length` of a full trial's epochs on `coarse_share` of the budget, then full trials narrowed to the
-    best `top_quantile`), with the choices the replay weighs (`pad`: `RoundConfig`'s default unless given)."""
+    best `top_quantile`), with the choices the replay weighs (`pad`: `RoundConfig`'s default unless given);
+    `reserve` full trials of the budget are left for robust selection (`selection_cost`)."""
+    budget = budget - reserve
     coarse_epochs = max(1, int(problem.epochs * coarse_length))
     n_coarse = max(2, round(coarse_share * budget * problem.epochs / coarse_epochs))
     n_fine = max(2, int(budget - n_coarse * coarse_epochs / problem.epochs))
@@ -250,6 +252,14 @@ def tunebench_rounds(problem: ReplayProblem, budget: int, *, coarse_share: float
          "top_quantile": top_quantile, "enqueue_best": enqueue_best, "warm_start": warm_start, "explore": explore,
          **({} if pad is None else {"pad": pad}), **common},
     ]  # fmt: skip
+
+
+def selection_cost(selection: dict | None) -> int:
+    """Full trials robust selection trains: `top_k` x `repeats` (its defaults `SelectionConfig`'s; None: off)."""
+    from pipeline.config.benchmarks import SelectionConfig  # noqa: PLC0415
+
+    sel = SelectionConfig(**selection) if selection is not None else SelectionConfig(repeats=0)
+    return sel.top_k * sel.repeats
 
 
 def run_tunebench(problem: ReplayProblem, budget: int, seed: int, project: Path, rounds: list[dict],

@@ -105,8 +105,8 @@ def run_selection(params: Params, key: str, study: optuna.Study, direction: str)
                      "search_value": t.value, "scores": values, "epochs": [d["epoch"] for d in done],
                      "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
                      "run_id": t.user_attrs.get("mlflow_run_id")})  # fmt: skip
-    pick = max if direction == "maximize" else min
-    chosen = pick(range(len(rows)), key=lambda j: (rows[j]["mean"], -j))
+    sign = -1 if direction == "maximize" else 1  # the best mean; a tie goes to the better-ranked candidate
+    chosen = min(range(len(rows)), key=lambda j: (sign * rows[j]["mean"], j))
     repeats = [d for t in found for d in cache["scores"][str(t.number)]]
     record = {
         "top_k": sel.top_k,

@@ -303,6 +303,14 @@ def test_a_kfold_search_on_run_search_scores_as_the_in_memory_rounds(tmp_path):
     quick = fast.run_rounds(problem, 4, 1, rounds, "kfold_b4")
     assert [e[2:] for e in quick.events] == [e[2:] for e in real.events] and quick.epochs == real.epochs
     assert quick.best_params == real.best_params
+    # robust selection in memory retrains and chooses as `run_selection` does, its epochs counted
+    selection = {"top_k": 3, "repeats": 2}
+    rounds = methods.tunebench_rounds(problem, 20, reserve=methods.selection_cost(selection))
+    real = methods.run_tunebench(problem, 20, 2, project, rounds, "kfold_b20", selection=selection)
+    quick = fast.run_rounds(problem, 20, 2, rounds, "kfold_b20", selection=selection)
+    assert quick.epochs == real.epochs and quick.best_params == real.best_params
+    assert quick.best_value == pytest.approx(real.best_value)
+    assert quick.epochs - quick.events[-2][0] == 3 * 2 * problem.epochs * 4  # top 3 x 2 repeats x 4 folds
 
 
 def test_curves_round_trip(tmp_path, tiny):

@@ -102,3 +102,32 @@ def test_budget_in_full_trials_is_every_methods_budget(digits, tmp_path):
     goal = result["targets"]["digits_pca_mlp"]
     assert goal["best_peer"] in {p["peer"] for p in pairs}
     assert isinstance(goal["test_at_least_best_peer_within_noise"], bool)
+
+
+def test_default_selection_runs_where_it_fits_a_fifth_of_the_budget(digits):
+    from benchmarks.efficiency_methods import budget_selection, selection_epochs, tunebench_rounds
+    from benchmarks.search_efficiency import problems
+
+    problem = problems(False, digits)["digits"]  # 8-epoch trials on a holdout split
+    assert selection_epochs(problem, None) == 3 * 2 * 8
+    assert budget_selection(problem, 30 * 8, None) == {}  # the defaults: 6 of 30 full trials
+    assert budget_selection(problem, 29 * 8, None) == {"repeats": 0}
+    rounds = tunebench_rounds(problem, 30 * 8, None, reserve=48)
+    assert sum(r["n_trials"] * r["epochs"] for r in rounds) <= 30 * 8 - 48
+
+
+@pytest.mark.slow  # one real tunebench search of digits with robust selection: about a minute
+def test_tunebench_counts_its_robust_selection_in_the_budget(digits):
+    from benchmarks.efficiency_methods import run_tunebench
+    from benchmarks.search_efficiency import problems
+    from pipeline.features import ProcessedData
+
+    problem = problems(True, digits)["digits"]  # 4-epoch trials
+    data = ProcessedData.load(digits / "data" / "processed" / "digits")
+    trace = run_tunebench(problem, data, 8 * 4, 0, selection={"top_k": 2, "repeats": 1})
+    assert trace.selection == {"top_k": 2, "repeats": 1, "epochs": 2 * 4}
+    assert sum(r["n_trials"] * r["epochs"] for r in trace.rounds) <= 8 * 4 - 2 * 4  # room left for selection
+    *trials, last = trace.events
+    assert last[0] == trace.epochs and last[2] is None  # selection: epochs spent, no new candidate
+    assert trace.epochs - trials[-1][0] == 2 * 4
+    assert trace.epochs <= 8 * 4 + sum(r["epochs"] for r in trace.rounds)
