@@ -297,7 +297,7 @@ def targets(summary: list[dict], pairs: list[dict] | None = None) -> dict:
             entry["test_at_least_hyperband"] = (
                 (tb["test"][0] <= hb["test"][0]) if lower_is_better else (tb["test"][0] >= hb["test"][0])
             )
-        peers = {p["peer"]: p for p in pairs or [] if p["problem"] == prob}
+        peers = {p["peer"]: p for p in pairs or [] if p["problem"] == prob and not p["peer"].startswith("tunebench")}
         if peers:  # the best peer by mean test score; tunebench is at least as good within the seeds' noise
             # when its mean is at least the best peer's or the paired t-test cannot tell them apart (p >= 0.05)
             best = (min if lower_is_better else max)(peers, key=lambda m: by[m]["test"][0])

@@ -62,6 +62,10 @@ TUNEBENCH = {
     "tunebench_sel3x2": {"selection": {"top_k": 3, "repeats": 2}},
     "tunebench_sel3x1": {"selection": {"top_k": 3, "repeats": 1}},
     "tunebench_sel2x1": {"selection": {"top_k": 2, "repeats": 1}},
+    # the fine round's narrowing leaves these at the coarse round's ranges (in memory only: `--fast`)
+    "tunebench_keep_dropout": {"keep": ("dropout",)},
+    "tunebench_keep_l2": {"keep": ("l2",)},
+    "tunebench_keep_reg": {"keep": ("dropout", "l2")},
 }
 PEERS = {
     "random": lambda p, b, s: m.run_optuna(p, b, s, sampler="random", pruner="none"),
@@ -87,6 +91,8 @@ def run_one(problem: m.ReplayProblem, method: str, budget: int, seed: int, workd
     if method in TUNEBENCH and fast:
         trace = run_rounds(problem, budget, seed, rounds, key, selection=selection)
     elif method in TUNEBENCH:
+        if "keep" in choices:
+            raise ValueError(f"{method}: `keep` is a screen-only choice; run it with --fast")
         project = m.make_project(problem, workdir / problem.name)
         trace = m.run_tunebench(problem, budget, seed, project, rounds, key, selection=selection)
     else:

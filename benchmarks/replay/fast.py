@@ -37,10 +37,12 @@ def run_rounds(problem: m.ReplayProblem, budget: int, seed: int, rounds: list[di
     space = full = {n: ParamRange(**r) for n, r in problem.space.items()}
     prev = None
     for k, spec in enumerate(rounds):
-        rnd = RoundConfig(**spec)
+        keep = spec.get("keep", [])  # a screen-only choice: dimensions the narrowing leaves as they were
+        rnd = RoundConfig(**{n: v for n, v in spec.items() if n != "keep"})
         if prev is not None:
-            space, _ = narrow(space, prev.get_trials(deepcopy=False), direction, top_quantile=rnd.top_quantile,
-                              pad=rnd.pad, widen_at_edge=rnd.widen_at_edge)  # fmt: skip
+            narrowed, _ = narrow(space, prev.get_trials(deepcopy=False), direction, top_quantile=rnd.top_quantile,
+                                 pad=rnd.pad, widen_at_edge=rnd.widen_at_edge)  # fmt: skip
+            space = {n: space[n] if n in keep else r for n, r in narrowed.items()}
         warm = tuple(prev.get_trials(deepcopy=False)) if prev is not None and rnd.warm_start else ()
         study = optuna.create_study(
             direction=direction, sampler=make_sampler(rnd.sampler or sampler, seed + 1000 * k, space, key, warm),

@@ -236,11 +236,13 @@ def tunebench_rounds(problem: ReplayProblem, budget: int, *, coarse_share: float
                      coarse_pruner: str = "median",
                      fine_pruner: str = "median", top_quantile: float = 0.4, enqueue_best: int = 1,
                      reinvest_pruned: bool = True, warm_start: bool = False, pad: float | None = None,
-                     explore: float = 0.0, reserve: float = 0.0) -> list[dict]:  # fmt: skip
+                     explore: float = 0.0, reserve: float = 0.0, keep: tuple = ()) -> list[dict]:  # fmt: skip
     """tunebench's coarse-to-fine schedule for `budget` full trials (`efficiency_methods.tunebench_rounds`: trials
     of `coarse_length` of a full trial's epochs on `coarse_share` of the budget, then full trials narrowed to the
     best `top_quantile`), with the choices the replay weighs (`pad`: `RoundConfig`'s default unless given);
-    `reserve` full trials of the budget are left for robust selection (`selection_cost`)."""
+    `reserve` full trials of the budget are left for robust selection (`selection_cost`); `keep`: dimensions the
+    fine round's narrowing leaves at the coarse round's ranges (`fast.run_rounds` only: `run_search` has no such
+    setting)."""
     budget = budget - reserve
     coarse_epochs = max(1, int(problem.epochs * coarse_length))
     n_coarse = max(2, round(coarse_share * budget * problem.epochs / coarse_epochs))
@@ -250,7 +252,7 @@ def tunebench_rounds(problem: ReplayProblem, budget: int, *, coarse_share: float
         {"name": "coarse", "n_trials": n_coarse, "epochs": coarse_epochs, "pruner": coarse_pruner, **common},
         {"name": "fine", "n_trials": n_fine, "epochs": problem.epochs, "pruner": fine_pruner,
          "top_quantile": top_quantile, "enqueue_best": enqueue_best, "warm_start": warm_start, "explore": explore,
-         **({} if pad is None else {"pad": pad}), **common},
+         **({} if pad is None else {"pad": pad}), **({"keep": list(keep)} if keep else {}), **common},
     ]  # fmt: skip
 
 
