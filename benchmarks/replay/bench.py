@@ -66,6 +66,9 @@ TUNEBENCH = {
     "tunebench_keep_dropout": {"keep": ("dropout",)},
     "tunebench_keep_l2": {"keep": ("l2",)},
     "tunebench_keep_reg": {"keep": ("dropout", "l2")},
+    "tunebench_enqueue0": {"enqueue_best": 0},
+    "tunebench_coarse_random": {"coarse_sampler": "random"},  # a round's `sampler`
+    "tunebench_fine_random": {"fine_sampler": "random"},
 }
 PEERS = {
     "random": lambda p, b, s: m.run_optuna(p, b, s, sampler="random", pruner="none"),

@@ -236,7 +236,8 @@ def tunebench_rounds(problem: ReplayProblem, budget: int, *, coarse_share: float
                      coarse_pruner: str = "median",
                      fine_pruner: str = "median", top_quantile: float = 0.4, enqueue_best: int = 1,
                      reinvest_pruned: bool = True, warm_start: bool = False, pad: float | None = None,
-                     explore: float = 0.0, reserve: float = 0.0, keep: tuple = ()) -> list[dict]:  # fmt: skip
+                     explore: float = 0.0, reserve: float = 0.0, keep: tuple = (),
+                     coarse_sampler: str | None = None, fine_sampler: str | None = None) -> list[dict]:  # fmt: skip
     """tunebench's coarse-to-fine schedule for `budget` full trials (`efficiency_methods.tunebench_rounds`: trials
     of `coarse_length` of a full trial's epochs on `coarse_share` of the budget, then full trials narrowed to the
     best `top_quantile`), with the choices the replay weighs (`pad`: `RoundConfig`'s default unless given);
@@ -249,8 +250,9 @@ def tunebench_rounds(problem: ReplayProblem, budget: int, *, coarse_share: float
     n_fine = max(2, int(budget - n_coarse * coarse_epochs / problem.epochs))
     common = {"reinvest_pruned": reinvest_pruned}
     return [
-        {"name": "coarse", "n_trials": n_coarse, "epochs": coarse_epochs, "pruner": coarse_pruner, **common},
-        {"name": "fine", "n_trials": n_fine, "epochs": problem.epochs, "pruner": fine_pruner,
+        {"name": "coarse", "n_trials": n_coarse, "epochs": coarse_epochs, "pruner": coarse_pruner,
+         "sampler": coarse_sampler, **common},
+        {"name": "fine", "n_trials": n_fine, "epochs": problem.epochs, "pruner": fine_pruner, "sampler": fine_sampler,
          "top_quantile": top_quantile, "enqueue_best": enqueue_best, "warm_start": warm_start, "explore": explore,
          **({} if pad is None else {"pad": pad}), **({"keep": list(keep)} if keep else {}), **common},
     ]  # fmt: skip
