@@ -4,6 +4,7 @@ digits as the shipped params.yaml preprocesses it, fetched and preprocessed once
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -131,3 +132,31 @@ def test_tunebench_counts_its_robust_selection_in_the_budget(digits):
     assert last[0] == trace.epochs and last[2] is None  # selection: epochs spent, no new candidate
     assert trace.epochs - trials[-1][0] == 2 * 4
     assert trace.epochs <= 8 * 4 + sum(r["epochs"] for r in trace.rounds)
+
+
+def test_merge_replaces_a_methods_rows_and_refuses_mixed_budgets(tmp_path):
+    from benchmarks.runner import SCHEMA
+    from benchmarks.search_efficiency import main
+
+    def result(name: str, budget: int | None, rows: list[dict]) -> Path:
+        figures = {"quick": False, "budget_trials": budget, "total_s": 1.0, "runs": rows}
+        path = tmp_path / name
+        path.write_text(json.dumps({k: {"figures": figures, "command": f"run {name}"}.get(k, {}) for k in SCHEMA}))
+        return path
+
+    def row(method: str, seed: int, test: float) -> dict:
+        return {"problem": "digits_pca_mlp", "seed": seed, "method": method, "budget": 240, "epochs": 240,
+                "wall_s": 1.0, "trials": 9, "best_val": 0.98, "test": test, "near_epochs": 100, "near_s": 1.0,
+                "searched_epochs": 240, "best_any_val": 0.99, "best_params": {}, "rounds": None}  # fmt: skip
+
+    first = result("a.json", 30, [row(m, s, 0.97) for m in ("tunebench", "optuna_tpe_median") for s in (0, 1)])
+    rerun = result("b.json", 30, [row("tunebench", 0, 0.99), row("tunebench", 1, 0.98)])
+    out = tmp_path / "merged.json"
+    assert main(["--merge", str(first), str(rerun), "--out", str(out)]) == 0
+    runs = load(out)["figures"]["runs"]
+    assert sorted((r["method"], r["seed"], r["test"]) for r in runs) == [
+        ("optuna_tpe_median", 0, 0.97), ("optuna_tpe_median", 1, 0.97), ("tunebench", 0, 0.99), ("tunebench", 1, 0.98)
+    ]  # fmt: skip
+    other = result("c.json", None, [row("tunebench", 2, 0.9)])
+    with pytest.raises(SystemExit):
+        main(["--merge", str(first), str(other), "--out", str(tmp_path / "x.json")])
