@@ -340,8 +340,7 @@ def selection_epochs(problem: Problem, folds: int | None, selection: dict | None
     repeats full trials."""
     from pipeline.config.benchmarks import SelectionConfig  # noqa: PLC0415
 
-    sel = SelectionConfig(**(selection or {}))
-    return sel.top_k * sel.repeats * problem.epochs * (folds or 1)
+    return SelectionConfig(**(selection or {})).retrains * problem.epochs * (folds or 1)
 
 
 def run_tunebench(problem: Problem, data, budget: int, seed: int, rounds: list[dict] | None = None,

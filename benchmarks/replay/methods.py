@@ -262,8 +262,7 @@ def selection_cost(selection: dict | None) -> int:
     """Full trials robust selection trains: `top_k` x `repeats` (its defaults `SelectionConfig`'s; None: off)."""
     from pipeline.config.benchmarks import SelectionConfig  # noqa: PLC0415
 
-    sel = SelectionConfig(**selection) if selection is not None else SelectionConfig(repeats=0)
-    return sel.top_k * sel.repeats
+    return 0 if selection is None else SelectionConfig(**selection).retrains
 
 
 def run_tunebench(problem: ReplayProblem, budget: int, seed: int, project: Path, rounds: list[dict],

@@ -93,6 +93,11 @@ class SelectionConfig(Strict):
     top_k: int = Field(3, ge=1, le=20)
     repeats: int = Field(2, ge=0, le=20)
 
+    @property
+    def retrains(self) -> int:
+        """Full trials it trains at most (fewer when the last round has fewer than `top_k` configurations)."""
+        return self.top_k * self.repeats
+
 
 class BenchmarkConfig(Strict):
     """A dataset searched with one model family; `hparams` and `space` name only what the family reads."""

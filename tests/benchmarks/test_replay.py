@@ -379,22 +379,16 @@ def test_keep_leaves_the_fine_rounds_ranges_unnarrowed_in_memory_only(tmp_path, 
     default = methods.tunebench_rounds(problem, 12, pad=0.0)  # a tight box, so draws outside it show
     kept = methods.tunebench_rounds(problem, 12, pad=0.0, keep=("lr", "dropout"))
     assert kept[1]["keep"] == ["lr", "dropout"] and "keep" not in default[1]
-    runs = {}
-    for name, rounds in (("default", default), ("kept", kept)):
-        trace = fast.run_rounds(problem, 12, 3, rounds, "tiny_b12")
-        runs[name] = [params for _, _, _, params in trace.events]
+    events = {name: fast.run_rounds(problem, 12, 3, rounds, "tiny_b12").events
+              for name, rounds in (("default", default), ("kept", kept))}  # fmt: skip
+    runs = {name: [params for _, _, _, params in e] for name, e in events.items()}
     n_coarse = default[0]["n_trials"]
     assert runs["default"][:n_coarse] == runs["kept"][:n_coarse]  # the same coarse round
-    study = optuna.create_study(direction="maximize")  # the coarse round's completed trials, to narrow by
-    values = [v for _, _, v, p in fast.run_rounds(problem, 12, 3, default, "tiny_b12").events[:n_coarse]]
-    for params, value in zip(runs["default"][:n_coarse], values, strict=True):
-        if params is not None:
-            study.add_trial(optuna.trial.create_trial(
-                params=params, value=value, distributions={
-                    "lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
-                    "dropout": optuna.distributions.FloatDistribution(0.0, 0.5)}))  # fmt: skip
     space = {n: ParamRange(**r) for n, r in problem.space.items()}
-    box, _ = narrow(space, study.get_trials(), "maximize", top_quantile=0.4, pad=0.0)
+    dists = {n: optuna.distributions.FloatDistribution(r.low, r.high, log=r.log) for n, r in space.items()}
+    coarse = [optuna.trial.create_trial(params=p, value=v, distributions=dists)
+              for _, _, v, p in events["default"][:n_coarse] if p is not None]  # fmt: skip
+    box, _ = narrow(space, coarse, "maximize", top_quantile=0.4, pad=0.0)
     fine = [p for p in runs["kept"][n_coarse:] if p is not None]
     assert all(space["lr"].low <= p["lr"] <= space["lr"].high for p in fine)
     outside = [p for p in fine if not all(box[n].low <= p[n] <= box[n].high for n in box)]
