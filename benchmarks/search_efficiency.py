@@ -25,9 +25,17 @@ methods can run (e.g. one rerun after a change) and `--merge` combines the outpu
 output's (problem, seed, method) replacing an earlier one's; a method's near-best mark is
 relative to the methods of its own run.
 
+One retrain decides each row's test score, and one retrain's test score moves by about as much as
+the methods differ. `--rescore FILE --retrains K` retrains every row's chosen configuration with K
+seeds (the original retrain is the first; the others use seed + 1000 k) and makes its test score
+their mean (`test_retrains` keeps the K values, `test_single` the original), so the comparison is
+between the configurations the methods chose rather than their retrains' luck. It saves after every
+row; rerun with the output as FILE to resume.
+
     python -m benchmarks.search_efficiency                       # 3 problems x 3 seeds (~45 min a problem here)
     python -m benchmarks.search_efficiency --problems digits --seeds 1 --quick
     python -m benchmarks.search_efficiency --problems digits --seeds 5 --budget-trials 30 --random-extra 1
+    python -m benchmarks.search_efficiency --rescore benchmarks/results/search_efficiency_budget30.json --retrains 5
 """
 
 from __future__ import annotations
@@ -147,6 +155,40 @@ def test_score(problem: Problem, data, params: dict, seed: int) -> float:
         y = np.concatenate([y, data.y_val])
     final = family.train(hp, x, y, None, None, task=data.task, n_classes=data.n_classes, epochs=best_epoch, seed=seed)
     return float(final.evaluate(data.X_test, data.y_test)[metric])
+
+
+def retrain_seeds(seed: int, retrains: int) -> list[int]:
+    """The K retrain seeds of a row searched with `seed`: the original retrain's first."""
+    return [seed + 1000 * k for k in range(retrains)]
+
+
+def rescore(rows: list[dict], retrains: int, project: Path, epochs: int | None, save_rows) -> list[dict]:
+    """Each row's test score as the mean of `retrains` retrains of its chosen configuration (rows
+    already rescored with that many are kept; one configuration chosen by several methods of a seed is
+    retrained once); `save_rows(rows)` after every row."""
+    from pipeline.features import ProcessedData  # noqa: PLC0415
+
+    by_name = {p.name: p for p in problems(False, project).values()}
+    done: dict[tuple, list[float]] = {}
+    for i, row in enumerate(rows):
+        if len(row.get("test_retrains") or []) == retrains:
+            continue
+        problem = by_name[row["problem"]]
+        problem.epochs = epochs or problem.epochs
+        data = ProcessedData.load(project / "data" / "processed" / problem.dataset)
+        key = (row["problem"], row["seed"], json.dumps(row["best_params"], sort_keys=True))
+        if key not in done:
+            single = row.get("test_single", row["test"])
+            done[key] = [single] + [
+                round(test_score(problem, data, row["best_params"], s), 5)
+                for s in retrain_seeds(row["seed"], retrains)[1:]
+            ]
+        rows[i] = {**row, "test_single": row.get("test_single", row["test"]),
+                   "test_retrains": done[key], "test": round(statistics.mean(done[key]), 5)}  # fmt: skip
+        print(f"  {row['problem']} seed {row['seed']} {row['method']}: test {rows[i]['test']:.4f} "
+              f"over {retrains} retrains {done[key]}", flush=True)  # fmt: skip
+        save_rows(rows)
+    return rows
 
 
 def near_mark(events: list, best_any: float, direction: str) -> tuple[int | None, float | None]:
@@ -352,6 +394,8 @@ def save(run: Run, args: argparse.Namespace, rows: list[dict], seconds: float, m
         "quick": args.quick,
         "budget_trials": args.budget_trials,
         "total_s": round(seconds, 1),
+        # with --rescore: each row's test is the mean of this many retrains of its configuration
+        **({"retrains": max(len(r.get("test_retrains") or [1]) for r in rows)} if rows else {}),
         "summary": summary,
         "targets": targets(summary, pairs),
         **({"paired": pairs} if pairs else {}),
@@ -383,7 +427,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="4-epoch trials (a smoke run, not a measurement)")
     ap.add_argument("--project", type=Path, default=ROOT, help="a project after `dvc repro` (its processed data)")
     ap.add_argument("--merge", type=Path, nargs="+", help="combine the runs of earlier outputs into --out")
+    ap.add_argument("--rescore", type=Path, help="an earlier output: every row's test score from --retrains retrains")
+    ap.add_argument("--retrains", type=int, default=5, help="with --rescore: retrains per chosen configuration")
     args = ap.parse_args(argv)
+    if args.rescore:
+        if args.retrains < 2:
+            ap.error("--retrains: at least 2 (the first is the original retrain)")
+        earlier = load(args.rescore)
+        args.budget_trials = earlier["figures"].get("budget_trials")
+        seconds = earlier["figures"]["total_s"]
+        merged = [earlier["command"], *(earlier["figures"].get("merged") or [])]
+
+        def save_rows(rows):
+            return save(run, args, rows, seconds + run.seconds(), merged=merged)
+
+        configure_tensorflow()
+        warnings.filterwarnings("ignore", module="keras")
+        rows = rescore(earlier["figures"]["runs"], args.retrains, args.project.resolve(), args.epochs, save_rows)
+        result = save_rows(rows)
+        print_tables(result["summary"], result["targets"], result.get("paired"))
+        return 0
     if args.merge:  # e.g. one process per problem, run side by side
         parts = [load(p) for p in args.merge]
         done = [p["figures"] for p in parts]
@@ -391,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         if any(d.get("budget_trials") != args.budget_trials for d in done):
             ap.error("--merge: the results have different --budget-trials; merge only runs of one budget")
         rows = {(r["problem"], r["seed"], r["method"]): r for d in done for r in d["runs"]}  # a later run replaces
+        if len({len(r.get("test_retrains") or [1]) for r in rows.values()}) > 1:
+            ap.error("--merge: the rows' test scores come from different numbers of retrains; --rescore them alike")
         result = save(run, args, list(rows.values()), sum(d["total_s"] for d in done),
                       merged=[p["command"] for p in parts])  # fmt: skip
         print_tables(result["summary"], result["targets"], result.get("paired"))

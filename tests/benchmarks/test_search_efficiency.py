@@ -160,3 +160,46 @@ def test_merge_replaces_a_methods_rows_and_refuses_mixed_budgets(tmp_path):
     other = result("c.json", None, [row("tunebench", 2, 0.9)])
     with pytest.raises(SystemExit):
         main(["--merge", str(first), str(other), "--out", str(tmp_path / "x.json")])
+
+
+@pytest.mark.slow  # three real retrains of 2 epochs
+def test_rescore_averages_retrains_of_each_chosen_configuration(digits, tmp_path):
+    """`--rescore` keeps the original retrain's score as the first, retrains each chosen configuration of a
+    seed once more per extra retrain (two methods that chose the same one share it), makes `test` the mean,
+    resumes from its own output without retraining, and `--merge` refuses rows rescored differently."""
+    from benchmarks.runner import SCHEMA
+    from benchmarks.search_efficiency import main
+
+    same = {"lr": 3e-3, "l2": 1e-5, "dropout": 0.1, "units": 32, "depth": 1, "batch_size": 64}
+    other = {**same, "lr": 1e-2}
+
+    def row(method: str, params: dict) -> dict:
+        return {"problem": "digits_pca_mlp", "seed": 0, "method": method, "budget": 8, "epochs": 8, "wall_s": 1.0,
+                "trials": 4, "best_val": 0.9, "test": 0.5, "near_epochs": 4, "near_s": 1.0, "searched_epochs": 8,
+                "best_any_val": 0.9, "best_params": params, "rounds": None}  # fmt: skip
+
+    rows = [row("tunebench", same), row("optuna_tpe_median", same), row("random_unpruned", other)]
+    figures = {"quick": False, "budget_trials": 2, "total_s": 1.0, "runs": rows}
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({k: {"figures": figures, "command": "run"}.get(k, {}) for k in SCHEMA}))
+    out = tmp_path / "rescored.json"
+    args = ["--project", str(digits), "--epochs", "2", "--retrains", "2", "--out", str(out)]
+    assert main(["--rescore", str(earlier), *args]) == 0
+    result = load(out)["figures"]
+    runs = {r["method"]: r for r in result["runs"]}
+    assert result["retrains"] == 2
+    for r in runs.values():
+        first, second = r["test_retrains"]
+        assert r["test_single"] == first == 0.5 and 0.5 < second <= 1.0  # a real 2-epoch retrain, not the fake
+        assert r["test"] == pytest.approx((first + second) / 2, abs=1e-5)
+    assert runs["tunebench"]["test_retrains"] == runs["optuna_tpe_median"]["test_retrains"]
+    summary = {s["method"]: s["test"][0] for s in result["summary"]}
+    assert summary["tunebench"] == pytest.approx(runs["tunebench"]["test"], abs=1e-4)  # the summary reads the mean
+    resumed = tmp_path / "resumed.json"
+    assert main(["--rescore", str(out), *args[:-1], str(resumed)]) == 0
+    assert load(resumed)["figures"]["runs"] == result["runs"]  # nothing left to retrain: the same values
+    unrescored = tmp_path / "unrescored.json"
+    figures["runs"] = [row("keras_tuner_random", other)]
+    unrescored.write_text(json.dumps({k: {"figures": figures, "command": "run"}.get(k, {}) for k in SCHEMA}))
+    with pytest.raises(SystemExit):
+        main(["--merge", str(unrescored), str(out), "--out", str(tmp_path / "mixed.json")])
