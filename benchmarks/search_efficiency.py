@@ -25,12 +25,12 @@ methods can run (e.g. one rerun after a change) and `--merge` combines the outpu
 output's (problem, seed, method) replacing an earlier one's; a method's near-best mark is
 relative to the methods of its own run.
 
-One retrain decides each row's test score, and one retrain's test score moves by about as much as
-the methods differ. `--rescore FILE --retrains K` retrains every row's chosen configuration with K
-seeds (the original retrain is the first; the others use seed + 1000 k) and makes its test score
-their mean (`test_retrains` keeps the K values, `test_single` the original), so the comparison is
-between the configurations the methods chose rather than their retrains' luck. It saves after every
-row; rerun with the output as FILE to resume.
+One retrain's test score moves by about as much as the methods differ, so each chosen configuration
+is retrained `--retrains` times (default 5; seed + 1000 k for the k-th) and its row's test score is
+their mean (`test_retrains` keeps the values, `test_single` the first): the comparison is between the
+configurations the methods chose rather than their retrains' luck. `--rescore FILE` does the same for
+an earlier output whose rows have fewer retrains (the first kept), saving after every row; rerun with
+the output as FILE to resume.
 
     python -m benchmarks.search_efficiency                       # 3 problems x 3 seeds (~45 min a problem here)
     python -m benchmarks.search_efficiency --problems digits --seeds 1 --quick
@@ -163,28 +163,33 @@ def retrain_seeds(seed: int, retrains: int) -> list[int]:
 
 
 def rescore(rows: list[dict], retrains: int, project: Path, epochs: int | None, save_rows) -> list[dict]:
-    """Each row's test score as the mean of `retrains` retrains of its chosen configuration (rows
-    already rescored with that many are kept; one configuration chosen by several methods of a seed is
-    retrained once); `save_rows(rows)` after every row."""
+    """Each row's test score as the mean of `retrains` retrains of its chosen configuration: a row's
+    earlier retrains are kept and only the missing ones trained (one configuration chosen by several
+    methods of a seed is retrained once); `save_rows(rows)` after every row.
+
+    Raises:
+        ValueError: a row already has more retrains than `retrains`.
+    """
     from pipeline.features import ProcessedData  # noqa: PLC0415
 
     by_name = {p.name: p for p in problems(False, project).values()}
     done: dict[tuple, list[float]] = {}
     for i, row in enumerate(rows):
-        if len(row.get("test_retrains") or []) == retrains:
+        have = row.get("test_retrains") or [row["test"]]
+        if len(have) > retrains:
+            raise ValueError(f"{row['problem']} seed {row['seed']} {row['method']}: {len(have)} retrains already, "
+                             f"more than --retrains {retrains}")  # fmt: skip
+        if len(have) == retrains and "test_retrains" in row:
             continue
         problem = by_name[row["problem"]]
         problem.epochs = epochs or problem.epochs
         data = ProcessedData.load(project / "data" / "processed" / problem.dataset)
         key = (row["problem"], row["seed"], json.dumps(row["best_params"], sort_keys=True))
         if key not in done:
-            single = row.get("test_single", row["test"])
-            done[key] = [single] + [
-                round(test_score(problem, data, row["best_params"], s), 5)
-                for s in retrain_seeds(row["seed"], retrains)[1:]
-            ]
-        rows[i] = {**row, "test_single": row.get("test_single", row["test"]),
-                   "test_retrains": done[key], "test": round(statistics.mean(done[key]), 5)}  # fmt: skip
+            seeds = retrain_seeds(row["seed"], retrains)[len(have) :]
+            done[key] = list(have) + [round(test_score(problem, data, row["best_params"], s), 5) for s in seeds]
+        rows[i] = {**row, "test_single": done[key][0], "test_retrains": done[key],
+                   "test": round(statistics.mean(done[key]), 5)}  # fmt: skip
         print(f"  {row['problem']} seed {row['seed']} {row['method']}: test {rows[i]['test']:.4f} "
               f"over {retrains} retrains {done[key]}", flush=True)  # fmt: skip
         save_rows(rows)
@@ -202,7 +207,12 @@ def near_mark(events: list, best_any: float, direction: str) -> tuple[int | None
 
 
 def run_problem(
-    problem: Problem, seeds: list[int], methods: list[str], random_extra: float, budget_trials: int | None = None
+    problem: Problem,
+    seeds: list[int],
+    methods: list[str],
+    random_extra: float,
+    budget_trials: int | None = None,
+    retrains: int = 1,
 ) -> list[dict]:
     """Every method on every seed of one problem; one row per (seed, method). The budget is Hyperband's
     epochs, or `budget_trials` full trials (a full trial: `problem.epochs` on every fold)."""
@@ -230,10 +240,12 @@ def run_problem(
             )
         values = [t.best_value for t in traces.values()]
         best_any = max(values) if direction == "maximize" else min(values)
-        scored: dict[str, float] = {}
+        scored: dict[str, list[float]] = {}
         for name, trace in traces.items():
             key = json.dumps(trace.best_params, sort_keys=True)
-            scored.setdefault(key, test_score(problem, data, trace.best_params, seed))
+            if key not in scored:
+                scored[key] = [round(test_score(problem, data, trace.best_params, s), 5)
+                               for s in retrain_seeds(seed, retrains)]  # fmt: skip
             events = (extended if name == "random_unpruned" else trace).events
             near_epochs, near_s = near_mark(events, best_any, direction)
             rows.append(
@@ -246,7 +258,9 @@ def run_problem(
                     "wall_s": trace.wall_s,
                     "trials": len(trace.events),
                     "best_val": round(trace.best_value, 5),
-                    "test": round(scored[key], 5),
+                    "test": round(statistics.mean(scored[key]), 5),
+                    "test_single": scored[key][0],
+                    "test_retrains": scored[key],
                     "near_epochs": near_epochs,
                     "near_s": near_s,
                     "searched_epochs": events[-1][0],
@@ -256,7 +270,7 @@ def run_problem(
                     "selection": trace.selection,
                 }
             )
-            print(f"    {name}: test {scored[key]:.4f}, near best at {near_epochs} epochs", flush=True)
+            print(f"    {name}: test {statistics.mean(scored[key]):.4f}, near best at {near_epochs} epochs", flush=True)
     return rows
 
 
@@ -394,7 +408,7 @@ def save(run: Run, args: argparse.Namespace, rows: list[dict], seconds: float, m
         "quick": args.quick,
         "budget_trials": args.budget_trials,
         "total_s": round(seconds, 1),
-        # with --rescore: each row's test is the mean of this many retrains of its configuration
+        # each row's test: the mean of this many retrains of its configuration
         **({"retrains": max(len(r.get("test_retrains") or [1]) for r in rows)} if rows else {}),
         "summary": summary,
         "targets": targets(summary, pairs),
@@ -428,11 +442,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--project", type=Path, default=ROOT, help="a project after `dvc repro` (its processed data)")
     ap.add_argument("--merge", type=Path, nargs="+", help="combine the runs of earlier outputs into --out")
     ap.add_argument("--rescore", type=Path, help="an earlier output: every row's test score from --retrains retrains")
-    ap.add_argument("--retrains", type=int, default=5, help="with --rescore: retrains per chosen configuration")
+    ap.add_argument("--retrains", type=int, default=5, help="retrains of each chosen configuration for its test score")
     args = ap.parse_args(argv)
+    if args.retrains < 1:
+        ap.error(f"--retrains {args.retrains}: give 1 or more retrains of each chosen configuration")
     if args.rescore:
-        if args.retrains < 2:
-            ap.error("--retrains: at least 2 (the first is the original retrain)")
         earlier = load(args.rescore)
         args.budget_trials = earlier["figures"].get("budget_trials")
         seconds = earlier["figures"]["total_s"]
@@ -443,7 +457,10 @@ def main(argv: list[str] | None = None) -> int:
 
         configure_tensorflow()
         warnings.filterwarnings("ignore", module="keras")
-        rows = rescore(earlier["figures"]["runs"], args.retrains, args.project.resolve(), args.epochs, save_rows)
+        try:
+            rows = rescore(earlier["figures"]["runs"], args.retrains, args.project.resolve(), args.epochs, save_rows)
+        except ValueError as err:
+            ap.error(f"--rescore {args.rescore}: {err}")
         result = save_rows(rows)
         print_tables(result["summary"], result["targets"], result.get("paired"))
         return 0
@@ -470,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         problem = problems(args.quick, args.project.resolve())[name]
         problem.epochs = args.epochs or problem.epochs
         for seed in range(args.first_seed, args.first_seed + args.seeds):  # saved after every seed too
-            rows += run_problem(problem, [seed], args.methods, args.random_extra, args.budget_trials)
+            rows += run_problem(problem, [seed], args.methods, args.random_extra, args.budget_trials, args.retrains)
             result = save(run, args, rows, time.perf_counter() - started)
     print_tables(result["summary"], result["targets"], result.get("paired"))
     print(f"\n{result['total_s']:.0f} s")

@@ -41,7 +41,8 @@ def test_quick_comparison_on_digits(digits, tmp_path):
     out = tmp_path / "eff.json"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.search_efficiency", "--project", str(digits), "--problems",
-         "digits", "--seeds", "1", "--quick", "--random-extra", "2", "--methods", *METHODS, "--out", str(out)],
+         "digits", "--seeds", "1", "--quick", "--random-extra", "2", "--retrains", "1", "--methods", *METHODS,
+         "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900, env=_env(),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -80,16 +81,18 @@ def test_budget_in_full_trials_is_every_methods_budget(digits, tmp_path):
     out = tmp_path / "eff.json"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.search_efficiency", "--project", str(digits), "--problems",
-         "digits", "--seeds", "2", "--quick", "--budget-trials", "4", "--methods", *BUDGETED, "--out", str(out)],
+         "digits", "--seeds", "2", "--quick", "--budget-trials", "4", "--retrains", "2", "--methods", *BUDGETED,
+         "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900, env=_env(),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     result = load(out)["figures"]
-    assert result["budget_trials"] == 4
+    assert result["budget_trials"] == 4 and result["retrains"] == 2
     assert {r["method"] for r in result["runs"]} == set(BUDGETED)
     for r in result["runs"]:
         assert r["budget"] == 16, r
         assert 0.5 < r["test"] <= 1.0, r
+        assert len(r["test_retrains"]) == 2 and r["test"] == pytest.approx(sum(r["test_retrains"]) / 2, abs=1e-5)
         if r["method"] != "tunebench":
             assert 0 < r["epochs"] <= 16 and r["searched_epochs"] <= 16, (r["method"], r["epochs"])
             continue
@@ -198,6 +201,12 @@ def test_rescore_averages_retrains_of_each_chosen_configuration(digits, tmp_path
     resumed = tmp_path / "resumed.json"
     assert main(["--rescore", str(out), *args[:-1], str(resumed)]) == 0
     assert load(resumed)["figures"]["runs"] == result["runs"]  # nothing left to retrain: the same values
+    with pytest.raises(SystemExit):  # fewer retrains than the rows have: refused, not silently cut
+        main(["--rescore", str(out), *args[:-3], "1", "--out", str(tmp_path / "fewer.json")])
+    extended = tmp_path / "extended.json"
+    assert main(["--rescore", str(out), *args[:-3], "3", "--out", str(extended)]) == 0
+    for before, after in zip(result["runs"], load(extended)["figures"]["runs"], strict=True):
+        assert after["test_retrains"][:2] == before["test_retrains"] and len(after["test_retrains"]) == 3
     unrescored = tmp_path / "unrescored.json"
     figures["runs"] = [row("keras_tuner_random", other)]
     unrescored.write_text(json.dumps({k: {"figures": figures, "command": "run"}.get(k, {}) for k in SCHEMA}))
