@@ -450,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         earlier = load(args.rescore)
         args.budget_trials = earlier["figures"].get("budget_trials")
         seconds = earlier["figures"]["total_s"]
-        merged = [earlier["command"], *(earlier["figures"].get("merged") or [])]
+        merged = [*(earlier["figures"].get("merged") or []), earlier["command"]]
 
         def save_rows(rows):
             return save(run, args, rows, seconds + run.seconds(), merged=merged)
@@ -473,8 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = {(r["problem"], r["seed"], r["method"]): r for d in done for r in d["runs"]}  # a later run replaces
         if len({len(r.get("test_retrains") or [1]) for r in rows.values()}) > 1:
             ap.error("--merge: the rows' test scores come from different numbers of retrains; --rescore them alike")
-        result = save(run, args, list(rows.values()), sum(d["total_s"] for d in done),
-                      merged=[p["command"] for p in parts])  # fmt: skip
+        commands = [c for p in parts for c in [*(p["figures"].get("merged") or []), p["command"]]]  # provenance
+        result = save(run, args, list(rows.values()), sum(d["total_s"] for d in done), merged=commands)
         print_tables(result["summary"], result["targets"], result.get("paired"))
         return 0
     if args.methods[0] != "keras_tuner_hyperband" and not args.budget_trials:

@@ -156,6 +156,7 @@ def test_merge_replaces_a_methods_rows_and_refuses_mixed_budgets(tmp_path):
     rerun = result("b.json", 30, [row("tunebench", 0, 0.99), row("tunebench", 1, 0.98)])
     out = tmp_path / "merged.json"
     assert main(["--merge", str(first), str(rerun), "--out", str(out)]) == 0
+    assert load(out)["figures"]["merged"] == ["run a.json", "run b.json"]  # where the rows came from
     runs = load(out)["figures"]["runs"]
     assert sorted((r["method"], r["seed"], r["test"]) for r in runs) == [
         ("optuna_tpe_median", 0, 0.97), ("optuna_tpe_median", 1, 0.97), ("tunebench", 0, 0.99), ("tunebench", 1, 0.98)
