@@ -26,11 +26,14 @@ output's (problem, seed, method) replacing an earlier one's; a method's near-bes
 relative to the methods of its own run.
 
 One retrain's test score moves by about as much as the methods differ, so each chosen configuration
-is retrained `--retrains` times (default 5; seed + 1000 k for the k-th) and its row's test score is
-their mean (`test_retrains` keeps the values, `test_single` the first): the comparison is between the
-configurations the methods chose rather than their retrains' luck. `--rescore FILE` does the same for
-an earlier output whose rows have fewer retrains (the first kept), saving after every row; rerun with
-the output as FILE to resume.
+is retrained `--retrains` times (default 5) and its row's test score is their mean (`retrain_seeds`
+and `test_retrains` keep the seeds and scores): the comparison is between the configurations the
+methods chose rather than their retrains' luck. The retrain seeds (seed + 1000 k, k = 1..K) are
+never one a search trained with (the search seed plus the fold), so no retrain replays the
+initialization that won a trial its place. `--rescore FILE` brings an earlier output to K retrains,
+training only the missing seeds (rows scored by one retrain on the search seed, as this benchmark did
+before, keep that score as `test_single`, outside the mean), saving after every row; rerun with the
+output as FILE to resume.
 
     python -m benchmarks.search_efficiency                       # 3 problems x 3 seeds (~45 min a problem here)
     python -m benchmarks.search_efficiency --problems digits --seeds 1 --quick
@@ -158,40 +161,51 @@ def test_score(problem: Problem, data, params: dict, seed: int) -> float:
 
 
 def retrain_seeds(seed: int, retrains: int) -> list[int]:
-    """The K retrain seeds of a row searched with `seed`: the original retrain's first."""
-    return [seed + 1000 * k for k in range(retrains)]
+    """The seeds of the K retrains of a configuration chosen by a search with `seed`: none of them one the
+    searches trained with (`seed` plus the fold)."""
+    return [seed + 1000 * k for k in range(1, retrains + 1)]
+
+
+def retrain_count(row: dict) -> int:
+    """How many retrains a row's test score averages; 0: one retrain on the search seed itself (rows of
+    this benchmark from before `--retrains`)."""
+    return len(row.get("retrain_seeds") or [])
 
 
 def rescore(rows: list[dict], retrains: int, project: Path, epochs: int | None, save_rows) -> list[dict]:
     """Each row's test score as the mean of `retrains` retrains of its chosen configuration: a row's
-    earlier retrains are kept and only the missing ones trained (one configuration chosen by several
-    methods of a seed is retrained once); `save_rows(rows)` after every row.
+    retrains on `retrain_seeds` are kept and only the missing ones trained (one configuration chosen by
+    several methods of a seed is retrained once); `save_rows(rows)` after every row.
 
     Raises:
-        ValueError: a row already has more retrains than `retrains`.
+        ValueError: a row has retrains on other seeds (e.g. more than `retrains`).
     """
     from pipeline.features import ProcessedData  # noqa: PLC0415
 
     by_name = {p.name: p for p in problems(False, project).values()}
-    done: dict[tuple, list[float]] = {}
+    done: dict[tuple, dict[int, float]] = {}
     for i, row in enumerate(rows):
-        have = row.get("test_retrains") or [row["test"]]
-        if len(have) > retrains:
-            raise ValueError(f"{row['problem']} seed {row['seed']} {row['method']}: {len(have)} retrains already, "
-                             f"more than --retrains {retrains}")  # fmt: skip
-        if len(have) == retrains and "test_retrains" in row:
+        seeds = retrain_seeds(row["seed"], retrains)
+        have = dict(zip(row.get("retrain_seeds", []), row.get("test_retrains", []), strict=True))
+        if extra := sorted(set(have) - set(seeds)):
+            name = f"{row['problem']} seed {row['seed']} {row['method']}"
+            raise ValueError(f"{name}: retrains on seeds {extra}, not among --retrains {retrains}'s {seeds}")
+        if len(have) == retrains:
             continue
         problem = by_name[row["problem"]]
         problem.epochs = epochs or problem.epochs
         data = ProcessedData.load(project / "data" / "processed" / problem.dataset)
         key = (row["problem"], row["seed"], json.dumps(row["best_params"], sort_keys=True))
-        if key not in done:
-            seeds = retrain_seeds(row["seed"], retrains)[len(have) :]
-            done[key] = list(have) + [round(test_score(problem, data, row["best_params"], s), 5) for s in seeds]
-        rows[i] = {**row, "test_single": done[key][0], "test_retrains": done[key],
-                   "test": round(statistics.mean(done[key]), 5)}  # fmt: skip
+        scores = done.setdefault(key, dict(have))
+        for s in seeds:
+            if s not in scores:
+                scores[s] = round(test_score(problem, data, row["best_params"], s), 5)
+        single = {"test_single": row.get("test_single", row["test"])} if "retrain_seeds" not in row else {}
+        values = [scores[s] for s in seeds]
+        rows[i] = {**row, **single, "retrain_seeds": seeds, "test_retrains": values,
+                   "test": round(statistics.mean(values), 5)}  # fmt: skip
         print(f"  {row['problem']} seed {row['seed']} {row['method']}: test {rows[i]['test']:.4f} "
-              f"over {retrains} retrains {done[key]}", flush=True)  # fmt: skip
+              f"over {retrains} retrains {values}", flush=True)  # fmt: skip
         save_rows(rows)
     return rows
 
@@ -259,7 +273,7 @@ def run_problem(
                     "trials": len(trace.events),
                     "best_val": round(trace.best_value, 5),
                     "test": round(statistics.mean(scored[key]), 5),
-                    "test_single": scored[key][0],
+                    "retrain_seeds": retrain_seeds(seed, retrains),
                     "test_retrains": scored[key],
                     "near_epochs": near_epochs,
                     "near_s": near_s,
@@ -408,8 +422,8 @@ def save(run: Run, args: argparse.Namespace, rows: list[dict], seconds: float, m
         "quick": args.quick,
         "budget_trials": args.budget_trials,
         "total_s": round(seconds, 1),
-        # each row's test: the mean of this many retrains of its configuration
-        **({"retrains": max(len(r.get("test_retrains") or [1]) for r in rows)} if rows else {}),
+        # each row's test: the mean of this many retrains of its configuration (`retrain_count`)
+        **({"retrains": max(retrain_count(r) for r in rows)} if rows else {}),
         "summary": summary,
         "targets": targets(summary, pairs),
         **({"paired": pairs} if pairs else {}),
@@ -471,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         if any(d.get("budget_trials") != args.budget_trials for d in done):
             ap.error("--merge: the results have different --budget-trials; merge only runs of one budget")
         rows = {(r["problem"], r["seed"], r["method"]): r for d in done for r in d["runs"]}  # a later run replaces
-        if len({len(r.get("test_retrains") or [1]) for r in rows.values()}) > 1:
+        if len({retrain_count(r) for r in rows.values()}) > 1:
             ap.error("--merge: the rows' test scores come from different numbers of retrains; --rescore them alike")
         commands = [c for p in parts for c in [*(p["figures"].get("merged") or []), p["command"]]]  # provenance
         result = save(run, args, list(rows.values()), sum(d["total_s"] for d in done), merged=commands)

@@ -92,7 +92,8 @@ def test_budget_in_full_trials_is_every_methods_budget(digits, tmp_path):
     for r in result["runs"]:
         assert r["budget"] == 16, r
         assert 0.5 < r["test"] <= 1.0, r
-        assert len(r["test_retrains"]) == 2 and r["test"] == pytest.approx(sum(r["test_retrains"]) / 2, abs=1e-5)
+        assert r["retrain_seeds"] == [r["seed"] + 1000, r["seed"] + 2000]
+        assert r["test"] == pytest.approx(sum(r["test_retrains"]) / 2, abs=1e-5)
         if r["method"] != "tunebench":
             assert 0 < r["epochs"] <= 16 and r["searched_epochs"] <= 16, (r["method"], r["epochs"])
             continue
@@ -168,9 +169,10 @@ def test_merge_replaces_a_methods_rows_and_refuses_mixed_budgets(tmp_path):
 
 @pytest.mark.slow  # three real retrains of 2 epochs
 def test_rescore_averages_retrains_of_each_chosen_configuration(digits, tmp_path):
-    """`--rescore` keeps the original retrain's score as the first, retrains each chosen configuration of a
-    seed once more per extra retrain (two methods that chose the same one share it), makes `test` the mean,
-    resumes from its own output without retraining, and `--merge` refuses rows rescored differently."""
+    """`--rescore` retrains each chosen configuration of a seed on seeds no search trained with (two methods
+    that chose the same one share its retrains), makes `test` their mean and keeps the old one-retrain score
+    apart, resumes from its own output without retraining, extends to more retrains keeping the earlier ones,
+    refuses fewer; `--merge` refuses rows scored by different numbers of retrains."""
     from benchmarks.runner import SCHEMA
     from benchmarks.search_efficiency import main
 
@@ -182,34 +184,36 @@ def test_rescore_averages_retrains_of_each_chosen_configuration(digits, tmp_path
                 "trials": 4, "best_val": 0.9, "test": 0.5, "near_epochs": 4, "near_s": 1.0, "searched_epochs": 8,
                 "best_any_val": 0.9, "best_params": params, "rounds": None}  # fmt: skip
 
-    rows = [row("tunebench", same), row("optuna_tpe_median", same), row("random_unpruned", other)]
-    figures = {"quick": False, "budget_trials": 2, "total_s": 1.0, "runs": rows}
-    earlier = tmp_path / "earlier.json"
-    earlier.write_text(json.dumps({k: {"figures": figures, "command": "run"}.get(k, {}) for k in SCHEMA}))
+    def write(name: str, rows: list[dict]) -> Path:
+        path = tmp_path / name
+        figures = {"quick": False, "budget_trials": 2, "total_s": 1.0, "runs": rows}
+        path.write_text(json.dumps({k: {"figures": figures, "command": f"run {name}"}.get(k, {}) for k in SCHEMA}))
+        return path
+
+    earlier = write("earlier.json", [row("tunebench", same), row("optuna_tpe_median", same), row("random", other)])
     out = tmp_path / "rescored.json"
-    args = ["--project", str(digits), "--epochs", "2", "--retrains", "2", "--out", str(out)]
-    assert main(["--rescore", str(earlier), *args]) == 0
+    args = ["--project", str(digits), "--epochs", "2", "--retrains"]
+    assert main(["--rescore", str(earlier), *args, "2", "--out", str(out)]) == 0
     result = load(out)["figures"]
     runs = {r["method"]: r for r in result["runs"]}
-    assert result["retrains"] == 2
+    assert result["retrains"] == 2 and result["merged"] == ["run earlier.json"]
     for r in runs.values():
-        first, second = r["test_retrains"]
-        assert r["test_single"] == first == 0.5 and 0.5 < second <= 1.0  # a real 2-epoch retrain, not the fake
-        assert r["test"] == pytest.approx((first + second) / 2, abs=1e-5)
+        assert r["retrain_seeds"] == [1000, 2000]  # never the search's seed 0 (or 0 + fold)
+        assert r["test_single"] == 0.5 and all(0.5 < x <= 1.0 for x in r["test_retrains"])  # real retrains
+        assert r["test"] == pytest.approx(sum(r["test_retrains"]) / 2, abs=1e-5)  # the old score left out
     assert runs["tunebench"]["test_retrains"] == runs["optuna_tpe_median"]["test_retrains"]
     summary = {s["method"]: s["test"][0] for s in result["summary"]}
     assert summary["tunebench"] == pytest.approx(runs["tunebench"]["test"], abs=1e-4)  # the summary reads the mean
     resumed = tmp_path / "resumed.json"
-    assert main(["--rescore", str(out), *args[:-1], str(resumed)]) == 0
+    assert main(["--rescore", str(out), *args, "2", "--out", str(resumed)]) == 0
     assert load(resumed)["figures"]["runs"] == result["runs"]  # nothing left to retrain: the same values
     with pytest.raises(SystemExit):  # fewer retrains than the rows have: refused, not silently cut
-        main(["--rescore", str(out), *args[:-3], "1", "--out", str(tmp_path / "fewer.json")])
+        main(["--rescore", str(out), *args, "1", "--out", str(tmp_path / "fewer.json")])
     extended = tmp_path / "extended.json"
-    assert main(["--rescore", str(out), *args[:-3], "3", "--out", str(extended)]) == 0
+    assert main(["--rescore", str(out), *args, "3", "--out", str(extended)]) == 0
     for before, after in zip(result["runs"], load(extended)["figures"]["runs"], strict=True):
-        assert after["test_retrains"][:2] == before["test_retrains"] and len(after["test_retrains"]) == 3
-    unrescored = tmp_path / "unrescored.json"
-    figures["runs"] = [row("keras_tuner_random", other)]
-    unrescored.write_text(json.dumps({k: {"figures": figures, "command": "run"}.get(k, {}) for k in SCHEMA}))
+        assert after["retrain_seeds"] == [1000, 2000, 3000]
+        assert after["test_retrains"][:2] == before["test_retrains"] and after["test_single"] == 0.5
     with pytest.raises(SystemExit):
-        main(["--merge", str(unrescored), str(out), "--out", str(tmp_path / "mixed.json")])
+        main(["--merge", str(write("single.json", [row("keras_tuner_random", other)])), str(out),
+              "--out", str(tmp_path / "mixed.json")])  # fmt: skip
