@@ -129,14 +129,19 @@ def _train_folds(problem: Problem, data, params: dict, seed: int, trace: Trace, 
     return float(np.mean(scores))
 
 
-def run_optuna(problem: Problem, data, budget: int, seed: int, *, tpe: bool) -> Trace:
-    """Plain Optuna as a user writes it: TPE with a median pruner (`tpe`), or unpruned random search."""
+def run_optuna(problem: Problem, data, budget: int, seed: int, *, tpe: bool, hyperband: bool = False) -> Trace:
+    """Plain Optuna as a user writes it: TPE with a median pruner (`tpe`), TPE with Optuna's Hyperband pruner
+    from one report to a full trial (`hyperband`, the BOHB-like pairing), or unpruned random search."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _, direction = direction_of(data)
-    sampler = optuna.samplers.TPESampler(seed=seed) if tpe else optuna.samplers.RandomSampler(seed=seed)
-    pruner = optuna.pruners.MedianPruner() if tpe else optuna.pruners.NopPruner()
-    study = optuna.create_study(direction=direction, sampler=sampler, pruner=pruner)
     kfold = data.folds is not None
+    steps = len(data.folds) if kfold else problem.epochs  # a trial reports per fold with folds, else per epoch
+    sampler = optuna.samplers.TPESampler(seed=seed) if tpe else optuna.samplers.RandomSampler(seed=seed)
+    if hyperband:
+        pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=steps, reduction_factor=3)
+    else:
+        pruner = optuna.pruners.MedianPruner() if tpe else optuna.pruners.NopPruner()
+    study = optuna.create_study(direction=direction, sampler=sampler, pruner=pruner)
     trace = Trace()
     full = problem.epochs * (len(data.folds) if kfold else 1)
     while trace.epochs + full <= budget:

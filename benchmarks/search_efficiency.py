@@ -64,6 +64,7 @@ METHODS = {
     "keras_tuner_hyperband": lambda p, d, b, s: run_keras_tuner(p, d, b, s, hyperband=True, cut=b < UNBOUNDED),
     "tunebench": run_tunebench,
     "optuna_tpe_median": lambda p, d, b, s: run_optuna(p, d, b, s, tpe=True),
+    "optuna_tpe_hyperband": lambda p, d, b, s: run_optuna(p, d, b, s, tpe=True, hyperband=True),
     "random_unpruned": lambda p, d, b, s: run_optuna(p, d, b, s, tpe=False),
     "keras_tuner_random": lambda p, d, b, s: run_keras_tuner(p, d, b, s, hyperband=False),
     # tunebench's rounds on the whole budget, robust selection off: what selection's share of the budget buys
