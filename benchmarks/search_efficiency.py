@@ -1,6 +1,6 @@
 """Is the search worth it? tunebench against Keras Tuner, plain Optuna and unpruned random search.
 
-For every problem and seed, five methods search the same model family, data split and space
+For every problem and seed, six methods search the same model family, data split and space
 (`efficiency_methods.py`): Keras Tuner Hyperband runs first (one iteration, `max_epochs` = a
 full trial) and the epochs it trains are every other method's budget. Then each method's best
 configuration is retrained by the same code (the epochs of its best validation score found on
