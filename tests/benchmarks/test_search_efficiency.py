@@ -17,7 +17,7 @@ from benchmarks.runner import load
 from conftest import ROOT
 
 METHODS = ["keras_tuner_hyperband", "tunebench", "optuna_tpe_median", "random_unpruned"]
-BUDGETED = ["keras_tuner_hyperband", "tunebench", "optuna_tpe_median"]
+BUDGETED = ["keras_tuner_hyperband", "tunebench", "optuna_tpe_median", "optuna_tpe_hyperband"]
 
 
 def _env() -> dict:
@@ -70,11 +70,11 @@ def test_quick_comparison_on_digits(digits, tmp_path):
     assert saved["versions"]["keras-tuner"] and saved["command"].startswith("python -m benchmarks.search_efficiency")
 
 
-@pytest.mark.slow  # 2 seeds x 3 methods of real training: minutes
+@pytest.mark.slow  # 2 seeds x 4 methods of real training: minutes
 def test_budget_in_full_trials_is_every_methods_budget(digits, tmp_path):
     """`--budget-trials 4` on the quick setting (4-epoch trials) of digits, fetched and preprocessed on its
-    own (scikit-learn's builtin data): every method (the two whose budgets are sized in code, and one peer to
-    pair with), Keras Tuner Hyperband's iterations included, trains
+    own (scikit-learn's builtin data): every method (the two whose budgets are sized in code, and the two
+    Optuna scripts, one of them with the Hyperband pruner), Keras Tuner Hyperband's iterations included, trains
     at most 4 x 4 epochs, tunebench's two rounds are sized to add up to at most that (its epochs may pass
     it by less than one trial a round: with pruned trials reinvested, a round's last trial can start with
     part of a trial's budget left), and the summary pairs tunebench's test score with each peer's by seed."""
