@@ -31,9 +31,10 @@ and `test_retrains` keep the seeds and scores): the comparison is between the co
 methods chose rather than their retrains' luck. The retrain seeds (seed + 1000 k, k = 1..K) are
 never one a search trained with (the search seed plus the fold), so no retrain replays the
 initialization that won a trial its place. `--rescore FILE` brings an earlier output to K retrains,
-training only the missing seeds (rows scored by one retrain on the search seed, as this benchmark did
-before, keep that score as `test_single`, outside the mean), saving after every row; rerun with the
-output as FILE to resume.
+training only the missing seeds, as long as the row's trials were (`trial_epochs`; rows from before it
+was recorded need the earlier run's `--epochs`). Rows scored by one retrain on the search seed, as this
+benchmark did before, keep that score as `test_single`, outside the mean. It saves after every row;
+rerun with the output as FILE to resume.
 
     python -m benchmarks.search_efficiency                       # 3 problems x 3 seeds (~45 min a problem here)
     python -m benchmarks.search_efficiency --problems digits --seeds 1 --quick
@@ -167,6 +168,12 @@ def retrain_seeds(seed: int, retrains: int) -> list[int]:
     return [seed + 1000 * k for k in range(1, retrains + 1)]
 
 
+def retrain_scores(problem: Problem, data, params: dict, seeds: list[int], have: dict | None = None) -> list[float]:
+    """Test scores of `params` retrained on each of `seeds` (`test_score`), reusing those in `have`."""
+    have = have or {}
+    return [have[s] if s in have else round(test_score(problem, data, params, s), 5) for s in seeds]
+
+
 def retrain_count(row: dict) -> int:
     """How many retrains a row's test score averages; 0: one retrain on the search seed itself (rows of
     this benchmark from before `--retrains`)."""
@@ -178,8 +185,13 @@ def rescore(rows: list[dict], retrains: int, project: Path, epochs: int | None, 
     retrains on `retrain_seeds` are kept and only the missing ones trained (one configuration chosen by
     several methods of a seed is retrained once); `save_rows(rows)` after every row.
 
+    A row's trials were `trial_epochs` long (recorded by every run since `--retrains`); older rows take
+    `epochs` (the earlier run's `--epochs`), which must then be given: the retrains must train as long as
+    the search's trials did, and no default is assumed.
+
     Raises:
-        ValueError: a row has retrains on other seeds (e.g. more than `retrains`).
+        ValueError: a row has retrains on other seeds (e.g. more than `retrains`), or its trial length is
+            unknown or differs from `epochs`.
     """
     from pipeline.features import ProcessedData  # noqa: PLC0415
 
@@ -188,22 +200,25 @@ def rescore(rows: list[dict], retrains: int, project: Path, epochs: int | None, 
     for i, row in enumerate(rows):
         seeds = retrain_seeds(row["seed"], retrains)
         have = dict(zip(row.get("retrain_seeds", []), row.get("test_retrains", []), strict=True))
+        name = f"{row['problem']} seed {row['seed']} {row['method']}"
         if extra := sorted(set(have) - set(seeds)):
-            name = f"{row['problem']} seed {row['seed']} {row['method']}"
             raise ValueError(f"{name}: retrains on seeds {extra}, not among --retrains {retrains}'s {seeds}")
         if len(have) == retrains:
             continue
+        recorded = row.get("trial_epochs")
+        if recorded is None and epochs is None:
+            raise ValueError(f"{name}: its trial length is not recorded; give --epochs (the earlier run's --epochs; "
+                             "4 if it ran with --quick; else 6 for rt_polarity and Boston, 8 for digits)")  # fmt: skip
+        if recorded is not None and epochs not in (None, recorded):
+            raise ValueError(f"{name}: its trials were {recorded} epochs, not --epochs {epochs}")
         problem = by_name[row["problem"]]
-        problem.epochs = epochs or problem.epochs
+        problem.epochs = recorded or epochs
         data = ProcessedData.load(project / "data" / "processed" / problem.dataset)
         key = (row["problem"], row["seed"], json.dumps(row["best_params"], sort_keys=True))
-        scores = done.setdefault(key, dict(have))
-        for s in seeds:
-            if s not in scores:
-                scores[s] = round(test_score(problem, data, row["best_params"], s), 5)
+        done[key] = dict(zip(seeds, retrain_scores(problem, data, row["best_params"], seeds, done.get(key) or have)))
         single = {"test_single": row.get("test_single", row["test"])} if "retrain_seeds" not in row else {}
-        values = [scores[s] for s in seeds]
-        rows[i] = {**row, **single, "retrain_seeds": seeds, "test_retrains": values,
+        values = [done[key][s] for s in seeds]
+        rows[i] = {**row, **single, "trial_epochs": problem.epochs, "retrain_seeds": seeds, "test_retrains": values,
                    "test": round(statistics.mean(values), 5)}  # fmt: skip
         print(f"  {row['problem']} seed {row['seed']} {row['method']}: test {rows[i]['test']:.4f} "
               f"over {retrains} retrains {values}", flush=True)  # fmt: skip
@@ -259,8 +274,7 @@ def run_problem(
         for name, trace in traces.items():
             key = json.dumps(trace.best_params, sort_keys=True)
             if key not in scored:
-                scored[key] = [round(test_score(problem, data, trace.best_params, s), 5)
-                               for s in retrain_seeds(seed, retrains)]  # fmt: skip
+                scored[key] = retrain_scores(problem, data, trace.best_params, retrain_seeds(seed, retrains))
             events = (extended if name == "random_unpruned" else trace).events
             near_epochs, near_s = near_mark(events, best_any, direction)
             rows.append(
@@ -274,6 +288,7 @@ def run_problem(
                     "trials": len(trace.events),
                     "best_val": round(trace.best_value, 5),
                     "test": round(statistics.mean(scored[key]), 5),
+                    "trial_epochs": problem.epochs,
                     "retrain_seeds": retrain_seeds(seed, retrains),
                     "test_retrains": scored[key],
                     "near_epochs": near_epochs,

@@ -92,7 +92,7 @@ def test_budget_in_full_trials_is_every_methods_budget(digits, tmp_path):
     for r in result["runs"]:
         assert r["budget"] == 16, r
         assert 0.5 < r["test"] <= 1.0, r
-        assert r["retrain_seeds"] == [r["seed"] + 1000, r["seed"] + 2000]
+        assert r["retrain_seeds"] == [r["seed"] + 1000, r["seed"] + 2000] and r["trial_epochs"] == 4
         assert r["test"] == pytest.approx(sum(r["test_retrains"]) / 2, abs=1e-5)
         if r["method"] != "tunebench":
             assert 0 < r["epochs"] <= 16 and r["searched_epochs"] <= 16, (r["method"], r["epochs"])
@@ -192,13 +192,16 @@ def test_rescore_averages_retrains_of_each_chosen_configuration(digits, tmp_path
 
     earlier = write("earlier.json", [row("tunebench", same), row("optuna_tpe_median", same), row("random", other)])
     out = tmp_path / "rescored.json"
+    with pytest.raises(SystemExit):  # trial length not recorded in these rows: refused rather than assumed
+        main(["--rescore", str(earlier), "--project", str(digits), "--retrains", "2", "--out", str(out)])
+    assert not out.exists()
     args = ["--project", str(digits), "--epochs", "2", "--retrains"]
     assert main(["--rescore", str(earlier), *args, "2", "--out", str(out)]) == 0
     result = load(out)["figures"]
     runs = {r["method"]: r for r in result["runs"]}
     assert result["retrains"] == 2 and result["merged"] == ["run earlier.json"]
     for r in runs.values():
-        assert r["retrain_seeds"] == [1000, 2000]  # never the search's seed 0 (or 0 + fold)
+        assert r["retrain_seeds"] == [1000, 2000] and r["trial_epochs"] == 2  # never the search's seed 0 (+ fold)
         assert r["test_single"] == 0.5 and all(0.5 < x <= 1.0 for x in r["test_retrains"])  # real retrains
         assert r["test"] == pytest.approx(sum(r["test_retrains"]) / 2, abs=1e-5)  # the old score left out
     assert runs["tunebench"]["test_retrains"] == runs["optuna_tpe_median"]["test_retrains"]
@@ -207,6 +210,9 @@ def test_rescore_averages_retrains_of_each_chosen_configuration(digits, tmp_path
     resumed = tmp_path / "resumed.json"
     assert main(["--rescore", str(out), *args, "2", "--out", str(resumed)]) == 0
     assert load(resumed)["figures"]["runs"] == result["runs"]  # nothing left to retrain: the same values
+    with pytest.raises(SystemExit):  # the rows' recorded trial length wins; another --epochs is refused
+        main(["--rescore", str(out), "--project", str(digits), "--epochs", "3", "--retrains", "3",
+              "--out", str(tmp_path / "longer.json")])  # fmt: skip
     with pytest.raises(SystemExit):  # fewer retrains than the rows have: refused, not silently cut
         main(["--rescore", str(out), *args, "1", "--out", str(tmp_path / "fewer.json")])
     extended = tmp_path / "extended.json"
